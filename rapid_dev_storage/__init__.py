@@ -1,0 +1,54 @@
+"""rapid_dev_storage: an async key-value store for apps that want to keep data without a schema.
+
+``Storage(backend).get_group("USER")[user_id, "settings"]`` is a handle to one value;
+``await handle.set_value(v)``, ``await handle.get_value()``, ``await handle.update(fn)``.
+"""
+
+from ._api import Storage, StorageGroup, StorageValue, StoredValue
+from ._backend import StorageBackend
+from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
+from ._memory import MemoryBackend
+from ._sqlite import SQLiteBackend
+from ._types import AnyStorable, Keys, NoValue
+from .errors import (
+    CorruptRecordError,
+    IncompatibleStoreError,
+    InvalidKeyError,
+    InvalidNameError,
+    InvalidValueError,
+    LockTimeoutError,
+    StorageError,
+    StorageIOError,
+    StoreClosedError,
+    UnsupportedOperationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnyStorable",
+    "CallableCodec",
+    "Codec",
+    "CorruptRecordError",
+    "IncompatibleStoreError",
+    "InvalidKeyError",
+    "InvalidNameError",
+    "InvalidValueError",
+    "JSONCodec",
+    "Keys",
+    "LockTimeoutError",
+    "MemoryBackend",
+    "MsgpackCodec",
+    "NoValue",
+    "SQLiteBackend",
+    "Storage",
+    "StorageBackend",
+    "StorageError",
+    "StorageGroup",
+    "StorageIOError",
+    "StorageValue",
+    "StoreClosedError",
+    "StoredValue",
+    "UnsupportedOperationError",
+    "__version__",
+]

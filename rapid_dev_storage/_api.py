@@ -1,0 +1,197 @@
+"""The user-facing handles: `Storage` → `StorageGroup` → `StorageValue`."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, AsyncIterator, TypeVar
+
+from ._backend import StorageBackend
+from ._types import AnyStorable, Keys, NoValue, UpdateFunction
+from ._validate import check_group_name, check_keys
+from .errors import InvalidKeyError
+
+StorageT = TypeVar("StorageT", bound="Storage")
+
+
+class StorageValue:
+    """A handle to one record: a group and 1 to 5 keys. Cheap to create; holds no data."""
+
+    __slots__ = ("_backend", "_group_name", "_keys")
+
+    def __init__(self, backend: StorageBackend, group_name: str, *keys: str) -> None:
+        self._backend = backend
+        self._group_name = check_group_name(group_name)
+        self._keys = check_keys(keys, self._group_name)
+
+    @classmethod
+    def _checked(cls, backend: StorageBackend, group_name: str, keys: Keys) -> StorageValue:
+        # StorageGroup has already checked both; skip doing it twice on a hot path.
+        handle = cls.__new__(cls)
+        handle._backend, handle._group_name, handle._keys = backend, group_name, keys
+        return handle
+
+    @property
+    def group_name(self) -> str:
+        """The group this record belongs to."""
+        return self._group_name
+
+    @property
+    def keys(self) -> Keys:
+        """The record's keys."""
+        return self._keys
+
+    async def get_value(self, default: Any = NoValue) -> Any:
+        """Return the stored value, or ``default`` (`NoValue` unless given) when there is none.
+
+        A stored ``None`` is returned as ``None``. Lists and tuples come back as lists.
+        """
+        value = await self._backend.get_data(self._group_name, *self._keys)
+        return default if value is NoValue else value
+
+    async def set_value(self, value: AnyStorable) -> None:
+        """Store ``value``, replacing any previous one.
+
+        Raises:
+            InvalidValueError: the value holds something the codec cannot carry (a set, a
+                datetime, a non-str dict key, an int out of range...); nothing is written.
+
+        """
+        await self._backend.write_data(self._group_name, *self._keys, value=value)
+
+    async def clear_value(self) -> None:
+        """Remove the stored value; clearing an absent value is not an error."""
+        await self._backend.clear_by_keys(self._group_name, *self._keys)
+
+    async def update(self, fn: UpdateFunction) -> Any:
+        """Atomically replace the value with ``fn(current)``, and return the new value.
+
+        ``fn`` may be sync or async; it gets the current value or `NoValue`, and may return
+        `NoValue` to clear. Updates of one record never interleave within a process, nor across
+        processes on backends that implement compare-and-swap (all built-in ones). ``fn`` may be
+        called again if another process wrote in between, so it should only compute. It must not
+        write this same record itself (that raises `StorageError`).
+        """
+        return await self._backend.update_data(self._group_name, *self._keys, fn=fn)
+
+    def __repr__(self) -> str:
+        return f"<StorageValue group={self._group_name!r} keys={self._keys!r}>"
+
+
+StoredValue = StorageValue
+"""The original API's name for `StorageValue`."""
+
+
+class StorageGroup:
+    """A named set of records. ``group[k]`` or ``group[k1, ..., k5]`` gives a `StorageValue`.
+
+    ``async for keys, value in group`` iterates the whole group, like `all_items`.
+    """
+
+    __slots__ = ("_backend", "_group_name")
+
+    def __init__(self, backend: StorageBackend, group_name: str) -> None:
+        self._backend = backend
+        self._group_name = check_group_name(group_name)
+
+    @property
+    def name(self) -> str:
+        """The group's name."""
+        return self._group_name
+
+    def __getitem__(self, keys: str | tuple[str, ...]) -> StorageValue:
+        """Return the handle for ``keys``: one `str`, or a tuple of 1 to 5.
+
+        Raises:
+            InvalidKeyError: anything else, naming the bad key.
+
+        """
+        return StorageValue._checked(
+            self._backend, self._group_name, check_keys(keys, self._group_name)
+        )
+
+    def all_items(self, *prefix: str) -> AsyncIterator[tuple[Keys, Any]]:
+        """Stream ``(keys, value)`` for every record, or those whose keys start with ``prefix``.
+
+        Records are read a batch at a time, never the whole group at once; the order is
+        unspecified. Records written or cleared during iteration may or may not be seen.
+        """
+        if prefix:
+            return self._backend.get_all_by_key_prefix(self._group_name, *prefix)
+        return self._backend.get_all_by_group(self._group_name)
+
+    def __aiter__(self) -> AsyncIterator[tuple[Keys, Any]]:
+        return self.all_items()
+
+    async def clear_prefix(self, *prefix: str) -> None:
+        """Remove every record whose keys start with ``prefix`` (1 to 5 keys).
+
+        Raises:
+            InvalidKeyError: no prefix given (use `clear_group`), or a bad key.
+
+        """
+        if not prefix:
+            raise InvalidKeyError(
+                "clear_prefix() needs at least one key: use clear_group() to clear the whole "
+                f"group {self._group_name!r}",
+                group=self._group_name,
+                keys=prefix,
+            )
+        await self._backend.clear_by_key_prefix(self._group_name, *prefix)
+
+    async def clear_group(self) -> None:
+        """Remove every record of this group."""
+        await self._backend.clear_group(self._group_name)
+
+    def __repr__(self) -> str:
+        return f"<StorageGroup {self._group_name!r}>"
+
+
+class Storage:
+    """The entry point: ``Storage(backend)``. Subclass it to add app-specific accessors.
+
+    Closes its backend on `close` or at the end of ``async with``.
+    """
+
+    def __init__(self, backend: StorageBackend) -> None:
+        self._backend = backend
+
+    @property
+    def backend(self) -> StorageBackend:
+        """The backend this store reads and writes."""
+        return self._backend
+
+    def get_group(self, name: str) -> StorageGroup:
+        """Return the group called ``name`` (it exists once it holds a record).
+
+        Raises:
+            InvalidNameError: ``name`` is not a non-empty str.
+
+        """
+        return StorageGroup(self._backend, name)
+
+    async def list_groups(self) -> list[str]:
+        """Return the names of the groups that hold records, sorted.
+
+        Raises:
+            UnsupportedOperationError: the backend was written for the original contract.
+
+        """
+        return await self._backend.list_groups()
+
+    async def close(self) -> None:
+        """Close the backend; closing twice is harmless."""
+        await self._backend.close()
+
+    async def __aenter__(self: StorageT) -> StorageT:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._backend!r}>"

@@ -1,0 +1,307 @@
+"""`StorageBackend`: the contract every backend implements, and the policy shared by all of them.
+
+Public methods hold the policy (validation, encoding, update's retry loop, closing); a backend
+implements only the primitive hooks (``_read``, ``_write``, ``_swap``...) on bytes, the way
+filelock's ``acquire()`` holds the policy and each platform class only ``_acquire()``.
+
+A backend written for the original seven-method contract overrides the public methods instead and
+still works with `Storage`: `update_data` falls back to a read and a write under an in-process lock,
+`list_groups` raises `UnsupportedOperationError`, and `close` does nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, AsyncIterator, TypeVar
+
+from ._codecs import Codec, MsgpackCodec
+from ._locks import KeyLocks, check_not_updating, running_update_function
+from ._types import AnyStorable, Keys, NoValue, UpdateFunction
+from ._validate import check_group_name, check_keys, check_prefix, check_value
+from .errors import (
+    CorruptRecordError,
+    InvalidKeyError,
+    InvalidValueError,
+    StoreClosedError,
+    UnsupportedOperationError,
+)
+
+BackendT = TypeVar("BackendT", bound="StorageBackend")
+ScanItem = tuple[Keys, bytes]
+
+
+def record_label(group: str, keys: Keys) -> str:
+    """How errors name a record: ``group 'USER' keys ('42', 'settings')``."""
+    return f"group {group!r} keys {keys!r}"
+
+
+class StorageBackend:
+    """Where a store's records live. Subclass it to add a backend.
+
+    A new backend sets ``codec`` (in ``__init__``, by calling ours) and implements the hooks:
+    ``_read``, ``_write``, ``_swap``, ``_delete``, ``_delete_prefix``, ``_scan``, ``_list_groups``
+    and ``_close``; run `rapid_dev_storage.testing.BackendConformance` against it. Every hook
+    receives checked names and keys and encoded bytes, so it only stores and finds.
+    """
+
+    codec: Codec = MsgpackCodec()
+    location: str = "?"
+    """Where the records are (a path, a table), for error messages."""
+
+    _closed: bool = False
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self.codec = codec if codec is not None else MsgpackCodec()
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    async def create_backend_instance(
+        cls: type[BackendT],
+        path: Path | str,
+        name: str,
+        unique_identifier: int | str,
+        *,
+        serializer: Any = None,
+        deserializer: Any = None,
+    ) -> BackendT:
+        """Open (creating if needed) the store ``(name, unique_identifier)`` at ``path``.
+
+        Several stores can share one ``path``; each backend documents what ``path`` is.
+        """
+        raise UnsupportedOperationError(
+            f"{cls.__name__} does not implement create_backend_instance"
+        )
+
+    # --- the original contract --------------------------------------------------------------
+
+    async def write_data(self, group_name: str, *keys: str, value: AnyStorable) -> None:
+        """Store ``value`` under ``keys``, replacing what was there.
+
+        Raises:
+            InvalidKeyError, InvalidNameError: bad keys or group name; nothing is written.
+            InvalidValueError: the codec cannot carry ``value``; nothing is written.
+
+        """
+        group, checked = self._checked_record(group_name, keys)
+        check_not_updating(
+            self._lock_id(group, checked), "set_value()", record_label(group, checked)
+        )
+        await self._write(group, checked, self._encode(group, checked, value))
+
+    async def get_data(self, group_name: str, *keys: str) -> Any:
+        """Return the value stored under ``keys``, or `NoValue`.
+
+        Raises:
+            CorruptRecordError: the stored record does not decode.
+
+        """
+        group, checked = self._checked_record(group_name, keys)
+        data = await self._read(group, checked)
+        return NoValue if data is None else self._decode(group, checked, data)
+
+    async def clear_by_keys(self, group_name: str, *keys: str) -> None:
+        """Remove the value under ``keys``; nothing stored there is not an error."""
+        group, checked = self._checked_record(group_name, keys)
+        check_not_updating(
+            self._lock_id(group, checked), "clear_value()", record_label(group, checked)
+        )
+        await self._delete(group, checked)
+
+    async def clear_group(self, group_name: str) -> None:
+        """Remove every record of the group."""
+        group = self._checked_group(group_name)
+        await self._delete_prefix(group, ())
+
+    async def clear_by_key_prefix(self, group_name: str, *keys: str) -> None:
+        """Remove every record whose keys start with ``keys`` (1 to 5 of them).
+
+        An empty prefix is refused rather than read as "everything": use `clear_group` for that.
+        """
+        group = self._checked_group(group_name)
+        if not keys:
+            raise InvalidKeyError(
+                "clearing by prefix needs at least one key: use clear_group() to clear the whole "
+                f"group {group!r}",
+                group=group,
+                keys=keys,
+            )
+        await self._delete_prefix(group, check_keys(keys, group))
+
+    async def get_all_by_group(self, group_name: str) -> AsyncIterator[tuple[Keys, Any]]:
+        """Yield ``(keys, value)`` for every record of the group, streaming (order unspecified)."""
+        async for item in self.get_all_by_key_prefix(group_name):
+            yield item
+
+    async def get_all_by_key_prefix(
+        self, group_name: str, *keys: str
+    ) -> AsyncIterator[tuple[Keys, Any]]:
+        """Yield ``(keys, value)`` for the records whose keys start with ``keys``, streaming.
+
+        No prefix means the whole group. Order is unspecified.
+        """
+        group = self._checked_group(group_name)
+        prefix = check_prefix(keys, group)
+        async for record_keys, data in self._scan(group, prefix):
+            yield record_keys, self._decode(group, record_keys, data)
+
+    # --- what the original contract lacked --------------------------------------------------
+
+    async def update_data(self, group_name: str, *keys: str, fn: UpdateFunction) -> Any:
+        """Atomically replace the value under ``keys`` with ``fn(current)`` and return it.
+
+        ``fn`` (sync or async) gets the current value or `NoValue`; returning `NoValue` clears
+        the record. Within a process, updates of one record run one at a time. Across processes
+        the write is a compare-and-swap: if another process changed the record meanwhile, ``fn``
+        is called again with the new value, so ``fn`` should compute and not act.
+        A backend without ``_swap`` (one written for the original contract) is atomic only
+        within the process.
+        """
+        group, checked = self._checked_record(group_name, keys)
+        lock_id = self._lock_id(group, checked)
+        check_not_updating(lock_id, "update()", record_label(group, checked))
+        async with self._key_locks.hold(lock_id):
+            if type(self)._swap is StorageBackend._swap:
+                current = await self.get_data(group, *checked)
+                new = await self._call_update_function(fn, current, lock_id)
+                if new is NoValue:
+                    await self.clear_by_keys(group, *checked)
+                else:
+                    await self.write_data(group, *checked, value=new)
+                return new
+            while True:
+                data = await self._read(group, checked)
+                current = NoValue if data is None else self._decode(group, checked, data)
+                new = await self._call_update_function(fn, current, lock_id)
+                new_data = None if new is NoValue else self._encode(group, checked, new)
+                if await self._swap(group, checked, data, new_data):
+                    return new
+
+    async def list_groups(self) -> list[str]:
+        """Return the names of the groups that hold at least one record, sorted."""
+        self._check_open()
+        return sorted(await self._list_groups())
+
+    async def close(self) -> None:
+        """Release connections, threads and files; later calls raise `StoreClosedError`.
+
+        Closing twice is harmless.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self._close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    # --- hooks: what a backend implements -----------------------------------------------------
+
+    async def _read(self, group: str, keys: Keys) -> bytes | None:
+        """Return the stored bytes, or None."""
+        raise self._missing_hook("_read")
+
+    async def _write(self, group: str, keys: Keys, data: bytes) -> None:
+        """Store ``data``, replacing any previous record, atomically."""
+        raise self._missing_hook("_write")
+
+    async def _swap(
+        self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
+    ) -> bool:
+        """If the record's bytes are ``expected`` (None: absent), store ``new`` (None: delete).
+
+        Return whether it did; atomic against every other writer, in any process.
+        """
+        raise self._missing_hook("_swap")
+
+    async def _delete(self, group: str, keys: Keys) -> None:
+        """Remove one record if it exists."""
+        raise self._missing_hook("_delete")
+
+    async def _delete_prefix(self, group: str, prefix: Keys) -> None:
+        """Remove every record of ``group`` whose keys start with ``prefix`` (empty: all)."""
+        raise self._missing_hook("_delete_prefix")
+
+    def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
+        """Yield ``(keys, bytes)`` of matching records without holding them all in memory."""
+        raise self._missing_hook("_scan")
+
+    async def _list_groups(self) -> list[str]:
+        """Return the names of non-empty groups."""
+        raise self._missing_hook("_list_groups")
+
+    async def _close(self) -> None:
+        """Release resources; called once."""
+
+    # --- policy helpers ---------------------------------------------------------------------
+
+    @property
+    def _key_locks(self) -> KeyLocks:
+        # Created lazily: backends written for the original contract never call our __init__.
+        try:
+            return self.__dict__["_rds_key_locks"]  # type: ignore[no-any-return]
+        except KeyError:
+            locks = self.__dict__["_rds_key_locks"] = KeyLocks()
+            return locks
+
+    def _lock_id(self, group: str, keys: Keys) -> tuple[int, str, Keys]:
+        return (id(self), group, keys)
+
+    def _missing_hook(self, hook: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(
+            f"{type(self).__name__} does not implement {hook}(); a backend implements the hooks "
+            "or overrides the public methods (see StorageBackend)"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{type(self).__name__} at {self.location} is closed")
+
+    def _checked_group(self, group_name: str) -> str:
+        self._check_open()
+        return check_group_name(group_name)
+
+    def _checked_record(self, group_name: str, keys: tuple[str, ...]) -> tuple[str, Keys]:
+        group = self._checked_group(group_name)
+        return group, check_keys(keys, group)
+
+    def _encode(self, group: str, keys: Keys, value: Any) -> bytes:
+        codec = self.codec
+        try:
+            check_value(
+                value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+            )
+            return codec.dumps(value)
+        except InvalidValueError as exc:
+            message = f"cannot store {record_label(group, keys)}: {exc}"
+            raise InvalidValueError(message, group=group, keys=keys, path=exc.path) from None
+        except Exception as exc:
+            raise InvalidValueError(
+                f"cannot store {record_label(group, keys)}: the {codec.name} codec failed: {exc}",
+                group=group,
+                keys=keys,
+            ) from exc
+
+    def _decode(self, group: str, keys: Keys, data: bytes) -> Any:
+        try:
+            return self.codec.loads(data)
+        except Exception as exc:
+            raise CorruptRecordError(
+                f"{record_label(group, keys)} in {self.location} does not decode as "
+                f"{self.codec.name}: {exc}",
+                group=group,
+                keys=keys,
+                location=self.location,
+            ) from exc
+
+    async def _call_update_function(
+        self, fn: UpdateFunction, current: Any, lock_id: tuple[int, str, Keys]
+    ) -> Any:
+        with running_update_function(lock_id):
+            new = fn(current)
+            if inspect.isawaitable(new):
+                new = await new
+        return new

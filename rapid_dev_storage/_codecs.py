@@ -1,0 +1,156 @@
+"""Codecs: how a value becomes bytes. Small strategy objects, injected into a backend."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import msgpack
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns values into bytes and back.
+
+    ``name`` is recorded in the store, so that reopening it with another codec fails instead of
+    misreading records; ``extension`` names record files. ``allows_bytes`` and
+    ``allows_non_finite`` say which optional values it carries; every other value type is checked
+    before ``dumps`` is called. Errors from ``dumps`` and ``loads`` are wrapped by the caller.
+    """
+
+    name: str
+    extension: str
+    allows_bytes: bool
+    allows_non_finite: bool
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode a checked value."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Decode what `dumps` produced (or a hand edit of it)."""
+        ...
+
+
+class MsgpackCodec:
+    """The default: compact and fast; carries bytes, NaN and infinities."""
+
+    name = "msgpack"
+    extension = ".msgpack"
+    allows_bytes = True
+    allows_non_finite = True
+
+    def __init__(self) -> None:
+        # A Packer reused per thread: packb builds one per call (600 ns against 220 ns for a small
+        # dict), and a Packer's buffer must not be shared between threads.
+        self._local = threading.local()
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value`` as msgpack (str as str, bytes as bin, tuples as arrays)."""
+        try:
+            packer: msgpack.Packer = self._local.packer
+        except AttributeError:
+            packer = self._local.packer = msgpack.Packer(use_bin_type=True, datetime=False)
+        return packer.pack(value)  # type: ignore[no-any-return]  # msgpack's stubs say Any
+
+    def loads(self, data: bytes) -> Any:
+        """Decode msgpack; arrays come back as lists."""
+        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+
+    def __repr__(self) -> str:
+        return "MsgpackCodec()"
+
+
+class JSONCodec:
+    r"""For stores kept in git and edited by hand.
+
+    Pretty-printed, sorted keys, UTF-8 (not ``\u`` escapes), one final newline: equal values
+    always give identical bytes, so diffs show only real changes. Strict JSON: no bytes, no NaN.
+    """
+
+    name = "json"
+    extension = ".json"
+    allows_bytes = False
+    allows_non_finite = False
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value`` as pretty, sorted, UTF-8 JSON with a final newline."""
+        text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
+        return (text + "\n").encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        """Decode UTF-8 JSON."""
+        return json.loads(data.decode("utf-8"))
+
+    def __repr__(self) -> str:
+        return "JSONCodec()"
+
+
+class CallableCodec:
+    """Adapts the original API's ``serializer=``/``deserializer=`` callables to a codec."""
+
+    extension = ".bin"
+    allows_bytes = True
+    allows_non_finite = True
+
+    def __init__(
+        self,
+        serializer: Callable[[Any], bytes],
+        deserializer: Callable[[bytes], Any],
+        name: str = "custom",
+    ) -> None:
+        self.name = name
+        self._serializer = serializer
+        self._deserializer = deserializer
+
+    def dumps(self, value: Any) -> bytes:
+        """Call the serializer."""
+        return self._serializer(value)
+
+    def loads(self, data: bytes) -> Any:
+        """Call the deserializer."""
+        return self._deserializer(data)
+
+    def __repr__(self) -> str:
+        return f"CallableCodec({self._serializer!r}, {self._deserializer!r}, name={self.name!r})"
+
+
+_BY_NAME: dict[str, Callable[[], Codec]] = {"msgpack": MsgpackCodec, "json": JSONCodec}
+
+
+def resolve_codec(
+    codec: str | Codec | None,
+    serializer: Callable[[Any], bytes] | None = None,
+    deserializer: Callable[[bytes], Any] | None = None,
+) -> Codec | None:
+    """Return the codec a backend was asked for, or None when the store's own codec should be used.
+
+    Raises:
+        ValueError: for an unknown codec name, or a serializer without its deserializer.
+
+    """
+    if serializer is not None or deserializer is not None:
+        if serializer is None or deserializer is None:
+            raise ValueError("serializer= and deserializer= go together: give both or neither")
+        if codec is not None:
+            raise ValueError("give either codec= or serializer=/deserializer=, not both")
+        return CallableCodec(serializer, deserializer)
+    if codec is None:
+        return None
+    if isinstance(codec, str):
+        try:
+            return _BY_NAME[codec]()
+        except KeyError:
+            known = ", ".join(sorted(_BY_NAME))
+            raise ValueError(
+                f"unknown codec {codec!r}: use one of {known}, or a Codec object"
+            ) from None
+    if not isinstance(codec, Codec):
+        raise TypeError(f"codec must be a name or a Codec object, not {type(codec).__name__}")
+    return codec
+
+
+def codec_by_name(name: str) -> Codec:
+    """Return a fresh codec for a name recorded in a store."""
+    return _BY_NAME[name]()

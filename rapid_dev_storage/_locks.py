@@ -1,0 +1,64 @@
+"""In-process exclusion for `update`: one asyncio lock per record, and a guard against re-entry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from typing import AsyncIterator, Hashable, Iterator
+
+from .errors import StorageError
+
+# The records whose update function is running in this task (and in tasks it starts). A write to
+# one of them from inside its own update function would be overwritten, and a nested update of it
+# would wait for itself forever: both fail loudly instead.
+_updating: contextvars.ContextVar[frozenset[Hashable]] = contextvars.ContextVar(
+    "rapid_dev_storage_updating", default=frozenset()
+)
+
+
+def check_not_updating(record: Hashable, action: str, label: str) -> None:
+    """Raise if ``record``'s update function is what is calling."""
+    active = _updating.get()
+    if active and record in active:
+        raise StorageError(
+            f"{action} of {label} from inside its own update() function: return the new value "
+            "from the function instead"
+        )
+
+
+@contextlib.contextmanager
+def running_update_function(record: Hashable) -> Iterator[None]:
+    """Mark ``record`` as being updated while its update function runs."""
+    token = _updating.set(_updating.get() | {record})
+    try:
+        yield
+    finally:
+        _updating.reset(token)
+
+
+class KeyLocks:
+    """Asyncio locks created on demand per record and dropped when nobody holds or awaits them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, record: Hashable) -> AsyncIterator[None]:
+        """Hold ``record``'s lock."""
+        lock, users = self._locks.get(record, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[record] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[record]
+            if users == 1:
+                del self._locks[record]
+            else:
+                self._locks[record] = (lock, users - 1)

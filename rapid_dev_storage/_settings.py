@@ -1,0 +1,62 @@
+"""One place resolves settings: the argument, else ``RAPID_DEV_STORAGE_<NAME>``, else a default."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Literal, TypeVar
+
+T = TypeVar("T")
+
+Durability = Literal["full", "fast"]
+"""``full``: a write whose ``await`` returned survives power loss (on an honest disk).
+``fast``: writes stay atomic against a process crash, but the newest may be lost with the power."""
+
+DURABILITY_LEVELS: tuple[Durability, ...] = ("full", "fast")
+
+ENV_PREFIX = "RAPID_DEV_STORAGE_"
+
+
+def resolve(name: str, argument: T | None, default: T, parse: Callable[[str], T]) -> T:
+    """Return ``argument`` if given, else the parsed environment variable, else ``default``.
+
+    Raises:
+        ValueError: the environment variable's value does not parse; the message names it.
+
+    """
+    if argument is not None:
+        return argument
+    variable = ENV_PREFIX + name.upper()
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {variable}={raw!r} is not valid: {exc}") from exc
+
+
+def parse_durability(text: str) -> Durability:
+    """Accept one of `DURABILITY_LEVELS`."""
+    if text in DURABILITY_LEVELS:
+        return text
+    raise ValueError(f"durability must be one of {', '.join(DURABILITY_LEVELS)}, not {text!r}")
+
+
+def parse_seconds(text: str) -> float:
+    """Accept a non-negative number of seconds."""
+    seconds = float(text)
+    if not seconds >= 0:
+        raise ValueError(f"a timeout must be a number of seconds >= 0, not {text!r}")
+    return seconds
+
+
+def resolve_durability(argument: str | None) -> Durability:
+    """Return the durability level for a new backend instance."""
+    checked = parse_durability(argument) if argument is not None else None
+    return resolve("durability", checked, "full", parse_durability)
+
+
+def resolve_lock_timeout(argument: float | None) -> float:
+    """Return how long to wait for another process's lock before `LockTimeoutError`."""
+    checked = parse_seconds(str(argument)) if argument is not None else None
+    return resolve("lock_timeout", checked, 10.0, parse_seconds)

@@ -1,0 +1,33 @@
+"""Shared types: the `NoValue` sentinel and the shapes of keys and values."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Awaitable, Callable, Literal, Tuple, Union
+
+
+class _NoValueType(enum.Enum):
+    """Type of `NoValue`; an enum so that ``value is NoValue`` narrows types in mypy."""
+
+    NoValue = "NoValue"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NoValue"
+
+
+NoValue: Literal[_NoValueType.NoValue] = _NoValueType.NoValue
+"""Returned where no value is stored: distinct from a stored ``None``, and falsy."""
+
+Keys = Tuple[str, ...]
+"""A composite key: 1 to 5 strings."""
+
+AnyStorable = Union[
+    None, bool, int, float, str, bytes, "list[Any]", "tuple[Any, ...]", "dict[str, Any]"
+]
+"""What a value may be. Containers nest; bytes only where the codec carries them."""
+
+UpdateFunction = Callable[[Any], Any | Awaitable[Any]]
+"""Given the current value (or `NoValue`), returns the new one, directly or as an awaitable."""
