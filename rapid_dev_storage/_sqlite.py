@@ -63,7 +63,7 @@ def _prefix_condition(width: int) -> str:
 
 
 def _tail(width: int) -> str:
-    """The ordering columns after a prefix of ``width`` keys."""
+    """Return the ordering columns after a prefix of ``width`` keys."""
     return ", ".join((*_KEY_COLUMNS[width:], "key_count"))
 
 

@@ -1,0 +1,27 @@
+"""The shipped conformance suite, run against every built-in backend and codec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rapid_dev_storage import MemoryBackend, SQLiteBackend, StorageBackend
+from rapid_dev_storage.testing import BackendConformance
+
+
+class TestMemoryBackend(BackendConformance):
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return MemoryBackend(codec)
+
+
+class TestSQLiteFile(BackendConformance):
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return await SQLiteBackend.create_backend_instance(
+            directory / "store.sqlite3", "conformance", 1, codec=codec, durability="fast"
+        )
+
+
+class TestSQLiteInMemory(BackendConformance):
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return await SQLiteBackend.create_backend_instance(
+            ":memory:", "conformance", 1, codec=codec
+        )
