@@ -1,0 +1,274 @@
+"""What SQLiteBackend adds to the conformance suite: files, processes, namespaces, SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from rapid_dev_storage import (
+    CorruptRecordError,
+    IncompatibleStoreError,
+    InvalidNameError,
+    LockTimeoutError,
+    SQLiteBackend,
+    Storage,
+)
+from rapid_dev_storage._sqlite import STORES_TABLE, _Queries, table_name
+
+WORKER = Path(__file__).with_name("_worker.py")
+
+
+async def open_store(
+    path: Path | str, name: str = "app", uid: int | str = 1, **options: object
+) -> Storage:
+    return Storage(await SQLiteBackend.create_backend_instance(path, name, uid, **options))  # type: ignore[arg-type]
+
+
+async def count_in_processes(path: Path, command: str) -> int:
+    """Run 4 processes x 100 increments of one counter and return the final count."""
+    async with await open_store(path, "shared", 1, durability="fast") as store:
+        await store.get_group("G")["counter"].set_value(0)
+    processes = [
+        await asyncio.create_subprocess_exec(sys.executable, str(WORKER), command, str(path), "100")
+        for _ in range(4)
+    ]
+    for process in processes:
+        assert await process.wait() == 0
+    async with await open_store(path, "shared", 1) as store:
+        count: int = await store.get_group("G")["counter"].get_value()
+    return count
+
+
+async def test_update_is_atomic_across_processes(tmp_path: Path) -> None:
+    assert await count_in_processes(tmp_path / "db.sqlite3", "sqlite-increment") == 400
+
+
+async def test_unlocked_read_then_write_loses_updates(tmp_path: Path) -> None:
+    """The control: without update(), the same workload loses increments, so the test can fail."""
+    assert await count_in_processes(tmp_path / "db.sqlite3", "sqlite-increment-unsafe") < 400
+
+
+async def test_two_instances_see_each_others_writes(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path) as first, await open_store(path) as second:
+        await first.get_group("G")["k"].set_value(1)
+        assert await second.get_group("G")["k"].get_value() == 1
+        await second.get_group("G")["k"].set_value(2)
+        assert await first.get_group("G")["k"].get_value() == 2
+        await second.get_group("G").clear_group()
+        assert await first.list_groups() == []
+
+
+async def test_stores_share_a_file_without_mixing(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    names = [
+        ("main store", 42),
+        ("main store", 43),
+        ("main store", "42:x"),
+        ("main store:42", "x"),
+        ('evil"; DROP TABLE x; --', 1),
+        ("[bracket]", "%3A"),
+    ]
+    for name, uid in names:
+        async with await open_store(path, name, uid) as store:
+            await store.get_group("G")["who"].set_value([name, str(uid)])
+    for name, uid in names:
+        async with await open_store(path, name, uid) as store:
+            assert await store.get_group("G")["who"].get_value() == [name, str(uid)]
+    with sqlite3.connect(path) as connection:
+        tables = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        rows = connection.execute(
+            f"SELECT name, unique_identifier, table_name FROM {STORES_TABLE}"
+        ).fetchall()
+    connection.close()
+    assert tables == {STORES_TABLE} | {table_name(n, str(u)) for n, u in names}
+    assert len(rows) == len(names)
+
+
+async def test_int_and_str_identifiers_name_the_same_store(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, "app", 7) as store:
+        await store.get_group("G")["k"].set_value("seven")
+    async with await open_store(path, "app", "7") as store:
+        assert await store.get_group("G")["k"].get_value() == "seven"
+
+
+@pytest.mark.parametrize(
+    ("name", "uid"), [("", 1), (None, 1), ("app", None), ("app", 1.5), ("app", True), ("a\x00b", 1)]
+)
+async def test_bad_store_names_are_refused(tmp_path: Path, name: object, uid: object) -> None:
+    with pytest.raises(InvalidNameError):
+        await SQLiteBackend.create_backend_instance(tmp_path / "db", name, uid)  # type: ignore[arg-type]
+    assert not (tmp_path / "db").exists()
+
+
+async def test_reopen_keeps_data_and_codec(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, codec="json") as store:
+        await store.get_group("G")["k"].set_value({"theme": "dark"})
+    async with await open_store(path) as store:
+        assert store.backend.codec.name == "json"
+        assert await store.get_group("G")["k"].get_value() == {"theme": "dark"}
+    with pytest.raises(IncompatibleStoreError, match="codec 'json', not 'msgpack'"):
+        await open_store(path, codec="msgpack")
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"UPDATE {STORES_TABLE} SET format_version = 99")
+    connection.close()
+    with pytest.raises(IncompatibleStoreError, match="format version 99"):
+        await open_store(path)
+
+
+async def test_json_values_are_queryable_in_sql(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, codec="json") as store:
+        await store.get_group("USER")["u1", "settings"].set_value({"theme": "dark"})
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            f'SELECT group_name, k1, k2, key_count, json_extract(CAST(data AS TEXT), "$.theme") '
+            f'FROM "{table_name("app", "1")}"'
+        ).fetchall()
+    connection.close()
+    assert rows == [("USER", "u1", "settings", 2, "dark")]
+
+
+async def test_corrupt_record_is_reported_and_others_stay_readable(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, codec="json") as store:
+        group = store.get_group("G")
+        await group["good"].set_value(1)
+        await group["bad"].set_value(2)
+        with sqlite3.connect(path) as connection:
+            connection.execute(
+                f"UPDATE \"{table_name('app', '1')}\" SET data = X'7b0a3c3c3c' WHERE k1 = 'bad'"
+            )
+        connection.close()
+        with pytest.raises(CorruptRecordError) as caught:
+            await group["bad"].get_value()
+        assert caught.value.group == "G"
+        assert caught.value.keys == ("bad",)
+        assert str(path) in str(caught.value)
+        assert await group["good"].get_value() == 1
+        with pytest.raises(CorruptRecordError):
+            _ = [item async for item in group.all_items()]
+        await group["bad"].set_value(3)
+        assert await group["bad"].get_value() == 3
+
+
+async def test_writes_time_out_on_a_held_lock_while_reads_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, lock_timeout=0.2) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value("before")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(LockTimeoutError, match="lock"):
+                await handle.set_value("blocked")
+            with pytest.raises(LockTimeoutError):
+                await handle.update(lambda current: "blocked")
+            assert await handle.get_value() == "before"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await handle.set_value("after")
+        assert await handle.get_value() == "after"
+
+
+async def test_durability_maps_to_synchronous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def synchronous(store: Storage) -> int:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        return int(backend._writer.execute("PRAGMA synchronous").fetchone()[0])
+
+    async with await open_store(tmp_path / "a.sqlite3") as store:
+        assert synchronous(store) == 2  # FULL
+    monkeypatch.setenv("RAPID_DEV_STORAGE_DURABILITY", "fast")
+    async with await open_store(tmp_path / "b.sqlite3") as store:
+        assert synchronous(store) == 1  # NORMAL
+    async with await open_store(tmp_path / "c.sqlite3", durability="full") as store:
+        assert synchronous(store) == 2
+    monkeypatch.setenv("RAPID_DEV_STORAGE_DURABILITY", "sometimes")
+    with pytest.raises(ValueError, match="RAPID_DEV_STORAGE_DURABILITY"):
+        await open_store(tmp_path / "d.sqlite3")
+    with pytest.raises(ValueError, match="durability must be one of"):
+        await open_store(tmp_path / "d.sqlite3", durability="never")
+
+
+def test_every_query_uses_the_primary_key_index() -> None:
+    queries = _Queries("rds:t:1")
+    connection = sqlite3.connect(":memory:")
+    connection.execute(queries.create)
+    statements = [
+        (queries.select, 7),
+        (queries.delete, 7),
+        *((sql, 1 + width) for width, sql in enumerate(queries.delete_prefix[1:], start=1)),
+        *((sql, 1 + width + (6 - width) + 1) for width, sql in enumerate(queries.scan_page)),
+    ]
+    for sql, parameter_count in statements:
+        plan = " ".join(
+            row[3]
+            for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", ("x",) * parameter_count)
+        )
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (sql, plan)
+        assert "TEMP B-TREE" not in plan, (sql, plan)
+    connection.close()
+
+
+async def test_directory_is_created_and_closing_ends_the_worker(tmp_path: Path) -> None:
+    before = threading.active_count()
+    for index in range(20):
+        store = await open_store(tmp_path / "nested" / "dir" / "db.sqlite3", "app", index)
+        await store.get_group("G")["k"].set_value(index)
+        await store.close()
+    assert threading.active_count() == before
+
+
+async def test_original_serializer_arguments(tmp_path: Path) -> None:
+    def serializer(value: object) -> bytes:
+        return json.dumps(value).encode()
+
+    def deserializer(data: bytes) -> object:
+        return json.loads(data)
+
+    backend = await SQLiteBackend.create_backend_instance(
+        ":memory:", "test", 1, serializer=serializer, deserializer=deserializer
+    )
+    async with Storage(backend) as store:
+        await store.get_group("G")["k"].set_value({"a": [1, 2]})
+        assert await store.get_group("G")["k"].get_value() == {"a": [1, 2]}
+    with pytest.raises(ValueError, match="go together"):
+        await SQLiteBackend.create_backend_instance(":memory:", "test", 1, serializer=serializer)
+    with pytest.raises(ValueError, match="unknown codec 'yaml'"):
+        await SQLiteBackend.create_backend_instance(":memory:", "test", 1, codec="yaml")
+
+
+async def test_reads_run_inline_and_writes_on_the_worker(tmp_path: Path) -> None:
+    """The bridge decision: a read never leaves the loop's thread; a write never runs on it."""
+    async with await open_store(tmp_path / "db.sqlite3") as store:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        threads: dict[str, str] = {}
+        loop_thread = threading.current_thread().name
+        connection = backend._writer
+
+        def trace(statement: str) -> None:
+            threads.setdefault(statement.split(maxsplit=1)[0], threading.current_thread().name)
+
+        connection.set_trace_callback(trace)
+        backend._reader.set_trace_callback(trace)
+        await store.get_group("G")["k"].set_value(1)
+        assert await store.get_group("G")["k"].get_value() == 1
+        await asyncio.sleep(0)
+        assert threads["SELECT"] == loop_thread
+        assert threads["INSERT"] != loop_thread
