@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import json
+import sqlite3
 import sys
 import threading
 from pathlib import Path

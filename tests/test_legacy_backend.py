@@ -1,0 +1,145 @@
+"""A backend written against only the original seven-method contract still works with Storage."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import msgpack
+import pytest
+
+from rapid_dev_storage import (
+    MemoryBackend,
+    NoValue,
+    Storage,
+    StorageBackend,
+    StorageValue,
+    StoredValue,
+    UnsupportedOperationError,
+)
+from rapid_dev_storage.testing import BackendConformance
+
+Keys = tuple[str, ...]
+
+
+class OriginalStyleBackend(StorageBackend):
+    """Shaped like a third-party backend for the original API: its own dict, own serializer."""
+
+    def __init__(self) -> None:  # never calls StorageBackend.__init__, like the original's
+        self.rows: dict[tuple[str, Keys], bytes] = {}
+
+    @classmethod
+    async def create_backend_instance(  # type: ignore[override]
+        cls,
+        path: Any,
+        name: str,
+        unique_identifier: int,
+        *,
+        serializer: Any = None,
+        deserializer: Any = None,
+    ) -> OriginalStyleBackend:
+        return cls()
+
+    async def write_data(self, group_name: str, *keys: str, value: Any) -> None:
+        self.rows[group_name, keys] = msgpack.packb(value)
+
+    async def get_data(self, group_name: str, *keys: str) -> Any:
+        data = self.rows.get((group_name, keys))
+        return NoValue if data is None else msgpack.unpackb(data)
+
+    async def clear_by_keys(self, group_name: str, *keys: str) -> None:
+        self.rows.pop((group_name, keys), None)
+
+    async def clear_group(self, group_name: str) -> None:
+        for row in [row for row in self.rows if row[0] == group_name]:
+            del self.rows[row]
+
+    async def clear_by_key_prefix(self, group_name: str, *keys: str) -> None:
+        for row in [r for r in self.rows if r[0] == group_name and r[1][: len(keys)] == keys]:
+            del self.rows[row]
+
+    async def get_all_by_group(self, group_name: str) -> AsyncIterator[tuple[Keys, Any]]:
+        for (group, keys), data in list(self.rows.items()):
+            if group == group_name:
+                yield keys, msgpack.unpackb(data)
+
+    async def get_all_by_key_prefix(
+        self, group_name: str, *keys: str
+    ) -> AsyncIterator[tuple[Keys, Any]]:
+        async for found, value in self.get_all_by_group(group_name):
+            if found[: len(keys)] == keys:
+                yield found, value
+
+
+async def test_storage_works_on_an_original_style_backend() -> None:
+    backend = await OriginalStyleBackend.create_backend_instance(":memory:", "legacy", 1)
+    async with Storage(backend) as store:
+        group = store.get_group("USER")
+        await group["u1", "settings"].set_value({"theme": "dark"})
+        await group["u1", "name"].set_value("Ada")
+        await group["u2", "name"].set_value("Bob")
+        assert await group["u1", "settings"].get_value() == {"theme": "dark"}
+        assert {keys async for keys, _ in group.all_items("u1")} == {
+            ("u1", "settings"),
+            ("u1", "name"),
+        }
+        assert len([item async for item in group]) == 3
+        await group.clear_prefix("u1")
+        assert [keys async for keys, _ in group.all_items()] == [("u2", "name")]
+
+        async def add_one(current: Any) -> int:
+            await asyncio.sleep(0)
+            return (0 if current is NoValue else current) + 1
+
+        counter = group["counter"]
+        await asyncio.gather(*(counter.update(add_one) for _ in range(200)))
+        assert await counter.get_value() == 200
+        assert await counter.update(lambda current: NoValue) is NoValue
+        assert await counter.get_value() is NoValue
+        with pytest.raises(UnsupportedOperationError, match="OriginalStyleBackend"):
+            await store.list_groups()
+        await group.clear_group()
+        assert backend.rows == {}
+
+
+def test_original_names_are_kept() -> None:
+    assert StoredValue is StorageValue
+    handle = StoredValue(MemoryBackend(), "G", "a", "b")
+    assert handle.keys == ("a", "b")
+
+
+class NaiveUpdateBackend(MemoryBackend):
+    """Broken on purpose: update without the lock or compare-and-swap."""
+
+    async def update_data(self, group_name: str, *keys: str, fn: Any) -> Any:
+        current = await self.get_data(group_name, *keys)
+        new = await fn(current)
+        await self.write_data(group_name, *keys, value=new)
+        return new
+
+
+class MergesPrefixesBackend(MemoryBackend):
+    """Broken on purpose: clearing prefix ('a', '') also clears ('a',), like padding with ''."""
+
+    async def _delete_prefix(self, group: str, prefix: Keys) -> None:
+        stripped = tuple(key for key in prefix if key)
+        await super()._delete_prefix(group, stripped)
+
+
+@pytest.mark.parametrize(
+    ("backend_class", "check"),
+    [
+        (NaiveUpdateBackend, BackendConformance.test_concurrent_updates_are_exact),
+        (MergesPrefixesBackend, BackendConformance.test_clear_prefix_removes_exactly_the_prefix),
+    ],
+)
+def test_the_suite_catches_broken_backends(
+    backend_class: type[StorageBackend], check: Any, tmp_path: Path
+) -> None:
+    class Suite(BackendConformance):
+        async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+            return backend_class()
+
+    with pytest.raises(AssertionError):
+        check(Suite(), "msgpack", tmp_path)
