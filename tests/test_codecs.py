@@ -10,11 +10,21 @@ from rapid_dev_storage._codecs import resolve_codec
 
 def test_json_output_is_pretty_sorted_utf8_with_final_newline() -> None:
     data = JSONCodec().dumps({"b": [1, 2.5, None], "a": {"é": True, "ключ": "✓"}})
-    assert (
-        data
-        == (
-            '{\n  "a": {\n    "é": true,\n    "ключ": "✓"\n  },\n  "b": [\n    1,\n    2.5,\n    null\n  ]\n}\n'
-        ).encode()
+    assert data.decode() == "\n".join(
+        [
+            "{",
+            '  "a": {',
+            '    "é": true,',
+            '    "ключ": "✓"',
+            "  },",
+            '  "b": [',
+            "    1,",
+            "    2.5,",
+            "    null",
+            "  ]",
+            "}",
+            "",
+        ]
     )
 
 
