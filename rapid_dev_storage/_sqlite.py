@@ -431,6 +431,7 @@ class SQLiteBackend(StorageBackend):
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][:-1]
+            await asyncio.sleep(0)  # pages are read inline: let other tasks run between them
 
     async def _list_groups(self) -> list[str]:
         return await self._on_reader(_list_groups, self._queries)
