@@ -1,0 +1,118 @@
+"""The README's code runs as written: the tour, the backend example, the original's examples."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import dataclasses
+import io
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rapid_dev_storage import SQLiteBackend
+from rapid_dev_storage.testing import BackendConformance
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def blocks(language: str) -> list[str]:
+    return [
+        code for lang, code in BLOCK.findall(README.read_text(encoding="utf-8")) if lang == language
+    ]
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    first_block = BLOCK.search(text)
+    assert first_block is not None
+    assert text[: first_block.start()].count("\n") <= 2, "the commands come first"
+    commands = first_block.group(2).strip().splitlines()
+    assert len(commands) == 2
+    assert "tools/demo.py" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_tour_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    (tour,) = [code for code in blocks("python") if "async def main" in code]
+    result = subprocess.run(
+        [sys.executable, "-c", tour],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    expected = [
+        line.split("# ")[-1].strip()
+        for line in tour.splitlines()
+        if line.lstrip().startswith("print(") and "# " in line
+    ]
+    printed = result.stdout.splitlines()
+    assert expected, "the tour documents its output in comments"
+    for line in expected:
+        assert line in printed, (line, printed)
+
+
+def test_backend_example_runs_the_suite(tmp_path: Path) -> None:
+    (example,) = [code for code in blocks("python") if "BackendConformance" in code]
+    namespace: dict[str, Any] = {"MyBackend": SQLiteBackend}
+    exec(example, namespace)
+    suite = namespace["TestMyBackend"]
+    assert issubclass(suite, BackendConformance)
+    suite().test_overwrite_replaces("json", tmp_path)
+
+
+@dataclasses.dataclass
+class User:
+    uuid: str
+
+
+def test_original_customizing_example_runs(tmp_path: Path) -> None:
+    (example,) = [code for code in blocks("py") if "class SpecificStorage" in code]
+    namespace: dict[str, Any] = {"User": User}
+    exec(example, namespace)
+
+    async def use() -> list[Any]:
+        store = await namespace["SpecificStorage"].new_storage(tmp_path / "original.sqlite3")
+        ada, bob = User(str(uuid.uuid4())), User(str(uuid.uuid4()))
+        await store.user(ada).set_value({"name": "Ada"})
+        await store.user(bob).set_value({"name": "Bob"})
+        found = sorted(
+            [(keys, data) async for keys, data in store.all_users()],
+            key=lambda item: item[1]["name"],
+        )
+        await store.close()
+        assert found == [((ada.uuid,), {"name": "Ada"}), ((bob.uuid,), {"name": "Bob"})]
+        return found
+
+    asyncio.run(use())
+
+
+def test_original_repl_session_prints_what_it_shows() -> None:
+    (session,) = [code for code in blocks("py") if ">>>" in code]
+    steps: list[tuple[str, list[str]]] = []
+    for line in session.splitlines():
+        if line.startswith(">>> "):
+            steps.append((line[4:], []))
+        elif steps and line.strip() and not line.startswith("#"):
+            steps[-1][1].append(line)
+
+    async def replay() -> None:
+        namespace: dict[str, Any] = {}
+        for source, expected in steps:
+            output = io.StringIO()
+            tree = ast.parse(source, mode="single")
+            code = compile(tree, "<readme>", "single", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            with contextlib.redirect_stdout(output):
+                result = eval(code, namespace)
+                if asyncio.iscoroutine(result):
+                    await result
+            assert output.getvalue().splitlines() == expected, source
+
+    asyncio.run(replay())
