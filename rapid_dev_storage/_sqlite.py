@@ -270,6 +270,36 @@ def _open_store(
     return queries, requested
 
 
+def _open_connections(
+    location: str,
+    name: str,
+    identifier: str,
+    requested: Codec | None,
+    durability: Durability,
+    lock_timeout: float,
+) -> tuple[sqlite3.Connection, sqlite3.Connection, _Queries, Codec]:
+    """Open the writing and reading connections and the store; close what opened on failure.
+
+    In memory both are one connection: a second would open a second, empty database.
+    """
+    in_memory = location == ":memory:"
+    with _translated_errors(location), contextlib.ExitStack() as on_failure:
+        if not in_memory:
+            Path(location).parent.mkdir(parents=True, exist_ok=True)
+        writer = _connect(location, lock_timeout, durability)
+        on_failure.callback(writer.close)
+        queries, codec = _open_store(writer, name, identifier, requested, location, in_memory)
+        reader = writer
+        if not in_memory:
+            # The reader never waits for a lock (timeout 0): if it meets one, the read is
+            # retried on the worker instead of stalling the event loop.
+            reader = _connect(location, 0, durability)
+            on_failure.callback(reader.close)
+            reader.execute("PRAGMA query_only = 1")
+        on_failure.pop_all()
+    return writer, reader, queries, codec
+
+
 class SQLiteBackend(StorageBackend):
     """Stores records in one table per store, in an SQLite file (WAL mode) or ``":memory:"``.
 
@@ -329,55 +359,28 @@ class SQLiteBackend(StorageBackend):
         level = resolve_durability(durability)
         timeout = resolve_lock_timeout(lock_timeout)
         location = _location(path)
-        in_memory = location == ":memory:"
-        if in_memory:
-            connection = _connect(":memory:", timeout, level)
-            with _translated_errors(location):
-                queries, chosen = _open_store(
-                    connection, store_name, identifier, requested, location, in_memory
-                )
+
+        def open_connections() -> tuple[sqlite3.Connection, sqlite3.Connection, _Queries, Codec]:
+            return _open_connections(location, store_name, identifier, requested, level, timeout)
+
+        if location == ":memory:":
+            writer, reader, queries, chosen = open_connections()
             return cls(
-                queries=queries,
-                codec=chosen,
-                location=location,
-                writer=connection,
-                reader=connection,
+                queries=queries, codec=chosen, location=location, writer=writer, reader=reader,
                 worker=None,
-            )
+            )  # fmt: skip
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapid-dev-storage-sqlite")
-
-        def open_file() -> tuple[sqlite3.Connection, sqlite3.Connection, _Queries, Codec]:
-            Path(location).parent.mkdir(parents=True, exist_ok=True)
-            with _translated_errors(location):
-                writer = _connect(location, timeout, level)
-                try:
-                    queries, chosen = _open_store(
-                        writer, store_name, identifier, requested, location, in_memory
-                    )
-                    # The reader never waits for a lock (timeout 0): if it meets one, the read is
-                    # retried on this worker instead of stalling the event loop.
-                    reader = _connect(location, 0, level)
-                    reader.execute("PRAGMA query_only = 1")
-                except BaseException:
-                    writer.close()
-                    raise
-            return writer, reader, queries, chosen
-
         try:
             writer, reader, queries, chosen = await asyncio.get_running_loop().run_in_executor(
-                worker, open_file
+                worker, open_connections
             )
         except BaseException:
             worker.shutdown(wait=False)
             raise
         return cls(
-            queries=queries,
-            codec=chosen,
-            location=location,
-            writer=writer,
-            reader=reader,
+            queries=queries, codec=chosen, location=location, writer=writer, reader=reader,
             worker=worker,
-        )
+        )  # fmt: skip
 
     # --- bridges ----------------------------------------------------------------------------
 

@@ -114,5 +114,6 @@ def test_original_repl_session_prints_what_it_shows() -> None:
                 if asyncio.iscoroutine(result):
                     await result
             assert output.getvalue().splitlines() == expected, source
+        await namespace["store"].close()  # the session never closes; Python 3.13 would warn
 
     asyncio.run(replay())
