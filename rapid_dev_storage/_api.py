@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, AsyncIterator, TypeVar
 
-from ._backend import StorageBackend
+from ._backend import CorruptHandler, StorageBackend
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys
 from .errors import InvalidKeyError
@@ -109,15 +109,22 @@ class StorageGroup:
             self._backend, self._group_name, check_keys(keys, self._group_name)
         )
 
-    def all_items(self, *prefix: str) -> AsyncIterator[tuple[Keys, Any]]:
+    def all_items(
+        self, *prefix: str, on_corrupt: CorruptHandler | None = None
+    ) -> AsyncIterator[tuple[Keys, Any]]:
         """Stream ``(keys, value)`` for every record, or those whose keys start with ``prefix``.
 
         Records are read a batch at a time, never the whole group at once; the order is
         unspecified. Records written or cleared during iteration may or may not be seen.
+        A record that does not decode raises `CorruptRecordError`; with ``on_corrupt`` it is
+        skipped and its error passed to ``on_corrupt`` instead (``on_corrupt=bad.append``).
         """
+        backend, group = self._backend, self._group_name
+        # Backends written for the original contract take no on_corrupt: pass it only if given.
+        options = {} if on_corrupt is None else {"on_corrupt": on_corrupt}
         if prefix:
-            return self._backend.get_all_by_key_prefix(self._group_name, *prefix)
-        return self._backend.get_all_by_group(self._group_name)
+            return backend.get_all_by_key_prefix(group, *prefix, **options)
+        return backend.get_all_by_group(group, **options)
 
     def __aiter__(self) -> AsyncIterator[tuple[Keys, Any]]:
         return self.all_items()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, AsyncIterator, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec
 from ._locks import KeyLocks, check_not_updating, running_update_function
@@ -28,7 +28,10 @@ from .errors import (
 )
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
-ScanItem = tuple[Keys, bytes]
+ScanItem = tuple[Keys | None, bytes, str | None]
+"""What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes, and
+where it lives (None: the backend's ``location``)."""
+CorruptHandler = Callable[[CorruptRecordError], object]
 
 
 def record_label(group: str, keys: Keys) -> str:
@@ -99,7 +102,7 @@ class StorageBackend:
         """
         group, checked = self._checked_record(group_name, keys)
         data = await self._read(group, checked)
-        return NoValue if data is None else self._decode(group, checked, data)
+        return NoValue if data is None else self._decode(group, checked, data)[1]
 
     async def clear_by_keys(self, group_name: str, *keys: str) -> None:
         """Remove the value under ``keys``; nothing stored there is not an error."""
@@ -129,22 +132,40 @@ class StorageBackend:
             )
         await self._delete_prefix(group, check_keys(keys, group))
 
-    async def get_all_by_group(self, group_name: str) -> AsyncIterator[tuple[Keys, Any]]:
-        """Yield ``(keys, value)`` for every record of the group, streaming (order unspecified)."""
-        async for item in self.get_all_by_key_prefix(group_name):
+    async def get_all_by_group(
+        self, group_name: str, *, on_corrupt: CorruptHandler | None = None
+    ) -> AsyncIterator[tuple[Keys, Any]]:
+        """Yield ``(keys, value)`` for every record of the group, streaming (order unspecified).
+
+        See `get_all_by_key_prefix` for ``on_corrupt``.
+        """
+        async for item in self.get_all_by_key_prefix(group_name, on_corrupt=on_corrupt):
             yield item
 
     async def get_all_by_key_prefix(
-        self, group_name: str, *keys: str
+        self, group_name: str, *keys: str, on_corrupt: CorruptHandler | None = None
     ) -> AsyncIterator[tuple[Keys, Any]]:
         """Yield ``(keys, value)`` for the records whose keys start with ``keys``, streaming.
 
-        No prefix means the whole group. Order is unspecified.
+        No prefix means the whole group. Order is unspecified. A record that does not decode
+        raises `CorruptRecordError`, unless ``on_corrupt`` is given: then the error is passed to
+        it and iteration goes on (``on_corrupt=problems.append`` collects them).
         """
         group = self._checked_group(group_name)
         prefix = check_prefix(keys, group)
-        async for record_keys, data in self._scan(group, prefix):
-            yield record_keys, self._decode(group, record_keys, data)
+        width = len(prefix)
+        async for known_keys, data, source in self._scan(group, prefix):
+            try:
+                record_keys, value = self._decode(group, known_keys, data, source)
+            except CorruptRecordError as exc:
+                if on_corrupt is None:
+                    raise
+                on_corrupt(exc)
+                continue
+            # A backend that learns keys only by decoding leaves the prefix test to us.
+            if known_keys is None and record_keys[:width] != prefix:
+                continue
+            yield record_keys, value
 
     # --- what the original contract lacked --------------------------------------------------
 
@@ -172,7 +193,7 @@ class StorageBackend:
                 return new
             while True:
                 data = await self._read(group, checked)
-                current = NoValue if data is None else self._decode(group, checked, data)
+                current = NoValue if data is None else self._decode(group, checked, data)[1]
                 new = await self._call_update_function(fn, current, lock_id)
                 new_data = None if new is NoValue else self._encode(group, checked, new)
                 if await self._swap(group, checked, data, new_data):
@@ -226,7 +247,11 @@ class StorageBackend:
         raise self._missing_hook("_delete_prefix")
 
     def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
-        """Yield ``(keys, bytes)`` of matching records without holding them all in memory."""
+        """Yield a `ScanItem` per record without holding them all in memory.
+
+        A backend that yields keys must yield only records matching ``prefix``; one that yields
+        None for keys may yield the whole group, and the records are filtered after decoding.
+        """
         raise self._missing_hook("_scan")
 
     async def _list_groups(self) -> list[str]:
@@ -235,6 +260,25 @@ class StorageBackend:
 
     async def _close(self) -> None:
         """Release resources; called once."""
+
+    def _encode_record(self, keys: Keys, value: Any) -> bytes:
+        """Return the stored bytes of a checked value; by default the codec's bytes of the value.
+
+        A backend whose records carry their own keys (files) wraps them in here.
+        """
+        return self.codec.dumps(value)
+
+    def _decode_record(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None
+    ) -> tuple[Keys, Any]:
+        """Return ``(keys, value)`` from stored bytes; the inverse of `_encode_record`.
+
+        ``keys`` is None when the caller learns them from the record. Raise anything on bad
+        bytes (it becomes a `CorruptRecordError`), or a `CorruptRecordError` of your own.
+        """
+        if keys is None:  # a backend whose _scan yields no keys must override this hook
+            raise self._missing_hook("_decode_record")
+        return keys, self.codec.loads(data)
 
     # --- policy helpers ---------------------------------------------------------------------
 
@@ -274,7 +318,7 @@ class StorageBackend:
             check_value(
                 value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
             )
-            return codec.dumps(value)
+            return self._encode_record(keys, value)
         except InvalidValueError as exc:
             message = f"cannot store {record_label(group, keys)}: {exc}"
             raise InvalidValueError(message, group=group, keys=keys, path=exc.path) from None
@@ -285,16 +329,21 @@ class StorageBackend:
                 keys=keys,
             ) from exc
 
-    def _decode(self, group: str, keys: Keys, data: bytes) -> Any:
+    def _decode(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
+    ) -> tuple[Keys, Any]:
         try:
-            return self.codec.loads(data)
+            return self._decode_record(group, keys, data, source)
+        except CorruptRecordError:
+            raise
         except Exception as exc:
+            where = source or self.location
+            what = f"group {group!r} keys {keys!r}" if keys is not None else f"group {group!r}"
             raise CorruptRecordError(
-                f"{record_label(group, keys)} in {self.location} does not decode as "
-                f"{self.codec.name}: {exc}",
+                f"record of {what} in {where} does not decode as {self.codec.name}: {exc}",
                 group=group,
                 keys=keys,
-                location=self.location,
+                location=where,
             ) from exc
 
     async def _call_update_function(

@@ -83,7 +83,7 @@ class MemoryBackend(StorageBackend):
         for keys in [keys for keys in records if keys[:width] == prefix]:
             data = records.get(keys)
             if data is not None:
-                yield keys, data
+                yield keys, data, None
 
     async def _list_groups(self) -> list[str]:
         return list(self._groups)

@@ -430,7 +430,7 @@ class SQLiteBackend(StorageBackend):
             self._check_open()
             rows = await self._on_reader(_scan_page, self._queries, group, prefix, after)
             for row in rows:
-                yield _keys_of(row), bytes(row[-1])
+                yield _keys_of(row), bytes(row[-1]), None
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][:-1]
