@@ -7,6 +7,7 @@
 from ._api import Storage, StorageGroup, StorageValue, StoredValue
 from ._backend import StorageBackend
 from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
+from ._file import FileBackend
 from ._memory import MemoryBackend
 from ._sqlite import SQLiteBackend
 from ._types import AnyStorable, Keys, NoValue
@@ -30,6 +31,7 @@ __all__ = [
     "CallableCodec",
     "Codec",
     "CorruptRecordError",
+    "FileBackend",
     "IncompatibleStoreError",
     "InvalidKeyError",
     "InvalidNameError",

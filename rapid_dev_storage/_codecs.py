@@ -80,8 +80,8 @@ class JSONCodec:
         return (text + "\n").encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
-        """Decode UTF-8 JSON."""
-        return json.loads(data.decode("utf-8"))
+        """Decode UTF-8 JSON; a byte-order mark left by an editor is accepted."""
+        return json.loads(data.decode("utf-8-sig"))
 
     def __repr__(self) -> str:
         return "JSONCodec()"

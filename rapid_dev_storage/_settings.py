@@ -56,6 +56,20 @@ def resolve_durability(argument: str | None) -> Durability:
     return resolve("durability", checked, "full", parse_durability)
 
 
+def parse_byte_count(text: str) -> int:
+    """Accept a whole number of bytes >= 0."""
+    count = int(text)
+    if count < 0:
+        raise ValueError(f"a size must be a whole number of bytes >= 0, not {text!r}")
+    return count
+
+
+def resolve_inline_read_limit(argument: int | None) -> int:
+    """Return the largest record read on the event loop thread (0: all reads use a thread)."""
+    checked = parse_byte_count(str(argument)) if argument is not None else None
+    return resolve("inline_read_limit", checked, 64 * 1024, parse_byte_count)
+
+
 def resolve_lock_timeout(argument: float | None) -> float:
     """Return how long to wait for another process's lock before `LockTimeoutError`."""
     checked = parse_seconds(str(argument)) if argument is not None else None

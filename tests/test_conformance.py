@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rapid_dev_storage import MemoryBackend, SQLiteBackend, StorageBackend
+from rapid_dev_storage import FileBackend, MemoryBackend, SQLiteBackend, StorageBackend
 from rapid_dev_storage.testing import BackendConformance
 
 
@@ -25,3 +25,17 @@ class TestSQLiteInMemory(BackendConformance):
         return await SQLiteBackend.create_backend_instance(
             ":memory:", "conformance", 1, codec=codec
         )
+
+
+class TestFileBackend(BackendConformance):
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return await FileBackend.create_backend_instance(
+            directory, "conformance", 1, codec=codec, durability="fast"
+        )
+
+
+class TestFileBackendFullDurability(BackendConformance):
+    codecs = ("json",)
+
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return await FileBackend.create_backend_instance(directory, "conformance", 1, codec=codec)

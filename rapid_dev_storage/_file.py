@@ -1,0 +1,649 @@
+"""`FileBackend`: one file per record, one directory per group; the format is in docs/format.md.
+
+Reads of small records run inline on the event loop: opening and reading a warm file takes a few
+microseconds, a hop to a thread about 130. Anything that may take long (a large record, a write
+with its fsyncs, a lock wait, a directory scan) runs on threads, one whole operation per hop.
+Writes of one record always go to the same writer thread, so they land in the order they were
+made. Every write is a new temp file in the group's directory, written, fsynced, renamed over the
+record and followed by an fsync of the directory (at ``durability="full"``), so a reader or a
+crash only ever sees a whole record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
+
+import filelock
+
+from ._backend import ScanItem, StorageBackend
+from ._codecs import Codec, codec_by_name, resolve_codec
+from ._names import decode_name, encode_name, key_digest
+from ._settings import (
+    Durability,
+    resolve_durability,
+    resolve_inline_read_limit,
+    resolve_lock_timeout,
+)
+from ._types import Keys
+from ._validate import MAX_KEYS, check_store_name
+from .errors import CorruptRecordError, IncompatibleStoreError, LockTimeoutError, StorageIOError
+
+T = TypeVar("T")
+
+FORMAT_NAME = "rapid_dev_storage"
+FORMAT_VERSION = 1
+MARKER = ".rapid-dev-storage.json"
+LOCK_DIRECTORY = ".locks"
+GITIGNORE = ".gitignore"
+TEMP_PREFIX = ".rds-"
+TEMP_SUFFIX = ".tmp"
+DIGEST_LENGTH = 32
+LOCK_STRIPES = 64
+"""Lock files per store: records share them by hash, so their number stays fixed."""
+WRITER_THREADS = 4
+SCAN_BATCH = 256
+SCAN_BATCH_BYTES = 4 * 1024 * 1024
+ORPHAN_AGE = 3600.0
+"""Seconds after which a temp file is swept even if a process with its pid is alive (pid reuse)."""
+
+_GITIGNORE_TEXT = (
+    "# Written by rapid_dev_storage: lock files and unfinished writes are not data.\n"
+    f"/{LOCK_DIRECTORY}/\n"
+    f"{TEMP_PREFIX}*{TEMP_SUFFIX}\n"
+)
+
+
+class FileIO:
+    """The system calls a write makes, gathered so a test can make any one of them fail."""
+
+    open = staticmethod(os.open)
+    write = staticmethod(os.write)
+    fsync = staticmethod(os.fsync)
+    close = staticmethod(os.close)
+    replace = staticmethod(os.replace)
+
+
+@contextlib.contextmanager
+def _os_errors(location: str) -> Iterator[None]:
+    """Turn OS and lock errors into ours, naming the file and keeping the original as the cause."""
+    try:
+        yield
+    except filelock.Timeout as exc:
+        raise LockTimeoutError(
+            f"{exc.lock_file}: another process held the lock past the timeout (raise "
+            "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
+        ) from exc
+    except OSError as exc:
+        if isinstance(exc, StorageIOError):
+            raise
+        raise StorageIOError(f"{exc.filename or location}: {exc.strerror or exc}") from exc
+
+
+def read_file(path: str) -> bytes | None:
+    """Return a file's bytes, or None if it does not exist."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return _read_rest(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read_rest(descriptor: int) -> bytes:
+    size = os.fstat(descriptor).st_size
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(descriptor, max(size, 65536))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def fsync_directory(io: type[FileIO] | FileIO, directory: str) -> None:
+    """Make a rename or unlink in ``directory`` durable (no-op where directories do not open)."""
+    if os.name == "nt":
+        return
+    descriptor = io.open(directory, os.O_RDONLY)
+    try:
+        io.fsync(descriptor)
+    finally:
+        io.close(descriptor)
+
+
+def _replace(io: type[FileIO] | FileIO, source: str, target: str) -> None:
+    # Windows refuses to replace a file another process has open; readers close within
+    # milliseconds, so retry briefly rather than fail the write.
+    for attempt in range(50):
+        try:
+            io.replace(source, target)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 49:
+                raise
+            time.sleep(0.01)
+
+
+def write_atomically(
+    io: type[FileIO] | FileIO, directory: str, target: str, data: bytes, durable: bool
+) -> None:
+    """Replace ``target`` with ``data``: temp file, write, fsync, rename, fsync the directory.
+
+    On any failure before the rename the old file is untouched and the temp file is removed.
+    A failure of the final directory fsync is raised too, though the new file is in place.
+    """
+    while True:
+        try:
+            os.mkdir(directory)
+            if durable:
+                fsync_directory(io, os.path.dirname(directory))
+        except FileExistsError:
+            pass
+        temp = os.path.join(
+            directory, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        )
+        try:
+            descriptor = io.open(
+                temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644
+            )
+            break
+        except FileNotFoundError:
+            continue  # a clear removed the emptied directory just now: make it again
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[io.write(descriptor, view) :]
+            if durable:
+                io.fsync(descriptor)
+        finally:
+            io.close(descriptor)
+        _replace(io, temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    if durable:
+        fsync_directory(io, directory)
+
+
+def _remove_if_empty(directory: str) -> None:
+    with contextlib.suppress(OSError):  # not empty, already gone: both fine
+        os.rmdir(directory)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but not ours to signal
+    return True
+
+
+def is_orphan_temp(name: str, path: str, now: float) -> bool:
+    """Return whether ``name`` is a temp file no live writer will finish."""
+    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+        return False
+    pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    try:
+        age = now - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    if not pid_text.isdigit():
+        return age > ORPHAN_AGE
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    return not _pid_alive(pid) or age > ORPHAN_AGE
+
+
+def namespace_directory(root: Path | str, name: str, identifier: str) -> str:
+    """Return the absolute directory of store ``(name, identifier)`` under ``root``."""
+    return os.path.join(os.path.abspath(root), f"{encode_name(name)}~{encode_name(identifier)}")
+
+
+class FileBackend(StorageBackend):
+    """Stores each record as a file in a directory per group: friendly to git and hand edits.
+
+    ``path`` is a directory that may hold several stores, each in its own directory named from
+    ``(name, unique_identifier)``. Several processes may share a store: writes are atomic
+    renames, `update` and clears take a lock file, and readers never see a partial record.
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: str,
+        codec: Codec,
+        durability: Durability,
+        lock_timeout: float,
+        inline_read_limit: int,
+        io: type[FileIO] | FileIO = FileIO,
+    ) -> None:
+        """Use `create_backend_instance`; this only assembles what it opened."""
+        super().__init__(codec)
+        self.location = directory
+        self.durability = durability
+        self._directory = directory
+        self._durable = durability == "full"
+        self._lock_timeout = lock_timeout
+        self._inline_read_limit = inline_read_limit
+        self._io = io
+        self._extension = codec.extension
+        self._locks: dict[int, filelock.FileLock] = {}
+        self._writers = [
+            ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
+            for _ in range(WRITER_THREADS)
+        ]
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="rapid-dev-storage-read")
+
+    @classmethod
+    async def create_backend_instance(
+        cls,
+        path: Path | str,
+        name: str,
+        unique_identifier: int | str,
+        *,
+        serializer: Any = None,
+        deserializer: Any = None,
+        codec: str | Codec | None = None,
+        durability: str | None = None,
+        lock_timeout: float | None = None,
+        inline_read_limit: int | None = None,
+    ) -> FileBackend:
+        """Open (creating if needed) the store ``(name, unique_identifier)`` under ``path``.
+
+        ``codec``: ``"msgpack"`` (the default for a new store), ``"json"`` (for git and hand
+        edits) or a `Codec`; left out, an existing store opens with its own. ``durability``:
+        ``"full"`` (default; fsync file and directory) or ``"fast"`` (no fsync: atomic against a
+        crash of the process, not against power loss). ``lock_timeout``: seconds to wait for
+        another process's lock (default 10). ``inline_read_limit``: records up to this many bytes
+        are read on the event loop's thread (default 65536; 0 sends every read to a thread, for
+        slow network file systems). Each also reads ``RAPID_DEV_STORAGE_<NAME>``.
+        Opening sweeps temp files left by killed processes.
+
+        Raises:
+            IncompatibleStoreError: the store exists with another codec or a newer format, or the
+                directory holds something that is not a store.
+            InvalidNameError: the names are unusable, or too long for a file name.
+
+        """
+        store_name, identifier = check_store_name(name, unique_identifier)
+        requested = resolve_codec(codec, serializer, deserializer)
+        level = resolve_durability(durability)
+        timeout = resolve_lock_timeout(lock_timeout)
+        inline_limit = resolve_inline_read_limit(inline_read_limit)
+        directory = namespace_directory(path, store_name, identifier)
+
+        def open_store() -> Codec:
+            with _os_errors(directory):
+                chosen = _open_marker(directory, store_name, identifier, requested, level)
+                _sweep_orphans(directory)
+            return chosen
+
+        chosen = await asyncio.get_running_loop().run_in_executor(None, open_store)
+        return cls(
+            directory=directory,
+            codec=chosen,
+            durability=level,
+            lock_timeout=timeout,
+            inline_read_limit=inline_limit,
+        )
+
+    # --- paths, threads and locks ------------------------------------------------------------
+
+    def record_path(self, group: str, keys: Keys) -> str:
+        """Return the file that holds (or would hold) the record ``keys`` of ``group``."""
+        return os.path.join(self._directory, encode_name(group), key_digest(keys) + self._extension)
+
+    def _writer_for(self, digest: str) -> ThreadPoolExecutor:
+        return self._writers[int(digest[:8], 16) % WRITER_THREADS]
+
+    def _lock_for(self, group_directory: str, digest: str) -> filelock.FileLock:
+        stripe = zlib.crc32(f"{group_directory}/{digest}".encode()) % LOCK_STRIPES
+        lock = self._locks.get(stripe)
+        if lock is None:
+            path = os.path.join(self._directory, LOCK_DIRECTORY, f"{stripe:02d}.lock")
+            # thread_local (the default): two threads of this process exclude each other too.
+            lock = self._locks[stripe] = filelock.FileLock(path, timeout=self._lock_timeout)
+        return lock
+
+    async def _run(self, executor: ThreadPoolExecutor, function: Callable[[], T]) -> T:
+        def call() -> T:
+            with _os_errors(self._directory):
+                return function()
+
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    async def _read(self, group: str, keys: Keys) -> bytes | None:
+        path = self.record_path(group, keys)
+        if self._inline_read_limit == 0:
+            return await self._run(self._readers, lambda: read_file(path))
+        with _os_errors(path):
+            try:
+                descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            try:
+                if os.fstat(descriptor).st_size <= self._inline_read_limit:
+                    return _read_rest(descriptor)
+            except BaseException:
+                os.close(descriptor)
+                raise
+
+        def read_large() -> bytes:
+            try:
+                return _read_rest(descriptor)
+            finally:
+                os.close(descriptor)
+
+        return await self._run(self._readers, read_large)
+
+    async def _write(self, group: str, keys: Keys, data: bytes) -> None:
+        path = self.record_path(group, keys)
+        directory, file_name = os.path.split(path)
+        await self._run(
+            self._writer_for(file_name),
+            lambda: write_atomically(self._io, directory, path, data, self._durable),
+        )
+
+    async def _swap(
+        self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
+    ) -> bool:
+        path = self.record_path(group, keys)
+        directory, file_name = os.path.split(path)
+
+        def swap() -> bool:
+            with self._lock_for(os.path.basename(directory), file_name):
+                if read_file(path) != expected:
+                    return False
+                if new is None:
+                    self._unlink_records(directory, [path])
+                else:
+                    write_atomically(self._io, directory, path, new, self._durable)
+            return True
+
+        return await self._run(self._writer_for(file_name), swap)
+
+    async def _delete(self, group: str, keys: Keys) -> None:
+        path = self.record_path(group, keys)
+        directory, file_name = os.path.split(path)
+
+        def delete() -> None:
+            with self._lock_for(os.path.basename(directory), file_name):
+                self._unlink_records(directory, [path])
+
+        await self._run(self._writer_for(file_name), delete)
+
+    async def _delete_prefix(self, group: str, prefix: Keys) -> None:
+        directory = os.path.join(self._directory, encode_name(group))
+        await self._run(self._readers, lambda: self._delete_matching(group, directory, prefix))
+
+    def _delete_matching(self, group: str, directory: str, prefix: Keys) -> None:
+        """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time."""
+        by_stripe: dict[filelock.FileLock, list[str]] = {}
+        for path in self._record_files(directory):
+            if prefix:
+                data = read_file(path)
+                try:
+                    keys = self._decode_record(group, None, data or b"", path)[0]
+                except Exception:  # an undecodable record matches no prefix
+                    continue
+                if keys[: len(prefix)] != prefix:
+                    continue
+            file_name = os.path.basename(path)
+            lock = self._lock_for(os.path.basename(directory), file_name)
+            by_stripe.setdefault(lock, []).append(path)
+        for lock, paths in by_stripe.items():
+            with lock:
+                self._unlink_records(directory, paths, remove_directory=False)
+        if by_stripe:
+            if self._durable:
+                fsync_directory(self._io, directory)
+            _remove_if_empty(directory)
+
+    def _unlink_records(
+        self, directory: str, paths: list[str], *, remove_directory: bool = True
+    ) -> None:
+        removed = False
+        for path in paths:
+            try:
+                os.unlink(path)
+                removed = True
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+        if removed and remove_directory:
+            if self._durable:
+                fsync_directory(self._io, directory)
+            _remove_if_empty(directory)
+
+    def _record_files(self, directory: str) -> Generator[str, None, None]:
+        """Yield the paths of record files in a group directory (not temp or unknown files)."""
+        length = DIGEST_LENGTH + len(self._extension)
+        try:
+            entries = os.scandir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if len(name) == length and name.endswith(self._extension) and name[0] != ".":
+                    yield entry.path
+
+    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
+        files = self._record_files(os.path.join(self._directory, encode_name(group)))
+        # The listing advances on a thread; if iteration is abandoned while a batch is being
+        # read, closing it must wait for that batch rather than fail as "already executing".
+        advancing = threading.Lock()
+
+        def next_batch() -> list[tuple[str, bytes]]:
+            batch, size = [], 0
+            with advancing:
+                for path in files:
+                    data = read_file(path)
+                    if data is not None:  # cleared since it was listed
+                        batch.append((path, data))
+                        size += len(data)
+                        if len(batch) >= SCAN_BATCH or size >= SCAN_BATCH_BYTES:
+                            break
+            return batch
+
+        try:
+            while True:
+                self._check_open()
+                batch = await self._run(self._readers, next_batch)
+                for path, data in batch:
+                    yield None, data, path
+                if not batch:
+                    return
+        finally:
+            with advancing:
+                files.close()
+
+    async def _list_groups(self) -> list[str]:
+        def list_groups() -> list[str]:
+            names = []
+            with os.scandir(self._directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or not entry.is_dir():
+                        continue
+                    try:
+                        name = decode_name(entry.name)
+                    except ValueError:
+                        continue  # not a directory of ours
+                    files = self._record_files(entry.path)
+                    if next(files, None) is not None:
+                        names.append(name)
+                    files.close()
+            return names
+
+        return await self._run(self._readers, list_groups)
+
+    async def _close(self) -> None:
+        def shut_down() -> None:
+            for executor in (*self._writers, self._readers):
+                executor.shutdown(wait=True)
+
+        await asyncio.get_running_loop().run_in_executor(None, shut_down)
+
+    # --- records ----------------------------------------------------------------------------
+
+    def _encode_record(self, keys: Keys, value: Any) -> bytes:
+        return self.codec.dumps({"keys": list(keys), "value": value})
+
+    def _decode_record(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None
+    ) -> tuple[Keys, Any]:
+        record = self.codec.loads(data)
+        if type(record) is not dict or set(record) != {"keys", "value"}:
+            raise ValueError('a record is a map of exactly "keys" and "value"')
+        found = record["keys"]
+        if (
+            type(found) is not list
+            or not 1 <= len(found) <= MAX_KEYS
+            or any(type(key) is not str for key in found)
+        ):
+            raise ValueError(f'"keys" must be a list of 1 to {MAX_KEYS} strings, not {found!r}')
+        found_keys = tuple(found)
+        where = source or self.record_path(group, found_keys)
+        expected_name = key_digest(found_keys) + self._extension
+        if (keys is not None and found_keys != keys) or os.path.basename(where) != expected_name:
+            raise CorruptRecordError(
+                f"{where} holds the record of keys {found_keys!r}, whose file is {expected_name}: "
+                "it was copied or renamed by hand (fsck --repair renames it)",
+                group=group,
+                keys=found_keys,
+                location=where,
+            )
+        return found_keys, record["value"]
+
+    def _decode(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
+    ) -> tuple[Keys, Any]:
+        # Errors name the record's file, where a person can look at it.
+        if source is None and keys is not None:
+            source = self.record_path(group, keys)
+        return super()._decode(group, keys, data, source)
+
+    def __repr__(self) -> str:
+        return f"FileBackend({self._directory!r}, codec={self.codec.name!r})"
+
+
+def _open_marker(
+    directory: str, name: str, identifier: str, requested: Codec | None, durability: Durability
+) -> Codec:
+    """Create the store's directory and marker, or check an existing marker; return the codec."""
+    marker_path = os.path.join(directory, MARKER)
+    os.makedirs(os.path.join(directory, LOCK_DIRECTORY), exist_ok=True)
+    data = read_file(marker_path)
+    if data is None:
+        unknown = [entry for entry in os.listdir(directory) if not entry.startswith(".")]
+        if unknown:
+            raise IncompatibleStoreError(
+                f"{directory} has no {MARKER} but holds {sorted(unknown)[:3]}: it is not a "
+                "rapid_dev_storage store; choose another path or name"
+            )
+        codec = requested if requested is not None else codec_by_name("msgpack")
+        marker = {
+            "codec": codec.name,
+            "extension": codec.extension,
+            "format": FORMAT_NAME,
+            "key_digest": "sha256-128 of length-prefixed UTF-8 keys",
+            "name": name,
+            "unique_identifier": identifier,
+            "version": FORMAT_VERSION,
+        }
+        text = json.dumps(marker, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        _create_once(directory, marker_path, text.encode("utf-8"), durability == "full")
+        gitignore = os.path.join(directory, GITIGNORE)
+        if not os.path.exists(gitignore):
+            _create_once(directory, gitignore, _GITIGNORE_TEXT.encode(), durability == "full")
+        data = read_file(marker_path) or b""
+    return _check_marker(directory, data, name, identifier, requested)
+
+
+def _create_once(directory: str, target: str, data: bytes, durable: bool) -> None:
+    """Create ``target`` whole, unless another process created it first."""
+    temp = os.path.join(
+        directory, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    )
+    write_atomically(FileIO, directory, temp, data, durable)
+    try:
+        os.link(temp, target)  # atomic "create if absent": the first opener's marker wins
+    except FileExistsError:
+        pass
+    except OSError:
+        if not os.path.exists(target):  # a file system without hard links
+            os.replace(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _check_marker(
+    directory: str, data: bytes, name: str, identifier: str, requested: Codec | None
+) -> Codec:
+    where = os.path.join(directory, MARKER)
+    try:
+        marker = json.loads(data.decode("utf-8-sig"))
+        version, stored_codec = marker["version"], marker["codec"]
+        stored_names = (marker["name"], marker["unique_identifier"])
+        if marker["format"] != FORMAT_NAME:
+            raise ValueError(f"format is {marker['format']!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IncompatibleStoreError(f"{where} is not a valid store marker: {exc}") from exc
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise IncompatibleStoreError(
+            f"{where}: format version {version!r} is newer than this rapid_dev_storage reads "
+            f"({FORMAT_VERSION}): upgrade rapid_dev_storage"
+        )
+    if stored_names != (name, identifier):
+        raise IncompatibleStoreError(
+            f"{where} belongs to store {stored_names!r}, not {(name, identifier)!r}"
+        )
+    if requested is None:
+        try:
+            return codec_by_name(stored_codec)
+        except KeyError:
+            raise IncompatibleStoreError(
+                f"{where}: the store uses codec {stored_codec!r}: pass that codec to open it"
+            ) from None
+    if requested.name != stored_codec:
+        raise IncompatibleStoreError(
+            f"{where}: the store was written with codec {stored_codec!r}, not "
+            f"{requested.name!r}: open it with codec={stored_codec!r}, or copy it to convert"
+        )
+    return requested
+
+
+def _sweep_orphans(directory: str) -> None:
+    """Remove temp files whose writer died; then remove group directories they left empty."""
+    now = time.time()
+    with os.scandir(directory) as groups:
+        for group in groups:
+            if group.name.startswith(".") or not group.is_dir():
+                continue
+            swept = False
+            with os.scandir(group.path) as entries:
+                for entry in entries:
+                    if is_orphan_temp(entry.name, entry.path, now):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                        swept = True
+            if swept:
+                _remove_if_empty(group.path)

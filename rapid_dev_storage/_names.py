@@ -1,0 +1,108 @@
+"""How names and keys become file names: readable where safe, reversible, portable, collision-free.
+
+Group and store names: a name made only of ``a-z 0-9 _ - .`` (not starting or ending with a dot,
+not a Windows device name) is used as it is, so ``users`` is the directory ``users``. Any other
+name is encoded character by character: an ASCII capital becomes ``^`` and its lower case
+(``USER`` → ``^u^s^e^r``), and every other byte outside the plain set (and a leading or trailing
+dot, and the first letter of a device name) becomes ``%`` and two lower-case hex digits of its
+UTF-8 bytes (``main store`` → ``main%20store``). Encoded names contain no capital and no non-ASCII
+character, so no two names meet on a case-insensitive or Unicode-normalising file system; they
+contain no separator, so none reaches outside its directory; and they never start with a dot,
+which our own bookkeeping files do.
+
+Record files are named by a digest of the key tuple: SHA-256 of the length-prefixed UTF-8
+encoding (4-byte big-endian length, then the bytes, for each key), as 32 lower-case hex digits.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+
+from .errors import InvalidNameError
+
+MAX_FILE_NAME = 255
+"""Bytes in one file name on ext4, APFS, and (in UTF-16 units) NTFS."""
+
+_PLAIN = re.compile(r"[a-z0-9_\-.]+")
+_PLAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"]
+    + [f"com{i}" for i in "123456789¹²³"]
+    + [f"lpt{i}" for i in "123456789¹²³"]
+)
+_ESCAPE = re.compile(r"\^([a-z])|%([0-9a-f]{2})")
+
+
+def _is_plain(name: str) -> bool:
+    return (
+        _PLAIN.fullmatch(name) is not None
+        and not name.startswith(".")
+        and not name.endswith(".")
+        and name.split(".", 1)[0] not in _DEVICE_NAMES
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def encode_name(name: str) -> str:
+    """Return the file name for a group or store name.
+
+    Raises:
+        InvalidNameError: the encoded name would be longer than a file name may be.
+
+    """
+    if not name:
+        raise InvalidNameError("an empty name has no file name", name=name)
+    if _is_plain(name):
+        encoded = name
+    else:
+        parts = []
+        last = len(name) - 1
+        for index, character in enumerate(name):
+            if "A" <= character <= "Z":
+                parts.append("^" + character.lower())
+            elif character in _PLAIN_CHARACTERS and not (character == "." and index in (0, last)):
+                parts.append(character)
+            else:
+                parts.append("".join(f"%{byte:02x}" for byte in character.encode("utf-8")))
+        if name.split(".", 1)[0].lower() in _DEVICE_NAMES and parts[0].isalpha():
+            parts[0] = f"%{ord(parts[0]):02x}"  # CON, con.txt: Windows devices, whatever the case
+        encoded = "".join(parts)
+    if len(encoded) > MAX_FILE_NAME:
+        raise InvalidNameError(
+            f"name {name[:40]!r}... encodes to a {len(encoded)}-byte file name, over the "
+            f"{MAX_FILE_NAME} a file system allows: use a shorter name",
+            name=name,
+        )
+    return encoded
+
+
+def decode_name(encoded: str) -> str:
+    """Return the name `encode_name` turned into ``encoded``.
+
+    Raises:
+        ValueError: ``encoded`` is not something `encode_name` produces.
+
+    """
+    raw = bytearray()
+    position = 0
+    for match in _ESCAPE.finditer(encoded):
+        raw += encoded[position : match.start()].encode("ascii")
+        letter, hex_digits = match.groups()
+        raw += letter.upper().encode("ascii") if letter else bytes.fromhex(hex_digits)
+        position = match.end()
+    raw += encoded[position:].encode("ascii")
+    name = raw.decode("utf-8")
+    if encode_name(name) != encoded:
+        raise ValueError(f"{encoded!r} is not an encoded name")
+    return name
+
+
+def key_digest(keys: tuple[str, ...]) -> str:
+    """Return the 32-hex-digit digest naming the file of ``keys``."""
+    encoded = bytearray()
+    for key in keys:
+        data = key.encode("utf-8")
+        encoded += len(data).to_bytes(4, "big") + data
+    return hashlib.sha256(encoded).hexdigest()[:32]
