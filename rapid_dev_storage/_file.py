@@ -549,7 +549,7 @@ def _open_marker(
 ) -> Codec:
     """Create the store's directory and marker, or check an existing marker; return the codec."""
     marker_path = os.path.join(directory, MARKER)
-    os.makedirs(os.path.join(directory, LOCK_DIRECTORY), exist_ok=True)
+    os.makedirs(directory, exist_ok=True)
     data = read_file(marker_path)
     if data is None:
         unknown = [entry for entry in os.listdir(directory) if not entry.startswith(".")]
@@ -574,7 +574,9 @@ def _open_marker(
         if not os.path.exists(gitignore):
             _create_once(directory, gitignore, _GITIGNORE_TEXT.encode(), durability == "full")
         data = read_file(marker_path) or b""
-    return _check_marker(directory, data, name, identifier, requested)
+    codec = _check_marker(directory, data, name, identifier, requested)
+    os.makedirs(os.path.join(directory, LOCK_DIRECTORY), exist_ok=True)
+    return codec
 
 
 def _create_once(directory: str, target: str, data: bytes, durable: bool) -> None:

@@ -1,4 +1,4 @@
-"""Run in a separate process by the multi-process tests: real processes, real files."""
+"""Run in separate processes by the multi-process and crash tests: real processes, real files."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import asyncio
 import sys
 from typing import Any
 
-from rapid_dev_storage import NoValue, SQLiteBackend, Storage
+from rapid_dev_storage import FileBackend, NoValue, SQLiteBackend, Storage, StorageBackend
 
 
-async def increment(path: str, count: int, *, atomic: bool) -> None:
-    backend = await SQLiteBackend.create_backend_instance(path, "shared", 1, durability="fast")
-    async with Storage(backend) as store:
+async def open_backend(kind: str, path: str) -> StorageBackend:
+    if kind == "sqlite":
+        return await SQLiteBackend.create_backend_instance(path, "shared", 1, durability="fast")
+    return await FileBackend.create_backend_instance(path, "shared", 1, durability="fast")
+
+
+async def increment(kind: str, path: str, count: int, *, atomic: bool) -> None:
+    async with Storage(await open_backend(kind, path)) as store:
         counter = store.get_group("G")["counter"]
 
         async def add_one(current: Any) -> int:
@@ -30,9 +35,23 @@ async def increment(path: str, count: int, *, atomic: bool) -> None:
                 await asyncio.gather(*(unsafe_add_one() for _ in range(10)))
 
 
+async def write_forever(path: str, durability: str) -> None:
+    """Write records in a loop, printing each sequence number once its write has returned."""
+    backend = await FileBackend.create_backend_instance(path, "crash", 1, durability=durability)
+    group = Storage(backend).get_group("G")
+    sequence = 0
+    while True:
+        sequence += 1
+        # Values large enough that a kill often lands mid-write.
+        await group[f"k{sequence % 20}"].set_value({"sequence": sequence, "pad": "x" * 20_000})
+        print(sequence, flush=True)
+
+
 if __name__ == "__main__":
-    command, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if command in ("sqlite-increment", "sqlite-increment-unsafe"):
-        asyncio.run(increment(path, count, atomic=command == "sqlite-increment"))
+    command, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
+    if command in ("increment", "increment-unsafe"):
+        asyncio.run(increment(kind, path, int(sys.argv[4]), atomic=command == "increment"))
+    elif command == "write-forever":
+        asyncio.run(write_forever(path, kind))
     else:
         raise SystemExit(f"unknown command {command!r}")

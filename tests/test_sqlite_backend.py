@@ -35,7 +35,9 @@ async def count_in_processes(path: Path, command: str) -> int:
     async with await open_store(path, "shared", 1, durability="fast") as store:
         await store.get_group("G")["counter"].set_value(0)
     processes = [
-        await asyncio.create_subprocess_exec(sys.executable, str(WORKER), command, str(path), "100")
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER), command, "sqlite", str(path), "100"
+        )
         for _ in range(4)
     ]
     for process in processes:
@@ -46,12 +48,12 @@ async def count_in_processes(path: Path, command: str) -> int:
 
 
 async def test_update_is_atomic_across_processes(tmp_path: Path) -> None:
-    assert await count_in_processes(tmp_path / "db.sqlite3", "sqlite-increment") == 400
+    assert await count_in_processes(tmp_path / "db.sqlite3", "increment") == 400
 
 
 async def test_unlocked_read_then_write_loses_updates(tmp_path: Path) -> None:
     """The control: without update(), the same workload loses increments, so the test can fail."""
-    assert await count_in_processes(tmp_path / "db.sqlite3", "sqlite-increment-unsafe") < 400
+    assert await count_in_processes(tmp_path / "db.sqlite3", "increment-unsafe") < 400
 
 
 async def test_two_instances_see_each_others_writes(tmp_path: Path) -> None:
