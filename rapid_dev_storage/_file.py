@@ -339,12 +339,14 @@ class FileBackend(StorageBackend):
                 descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             except (FileNotFoundError, NotADirectoryError):
                 return None
+            inline = False
             try:
-                if os.fstat(descriptor).st_size <= self._inline_read_limit:
+                inline = os.fstat(descriptor).st_size <= self._inline_read_limit
+                if inline:
                     return _read_rest(descriptor)
-            except BaseException:
-                os.close(descriptor)
-                raise
+            finally:
+                if inline:
+                    os.close(descriptor)
 
         def read_large() -> bytes:
             try:

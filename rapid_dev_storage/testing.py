@@ -19,8 +19,10 @@ import asyncio
 import datetime
 import enum
 import math
+import os
 import shutil
 import tempfile
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Any, Awaitable, Callable, ClassVar
@@ -164,6 +166,15 @@ async def snapshot(store: Storage) -> dict[str, dict[Keys, Any]]:
     return {name: await contents(store.get_group(name)) for name in await store.list_groups()}
 
 
+def _resources() -> tuple[int, int]:
+    """Return the process's thread and open-file counts (file count 0 where /proc is missing)."""
+    try:
+        descriptors = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        descriptors = 0
+    return threading.active_count(), descriptors
+
+
 def _case(body: Case) -> Callable[[Any, str, Path], None]:
     """Turn ``async def check(self, store)`` into a pytest test of ``codec`` and ``tmp_path``."""
 
@@ -204,7 +215,9 @@ class BackendConformance:
             finally:
                 await store.close()
 
+        before = _resources()
         asyncio.run(main())
+        assert _resources() == before, "the store leaked threads or file descriptors"
 
     # --- values -------------------------------------------------------------------------------
 

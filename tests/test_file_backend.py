@@ -444,7 +444,7 @@ def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
 
 
 async def test_a_really_full_disk_keeps_the_old_value(tiny_filesystem: Path) -> None:
