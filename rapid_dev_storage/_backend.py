@@ -280,6 +280,10 @@ class StorageBackend:
             raise self._missing_hook("_decode_record")
         return keys, self.codec.loads(data)
 
+    def _describe_record(self, group: str, keys: Keys | None) -> str:
+        """Return where a record lives, for error messages; by default the backend's location."""
+        return self.location
+
     # --- policy helpers ---------------------------------------------------------------------
 
     @property
@@ -337,7 +341,7 @@ class StorageBackend:
         except CorruptRecordError:
             raise
         except Exception as exc:
-            where = source or self.location
+            where = source or self._describe_record(group, keys)
             what = f"group {group!r} keys {keys!r}" if keys is not None else f"group {group!r}"
             raise CorruptRecordError(
                 f"record of {what} in {where} does not decode as {self.codec.name}: {exc}",

@@ -96,19 +96,20 @@ def read_file(path: str) -> bytes | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        return _read_rest(descriptor)
+        return _read_rest(descriptor, os.fstat(descriptor).st_size)
     finally:
         os.close(descriptor)
 
 
-def _read_rest(descriptor: int) -> bytes:
-    size = os.fstat(descriptor).st_size
-    chunks: list[bytes] = []
-    while True:
-        chunk = os.read(descriptor, max(size, 65536))
-        if not chunk:
-            return b"".join(chunks)
+def _read_rest(descriptor: int, size: int) -> bytes:
+    """Read to the end; ``size`` (from fstat) makes one read enough for a file not growing."""
+    data = os.read(descriptor, size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(descriptor, 65536):
         chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def fsync_directory(io: type[FileIO] | FileIO, directory: str) -> None:
@@ -244,6 +245,7 @@ class FileBackend(StorageBackend):
         self._io = io
         self._extension = codec.extension
         self._locks: dict[int, filelock.FileLock] = {}
+        self._group_directories: dict[str, str] = {}
         self._writers = [
             ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
             for _ in range(WRITER_THREADS)
@@ -307,7 +309,16 @@ class FileBackend(StorageBackend):
 
     def record_path(self, group: str, keys: Keys) -> str:
         """Return the file that holds (or would hold) the record ``keys`` of ``group``."""
-        return os.path.join(self._directory, encode_name(group), key_digest(keys) + self._extension)
+        return f"{self._group_directory(group)}{os.sep}{key_digest(keys)}{self._extension}"
+
+    def _group_directory(self, group: str) -> str:
+        directory = self._group_directories.get(group)
+        if directory is None:
+            if len(self._group_directories) >= 4096:  # bounded: group names may come from users
+                self._group_directories.clear()
+            directory = os.path.join(self._directory, encode_name(group))
+            self._group_directories[group] = directory
+        return directory
 
     def _writer_for(self, digest: str) -> ThreadPoolExecutor:
         return self._writers[int(digest[:8], 16) % WRITER_THREADS]
@@ -341,16 +352,17 @@ class FileBackend(StorageBackend):
                 return None
             inline = False
             try:
-                inline = os.fstat(descriptor).st_size <= self._inline_read_limit
+                size = os.fstat(descriptor).st_size
+                inline = size <= self._inline_read_limit
                 if inline:
-                    return _read_rest(descriptor)
+                    return _read_rest(descriptor, size)
             finally:
                 if inline:
                     os.close(descriptor)
 
         def read_large() -> bytes:
             try:
-                return _read_rest(descriptor)
+                return _read_rest(descriptor, size)
             finally:
                 os.close(descriptor)
 
@@ -512,7 +524,7 @@ class FileBackend(StorageBackend):
         self, group: str, keys: Keys | None, data: bytes, source: str | None
     ) -> tuple[Keys, Any]:
         record = self.codec.loads(data)
-        if type(record) is not dict or set(record) != {"keys", "value"}:
+        if type(record) is not dict or record.keys() != {"keys", "value"}:
             raise ValueError('a record is a map of exactly "keys" and "value"')
         found = record["keys"]
         if (
@@ -522,25 +534,27 @@ class FileBackend(StorageBackend):
         ):
             raise ValueError(f'"keys" must be a list of 1 to {MAX_KEYS} strings, not {found!r}')
         found_keys = tuple(found)
-        where = source or self.record_path(group, found_keys)
-        expected_name = key_digest(found_keys) + self._extension
-        if (keys is not None and found_keys != keys) or os.path.basename(where) != expected_name:
+        # Read by keys, the file was named from them; found by listing, its name must match.
+        if keys is not None:
+            misplaced = found_keys != keys
+        else:
+            expected_name = key_digest(found_keys) + self._extension
+            misplaced = source is not None and os.path.basename(source) != expected_name
+        if misplaced:
+            where = source or self.record_path(group, keys or found_keys)
             raise CorruptRecordError(
-                f"{where} holds the record of keys {found_keys!r}, whose file is {expected_name}: "
-                "it was copied or renamed by hand (fsck --repair renames it)",
+                f"{where} holds the record of keys {found_keys!r}, whose file is "
+                f"{key_digest(found_keys) + self._extension}: it was copied or renamed by hand "
+                "(fsck --repair renames it)",
                 group=group,
                 keys=found_keys,
                 location=where,
             )
         return found_keys, record["value"]
 
-    def _decode(
-        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
-    ) -> tuple[Keys, Any]:
+    def _describe_record(self, group: str, keys: Keys | None) -> str:
         # Errors name the record's file, where a person can look at it.
-        if source is None and keys is not None:
-            source = self.record_path(group, keys)
-        return super()._decode(group, keys, data, source)
+        return self.record_path(group, keys) if keys is not None else self._directory
 
     def __repr__(self) -> str:
         return f"FileBackend({self._directory!r}, codec={self.codec.name!r})"
