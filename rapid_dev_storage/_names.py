@@ -2,13 +2,15 @@
 
 Group and store names: a name made only of ``a-z 0-9 _ - .`` (not starting or ending with a dot,
 not a Windows device name) is used as it is, so ``users`` is the directory ``users``. Any other
-name is encoded character by character: an ASCII capital becomes ``^`` and its lower case
-(``USER`` → ``^u^s^e^r``), and every other byte outside the plain set (and a leading or trailing
-dot, and the first letter of a device name) becomes ``%`` and two lower-case hex digits of its
-UTF-8 bytes (``main store`` → ``main%20store``). Encoded names contain no capital and no non-ASCII
-character, so no two names meet on a case-insensitive or Unicode-normalising file system; they
-contain no separator, so none reaches outside its directory; and they never start with a dot,
-which our own bookkeeping files do.
+name is encoded character by character: ASCII letters are written in lower case, with a ``^``
+wherever the case switches between upper and lower (starting from lower: ``USER`` → ``^user``,
+``FEATURE_FLAGS`` → ``^feature_flags``, ``UserId`` → ``^u^ser^i^d``), and every other byte
+outside the plain set (and a leading or trailing dot, and the first letter of a device name)
+becomes ``%`` and two lower-case hex digits of its UTF-8 bytes (``main store`` →
+``main%20store``). Encoded names contain no capital and no non-ASCII character, so no two names
+meet on a case-insensitive or Unicode-normalising file system; they contain no separator, so none
+reaches outside its directory; and they never start with a dot, which our own bookkeeping files
+do.
 
 Record files are named by a digest of the key tuple: SHA-256 of the length-prefixed UTF-8
 encoding (4-byte big-endian length, then the bytes, for each key), as 32 lower-case hex digits.
@@ -32,7 +34,7 @@ _DEVICE_NAMES = frozenset(
     + [f"com{i}" for i in "123456789¹²³"]
     + [f"lpt{i}" for i in "123456789¹²³"]
 )
-_ESCAPE = re.compile(r"\^([a-z])|%([0-9a-f]{2})")
+_TOKEN = re.compile(r"\^|%([0-9a-f]{2})|[^%^]")
 
 
 def _is_plain(name: str) -> bool:
@@ -59,9 +61,13 @@ def encode_name(name: str) -> str:
     else:
         parts = []
         last = len(name) - 1
+        upper = False
         for index, character in enumerate(name):
-            if "A" <= character <= "Z":
-                parts.append("^" + character.lower())
+            if "A" <= character <= "Z" or "a" <= character <= "z":
+                if character.isupper() != upper:
+                    upper = not upper
+                    parts.append("^")
+                parts.append(character.lower())
             elif character in _PLAIN_CHARACTERS and not (character == "." and index in (0, last)):
                 parts.append(character)
             else:
@@ -86,13 +92,15 @@ def decode_name(encoded: str) -> str:
 
     """
     raw = bytearray()
-    position = 0
-    for match in _ESCAPE.finditer(encoded):
-        raw += encoded[position : match.start()].encode("ascii")
-        letter, hex_digits = match.groups()
-        raw += letter.upper().encode("ascii") if letter else bytes.fromhex(hex_digits)
-        position = match.end()
-    raw += encoded[position:].encode("ascii")
+    upper = False
+    for match in _TOKEN.finditer(encoded):
+        token, hex_digits = match.group(), match.group(1)
+        if token == "^":
+            upper = not upper
+        elif hex_digits is not None:
+            raw += bytes.fromhex(hex_digits)
+        else:
+            raw += (token.upper() if upper else token).encode("ascii")
     name = raw.decode("utf-8")
     if encode_name(name) != encoded:
         raise ValueError(f"{encoded!r} is not an encoded name")

@@ -55,7 +55,7 @@ async def test_layout_is_readable_and_records_are_pretty_json(tmp_path: Path) ->
         await store.get_group("USER")["u1", "settings"].set_value({"theme": "dark", "n": 1})
         await store.get_group("users")["u1"].set_value(None)
     namespace = tmp_path / "main%20store~42"
-    record = namespace / "^u^s^e^r" / f"{key_digest(('u1', 'settings'))}.json"
+    record = namespace / "^user" / f"{key_digest(('u1', 'settings'))}.json"
     assert record.read_text(encoding="utf-8") == (
         '{\n  "keys": [\n    "u1",\n    "settings"\n  ],\n  "value": {\n    "n": 1,\n'
         '    "theme": "dark"\n  }\n}\n'
@@ -69,7 +69,7 @@ async def test_layout_is_readable_and_records_are_pretty_json(tmp_path: Path) ->
     assert "/.locks/" in gitignore
     assert f"{TEMP_PREFIX}*{TEMP_SUFFIX}" in gitignore
     # Lock files live apart from the records, never inside a group directory.
-    for group_directory in (namespace / "^u^s^e^r", namespace / "users"):
+    for group_directory in (namespace / "^user", namespace / "users"):
         assert not list(group_directory.glob("*.lock"))
 
 
