@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rapid_dev_storage import SQLiteBackend
+from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 from rapid_dev_storage.testing import BackendConformance
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -57,6 +58,35 @@ def test_tour_runs_and_prints_what_it_says(tmp_path: Path) -> None:
     assert expected, "the tour documents its output in comments"
     for line in expected:
         assert line in printed, (line, printed)
+
+
+def test_the_store_shown_on_disk_is_what_the_fixture_makes(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    listing = text[text.index("data/\n└── my%20app~1/") :]
+    shown_record = re.search(r"reads:\n\n```json\n(.*?)```", text, re.DOTALL)
+    assert shown_record is not None
+    fixture = README.parent / "fixtures" / "sample_app.jsonl"
+    records = [json.loads(line) for line in fixture.read_text(encoding="utf-8").splitlines()]
+
+    async def load() -> None:
+        backend = await FileBackend.create_backend_instance(
+            tmp_path / "data", "my app", 1, codec="json"
+        )
+        async with Storage(backend) as store:
+            for record in records:
+                await store.get_group(record["group"])[tuple(record["keys"])].set_value(
+                    record["value"]
+                )
+
+    asyncio.run(load())
+    store_directory = tmp_path / "data" / "my%20app~1"
+    listing = listing[: listing.index("```")]
+    groups = {p.name for p in store_directory.iterdir() if not p.name.startswith(".")}
+    assert set(re.findall(r"── (\^\w+)/", listing)) == groups
+    for shown in re.findall(r"[0-9a-f]{32}\.json", listing):
+        assert list(store_directory.glob(f"*/{shown}")), shown
+    settings = store_directory / "^user" / "193c3988e96237c75d199481aeb0e661.json"
+    assert settings.read_text(encoding="utf-8") == shown_record.group(1)
 
 
 def test_backend_example_runs_the_suite(tmp_path: Path) -> None:

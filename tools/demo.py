@@ -3,7 +3,7 @@
 Loads ``fixtures/sample_app.jsonl`` (a small app's users, settings and feature flags) into a
 store, then reads, updates, iterates and clears it the way an app would.
 
-    python tools/demo.py [--backend sqlite|memory] [--codec json|msgpack] [--db FILE]
+    python tools/demo.py [--backend file|sqlite|memory] [--codec json|msgpack] [--at PATH]
 """
 
 from __future__ import annotations
@@ -15,15 +15,37 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rapid_dev_storage import MemoryBackend, NoValue, SQLiteBackend, Storage, StorageBackend
+from rapid_dev_storage import (
+    FileBackend,
+    MemoryBackend,
+    NoValue,
+    SQLiteBackend,
+    Storage,
+    StorageBackend,
+)
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_app.jsonl"
 
 
-async def open_backend(kind: str, codec: str, db: Path) -> StorageBackend:
+async def open_backend(kind: str, codec: str, location: Path) -> StorageBackend:
     if kind == "memory":
         return MemoryBackend(codec)
-    return await SQLiteBackend.create_backend_instance(db, "demo", 1, codec=codec)
+    if kind == "sqlite":
+        return await SQLiteBackend.create_backend_instance(location, "demo", 1, codec=codec)
+    return await FileBackend.create_backend_instance(location, "demo", 1, codec=codec)
+
+
+def show_files(backend: StorageBackend) -> None:
+    """Print the store's files, as git and an editor see them."""
+    if not isinstance(backend, FileBackend):
+        return
+    root = Path(backend.location)
+    print(f"\nOn disk, in {root}:")
+    for path in sorted(root.rglob("*")):
+        if ".locks" not in path.parts:
+            print(f"  {path.relative_to(root)}{'/' if path.is_dir() else ''}")
+    settings = Path(backend.record_path("USER", ("u1001", "settings")))
+    print(f"\n{settings.relative_to(root)}:\n{settings.read_text(encoding='utf-8')}")
 
 
 def read_fixture(fixture: Path) -> list[dict[str, Any]]:
@@ -79,22 +101,24 @@ async def tour(store: Storage, fixture: Path) -> None:
     show("records left for u1004", [keys async for keys, _ in users.all_items("u1004")])
     await flags["beta_search"].clear_value()
     show("beta_search is NoValue", await flags["beta_search"].get_value() is NoValue)
-    print("\nDone.")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--backend", choices=["file", "sqlite", "memory"], default="file")
     parser.add_argument("--codec", choices=["json", "msgpack"], default="json")
-    parser.add_argument("--db", type=Path, help="SQLite file to use (default: a temporary one)")
+    parser.add_argument(
+        "--at", type=Path, help="directory (file) or database file (sqlite); default: a temp one"
+    )
     parser.add_argument("--fixture", type=Path, default=FIXTURE)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rds-demo-") as scratch:
-        db = arguments.db or Path(scratch) / "demo.sqlite3"
-        backend = await open_backend(arguments.backend, arguments.codec, db)
+        default = Path(scratch) / ("demo.sqlite3" if arguments.backend == "sqlite" else "data")
+        backend = await open_backend(arguments.backend, arguments.codec, arguments.at or default)
         print(f"Store: {backend!r}\n")
         async with Storage(backend) as store:
             await tour(store, arguments.fixture)
+            show_files(backend)
 
 
 if __name__ == "__main__":

@@ -89,8 +89,8 @@ async def main(small: int, large: int) -> None:
             count: await measure(store, backend, f"g{count}", count) for count in (small, large)
         }
     shutil.rmtree(root)
-    print(f"{'records in group':>18} {'raw read us':>12} {'get us':>8} {'raw scan us/rec':>16}")
-    print(f"{'':>18} {'':>12} {'':>8} {'':>16} {'all_items us/rec':>17}")
+    header = ("records in group", "raw read us", "get us", "raw scan us/rec", "all_items us/rec")
+    print(f"{header[0]:>18} {header[1]:>12} {header[2]:>8} {header[3]:>16} {header[4]:>17}")
     for count, (raw, get, raw_scan_us, scan_us) in rows.items():
         print(f"{count:>18,} {raw:12.1f} {get:8.1f} {raw_scan_us:16.1f} {scan_us:17.1f}")
     (raw_s, get_s, _, scan_s), (raw_l, get_l, raw_scan_l, scan_l) = rows[small], rows[large]
