@@ -8,6 +8,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import msgpack
 
+from .errors import IncompatibleStoreError
+
 
 @runtime_checkable
 class Codec(Protocol):
@@ -154,3 +156,34 @@ def resolve_codec(
 def codec_by_name(name: str) -> Codec:
     """Return a fresh codec for a name recorded in a store."""
     return _BY_NAME[name]()
+
+
+def codec_for_existing_store(
+    where: str, stored_codec: str, version: object, readable_version: int, requested: Codec | None
+) -> Codec:
+    """Return the codec to open a store that records ``stored_codec`` and format ``version``.
+
+    Raises:
+        IncompatibleStoreError: a newer format, another codec than ``requested``, or a custom
+            codec that was not passed in.
+
+    """
+    if not isinstance(version, int) or version > readable_version:
+        raise IncompatibleStoreError(
+            f"{where}: format version {version!r} is newer than this rapid_dev_storage reads "
+            f"({readable_version}): upgrade rapid_dev_storage"
+        )
+    if requested is None:
+        try:
+            return codec_by_name(stored_codec)
+        except KeyError:
+            raise IncompatibleStoreError(
+                f"{where}: the store uses codec {stored_codec!r}: pass that codec (or its "
+                "serializer= and deserializer=) to open it"
+            ) from None
+    if requested.name != stored_codec:
+        raise IncompatibleStoreError(
+            f"{where}: the store was written with codec {stored_codec!r}, not "
+            f"{requested.name!r}: open it with codec={stored_codec!r}, or copy it to convert"
+        )
+    return requested

@@ -26,16 +26,11 @@ from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
 import filelock
 
 from ._backend import ScanItem, StorageBackend
-from ._codecs import Codec, codec_by_name, resolve_codec
+from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._names import decode_name, encode_name, key_digest
-from ._settings import (
-    Durability,
-    resolve_durability,
-    resolve_inline_read_limit,
-    resolve_lock_timeout,
-)
+from ._settings import Durability, StoreOptions, resolve_inline_read_limit, resolve_store_options
 from ._types import Keys
-from ._validate import MAX_KEYS, check_store_name
+from ._validate import MAX_KEYS
 from .errors import CorruptRecordError, IncompatibleStoreError, LockTimeoutError, StorageIOError
 
 T = TypeVar("T")
@@ -283,16 +278,16 @@ class FileBackend(StorageBackend):
             InvalidNameError: the names are unusable, or too long for a file name.
 
         """
-        store_name, identifier = check_store_name(name, unique_identifier)
-        requested = resolve_codec(codec, serializer, deserializer)
-        level = resolve_durability(durability)
-        timeout = resolve_lock_timeout(lock_timeout)
+        options = resolve_store_options(
+            name, unique_identifier, codec=codec, serializer=serializer,
+            deserializer=deserializer, durability=durability, lock_timeout=lock_timeout,
+        )  # fmt: skip
         inline_limit = resolve_inline_read_limit(inline_read_limit)
-        directory = namespace_directory(path, store_name, identifier)
+        directory = namespace_directory(path, options.name, options.identifier)
 
         def open_store() -> Codec:
             with _os_errors(directory):
-                chosen = _open_marker(directory, store_name, identifier, requested, level)
+                chosen = _open_marker(directory, options)
                 _sweep_orphans(directory)
             return chosen
 
@@ -300,8 +295,8 @@ class FileBackend(StorageBackend):
         return cls(
             directory=directory,
             codec=chosen,
-            durability=level,
-            lock_timeout=timeout,
+            durability=options.durability,
+            lock_timeout=options.lock_timeout,
             inline_read_limit=inline_limit,
         )
 
@@ -560,9 +555,7 @@ class FileBackend(StorageBackend):
         return f"FileBackend({self._directory!r}, codec={self.codec.name!r})"
 
 
-def _open_marker(
-    directory: str, name: str, identifier: str, requested: Codec | None, durability: Durability
-) -> Codec:
+def _open_marker(directory: str, options: StoreOptions) -> Codec:
     """Create the store's directory and marker, or check an existing marker; return the codec."""
     marker_path = os.path.join(directory, MARKER)
     os.makedirs(directory, exist_ok=True)
@@ -574,23 +567,26 @@ def _open_marker(
                 f"{directory} has no {MARKER} but holds {sorted(unknown)[:3]}: it is not a "
                 "rapid_dev_storage store; choose another path or name"
             )
-        codec = requested if requested is not None else codec_by_name("msgpack")
+        codec = options.codec if options.codec is not None else codec_by_name("msgpack")
         marker = {
             "codec": codec.name,
             "extension": codec.extension,
             "format": FORMAT_NAME,
             "key_digest": "sha256-128 of length-prefixed UTF-8 keys",
-            "name": name,
-            "unique_identifier": identifier,
+            "name": options.name,
+            "unique_identifier": options.identifier,
             "version": FORMAT_VERSION,
         }
         text = json.dumps(marker, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        _create_once(directory, marker_path, text.encode("utf-8"), durability == "full")
+        durable = options.durability == "full"
+        _create_once(directory, marker_path, text.encode("utf-8"), durable)
         gitignore = os.path.join(directory, GITIGNORE)
         if not os.path.exists(gitignore):
-            _create_once(directory, gitignore, _GITIGNORE_TEXT.encode(), durability == "full")
+            _create_once(
+                directory, gitignore, _GITIGNORE_TEXT.encode(), options.durability == "full"
+            )
         data = read_file(marker_path) or b""
-    codec = _check_marker(directory, data, name, identifier, requested)
+    codec = _check_marker(directory, data, options.name, options.identifier, options.codec)
     os.makedirs(os.path.join(directory, LOCK_DIRECTORY), exist_ok=True)
     return codec
 
@@ -625,28 +621,11 @@ def _check_marker(
             raise ValueError(f"format is {marker['format']!r}")
     except (ValueError, KeyError, TypeError) as exc:
         raise IncompatibleStoreError(f"{where} is not a valid store marker: {exc}") from exc
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IncompatibleStoreError(
-            f"{where}: format version {version!r} is newer than this rapid_dev_storage reads "
-            f"({FORMAT_VERSION}): upgrade rapid_dev_storage"
-        )
     if stored_names != (name, identifier):
         raise IncompatibleStoreError(
             f"{where} belongs to store {stored_names!r}, not {(name, identifier)!r}"
         )
-    if requested is None:
-        try:
-            return codec_by_name(stored_codec)
-        except KeyError:
-            raise IncompatibleStoreError(
-                f"{where}: the store uses codec {stored_codec!r}: pass that codec to open it"
-            ) from None
-    if requested.name != stored_codec:
-        raise IncompatibleStoreError(
-            f"{where}: the store was written with codec {stored_codec!r}, not "
-            f"{requested.name!r}: open it with codec={stored_codec!r}, or copy it to convert"
-        )
-    return requested
+    return codec_for_existing_store(where, stored_codec, version, FORMAT_VERSION, requested)
 
 
 def _sweep_orphans(directory: str) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Callable, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
+
+from ._codecs import Codec, resolve_codec
+from ._validate import check_store_name
 
 T = TypeVar("T")
 
@@ -74,3 +78,42 @@ def resolve_lock_timeout(argument: float | None) -> float:
     """Return how long to wait for another process's lock before `LockTimeoutError`."""
     checked = parse_seconds(str(argument)) if argument is not None else None
     return resolve("lock_timeout", checked, 10.0, parse_seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreOptions:
+    """What opening any store resolves: its names, the codec asked for, and the settings."""
+
+    name: str
+    identifier: str
+    codec: Codec | None
+    """None: use the store's own codec (msgpack for a new store)."""
+    durability: Durability
+    lock_timeout: float
+
+
+def resolve_store_options(
+    name: object,
+    unique_identifier: object,
+    *,
+    codec: str | Codec | None,
+    serializer: Callable[[Any], bytes] | None,
+    deserializer: Callable[[bytes], Any] | None,
+    durability: str | None,
+    lock_timeout: float | None,
+) -> StoreOptions:
+    """Check and resolve the arguments every backend's ``create_backend_instance`` takes.
+
+    Raises:
+        InvalidNameError: unusable store names.
+        ValueError: an unknown codec or setting, naming the argument or environment variable.
+
+    """
+    store_name, identifier = check_store_name(name, unique_identifier)
+    return StoreOptions(
+        name=store_name,
+        identifier=identifier,
+        codec=resolve_codec(codec, serializer, deserializer),
+        durability=resolve_durability(durability),
+        lock_timeout=resolve_lock_timeout(lock_timeout),
+    )

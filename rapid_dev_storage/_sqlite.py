@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from ._backend import ScanItem, StorageBackend
-from ._codecs import Codec, codec_by_name, resolve_codec
-from ._settings import Durability, resolve_durability, resolve_lock_timeout
+from ._codecs import Codec, codec_by_name, codec_for_existing_store
+from ._settings import Durability, StoreOptions, resolve_store_options
 from ._types import Keys
-from ._validate import MAX_KEYS, check_store_name
-from .errors import IncompatibleStoreError, LockTimeoutError, StorageIOError
+from ._validate import MAX_KEYS
+from .errors import LockTimeoutError, StorageIOError
 
 T = TypeVar("T")
 
@@ -248,35 +248,14 @@ def _open_store(
             connection.execute(queries.create)
             return queries, codec
     stored_codec, version = row
-    if version > FORMAT_VERSION:
-        raise IncompatibleStoreError(
-            f"{location}: store ({name!r}, {identifier!r}) has format version {version}, newer "
-            f"than this rapid_dev_storage reads ({FORMAT_VERSION}): upgrade rapid_dev_storage"
-        )
-    if requested is None:
-        try:
-            return queries, codec_by_name(stored_codec)
-        except KeyError:
-            raise IncompatibleStoreError(
-                f"{location}: store ({name!r}, {identifier!r}) uses codec {stored_codec!r}: "
-                "pass that codec (or its serializer= and deserializer=) to open it"
-            ) from None
-    if requested.name != stored_codec:
-        raise IncompatibleStoreError(
-            f"{location}: store ({name!r}, {identifier!r}) was written with codec "
-            f"{stored_codec!r}, not {requested.name!r}: open it with codec={stored_codec!r}, "
-            "or copy it to a new store to convert"
-        )
-    return queries, requested
+    where = f"{location}: store ({name!r}, {identifier!r})"
+    return queries, codec_for_existing_store(
+        where, stored_codec, version, FORMAT_VERSION, requested
+    )
 
 
 def _open_connections(
-    location: str,
-    name: str,
-    identifier: str,
-    requested: Codec | None,
-    durability: Durability,
-    lock_timeout: float,
+    location: str, options: StoreOptions
 ) -> tuple[sqlite3.Connection, sqlite3.Connection, _Queries, Codec]:
     """Open the writing and reading connections and the store; close what opened on failure.
 
@@ -286,14 +265,16 @@ def _open_connections(
     with _translated_errors(location), contextlib.ExitStack() as on_failure:
         if not in_memory:
             Path(location).parent.mkdir(parents=True, exist_ok=True)
-        writer = _connect(location, lock_timeout, durability)
+        writer = _connect(location, options.lock_timeout, options.durability)
         on_failure.callback(writer.close)
-        queries, codec = _open_store(writer, name, identifier, requested, location, in_memory)
+        queries, codec = _open_store(
+            writer, options.name, options.identifier, options.codec, location, in_memory
+        )
         reader = writer
         if not in_memory:
             # The reader never waits for a lock (timeout 0): if it meets one, the read is
             # retried on the worker instead of stalling the event loop.
-            reader = _connect(location, 0, durability)
+            reader = _connect(location, 0, options.durability)
             on_failure.callback(reader.close)
             reader.execute("PRAGMA query_only = 1")
         on_failure.pop_all()
@@ -354,14 +335,14 @@ class SQLiteBackend(StorageBackend):
             InvalidNameError: ``name`` or ``unique_identifier`` is unusable.
 
         """
-        store_name, identifier = check_store_name(name, unique_identifier)
-        requested = resolve_codec(codec, serializer, deserializer)
-        level = resolve_durability(durability)
-        timeout = resolve_lock_timeout(lock_timeout)
+        options = resolve_store_options(
+            name, unique_identifier, codec=codec, serializer=serializer,
+            deserializer=deserializer, durability=durability, lock_timeout=lock_timeout,
+        )  # fmt: skip
         location = _location(path)
 
         def open_connections() -> tuple[sqlite3.Connection, sqlite3.Connection, _Queries, Codec]:
-            return _open_connections(location, store_name, identifier, requested, level, timeout)
+            return _open_connections(location, options)
 
         if location == ":memory:":
             writer, reader, queries, chosen = open_connections()

@@ -35,6 +35,27 @@ async def increment(kind: str, path: str, count: int, *, atomic: bool) -> None:
                 await asyncio.gather(*(unsafe_add_one() for _ in range(10)))
 
 
+async def count_in_processes(
+    kind: str, path: str, *, atomic: bool, processes: int, each: int
+) -> int:
+    """From the test process: run ``processes`` workers x ``each`` increments; return the count."""
+    async with Storage(await open_backend(kind, path)) as store:
+        await store.get_group("G")["counter"].set_value(0)
+    command = "increment" if atomic else "increment-unsafe"
+    running = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, __file__, command, kind, path, str(each)
+        )
+        for _ in range(processes)
+    ]
+    for process in running:
+        if await process.wait() != 0:
+            raise RuntimeError(f"a {command} worker failed")
+    async with Storage(await open_backend(kind, path)) as store:
+        count: int = await store.get_group("G")["counter"].get_value()
+    return count
+
+
 async def write_forever(path: str, durability: str) -> None:
     """Write records in a loop, printing each sequence number once its write has returned."""
     backend = await FileBackend.create_backend_instance(path, "crash", 1, durability=durability)

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import msgpack
 import pytest
+from _worker import count_in_processes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -288,29 +289,15 @@ async def test_corrupt_records_are_reported_and_never_stop_other_keys(
 # --- processes and crashes --------------------------------------------------------------------
 
 
-async def count_in_processes(path: Path, command: str, processes: int, each: int) -> int:
-    async with await open_store(path, "shared", 1, durability="fast") as store:
-        await store.get_group("G")["counter"].set_value(0)
-    running = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), command, "file", str(path), str(each)
-        )
-        for _ in range(processes)
-    ]
-    for process in running:
-        assert await process.wait() == 0
-    async with await open_store(path, "shared", 1) as store:
-        count: int = await store.get_group("G")["counter"].get_value()
-    return count
-
-
 async def test_update_is_atomic_across_processes(tmp_path: Path) -> None:
-    assert await count_in_processes(tmp_path, "increment", 6, 250) == 1500
+    path = str(tmp_path)
+    assert await count_in_processes("file", path, atomic=True, processes=6, each=250) == 1500
 
 
 async def test_unlocked_read_then_write_loses_updates(tmp_path: Path) -> None:
     """The control: the same workload without update() loses increments, so the test can fail."""
-    assert await count_in_processes(tmp_path, "increment-unsafe", 6, 250) < 1500
+    path = str(tmp_path)
+    assert await count_in_processes("file", path, atomic=False, processes=6, each=250) < 1500
 
 
 @pytest.mark.parametrize("durability", ["full", "fast"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from _worker import count_in_processes
 
 from rapid_dev_storage import (
     CorruptRecordError,
@@ -30,30 +30,15 @@ async def open_store(
     return Storage(await SQLiteBackend.create_backend_instance(path, name, uid, **options))  # type: ignore[arg-type]
 
 
-async def count_in_processes(path: Path, command: str) -> int:
-    """Run 4 processes x 100 increments of one counter and return the final count."""
-    async with await open_store(path, "shared", 1, durability="fast") as store:
-        await store.get_group("G")["counter"].set_value(0)
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), command, "sqlite", str(path), "100"
-        )
-        for _ in range(4)
-    ]
-    for process in processes:
-        assert await process.wait() == 0
-    async with await open_store(path, "shared", 1) as store:
-        count: int = await store.get_group("G")["counter"].get_value()
-    return count
-
-
 async def test_update_is_atomic_across_processes(tmp_path: Path) -> None:
-    assert await count_in_processes(tmp_path / "db.sqlite3", "increment") == 400
+    path = str(tmp_path / "db.sqlite3")
+    assert await count_in_processes("sqlite", path, atomic=True, processes=4, each=100) == 400
 
 
 async def test_unlocked_read_then_write_loses_updates(tmp_path: Path) -> None:
     """The control: without update(), the same workload loses increments, so the test can fail."""
-    assert await count_in_processes(tmp_path / "db.sqlite3", "increment-unsafe") < 400
+    path = str(tmp_path / "db.sqlite3")
+    assert await count_in_processes("sqlite", path, atomic=False, processes=4, each=100) < 400
 
 
 async def test_two_instances_see_each_others_writes(tmp_path: Path) -> None:
