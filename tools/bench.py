@@ -1,0 +1,526 @@
+"""Benchmark every backend beside the peers a user would pick instead, in one process and one run.
+
+Prints median microseconds per operation and operations per second for each subject and
+workload, then every target of the benchmark issue as a ratio measured in this same run (machines
+are noisy: only side-by-side ratios mean anything). ``--quick`` runs everything small, so CI
+proves the benchmark still works; it asserts no timings.
+
+    python tools/bench.py [--quick] [--markdown FILE] [--chart FILE.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import aiosqlite
+import diskcache
+import msgpack
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+except ImportError:  # only --chart needs it (the bench extra)
+    pyplot = None
+
+from rapid_dev_storage import FileBackend, MemoryBackend, SQLiteBackend, Storage, StorageBackend
+from rapid_dev_storage._sqlite import table_name
+
+VALUE = {"name": "user 123", "settings": {"theme": "dark", "n": 3}, "tags": ["a", "b"]}
+
+
+@dataclasses.dataclass
+class Sizes:
+    records: int  # records in the group that get, set and update work on
+    operations: int  # timed operations per latency workload
+    concurrent: int  # operations in total for the 64-task workloads
+    scan_small: int
+    scan_large: int
+
+
+FULL = Sizes(
+    records=10_000, operations=3_000, concurrent=3_200, scan_small=10_000, scan_large=100_000
+)
+QUICK = Sizes(records=300, operations=100, concurrent=256, scan_small=300, scan_large=1_000)
+
+
+@dataclasses.dataclass
+class Result:
+    subject: str
+    workload: str
+    median_us: float
+    ops_per_second: float
+    note: str = ""
+
+
+class Bench:
+    """Collects results; each measurement helper adds one row."""
+
+    def __init__(self, sizes: Sizes, root: Path) -> None:
+        self.sizes = sizes
+        self.root = root
+        self.results: list[Result] = []
+        self.keys = [f"user{index:06}" for index in range(sizes.records)]
+
+    def add(self, subject: str, workload: str, samples_ns: list[int], note: str = "") -> None:
+        median = statistics.median(samples_ns) / 1000
+        self.results.append(Result(subject, workload, median, 1e6 / median, note))
+
+    def add_throughput(self, subject: str, workload: str, count: int, seconds: float) -> None:
+        self.results.append(Result(subject, workload, seconds / count * 1e6, count / seconds))
+
+    def get(self, subject: str, workload: str) -> Result:
+        for result in self.results:
+            if (result.subject, result.workload) == (subject, workload):
+                return result
+        raise KeyError((subject, workload))
+
+    def random_key(self) -> str:
+        return random.choice(self.keys)
+
+    # --- timing helpers ---------------------------------------------------------------------
+
+    async def time_async(self, operation: Callable[[], Awaitable[Any]]) -> list[int]:
+        samples = []
+        for _ in range(self.sizes.operations):
+            start = time.perf_counter_ns()
+            await operation()
+            samples.append(time.perf_counter_ns() - start)
+        return samples
+
+    def time_sync(self, operation: Callable[[], Any], count: int | None = None) -> list[int]:
+        samples = []
+        for _ in range(count or self.sizes.operations):
+            start = time.perf_counter_ns()
+            operation()
+            samples.append(time.perf_counter_ns() - start)
+        return samples
+
+    async def time_concurrent(self, operation: Callable[[], Awaitable[Any]]) -> float:
+        """Seconds for 64 tasks to do ``concurrent`` operations between them."""
+        each = self.sizes.concurrent // 64
+
+        async def worker() -> None:
+            for _ in range(each):
+                await operation()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(64)))
+        return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def peak_rss_growth() -> Iterator[list[int]]:
+    """Sample the resident set size every millisecond; yield a list that ends up [growth bytes]."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def rss() -> int:
+        try:
+            with open("/proc/self/statm", encoding="ascii") as statm:
+                return int(statm.read().split()[1]) * page
+        except OSError:
+            return 0
+
+    baseline, peak, stop = rss(), [rss()], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.001):
+            peak[0] = max(peak[0], rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    growth = [0]
+    try:
+        yield growth
+    finally:
+        stop.set()
+        sampler.join()
+        growth[0] = max(peak[0], rss()) - baseline
+
+
+# --- our backends -----------------------------------------------------------------------------
+
+
+async def open_ours(kind: str, codec: str, durability: str, root: Path) -> StorageBackend:
+    if kind == "file":
+        return await FileBackend.create_backend_instance(
+            root / "file", "bench", f"{codec}-{durability}", codec=codec, durability=durability
+        )
+    if kind == "sqlite":
+        return await SQLiteBackend.create_backend_instance(
+            root / f"sqlite-{durability}.db", "bench", 1, codec=codec, durability=durability
+        )
+    return MemoryBackend(codec)
+
+
+async def bench_ours(bench: Bench, kind: str, codec: str, durability: str) -> None:
+    subject = {"file": f"FileBackend {codec} {durability}", "sqlite": f"SQLiteBackend {durability}"}
+    name = subject.get(kind, "MemoryBackend")
+    backend = await open_ours(kind, codec, durability, bench.root)
+    async with Storage(backend) as store:
+        group = store.get_group("bench")
+        for key in bench.keys:
+            await group[key].set_value(VALUE)
+
+        def bump(current: Any) -> Any:
+            return {**current, "n": current.get("n", 0) + 1}
+
+        async def get() -> Any:
+            return await group[bench.random_key()].get_value()
+
+        async def put() -> None:
+            await group[bench.random_key()].set_value(VALUE)
+
+        async def update() -> Any:
+            return await group[bench.random_key()].update(bump)
+
+        operations: dict[str, Callable[[], Awaitable[Any]]] = {
+            "get": get,
+            "set": put,
+            "update": update,
+        }
+        for workload, operation in operations.items():
+            bench.add(name, workload, await bench.time_async(operation))
+        for workload in ("get", "set"):
+            seconds = await bench.time_concurrent(operations[workload])
+            bench.add_throughput(name, f"64 tasks {workload}", bench.sizes.concurrent, seconds)
+        if kind in ("file", "sqlite") and codec == "msgpack" and durability == "fast":
+            await bench_scans(bench, name, store)
+
+
+async def bench_scans(bench: Bench, name: str, store: Storage) -> None:
+    for count in (bench.sizes.scan_small, bench.sizes.scan_large):
+        group = store.get_group(f"scan{count}")
+        await fill(store, f"scan{count}", count)
+        start = time.perf_counter()
+        with peak_rss_growth() as growth:
+            seen = sum([1 async for _ in group.all_items()])
+        seconds = time.perf_counter() - start
+        assert seen == count, (seen, count)
+        bench.add_throughput(name, f"all_items {count:,}", count, seconds)
+        bench.results[-1].note = f"RSS +{growth[0] / 1e6:.1f} MB"
+    clear_group = store.get_group("clear")
+    await fill(store, "clear", bench.sizes.scan_small)
+    start = time.perf_counter()
+    await clear_group.clear_group()
+    bench.add_throughput(
+        name,
+        f"clear {bench.sizes.scan_small:,}",
+        bench.sizes.scan_small,
+        time.perf_counter() - start,
+    )
+
+
+async def fill(store: Storage, group_name: str, count: int) -> None:
+    group = store.get_group(group_name)
+    batch = 256
+    for start in range(0, count, batch):
+        await asyncio.gather(
+            *(
+                group[f"r{index:07}"].set_value(VALUE)
+                for index in range(start, min(count, start + batch))
+            )
+        )
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+def bench_raw_files(bench: Bench) -> None:
+    """Raw synchronous file I/O on files laid out like FileBackend's."""
+    directory = bench.root / "raw"
+    directory.mkdir()
+    data = msgpack.packb({"keys": ["k"], "value": VALUE})
+    paths = [str(directory / f"{key}.msgpack") for key in bench.keys]
+    for path in paths:
+        Path(path).write_bytes(data)
+
+    def read() -> Any:
+        descriptor = os.open(random.choice(paths), os.O_RDONLY)
+        try:
+            return msgpack.unpackb(os.read(descriptor, 1 << 16))
+        finally:
+            os.close(descriptor)
+
+    def write(durable: bool) -> None:
+        target = random.choice(paths)
+        temp = f"{target}.{random.getrandbits(32)}.tmp"
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(descriptor, data)
+        if durable:
+            os.fsync(descriptor)
+        os.close(descriptor)
+        os.replace(temp, target)
+        if durable:
+            directory_descriptor = os.open(directory, os.O_RDONLY)
+            os.fsync(directory_descriptor)
+            os.close(directory_descriptor)
+
+    bench.add("raw files", "get", bench.time_sync(read))
+    bench.add("raw files", "set full", bench.time_sync(lambda: write(True)))
+    bench.add("raw files", "set fast", bench.time_sync(lambda: write(False)))
+    for count in (bench.sizes.scan_small, bench.sizes.scan_large):
+        scan_directory = bench.root / f"raw-scan{count}"
+        scan_directory.mkdir()
+        for index in range(count):
+            (scan_directory / f"r{index:07}.msgpack").write_bytes(data)
+        start = time.perf_counter()
+        with peak_rss_growth() as growth, os.scandir(scan_directory) as entries:
+            for entry in entries:
+                descriptor = os.open(entry.path, os.O_RDONLY)
+                try:
+                    msgpack.unpackb(os.read(descriptor, 1 << 16))
+                finally:
+                    os.close(descriptor)
+        bench.add_throughput(
+            "raw files", f"all_items {count:,}", count, time.perf_counter() - start
+        )
+        bench.results[-1].note = f"RSS +{growth[0] / 1e6:.1f} MB"
+
+
+def bench_plain_sqlite(bench: Bench) -> None:
+    """Plain sqlite3 on SQLiteBackend's own table layout: the same work, no library around it."""
+    for synchronous, durability in (("FULL", "full"), ("NORMAL", "fast")):
+        # On the very file SQLiteBackend wrote at that durability.
+        path = bench.root / f"sqlite-{durability}.db"
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            _bench_plain_connection(bench, connection, synchronous)
+        finally:
+            connection.close()
+
+
+def _bench_plain_connection(bench: Bench, connection: sqlite3.Connection, synchronous: str) -> None:
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    table = '"' + table_name("bench", "1") + '"'
+    unused = "k2 = '' AND k3 = '' AND k4 = '' AND k5 = '' AND key_count = 1"
+    select = f"SELECT data FROM {table} WHERE group_name = ? AND k1 = ? AND {unused}"
+    upsert = f"INSERT OR REPLACE INTO {table} VALUES (?, ?, '', '', '', '', 1, ?)"
+    scan = (
+        f"SELECT k1, k2, k3, k4, k5, key_count, data FROM {table} WHERE group_name = ? "
+        "ORDER BY k1, k2, k3, k4, k5, key_count"
+    )
+    data = msgpack.packb(VALUE)
+
+    def get() -> Any:
+        row = connection.execute(select, ("bench", bench.random_key())).fetchone()
+        return msgpack.unpackb(row[0])
+
+    def put() -> None:
+        connection.execute(upsert, ("bench", bench.random_key(), data))
+
+    subject = f"plain sqlite3 {synchronous}"
+    bench.add(subject, "get", bench.time_sync(get))
+    bench.add(subject, "set", bench.time_sync(put))
+    if synchronous == "NORMAL":  # the file SQLiteBackend fast iterated
+        for count in (bench.sizes.scan_small, bench.sizes.scan_large):
+            start = time.perf_counter()
+            for row in connection.execute(scan, (f"scan{count}",)):
+                msgpack.unpackb(row[-1])
+            bench.add_throughput(
+                subject, f"all_items {count:,}", count, time.perf_counter() - start
+            )
+
+
+def bench_diskcache(bench: Bench) -> None:
+    with diskcache.Cache(str(bench.root / "diskcache")) as cache:
+        for key in bench.keys:
+            cache.set(key, VALUE)
+        bench.add("diskcache.Cache", "get", bench.time_sync(lambda: cache.get(bench.random_key())))
+        bench.add(
+            "diskcache.Cache", "set", bench.time_sync(lambda: cache.set(bench.random_key(), VALUE))
+        )
+
+
+async def bench_aiosqlite(bench: Bench) -> None:
+    async with aiosqlite.connect(bench.root / "aiosqlite.db", isolation_level=None) as db:
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        data = msgpack.packb(VALUE)
+        await db.executemany("INSERT INTO kv VALUES (?, ?)", [(key, data) for key in bench.keys])
+
+        async def get() -> Any:
+            async with db.execute(
+                "SELECT value FROM kv WHERE key = ?", (bench.random_key(),)
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            return msgpack.unpackb(row[0])
+
+        async def put() -> None:
+            await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (bench.random_key(), data))
+
+        bench.add("aiosqlite FULL", "get", await bench.time_async(get))
+        bench.add("aiosqlite FULL", "set", await bench.time_async(put))
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Target:
+    label: str
+    ours: tuple[str, str]  # (subject, workload); "{large}" in a workload is the large scan size
+    reference: tuple[str, str]
+    bound: float
+    higher_is_better: bool = False  # compare throughput instead of latency
+
+
+FILE_FULL, FILE_FAST = "FileBackend msgpack full", "FileBackend msgpack fast"
+SQLITE_FULL, SQLITE_FAST = "SQLiteBackend full", "SQLiteBackend fast"
+SCAN_LARGE = "all_items {large}"
+TARGETS = [
+    Target("FileBackend get, warm <= 1.0x diskcache.Cache.get",
+           (FILE_FULL, "get"), ("diskcache.Cache", "get"), 1.0),
+    Target("FileBackend set full <= 1.3x raw write+fsync+replace+dir fsync",
+           (FILE_FULL, "set"), ("raw files", "set full"), 1.3),
+    Target("FileBackend set fast <= 1.3x raw write+replace",
+           (FILE_FAST, "set"), ("raw files", "set fast"), 1.3),
+    Target("64 tasks set full: FileBackend throughput >= plain sqlite3 FULL",
+           (FILE_FULL, "64 tasks set"), ("plain sqlite3 FULL", "set"), 1.0, higher_is_better=True),
+    Target("all_items 100k: FileBackend <= 1.2x raw scandir+read+unpack",
+           (FILE_FAST, SCAN_LARGE), ("raw files", SCAN_LARGE), 1.2),
+    Target("SQLiteBackend get <= 1.3x plain sqlite3",
+           (SQLITE_FULL, "get"), ("plain sqlite3 FULL", "get"), 1.3),
+    Target("SQLiteBackend set full <= 1.3x plain sqlite3 FULL",
+           (SQLITE_FULL, "set"), ("plain sqlite3 FULL", "set"), 1.3),
+    Target("SQLiteBackend set fast <= 1.3x plain sqlite3 NORMAL",
+           (SQLITE_FAST, "set"), ("plain sqlite3 NORMAL", "set"), 1.3),
+    Target("SQLiteBackend scan 100k <= 1.3x plain sqlite3",
+           (SQLITE_FAST, SCAN_LARGE), ("plain sqlite3 NORMAL", SCAN_LARGE), 1.3),
+    Target("SQLiteBackend get faster than aiosqlite",
+           (SQLITE_FULL, "get"), ("aiosqlite FULL", "get"), 1.0),
+    Target("SQLiteBackend set faster than aiosqlite",
+           (SQLITE_FULL, "set"), ("aiosqlite FULL", "set"), 1.0),
+    Target("FileBackend update full <= 2x set full",
+           (FILE_FULL, "update"), (FILE_FULL, "set"), 2.0),
+    Target("FileBackend update fast <= 2x set fast",
+           (FILE_FAST, "update"), (FILE_FAST, "set"), 2.0),
+    Target("SQLiteBackend update full <= 2x set full",
+           (SQLITE_FULL, "update"), (SQLITE_FULL, "set"), 2.0),
+]  # fmt: skip
+
+
+def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
+    rows = []
+    large = f"{bench.sizes.scan_large:,}"
+    for target in TARGETS:
+        ours = bench.get(target.ours[0], target.ours[1].format(large=large))
+        theirs = bench.get(target.reference[0], target.reference[1].format(large=large))
+        if target.higher_is_better:
+            ratio = ours.ops_per_second / theirs.ops_per_second
+            rows.append((target.label, ratio, ratio >= target.bound))
+        else:
+            ratio = ours.median_us / theirs.median_us
+            rows.append((target.label, ratio, ratio <= target.bound))
+    return rows
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    return (
+        f"{platform.system()} {platform.release()}, {platform.machine()}, {cpus} CPUs, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def report(bench: Bench, markdown: bool) -> str:
+    lines = []
+    if markdown:
+        lines += ["| subject | workload | median µs/op | ops/s | note |", "|---|---|---:|---:|---|"]
+        lines += [
+            f"| {r.subject} | {r.workload} | {r.median_us:,.1f} | {r.ops_per_second:,.0f} "
+            f"| {r.note} |"
+            for r in bench.results
+        ]
+        lines += ["", "| target | measured ratio | met |", "|---|---:|---|"]
+        lines += [
+            f"| {label} | {ratio:.2f}x | {'yes' if met else '**no**'} |"
+            for label, ratio, met in target_rows(bench)
+        ]
+        return "\n".join(lines)
+    lines.append(f"{'subject':28} {'workload':18} {'median us/op':>13} {'ops/s':>11}  note")
+    for r in bench.results:
+        numbers = f"{r.median_us:13,.1f} {r.ops_per_second:11,.0f}"
+        lines.append(f"{r.subject:28} {r.workload:18} {numbers}  {r.note}")
+    lines.append("")
+    for label, ratio, met in target_rows(bench):
+        lines.append(f"{'met ' if met else 'MISS'} {ratio:6.2f}x  {label}")
+    return "\n".join(lines)
+
+
+def chart(bench: Bench, path: Path) -> None:
+    """Draw get and set latency of every subject that has them, ours in blue, peers in grey."""
+    if pyplot is None:
+        raise SystemExit("--chart needs matplotlib: pip install '.[bench]'")
+    figure, axes = pyplot.subplots(1, 2, figsize=(13, 6))
+    for axis, workload in zip(axes, ("get", "set"), strict=True):
+        rows = [r for r in bench.results if r.workload in (workload, f"{workload} full")]
+        names = [
+            r.subject if r.workload == workload else f"{r.subject} ({r.workload})" for r in rows
+        ]
+        peers = ("raw", "plain", "disk", "aio")
+        colors = ["#999999" if name.startswith(peers) else "#3b7dd8" for name in names]
+        axis.barh(names, [r.median_us for r in rows], color=colors)
+        axis.set_xscale("log")
+        axis.set_xlabel("median µs per operation (log scale; shorter is faster)")
+        axis.set_title(workload)
+        axis.invert_yaxis()
+    figure.suptitle(f"rapid_dev_storage (blue) and peers (grey), one run: {machine()}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: proves the benchmark runs"
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
+    parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
+    arguments = parser.parse_args()
+    sizes = QUICK if arguments.quick else FULL
+    root = Path(tempfile.mkdtemp(prefix="rds-bench-"))
+    bench = Bench(sizes, root)
+    try:
+        print(machine(), file=sys.stderr)
+        for kind, codec, durability in [
+            ("file", "msgpack", "full"), ("file", "msgpack", "fast"), ("file", "json", "full"),
+            ("file", "json", "fast"), ("sqlite", "msgpack", "full"), ("sqlite", "msgpack", "fast"),
+            ("memory", "msgpack", "fast"),
+        ]:  # fmt: skip
+            print(f"measuring {kind} {codec} {durability}...", file=sys.stderr)
+            await bench_ours(bench, kind, codec, durability)
+        print("measuring peers...", file=sys.stderr)
+        bench_raw_files(bench)
+        bench_plain_sqlite(bench)
+        bench_diskcache(bench)
+        await bench_aiosqlite(bench)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(report(bench, markdown=False))
+    if arguments.markdown:
+        arguments.markdown.write_text(report(bench, markdown=True) + "\n", encoding="utf-8")
+    if arguments.chart:
+        chart(bench, arguments.chart)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
