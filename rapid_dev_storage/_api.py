@@ -45,7 +45,8 @@ class StorageValue:
 
         A stored ``None`` is returned as ``None``. Lists and tuples come back as lists.
         """
-        value = await self._backend.get_data(self._group_name, *self._keys)
+        # The handle's group and keys were checked when it was made: skip checking them again.
+        value = await self._backend._get_checked(self._group_name, self._keys)
         return default if value is NoValue else value
 
     async def set_value(self, value: AnyStorable) -> None:
@@ -56,7 +57,7 @@ class StorageValue:
                 datetime, a non-str dict key, an int out of range...); nothing is written.
 
         """
-        await self._backend.write_data(self._group_name, *self._keys, value=value)
+        await self._backend._set_checked(self._group_name, self._keys, value)
 
     async def clear_value(self) -> None:
         """Remove the stored value; clearing an absent value is not an error."""

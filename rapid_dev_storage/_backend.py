@@ -88,10 +88,7 @@ class StorageBackend:
 
         """
         group, checked = self._checked_record(group_name, keys)
-        check_not_updating(
-            self._lock_id(group, checked), "set_value()", record_label(group, checked)
-        )
-        await self._write(group, checked, self._encode(group, checked, value))
+        await self._set_checked(group, checked, value)
 
     async def get_data(self, group_name: str, *keys: str) -> Any:
         """Return the value stored under ``keys``, or `NoValue`.
@@ -101,8 +98,7 @@ class StorageBackend:
 
         """
         group, checked = self._checked_record(group_name, keys)
-        data = await self._read(group, checked)
-        return NoValue if data is None else self._decode(group, checked, data)[1]
+        return await self._get_checked(group, checked)
 
     async def clear_by_keys(self, group_name: str, *keys: str) -> None:
         """Remove the value under ``keys``; nothing stored there is not an error."""
@@ -285,6 +281,23 @@ class StorageBackend:
         return self.location
 
     # --- policy helpers ---------------------------------------------------------------------
+
+    async def _get_checked(self, group: str, keys: Keys) -> Any:
+        """`get_data` for a group and keys already checked (by a `StorageValue`)."""
+        if type(self).get_data is not StorageBackend.get_data:  # written for the original API
+            return await self.get_data(group, *keys)
+        self._check_open()
+        data = await self._read(group, keys)
+        return NoValue if data is None else self._decode(group, keys, data)[1]
+
+    async def _set_checked(self, group: str, keys: Keys, value: Any) -> None:
+        """`write_data` for a group and keys already checked (by a `StorageValue`)."""
+        if type(self).write_data is not StorageBackend.write_data:
+            await self.write_data(group, *keys, value=value)
+            return
+        self._check_open()
+        check_not_updating(self._lock_id(group, keys), "set_value()", record_label(group, keys))
+        await self._write(group, keys, self._encode(group, keys, value))
 
     @property
     def _key_locks(self) -> KeyLocks:

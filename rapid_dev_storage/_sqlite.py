@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 FORMAT_VERSION = 1
 STORES_TABLE = "rapid_dev_storage_stores"
+CHECKPOINT_EVERY = 500
+"""Inline commits between WAL checkpoints, which the worker runs (they fsync)."""
 PAGE_SIZE = 256
 """Rows per query while iterating: large enough to amortise a query, small enough to stay flat."""
 
@@ -124,12 +126,25 @@ def _location(path: Path | str) -> str:
     return ":memory:" if str(path) == ":memory:" else os.path.abspath(path)
 
 
+_PADDING = [("",) * (MAX_KEYS - count) + (count,) for count in range(MAX_KEYS + 1)]
+
+
 def _record_params(group: str, keys: Keys) -> tuple[Any, ...]:
-    return (group, *keys, *("",) * (MAX_KEYS - len(keys)), len(keys))
+    return (group, *keys, *_PADDING[len(keys)])
 
 
 def _keys_of(row: _Row) -> Keys:
     return tuple(row[: row[MAX_KEYS]])
+
+
+def _translated(exc: sqlite3.Error, location: str) -> StorageIOError | LockTimeoutError:
+    """Return our error for one of sqlite3's; raise it ``from`` the original."""
+    if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+        return LockTimeoutError(
+            f"{location}: another connection held the database lock past the timeout "
+            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
+        )
+    return StorageIOError(f"{location}: {exc}")
 
 
 @contextlib.contextmanager
@@ -137,15 +152,8 @@ def _translated_errors(location: str) -> Iterator[None]:
     """Turn sqlite3's errors into ours, keeping the original as the cause."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        if _is_busy(exc):
-            raise LockTimeoutError(
-                f"{location}: another connection held the database lock past the timeout "
-                "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
-            ) from exc
-        raise StorageIOError(f"{location}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        raise StorageIOError(f"{location}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise _translated(exc, location) from exc
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -173,7 +181,7 @@ def _read(
     connection: sqlite3.Connection, queries: _Queries, group: str, keys: Keys
 ) -> bytes | None:
     rows = connection.execute(queries.select, _record_params(group, keys)).fetchall()
-    return bytes(rows[0][0]) if rows else None
+    return rows[0][0] if rows else None  # a BLOB comes back as bytes
 
 
 def _write(
@@ -209,6 +217,10 @@ def _scan_page(
 ) -> list[_Row]:
     params = (group, *prefix, *after[len(prefix) :], PAGE_SIZE)
     return connection.execute(queries.scan_page[len(prefix)], params).fetchall()
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _list_groups(connection: sqlite3.Connection, queries: _Queries) -> list[str]:
@@ -257,9 +269,12 @@ def _open_store(
 def _open_connections(
     location: str, options: StoreOptions
 ) -> tuple[sqlite3.Connection, sqlite3.Connection, _Queries, Codec]:
-    """Open the writing and reading connections and the store; close what opened on failure.
+    """Open the worker's connection, the inline one and the store; close what opened on failure.
 
-    In memory both are one connection: a second would open a second, empty database.
+    The inline connection never waits for a lock (timeout 0): if it meets one, the operation
+    moves to the worker instead of stalling the event loop. It writes only at durability
+    ``fast``, and leaves WAL checkpoints (which fsync) to the worker. In memory both are one
+    connection: a second would open a second, empty database.
     """
     in_memory = location == ":memory:"
     with _translated_errors(location), contextlib.ExitStack() as on_failure:
@@ -270,15 +285,15 @@ def _open_connections(
         queries, codec = _open_store(
             writer, options.name, options.identifier, options.codec, location, in_memory
         )
-        reader = writer
+        inline = writer
         if not in_memory:
-            # The reader never waits for a lock (timeout 0): if it meets one, the read is
-            # retried on the worker instead of stalling the event loop.
-            reader = _connect(location, 0, options.durability)
-            on_failure.callback(reader.close)
-            reader.execute("PRAGMA query_only = 1")
+            inline = _connect(location, 0, options.durability)
+            on_failure.callback(inline.close)
+            inline.execute("PRAGMA wal_autocheckpoint = 0")
+            if options.durability == "full":
+                inline.execute("PRAGMA query_only = 1")
         on_failure.pop_all()
-    return writer, reader, queries, codec
+    return writer, inline, queries, codec
 
 
 class SQLiteBackend(StorageBackend):
@@ -297,16 +312,20 @@ class SQLiteBackend(StorageBackend):
         codec: Codec,
         location: str,
         writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
+        inline: sqlite3.Connection,
         worker: ThreadPoolExecutor | None,
+        inline_writes: bool,
     ) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
         super().__init__(codec)
         self.location = location
         self._queries = queries
         self._writer = writer
-        self._reader = reader
+        self._inline = inline
         self._worker = worker
+        self._inline_writes = inline_writes
+        self._worker_writes = 0  # writes queued on the worker: later ones queue behind them
+        self._commits_since_checkpoint = 0
 
     @classmethod
     async def create_backend_instance(
@@ -345,84 +364,116 @@ class SQLiteBackend(StorageBackend):
             return _open_connections(location, options)
 
         if location == ":memory:":
-            writer, reader, queries, chosen = open_connections()
+            writer, inline, queries, chosen = open_connections()
             return cls(
-                queries=queries, codec=chosen, location=location, writer=writer, reader=reader,
-                worker=None,
+                queries=queries, codec=chosen, location=location, writer=writer, inline=inline,
+                worker=None, inline_writes=True,
             )  # fmt: skip
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapid-dev-storage-sqlite")
         try:
-            writer, reader, queries, chosen = await asyncio.get_running_loop().run_in_executor(
+            writer, inline, queries, chosen = await asyncio.get_running_loop().run_in_executor(
                 worker, open_connections
             )
         except BaseException:
             worker.shutdown(wait=False)
             raise
         return cls(
-            queries=queries, codec=chosen, location=location, writer=writer, reader=reader,
-            worker=worker,
+            queries=queries, codec=chosen, location=location, writer=writer, inline=inline,
+            worker=worker, inline_writes=options.durability == "fast",
         )  # fmt: skip
 
     # --- bridges ----------------------------------------------------------------------------
 
-    async def _on_writer(self, function: Callable[..., T], *args: Any) -> T:
-        """Run one whole operation on the writing connection, off the loop when it can block."""
+    async def _on_worker(self, function: Callable[..., T], *args: Any) -> T:
+        """Run one whole operation on the worker's connection, which may wait for locks."""
+        assert self._worker is not None  # only file databases have a worker
 
         def call() -> T:
-            with _translated_errors(self.location):
+            try:
                 return function(self._writer, *args)
+            except sqlite3.Error as exc:
+                raise _translated(exc, self.location) from exc
 
-        if self._worker is None:
-            return call()
         return await asyncio.get_running_loop().run_in_executor(self._worker, call)
 
-    async def _on_reader(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a read inline; if the inline reader meets a lock, wait for it on the worker."""
+    async def _read_op(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a read inline; if it meets a lock, wait for the lock on the worker instead."""
         try:
-            with _translated_errors(self.location):
-                return function(self._reader, *args)
-        except LockTimeoutError:
-            if self._worker is None:
-                raise
-        return await self._on_writer(function, *args)
+            return function(self._inline, *args)
+        except sqlite3.Error as exc:
+            error = _translated(exc, self.location)
+            if self._worker is None or not isinstance(error, LockTimeoutError):
+                raise error from exc
+        return await self._on_worker(function, *args)
+
+    async def _write_op(self, function: Callable[..., T], *args: Any, small: bool = True) -> T:
+        """Run a write inline when it cannot block the loop for long, else on the worker.
+
+        Inline means a ``small`` write (one record) at durability ``fast`` (a WAL commit without
+        fsync) or in memory, with no earlier write still queued on the worker: writes of this
+        backend land in the order they were made.
+        """
+        if (self._inline_writes and small and not self._worker_writes) or self._worker is None:
+            try:
+                result = function(self._inline, *args)
+            except sqlite3.Error as exc:
+                error = _translated(exc, self.location)
+                if self._worker is None or not isinstance(error, LockTimeoutError):
+                    raise error from exc
+            else:
+                self._after_inline_commit()
+                return result
+        self._worker_writes += 1
+        try:
+            return await self._on_worker(function, *args)
+        finally:
+            self._worker_writes -= 1
+
+    def _after_inline_commit(self) -> None:
+        # The inline connection never checkpoints (that fsyncs): the worker does it, unawaited.
+        self._commits_since_checkpoint += 1
+        if self._worker is not None and self._commits_since_checkpoint >= CHECKPOINT_EVERY:
+            self._commits_since_checkpoint = 0
+            self._worker.submit(_checkpoint, self._writer)
 
     # --- hooks ------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
-        return await self._on_reader(_read, self._queries, group, keys)
+        return await self._read_op(_read, self._queries, group, keys)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
-        await self._on_writer(_write, self._queries, group, keys, data)
+        await self._write_op(_write, self._queries, group, keys, data)
 
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
     ) -> bool:
-        return await self._on_writer(_swap, self._queries, group, keys, expected, new)
+        return await self._write_op(_swap, self._queries, group, keys, expected, new)
 
     async def _delete(self, group: str, keys: Keys) -> None:
-        await self._on_writer(_execute, self._queries.delete, _record_params(group, keys))
+        await self._write_op(_execute, self._queries.delete, _record_params(group, keys))
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
-        await self._on_writer(_execute, self._queries.delete_prefix[len(prefix)], (group, *prefix))
+        sql = self._queries.delete_prefix[len(prefix)]
+        await self._write_op(_execute, sql, (group, *prefix), small=False)
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
         after: _Row = ("",) * MAX_KEYS + (0,)
         while True:
             self._check_open()
-            rows = await self._on_reader(_scan_page, self._queries, group, prefix, after)
+            rows = await self._read_op(_scan_page, self._queries, group, prefix, after)
             for row in rows:
-                yield _keys_of(row), bytes(row[-1]), None
+                yield _keys_of(row), row[-1], None
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][:-1]
             await asyncio.sleep(0)  # pages are read inline: let other tasks run between them
 
     async def _list_groups(self) -> list[str]:
-        return await self._on_reader(_list_groups, self._queries)
+        return await self._read_op(_list_groups, self._queries)
 
     async def _close(self) -> None:
         def close_connections() -> None:
-            self._reader.close()
+            self._inline.close()
             self._writer.close()
 
         if self._worker is None:

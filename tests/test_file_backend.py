@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 import unicodedata
 from pathlib import Path
@@ -469,3 +470,45 @@ async def test_a_100000_record_group_iterates_in_bounded_memory(tmp_path: Path) 
         assert seen == 100_000
         print(f"peak traced memory while iterating 100,000 records: {peak / 1e6:.2f} MB")
         assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while iterating"
+
+
+# --- the read cache ---------------------------------------------------------------------------
+
+
+async def test_cached_reads_see_every_kind_of_change(tmp_path: Path) -> None:
+    async with (
+        await open_store(tmp_path, codec="json") as store,
+        await open_store(tmp_path, codec="json") as other,
+    ):
+        handle = store.get_group("G")["k"]
+        await handle.set_value({"v": "aaaa"})
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        path = Path(backend.record_path("G", ("k",)))
+        old = time.time() - 10
+        os.utime(path, (old, old))  # old enough to be cached
+        assert await handle.get_value() == {"v": "aaaa"}
+        assert path.as_posix() in backend._cache._entries  # it is cached
+        # An edit in place of the same size: a new mtime.
+        path.write_bytes(path.read_bytes().replace(b"aaaa", b"bbbb"))
+        assert await handle.get_value() == {"v": "bbbb"}
+        os.utime(path, (old, old))
+        assert await handle.get_value() == {"v": "bbbb"}
+        # Another instance's atomic replace: a new inode, even with the old mtime put back.
+        await other.get_group("G")["k"].set_value({"v": "cccc"})
+        os.utime(path, (old, old))
+        assert await handle.get_value() == {"v": "cccc"}
+        # Removed by hand.
+        path.unlink()
+        assert await handle.get_value() is NoValue
+
+
+async def test_records_changed_a_moment_ago_are_not_cached(tmp_path: Path) -> None:
+    async with await open_store(tmp_path) as store:
+        await store.get_group("G")["k"].set_value(1)
+        assert await store.get_group("G")["k"].get_value() == 1
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        assert (
+            backend._cache._entries == {}
+        )  # written just now: a second edit could share its mtime

@@ -253,9 +253,39 @@ async def test_reads_run_inline_and_writes_on_the_worker(tmp_path: Path) -> None
             threads.setdefault(statement.split(maxsplit=1)[0], threading.current_thread().name)
 
         connection.set_trace_callback(trace)
-        backend._reader.set_trace_callback(trace)
+        backend._inline.set_trace_callback(trace)
         await store.get_group("G")["k"].set_value(1)
         assert await store.get_group("G")["k"].get_value() == 1
         await asyncio.sleep(0)
         assert threads["SELECT"] == loop_thread
         assert threads["INSERT"] != loop_thread
+
+
+async def test_fast_writes_run_inline_and_queue_behind_a_lock_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, durability="fast", lock_timeout=5) as store:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        threads: list[str] = []
+
+        def trace(statement: str) -> None:
+            if statement.startswith("INSERT"):
+                threads.append(threading.current_thread().name)
+
+        backend._inline.set_trace_callback(trace)
+        backend._writer.set_trace_callback(trace)
+        handle = store.get_group("G")["k"]
+        await handle.set_value("inline")
+        assert threads == [threading.current_thread().name]
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+        # The first write meets the lock and waits on the worker; the second is made later, so
+        # it must land later, even though the lock is free by the time it could run inline.
+        first = asyncio.ensure_future(handle.set_value("first"))
+        await asyncio.sleep(0.3)
+        await handle.set_value("second")
+        await first
+        other.close()
+        assert await handle.get_value() == "second"
+        assert any(name != threading.current_thread().name for name in threads)  # the worker

@@ -87,7 +87,7 @@ async def _measure_backend(
             return await group[random.choice(keys)].get_value()
 
         async def get_via_worker(index: int) -> Any:
-            return await backend._on_writer(_read, backend._queries, "G", (random.choice(keys),))
+            return await backend._on_worker(_read, backend._queries, "G", (random.choice(keys),))
 
         async def set_value(index: int) -> None:
             await group[random.choice(keys)].set_value({"n": index})
