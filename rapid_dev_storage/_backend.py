@@ -104,7 +104,7 @@ class StorageBackend:
         """Remove the value under ``keys``; nothing stored there is not an error."""
         group, checked = self._checked_record(group_name, keys)
         check_not_updating(
-            self._lock_id(group, checked), "clear_value()", record_label(group, checked)
+            self._lock_id(group, checked), "clear_value()", lambda: record_label(group, checked)
         )
         await self._delete(group, checked)
 
@@ -150,18 +150,19 @@ class StorageBackend:
         group = self._checked_group(group_name)
         prefix = check_prefix(keys, group)
         width = len(prefix)
-        async for known_keys, data, source in self._scan(group, prefix):
-            try:
-                record_keys, value = self._decode(group, known_keys, data, source)
-            except CorruptRecordError as exc:
-                if on_corrupt is None:
-                    raise
-                on_corrupt(exc)
-                continue
-            # A backend that learns keys only by decoding leaves the prefix test to us.
-            if known_keys is None and record_keys[:width] != prefix:
-                continue
-            yield record_keys, value
+        async for batch in self._scan(group, prefix):
+            for known_keys, data, source in batch:
+                try:
+                    record_keys, value = self._decode(group, known_keys, data, source)
+                except CorruptRecordError as exc:
+                    if on_corrupt is None:
+                        raise
+                    on_corrupt(exc)
+                    continue
+                # A backend that learns keys only by decoding leaves the prefix test to us.
+                if known_keys is None and record_keys[:width] != prefix:
+                    continue
+                yield record_keys, value
 
     # --- what the original contract lacked --------------------------------------------------
 
@@ -177,7 +178,7 @@ class StorageBackend:
         """
         group, checked = self._checked_record(group_name, keys)
         lock_id = self._lock_id(group, checked)
-        check_not_updating(lock_id, "update()", record_label(group, checked))
+        check_not_updating(lock_id, "update()", lambda: record_label(group, checked))
         async with self._key_locks.hold(lock_id):
             if type(self)._swap is StorageBackend._swap:
                 current = await self.get_data(group, *checked)
@@ -242,8 +243,10 @@ class StorageBackend:
         """Remove every record of ``group`` whose keys start with ``prefix`` (empty: all)."""
         raise self._missing_hook("_delete_prefix")
 
-    def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
-        """Yield a `ScanItem` per record without holding them all in memory.
+    def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
+        """Yield batches of `ScanItem`, one per record, never holding them all in memory.
+
+        Batches (a page of rows, a few hundred files) keep the per-record cost of iteration low.
 
         A backend that yields keys must yield only records matching ``prefix``; one that yields
         None for keys may yield the whole group, and the records are filtered after decoding.
@@ -296,7 +299,9 @@ class StorageBackend:
             await self.write_data(group, *keys, value=value)
             return
         self._check_open()
-        check_not_updating(self._lock_id(group, keys), "set_value()", record_label(group, keys))
+        check_not_updating(
+            self._lock_id(group, keys), "set_value()", lambda: record_label(group, keys)
+        )
         await self._write(group, keys, self._encode(group, keys, value))
 
     @property

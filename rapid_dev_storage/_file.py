@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import json
 import os
 import secrets
@@ -25,10 +27,15 @@ from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
 
 import filelock
 
+try:
+    import fcntl
+except ImportError:  # Windows: filelock locks with msvcrt there
+    fcntl = None  # type: ignore[assignment]
+
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._names import decode_name, encode_name, key_digest
-from ._settings import Durability, StoreOptions, resolve_inline_read_limit, resolve_store_options
+from ._settings import Durability, StoreOptions, resolve_inline_limit, resolve_store_options
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import CorruptRecordError, IncompatibleStoreError, LockTimeoutError, StorageIOError
@@ -45,7 +52,9 @@ TEMP_SUFFIX = ".tmp"
 DIGEST_LENGTH = 32
 LOCK_STRIPES = 64
 """Lock files per store: records share them by hash, so their number stays fixed."""
-WRITER_THREADS = 4
+WRITER_THREADS = 16
+"""Writes of one record always use the same thread; many threads let concurrent fsyncs overlap
+and share directory fsyncs (measured: 2,180 sets/s with 4, 2,860 with 16, at 64 tasks)."""
 SCAN_BATCH = 256
 SCAN_BATCH_BYTES = 4 * 1024 * 1024
 ORPHAN_AGE = 3600.0
@@ -96,6 +105,55 @@ class _ReadCache:
         if len(self._entries) >= READ_CACHE_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest
         self._entries[path] = (status.st_ino, status.st_size, status.st_mtime_ns, data)
+
+
+class _WouldWait(Exception):
+    """An inline operation met a held lock: run it on a thread, where waiting is harmless."""
+
+
+class _FlockUnsupported(Exception):
+    """The file system has no flock(2): use filelock's fallback."""
+
+
+@contextlib.contextmanager
+def _flocked(path: str, timeout: float) -> Iterator[None]:
+    """Hold an exclusive flock(2) on ``path``.
+
+    Each call opens its own descriptor, so two threads of one process exclude each other too.
+
+    Raises:
+        _WouldWait: held elsewhere and ``timeout`` is 0.
+        LockTimeoutError: held elsewhere for longer than ``timeout``.
+
+    """
+    assert fcntl is not None
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, delay = time.monotonic() + timeout, 0.0005
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if timeout == 0:
+                    raise _WouldWait from None
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"{path}: another process held the lock past the timeout (raise "
+                        "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+            except OSError as exc:
+                if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise _FlockUnsupported from exc
+                raise
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 class FileIO:
@@ -171,8 +229,57 @@ def _replace(io: type[FileIO] | FileIO, source: str, target: str) -> None:
             time.sleep(0.01)
 
 
+class DirectorySync:
+    """Coalesces directory fsyncs: one fsync covers every rename that finished before it began.
+
+    Writes that finish together (64 tasks setting records of one group) then share one
+    directory fsync instead of queueing for one each.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._directories: dict[str, _DirectoryState] = {}
+
+    def sync(self, io: type[FileIO] | FileIO, directory: str) -> None:
+        """Return once a directory fsync that began after this call has succeeded."""
+        with self._lock:
+            state = self._directories.setdefault(directory, _DirectoryState())
+            state.renamed += 1
+            ticket = state.renamed
+        with state.changed:
+            while state.synced < ticket:
+                if state.syncing:
+                    state.changed.wait()
+                    continue
+                state.syncing, covered = True, state.renamed
+                state.changed.release()
+                synced = False
+                try:
+                    fsync_directory(io, directory)
+                    synced = True
+                finally:
+                    state.changed.acquire()
+                    state.syncing = False
+                    if synced:
+                        state.synced = max(state.synced, covered)
+                    state.changed.notify_all()
+
+
+@dataclasses.dataclass
+class _DirectoryState:
+    renamed: int = 0  # tickets handed out, one per rename
+    synced: int = 0  # every ticket up to this one is durable
+    syncing: bool = False
+    changed: threading.Condition = dataclasses.field(default_factory=threading.Condition)
+
+
 def write_atomically(
-    io: type[FileIO] | FileIO, directory: str, target: str, data: bytes, durable: bool
+    io: type[FileIO] | FileIO,
+    directory: str,
+    target: str,
+    data: bytes,
+    durable: bool,
+    directory_sync: DirectorySync | None = None,
 ) -> None:
     """Replace ``target`` with ``data``: temp file, write, fsync, rename, fsync the directory.
 
@@ -180,12 +287,6 @@ def write_atomically(
     A failure of the final directory fsync is raised too, though the new file is in place.
     """
     while True:
-        try:
-            os.mkdir(directory)
-            if durable:
-                fsync_directory(io, os.path.dirname(directory))
-        except FileExistsError:
-            pass
         temp = os.path.join(
             directory, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
         )
@@ -193,7 +294,13 @@ def write_atomically(
             descriptor = io.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
             break
         except FileNotFoundError:
-            continue  # a clear removed the emptied directory just now: make it again
+            # A new group, or a clear removed its emptied directory just now: make it.
+            try:
+                os.mkdir(directory)
+            except FileExistsError:
+                continue
+            if durable:
+                fsync_directory(io, os.path.dirname(directory))
     try:
         try:
             view = memoryview(data)
@@ -209,7 +316,15 @@ def write_atomically(
             os.unlink(temp)
         raise
     if durable:
-        fsync_directory(io, directory)
+        if directory_sync is None:
+            fsync_directory(io, directory)
+        else:
+            directory_sync.sync(io, directory)
+
+
+def _stripe(directory: str, file_name: str) -> int:
+    """Return the lock stripe of a record: see docs/format.md."""
+    return zlib.crc32(f"{os.path.basename(directory)}/{file_name}".encode()) % LOCK_STRIPES
 
 
 def _remove_if_empty(directory: str) -> None:
@@ -264,7 +379,7 @@ class FileBackend(StorageBackend):
         codec: Codec,
         durability: Durability,
         lock_timeout: float,
-        inline_read_limit: int,
+        inline_limit: int,
         io: type[FileIO] | FileIO = FileIO,
     ) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
@@ -274,13 +389,16 @@ class FileBackend(StorageBackend):
         self._directory = directory
         self._durable = durability == "full"
         self._lock_timeout = lock_timeout
-        self._inline_read_limit = inline_read_limit
+        self._inline_limit = inline_limit
         self._io = io
         self._extension = codec.extension
         self._locks: dict[int, filelock.FileLock] = {}
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = _ReadCache()
+        self._directory_sync = DirectorySync()
+        self._queued = [0] * WRITER_THREADS  # operations waiting on or running in each writer
+        self._flock_unsupported = False
         self._writers = [
             ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
             for _ in range(WRITER_THREADS)
@@ -299,7 +417,7 @@ class FileBackend(StorageBackend):
         codec: str | Codec | None = None,
         durability: str | None = None,
         lock_timeout: float | None = None,
-        inline_read_limit: int | None = None,
+        inline_limit: int | None = None,
     ) -> FileBackend:
         """Open (creating if needed) the store ``(name, unique_identifier)`` under ``path``.
 
@@ -307,7 +425,7 @@ class FileBackend(StorageBackend):
         edits) or a `Codec`; left out, an existing store opens with its own. ``durability``:
         ``"full"`` (default; fsync file and directory) or ``"fast"`` (no fsync: atomic against a
         crash of the process, not against power loss). ``lock_timeout``: seconds to wait for
-        another process's lock (default 10). ``inline_read_limit``: records up to this many bytes
+        another process's lock (default 10). ``inline_limit``: records up to this many bytes
         are read on the event loop's thread (default 65536; 0 sends every read to a thread, for
         slow network file systems). Each also reads ``RAPID_DEV_STORAGE_<NAME>``.
         Opening sweeps temp files left by killed processes.
@@ -322,7 +440,7 @@ class FileBackend(StorageBackend):
             name, unique_identifier, codec=codec, serializer=serializer,
             deserializer=deserializer, durability=durability, lock_timeout=lock_timeout,
         )  # fmt: skip
-        inline_limit = resolve_inline_read_limit(inline_read_limit)
+        inline_limit = resolve_inline_limit(inline_limit)
         directory = namespace_directory(path, options.name, options.identifier)
 
         def open_store() -> Codec:
@@ -337,7 +455,7 @@ class FileBackend(StorageBackend):
             codec=chosen,
             durability=options.durability,
             lock_timeout=options.lock_timeout,
-            inline_read_limit=inline_limit,
+            inline_limit=inline_limit,
         )
 
     # --- paths, threads and locks ------------------------------------------------------------
@@ -361,17 +479,38 @@ class FileBackend(StorageBackend):
             self._group_directories[group] = directory
         return directory
 
-    def _writer_for(self, digest: str) -> ThreadPoolExecutor:
-        return self._writers[int(digest[:8], 16) % WRITER_THREADS]
+    @contextlib.contextmanager
+    def _locked(self, directory: str, file_name: str, *, wait: bool) -> Iterator[None]:
+        """Hold the lock stripe of a record; without ``wait``, raise `_WouldWait` if it is held.
 
-    def _lock_for(self, group_directory: str, digest: str) -> filelock.FileLock:
-        stripe = zlib.crc32(f"{group_directory}/{digest}".encode()) % LOCK_STRIPES
+        Where flock(2) works, it is taken directly: the same lock filelock takes on Unix, without
+        its 80 us of bookkeeping per acquisition (update would cost 2.5x a set instead of 1.5x).
+        Elsewhere (Windows, a file system without flock) filelock does it.
+        """
+        stripe = _stripe(directory, file_name)
+        path = os.path.join(self._directory, LOCK_DIRECTORY, f"{stripe:02d}.lock")
+        timeout = self._lock_timeout if wait else 0.0
+        if fcntl is not None and not self._flock_unsupported:
+            try:
+                with _flocked(path, timeout):
+                    yield
+                return
+            except _FlockUnsupported:
+                self._flock_unsupported = True
         lock = self._locks.get(stripe)
         if lock is None:
-            path = os.path.join(self._directory, LOCK_DIRECTORY, f"{stripe:02d}.lock")
             # thread_local (the default): two threads of this process exclude each other too.
             lock = self._locks[stripe] = filelock.FileLock(path, timeout=self._lock_timeout)
-        return lock
+        try:
+            lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            if wait:
+                raise
+            raise _WouldWait from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def _run(self, executor: ThreadPoolExecutor, function: Callable[[], T]) -> T:
         def call() -> T:
@@ -380,11 +519,34 @@ class FileBackend(StorageBackend):
 
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
+    async def _record_operation(
+        self, file_name: str, operation: Callable[[bool], T], *, size: int = 0
+    ) -> T:
+        """Run a write, swap or delete of one record, inline or on the record's writer thread.
+
+        ``operation(inline)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
+        for a record within ``inline_limit``, when no earlier operation on that record's thread
+        is still queued (so one record's writes land in the order they were made); it raises
+        `_WouldWait` rather than wait for a lock, and then runs on the thread instead.
+        """
+        index = int(file_name[:8], 16) % WRITER_THREADS
+        if not self._durable and size <= self._inline_limit and not self._queued[index]:
+            try:
+                with _os_errors(self._directory):
+                    return operation(True)
+            except _WouldWait:
+                pass
+        self._queued[index] += 1
+        try:
+            return await self._run(self._writers[index], lambda: operation(False))
+        finally:
+            self._queued[index] -= 1
+
     # --- hooks ------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         path = self.record_path(group, keys)
-        if self._inline_read_limit == 0:
+        if self._inline_limit == 0:
             return await self._run(self._readers, lambda: read_file(path))
         try:
             cached = self._cache.get(path)
@@ -397,7 +559,7 @@ class FileBackend(StorageBackend):
             inline = False
             try:
                 status = os.fstat(descriptor)
-                inline = status.st_size <= self._inline_read_limit
+                inline = status.st_size <= self._inline_limit
                 if inline:
                     data = _read_rest(descriptor, status.st_size)
                     self._cache.put(path, status, data)
@@ -419,10 +581,11 @@ class FileBackend(StorageBackend):
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         path = self.record_path(group, keys)
         directory, file_name = os.path.split(path)
-        await self._run(
-            self._writer_for(file_name),
-            lambda: write_atomically(self._io, directory, path, data, self._durable),
-        )
+
+        def write(inline: bool) -> None:
+            write_atomically(self._io, directory, path, data, self._durable, self._directory_sync)
+
+        await self._record_operation(file_name, write, size=len(data))
 
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
@@ -430,27 +593,28 @@ class FileBackend(StorageBackend):
         path = self.record_path(group, keys)
         directory, file_name = os.path.split(path)
 
-        def swap() -> bool:
-            with self._lock_for(os.path.basename(directory), file_name):
+        def swap(inline: bool) -> bool:
+            with self._locked(directory, file_name, wait=not inline):
                 if read_file(path) != expected:
                     return False
                 if new is None:
                     self._unlink_records(directory, [path])
                 else:
-                    write_atomically(self._io, directory, path, new, self._durable)
+                    durable, sync = self._durable, self._directory_sync
+                    write_atomically(self._io, directory, path, new, durable, sync)
             return True
 
-        return await self._run(self._writer_for(file_name), swap)
+        return await self._record_operation(file_name, swap, size=len(new or b""))
 
     async def _delete(self, group: str, keys: Keys) -> None:
         path = self.record_path(group, keys)
         directory, file_name = os.path.split(path)
 
-        def delete() -> None:
-            with self._lock_for(os.path.basename(directory), file_name):
+        def delete(inline: bool) -> None:
+            with self._locked(directory, file_name, wait=not inline):
                 self._unlink_records(directory, [path])
 
-        await self._run(self._writer_for(file_name), delete)
+        await self._record_operation(file_name, delete)
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory = os.path.join(self._directory, encode_name(group))
@@ -458,7 +622,7 @@ class FileBackend(StorageBackend):
 
     def _delete_matching(self, group: str, directory: str, prefix: Keys) -> None:
         """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time."""
-        by_stripe: dict[filelock.FileLock, list[str]] = {}
+        by_stripe: dict[int, list[str]] = {}
         for path in self._record_files(directory):
             if prefix:
                 data = read_file(path)
@@ -468,15 +632,13 @@ class FileBackend(StorageBackend):
                     continue
                 if keys[: len(prefix)] != prefix:
                     continue
-            file_name = os.path.basename(path)
-            lock = self._lock_for(os.path.basename(directory), file_name)
-            by_stripe.setdefault(lock, []).append(path)
-        for lock, paths in by_stripe.items():
-            with lock:
+            by_stripe.setdefault(_stripe(directory, os.path.basename(path)), []).append(path)
+        for paths in by_stripe.values():
+            with self._locked(directory, os.path.basename(paths[0]), wait=True):
                 self._unlink_records(directory, paths, remove_directory=False)
         if by_stripe:
             if self._durable:
-                fsync_directory(self._io, directory)
+                self._directory_sync.sync(self._io, directory)
             _remove_if_empty(directory)
 
     def _unlink_records(
@@ -491,7 +653,7 @@ class FileBackend(StorageBackend):
                 pass
         if removed and remove_directory:
             if self._durable:
-                fsync_directory(self._io, directory)
+                self._directory_sync.sync(self._io, directory)
             _remove_if_empty(directory)
 
     def _record_files(self, directory: str) -> Generator[str, None, None]:
@@ -507,7 +669,7 @@ class FileBackend(StorageBackend):
                 if len(name) == length and name.endswith(self._extension) and name[0] != ".":
                     yield entry.path
 
-    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
+    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         files = self._record_files(os.path.join(self._directory, encode_name(group)))
         # The listing advances on a thread; if iteration is abandoned while a batch is being
         # read, closing it must wait for that batch rather than fail as "already executing".
@@ -525,15 +687,19 @@ class FileBackend(StorageBackend):
                             break
             return batch
 
+        pending = asyncio.ensure_future(self._run(self._readers, next_batch))
         try:
             while True:
-                self._check_open()
-                batch = await self._run(self._readers, next_batch)
-                for path, data in batch:
-                    yield None, data, path
+                batch = await pending
                 if not batch:
                     return
+                self._check_open()
+                # Read the next batch on the thread while the caller decodes this one.
+                pending = asyncio.ensure_future(self._run(self._readers, next_batch))
+                yield [(None, data, path) for path, data in batch]
         finally:
+            if not pending.cancel() and not pending.cancelled():
+                pending.exception()  # retrieve it: an error in a batch nobody reads is no news
             with advancing:
                 files.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from typing import AsyncIterator, Hashable, Iterator
+from typing import AsyncIterator, Callable, Hashable, Iterator
 
 from .errors import StorageError
 
@@ -17,13 +17,13 @@ _updating: contextvars.ContextVar[frozenset[Hashable]] = contextvars.ContextVar(
 )
 
 
-def check_not_updating(record: Hashable, action: str, label: str) -> None:
-    """Raise if ``record``'s update function is what is calling."""
+def check_not_updating(record: Hashable, action: str, describe: Callable[[], str]) -> None:
+    """Raise if ``record``'s update function is what is calling; ``describe()`` names it."""
     active = _updating.get()
     if active and record in active:
         raise StorageError(
-            f"{action} of {label} from inside its own update() function: return the new value "
-            "from the function instead"
+            f"{action} of {describe()} from inside its own update() function: return the new "
+            "value from the function instead"
         )
 
 

@@ -75,15 +75,15 @@ class MemoryBackend(StorageBackend):
         if not records:
             del self._groups[group]
 
-    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
+    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         records = self._groups.get(group, {})
         width = len(prefix)
         # A snapshot of the matching keys lets callers write while iterating; values are read
-        # as they are reached, so a record cleared meanwhile is skipped.
-        for keys in [keys for keys in records if keys[:width] == prefix]:
-            data = records.get(keys)
-            if data is not None:
-                yield keys, data, None
+        # a batch at a time, so a record cleared meanwhile is skipped.
+        matching = [keys for keys in records if keys[:width] == prefix]
+        for start in range(0, len(matching), 256):
+            batch = [(keys, records.get(keys), None) for keys in matching[start : start + 256]]
+            yield [(keys, data, source) for keys, data, source in batch if data is not None]
 
     async def _list_groups(self) -> list[str]:
         return list(self._groups)

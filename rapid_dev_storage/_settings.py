@@ -68,10 +68,10 @@ def parse_byte_count(text: str) -> int:
     return count
 
 
-def resolve_inline_read_limit(argument: int | None) -> int:
+def resolve_inline_limit(argument: int | None) -> int:
     """Return the largest record read on the event loop thread (0: all reads use a thread)."""
     checked = parse_byte_count(str(argument)) if argument is not None else None
-    return resolve("inline_read_limit", checked, 64 * 1024, parse_byte_count)
+    return resolve("inline_limit", checked, 64 * 1024, parse_byte_count)
 
 
 def resolve_lock_timeout(argument: float | None) -> float:

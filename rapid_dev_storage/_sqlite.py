@@ -456,13 +456,12 @@ class SQLiteBackend(StorageBackend):
         sql = self._queries.delete_prefix[len(prefix)]
         await self._write_op(_execute, sql, (group, *prefix), small=False)
 
-    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[ScanItem]:
+    async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         after: _Row = ("",) * MAX_KEYS + (0,)
         while True:
             self._check_open()
             rows = await self._read_op(_scan_page, self._queries, group, prefix, after)
-            for row in rows:
-                yield _keys_of(row), row[-1], None
+            yield [(_keys_of(row), row[-1], None) for row in rows]
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][:-1]

@@ -133,10 +133,10 @@ async def test_large_records_are_read_off_the_loop_and_inline_reads_can_be_disab
     tmp_path: Path,
 ) -> None:
     big = {"blob": "x" * 200_000}
-    async with await open_store(tmp_path, inline_read_limit=1024) as store:
+    async with await open_store(tmp_path, inline_limit=1024) as store:
         await store.get_group("G")["big"].set_value(big)
         assert await store.get_group("G")["big"].get_value() == big
-    async with await open_store(tmp_path, inline_read_limit=0) as store:
+    async with await open_store(tmp_path, inline_limit=0) as store:
         assert await store.get_group("G")["big"].get_value() == big
         assert await store.get_group("G")["absent"].get_value() is NoValue
 
@@ -392,12 +392,18 @@ def failing_io(step: str, error: int) -> type[FileIO]:
     return Failing
 
 
-@pytest.mark.parametrize("step", WRITE_STEPS)
+FAST_STEPS = ["open", "write", "close", "replace"]  # no fsync at durability "fast"
+
+
+@pytest.mark.parametrize(
+    ("durability", "step"),
+    [("full", step) for step in WRITE_STEPS] + [("fast", step) for step in FAST_STEPS],
+)
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
 async def test_a_failing_write_keeps_the_old_value_and_no_temp_file(
-    tmp_path: Path, step: str, error: int
+    tmp_path: Path, durability: str, step: str, error: int
 ) -> None:
-    async with await open_store(tmp_path, codec="json") as store:
+    async with await open_store(tmp_path, codec="json", durability=durability) as store:
         handle = store.get_group("G")["k"]
         await handle.set_value("old")
         backend = store.backend
@@ -512,3 +518,23 @@ async def test_records_changed_a_moment_ago_are_not_cached(tmp_path: Path) -> No
         assert (
             backend._cache._entries == {}
         )  # written just now: a second edit could share its mtime
+
+
+async def test_updates_exclude_each_other_through_filelock_where_flock_is_missing(
+    tmp_path: Path,
+) -> None:
+    async with await open_store(tmp_path, durability="fast") as store:
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        backend._flock_unsupported = True  # as on Windows, or a file system without flock(2)
+        counter = store.get_group("G")["counter"]
+
+        async def add_one(current: Any) -> int:
+            await asyncio.sleep(0)
+            return (0 if current is NoValue else current) + 1
+
+        await asyncio.gather(*(counter.update(add_one) for _ in range(100)))
+        assert await counter.get_value() == 100
+        assert backend._locks  # filelock's locks were the ones used
+        await store.get_group("G").clear_group()
+        assert await store.list_groups() == []
