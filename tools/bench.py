@@ -2,8 +2,9 @@
 
 Prints median microseconds per operation and operations per second for each subject and
 workload, then every target of the benchmark issue as a ratio measured in this same run (machines
-are noisy: only side-by-side ratios mean anything). ``--quick`` runs everything small, so CI
-proves the benchmark still works; it asserts no timings.
+are noisy: only side-by-side ratios mean anything). Latency workloads run in rounds that visit
+every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
+runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
     python tools/bench.py [--quick] [--markdown FILE] [--chart FILE.png]
 """
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import os
 import platform
 import random
@@ -24,8 +26,9 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import aiosqlite
 import diskcache
@@ -48,16 +51,19 @@ VALUE = {"name": "user 123", "settings": {"theme": "dark", "n": 3}, "tags": ["a"
 @dataclasses.dataclass
 class Sizes:
     records: int  # records in the group that get, set and update work on
-    operations: int  # timed operations per latency workload
+    operations: int  # timed operations per latency workload, over all rounds
     concurrent: int  # operations in total for the 64-task workloads
     scan_small: int
     scan_large: int
 
 
 FULL = Sizes(
-    records=10_000, operations=3_000, concurrent=3_200, scan_small=10_000, scan_large=100_000
+    records=10_000, operations=4_000, concurrent=3_200, scan_small=10_000, scan_large=100_000
 )
 QUICK = Sizes(records=300, operations=100, concurrent=256, scan_small=300, scan_large=1_000)
+ROUNDS = 5
+
+Operation = Callable[[], Any]  # a plain function, or one returning an awaitable
 
 
 @dataclasses.dataclass
@@ -67,6 +73,14 @@ class Result:
     median_us: float
     ops_per_second: float
     note: str = ""
+
+
+@dataclasses.dataclass
+class Subject:
+    name: str
+    latency: dict[str, Operation] = dataclasses.field(default_factory=dict)
+    concurrent: dict[str, Operation] = dataclasses.field(default_factory=dict)
+    store: Storage | None = None  # ours: scanned and cleared too
 
 
 class Bench:
@@ -82,8 +96,10 @@ class Bench:
         median = statistics.median(samples_ns) / 1000
         self.results.append(Result(subject, workload, median, 1e6 / median, note))
 
-    def add_throughput(self, subject: str, workload: str, count: int, seconds: float) -> None:
-        self.results.append(Result(subject, workload, seconds / count * 1e6, count / seconds))
+    def add_throughput(
+        self, subject: str, workload: str, count: int, seconds: float, note: str = ""
+    ) -> None:
+        self.results.append(Result(subject, workload, seconds / count * 1e6, count / seconds, note))
 
     def get(self, subject: str, workload: str) -> Result:
         for result in self.results:
@@ -94,35 +110,36 @@ class Bench:
     def random_key(self) -> str:
         return random.choice(self.keys)
 
-    # --- timing helpers ---------------------------------------------------------------------
+    async def measure_latencies(self, subjects: list[Subject]) -> None:
+        """Time every latency workload, in rounds that visit every subject in turn."""
+        samples: dict[tuple[str, str], list[int]] = {}
+        per_round = max(1, self.sizes.operations // ROUNDS)
+        for _ in range(ROUNDS):
+            for subject in subjects:
+                for workload, operation in subject.latency.items():
+                    timings = samples.setdefault((subject.name, workload), [])
+                    for _ in range(per_round):
+                        start = time.perf_counter_ns()
+                        result = operation()
+                        if inspect.isawaitable(result):
+                            await result
+                        timings.append(time.perf_counter_ns() - start)
+        for (subject_name, workload), timings in samples.items():
+            self.add(subject_name, workload, timings)
 
-    async def time_async(self, operation: Callable[[], Awaitable[Any]]) -> list[int]:
-        samples = []
-        for _ in range(self.sizes.operations):
-            start = time.perf_counter_ns()
-            await operation()
-            samples.append(time.perf_counter_ns() - start)
-        return samples
-
-    def time_sync(self, operation: Callable[[], Any], count: int | None = None) -> list[int]:
-        samples = []
-        for _ in range(count or self.sizes.operations):
-            start = time.perf_counter_ns()
-            operation()
-            samples.append(time.perf_counter_ns() - start)
-        return samples
-
-    async def time_concurrent(self, operation: Callable[[], Awaitable[Any]]) -> float:
-        """Seconds for 64 tasks to do ``concurrent`` operations between them."""
+    async def measure_concurrency(self, subject: Subject) -> None:
+        """Time 64 tasks doing ``concurrent`` operations between them, for each such workload."""
         each = self.sizes.concurrent // 64
+        for workload, operation in subject.concurrent.items():
 
-        async def worker() -> None:
-            for _ in range(each):
-                await operation()
+            async def worker(operation: Operation = operation) -> None:
+                for _ in range(each):
+                    await operation()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(64)))
-        return time.perf_counter() - start
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(64)))
+            seconds = time.perf_counter() - start
+            self.add_throughput(subject.name, f"64 tasks {workload}", each * 64, seconds)
 
 
 @contextlib.contextmanager
@@ -156,93 +173,77 @@ def peak_rss_growth() -> Iterator[list[int]]:
 
 # --- our backends -----------------------------------------------------------------------------
 
+OURS = [
+    ("file", "msgpack", "full"), ("file", "msgpack", "fast"), ("file", "json", "full"),
+    ("file", "json", "fast"), ("sqlite", "msgpack", "full"), ("sqlite", "msgpack", "fast"),
+    ("memory", "msgpack", "fast"),
+]  # fmt: skip
 
-async def open_ours(kind: str, codec: str, durability: str, root: Path) -> StorageBackend:
+
+async def open_ours(bench: Bench, kind: str, codec: str, durability: str) -> Subject:
+    root = bench.root
     if kind == "file":
-        return await FileBackend.create_backend_instance(
+        name = f"FileBackend {codec} {durability}"
+        backend: StorageBackend = await FileBackend.create_backend_instance(
             root / "file", "bench", f"{codec}-{durability}", codec=codec, durability=durability
         )
-    if kind == "sqlite":
-        return await SQLiteBackend.create_backend_instance(
+    elif kind == "sqlite":
+        name = f"SQLiteBackend {durability}"
+        backend = await SQLiteBackend.create_backend_instance(
             root / f"sqlite-{durability}.db", "bench", 1, codec=codec, durability=durability
         )
-    return MemoryBackend(codec)
+    else:
+        name, backend = "MemoryBackend", MemoryBackend(codec)
+    store = Storage(backend)
+    group = store.get_group("bench")
+    await fill(store, "bench", bench.keys)
+
+    def bump(current: Any) -> Any:
+        return {**current, "n": current.get("n", 0) + 1}
+
+    async def get() -> Any:
+        return await group[bench.random_key()].get_value()
+
+    async def put() -> None:
+        await group[bench.random_key()].set_value(VALUE)
+
+    async def update() -> Any:
+        return await group[bench.random_key()].update(bump)
+
+    operations = {"get": get, "set": put, "update": update}
+    return Subject(name, operations, {"get": get, "set": put}, store)
 
 
-async def bench_ours(bench: Bench, kind: str, codec: str, durability: str) -> None:
-    subject = {"file": f"FileBackend {codec} {durability}", "sqlite": f"SQLiteBackend {durability}"}
-    name = subject.get(kind, "MemoryBackend")
-    backend = await open_ours(kind, codec, durability, bench.root)
-    async with Storage(backend) as store:
-        group = store.get_group("bench")
-        for key in bench.keys:
-            await group[key].set_value(VALUE)
-
-        def bump(current: Any) -> Any:
-            return {**current, "n": current.get("n", 0) + 1}
-
-        async def get() -> Any:
-            return await group[bench.random_key()].get_value()
-
-        async def put() -> None:
-            await group[bench.random_key()].set_value(VALUE)
-
-        async def update() -> Any:
-            return await group[bench.random_key()].update(bump)
-
-        operations: dict[str, Callable[[], Awaitable[Any]]] = {
-            "get": get,
-            "set": put,
-            "update": update,
-        }
-        for workload, operation in operations.items():
-            bench.add(name, workload, await bench.time_async(operation))
-        for workload in ("get", "set"):
-            seconds = await bench.time_concurrent(operations[workload])
-            bench.add_throughput(name, f"64 tasks {workload}", bench.sizes.concurrent, seconds)
-        if kind in ("file", "sqlite") and codec == "msgpack" and durability == "fast":
-            await bench_scans(bench, name, store)
+async def fill(store: Storage, group_name: str, keys: list[str]) -> None:
+    group = store.get_group(group_name)
+    for start in range(0, len(keys), 256):
+        await asyncio.gather(*(group[key].set_value(VALUE) for key in keys[start : start + 256]))
 
 
-async def bench_scans(bench: Bench, name: str, store: Storage) -> None:
+async def measure_scans(bench: Bench, subject: Subject) -> None:
+    """all_items over a small and a large group (time, RSS growth), then clearing a group."""
+    assert subject.store is not None
+    store = subject.store
     for count in (bench.sizes.scan_small, bench.sizes.scan_large):
-        group = store.get_group(f"scan{count}")
-        await fill(store, f"scan{count}", count)
+        await fill(store, f"scan{count}", [f"r{index:07}" for index in range(count)])
         start = time.perf_counter()
         with peak_rss_growth() as growth:
-            seen = sum([1 async for _ in group.all_items()])
+            seen = sum([1 async for _ in store.get_group(f"scan{count}").all_items()])
         seconds = time.perf_counter() - start
         assert seen == count, (seen, count)
-        bench.add_throughput(name, f"all_items {count:,}", count, seconds)
-        bench.results[-1].note = f"RSS +{growth[0] / 1e6:.1f} MB"
-    clear_group = store.get_group("clear")
-    await fill(store, "clear", bench.sizes.scan_small)
+        note = f"RSS +{growth[0] / 1e6:.1f} MB"
+        bench.add_throughput(subject.name, f"all_items {count:,}", count, seconds, note)
+    count = bench.sizes.scan_small
+    await fill(store, "clear", [f"r{index:07}" for index in range(count)])
     start = time.perf_counter()
-    await clear_group.clear_group()
-    bench.add_throughput(
-        name,
-        f"clear {bench.sizes.scan_small:,}",
-        bench.sizes.scan_small,
-        time.perf_counter() - start,
-    )
-
-
-async def fill(store: Storage, group_name: str, count: int) -> None:
-    group = store.get_group(group_name)
-    batch = 256
-    for start in range(0, count, batch):
-        await asyncio.gather(
-            *(
-                group[f"r{index:07}"].set_value(VALUE)
-                for index in range(start, min(count, start + batch))
-            )
-        )
+    await store.get_group("clear").clear_group()
+    bench.add_throughput(subject.name, f"clear {count:,}", count, time.perf_counter() - start)
 
 
 # --- peers ------------------------------------------------------------------------------------
 
 
-def bench_raw_files(bench: Bench) -> None:
+def raw_files(bench: Bench) -> Subject:
     """Raw synchronous file I/O on files laid out like FileBackend's."""
     directory = bench.root / "raw"
     directory.mkdir()
@@ -272,9 +273,14 @@ def bench_raw_files(bench: Bench) -> None:
             os.fsync(directory_descriptor)
             os.close(directory_descriptor)
 
-    bench.add("raw files", "get", bench.time_sync(read))
-    bench.add("raw files", "set full", bench.time_sync(lambda: write(True)))
-    bench.add("raw files", "set fast", bench.time_sync(lambda: write(False)))
+    return Subject(
+        "raw files",
+        {"get": read, "set full": lambda: write(True), "set fast": lambda: write(False)},
+    )
+
+
+def measure_raw_scans(bench: Bench) -> None:
+    data = msgpack.packb({"keys": ["k"], "value": VALUE})
     for count in (bench.sizes.scan_small, bench.sizes.scan_large):
         scan_directory = bench.root / f"raw-scan{count}"
         scan_directory.mkdir()
@@ -288,34 +294,18 @@ def bench_raw_files(bench: Bench) -> None:
                     msgpack.unpackb(os.read(descriptor, 1 << 16))
                 finally:
                     os.close(descriptor)
-        bench.add_throughput(
-            "raw files", f"all_items {count:,}", count, time.perf_counter() - start
-        )
-        bench.results[-1].note = f"RSS +{growth[0] / 1e6:.1f} MB"
+        seconds = time.perf_counter() - start
+        note = f"RSS +{growth[0] / 1e6:.1f} MB"
+        bench.add_throughput("raw files", f"all_items {count:,}", count, seconds, note)
 
 
-def bench_plain_sqlite(bench: Bench) -> None:
-    """Plain sqlite3 on SQLiteBackend's own table layout: the same work, no library around it."""
-    for synchronous, durability in (("FULL", "full"), ("NORMAL", "fast")):
-        # On the very file SQLiteBackend wrote at that durability.
-        path = bench.root / f"sqlite-{durability}.db"
-        connection = sqlite3.connect(path, isolation_level=None)
-        try:
-            _bench_plain_connection(bench, connection, synchronous)
-        finally:
-            connection.close()
-
-
-def _bench_plain_connection(bench: Bench, connection: sqlite3.Connection, synchronous: str) -> None:
+def plain_sqlite(bench: Bench, synchronous: str, connection: sqlite3.Connection) -> Subject:
+    """Plain sqlite3 on SQLiteBackend's own table and file: the same work, no library around it."""
     connection.execute(f"PRAGMA synchronous = {synchronous}")
     table = '"' + table_name("bench", "1") + '"'
     unused = "k2 = '' AND k3 = '' AND k4 = '' AND k5 = '' AND key_count = 1"
     select = f"SELECT data FROM {table} WHERE group_name = ? AND k1 = ? AND {unused}"
     upsert = f"INSERT OR REPLACE INTO {table} VALUES (?, ?, '', '', '', '', 1, ?)"
-    scan = (
-        f"SELECT k1, k2, k3, k4, k5, key_count, data FROM {table} WHERE group_name = ? "
-        "ORDER BY k1, k2, k3, k4, k5, key_count"
-    )
     data = msgpack.packb(VALUE)
 
     def get() -> Any:
@@ -325,50 +315,64 @@ def _bench_plain_connection(bench: Bench, connection: sqlite3.Connection, synchr
     def put() -> None:
         connection.execute(upsert, ("bench", bench.random_key(), data))
 
-    subject = f"plain sqlite3 {synchronous}"
-    bench.add(subject, "get", bench.time_sync(get))
-    bench.add(subject, "set", bench.time_sync(put))
-    if synchronous == "NORMAL":  # the file SQLiteBackend fast iterated
-        for count in (bench.sizes.scan_small, bench.sizes.scan_large):
-            start = time.perf_counter()
-            for row in connection.execute(scan, (f"scan{count}",)):
-                msgpack.unpackb(row[-1])
-            bench.add_throughput(
-                subject, f"all_items {count:,}", count, time.perf_counter() - start
-            )
+    return Subject(f"plain sqlite3 {synchronous}", {"get": get, "set": put})
 
 
-def bench_diskcache(bench: Bench) -> None:
-    with diskcache.Cache(str(bench.root / "diskcache")) as cache:
-        for key in bench.keys:
-            cache.set(key, VALUE)
-        bench.add("diskcache.Cache", "get", bench.time_sync(lambda: cache.get(bench.random_key())))
-        bench.add(
-            "diskcache.Cache", "set", bench.time_sync(lambda: cache.set(bench.random_key(), VALUE))
-        )
+def measure_plain_sqlite_scans(bench: Bench, connection: sqlite3.Connection) -> None:
+    table = '"' + table_name("bench", "1") + '"'
+    scan = (
+        f"SELECT k1, k2, k3, k4, k5, key_count, data FROM {table} WHERE group_name = ? "
+        "ORDER BY k1, k2, k3, k4, k5, key_count"
+    )
+    for count in (bench.sizes.scan_small, bench.sizes.scan_large):
+        start = time.perf_counter()
+        for row in connection.execute(scan, (f"scan{count}",)):
+            msgpack.unpackb(row[-1])
+        seconds = time.perf_counter() - start
+        bench.add_throughput("plain sqlite3 NORMAL", f"all_items {count:,}", count, seconds)
 
 
-async def bench_aiosqlite(bench: Bench) -> None:
-    async with aiosqlite.connect(bench.root / "aiosqlite.db", isolation_level=None) as db:
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-        data = msgpack.packb(VALUE)
-        await db.executemany("INSERT INTO kv VALUES (?, ?)", [(key, data) for key in bench.keys])
+def disk_cache(bench: Bench, cache: diskcache.Cache) -> Subject:
+    for key in bench.keys:
+        cache.set(key, VALUE)
+    return Subject(
+        "diskcache.Cache",
+        {
+            "get": lambda: cache.get(bench.random_key()),
+            "set": lambda: cache.set(bench.random_key(), VALUE),
+        },
+    )
 
-        async def get() -> Any:
-            async with db.execute(
-                "SELECT value FROM kv WHERE key = ?", (bench.random_key(),)
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None
-            return msgpack.unpackb(row[0])
 
-        async def put() -> None:
-            await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (bench.random_key(), data))
+async def aiosqlite_subject(bench: Bench, db: aiosqlite.Connection) -> Subject:
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = FULL")
+    await db.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+    data = msgpack.packb(VALUE)
+    await db.executemany("INSERT INTO kv VALUES (?, ?)", [(key, data) for key in bench.keys])
 
-        bench.add("aiosqlite FULL", "get", await bench.time_async(get))
-        bench.add("aiosqlite FULL", "set", await bench.time_async(put))
+    async def get() -> Any:
+        async with db.execute(
+            "SELECT value FROM kv WHERE key = ?", (bench.random_key(),)
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return msgpack.unpackb(row[0])
+
+    async def put() -> None:
+        await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (bench.random_key(), data))
+
+    return Subject("aiosqlite FULL", {"get": get, "set": put})
+
+
+def thread_hop() -> tuple[Subject, ThreadPoolExecutor]:
+    """The round trip every off-loop operation pays: the floor under a write with an fsync."""
+    executor = ThreadPoolExecutor(1)
+
+    async def hop() -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, int)
+
+    return Subject("thread round trip", {"empty call": hop}), executor
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -490,31 +494,49 @@ def chart(bench: Bench, path: Path) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes: proves the benchmark runs"
-    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
     arguments = parser.parse_args()
-    sizes = QUICK if arguments.quick else FULL
-    root = Path(tempfile.mkdtemp(prefix="rds-bench-"))
-    bench = Bench(sizes, root)
+    bench = Bench(QUICK if arguments.quick else FULL, Path(tempfile.mkdtemp(prefix="rds-bench-")))
+    print(machine(), file=sys.stderr)
     try:
-        print(machine(), file=sys.stderr)
-        for kind, codec, durability in [
-            ("file", "msgpack", "full"), ("file", "msgpack", "fast"), ("file", "json", "full"),
-            ("file", "json", "fast"), ("sqlite", "msgpack", "full"), ("sqlite", "msgpack", "fast"),
-            ("memory", "msgpack", "fast"),
-        ]:  # fmt: skip
-            print(f"measuring {kind} {codec} {durability}...", file=sys.stderr)
-            await bench_ours(bench, kind, codec, durability)
-        print("measuring peers...", file=sys.stderr)
-        bench_raw_files(bench)
-        bench_plain_sqlite(bench)
-        bench_diskcache(bench)
-        await bench_aiosqlite(bench)
+        async with contextlib.AsyncExitStack() as stack:
+            subjects = []
+            for kind, codec, durability in OURS:
+                print(f"filling {kind} {codec} {durability}...", file=sys.stderr)
+                subject = await open_ours(bench, kind, codec, durability)
+                assert subject.store is not None
+                stack.push_async_callback(subject.store.close)
+                subjects.append(subject)
+            print("filling peers...", file=sys.stderr)
+            for synchronous, durability in (("FULL", "full"), ("NORMAL", "fast")):
+                connection = sqlite3.connect(
+                    bench.root / f"sqlite-{durability}.db", isolation_level=None
+                )
+                stack.callback(connection.close)
+                subjects.append(plain_sqlite(bench, synchronous, connection))
+            subjects.append(raw_files(bench))
+            cache = stack.enter_context(diskcache.Cache(str(bench.root / "diskcache")))
+            subjects.append(disk_cache(bench, cache))
+            db = await stack.enter_async_context(
+                aiosqlite.connect(bench.root / "aio.db", isolation_level=None)
+            )
+            subjects.append(await aiosqlite_subject(bench, db))
+            hop, executor = thread_hop()
+            stack.callback(executor.shutdown)
+            subjects.append(hop)
+            print("measuring latencies...", file=sys.stderr)
+            await bench.measure_latencies(subjects)
+            print("measuring concurrency, scans and clears...", file=sys.stderr)
+            for subject in subjects:
+                await bench.measure_concurrency(subject)
+                if subject.name in ("FileBackend msgpack fast", "SQLiteBackend fast"):
+                    await measure_scans(bench, subject)
+            measure_raw_scans(bench)
+            measure_plain_sqlite_scans(bench, connection)  # the NORMAL one, on the fast file
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(bench.root, ignore_errors=True)
     print(report(bench, markdown=False))
     if arguments.markdown:
         arguments.markdown.write_text(report(bench, markdown=True) + "\n", encoding="utf-8")
