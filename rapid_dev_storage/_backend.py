@@ -302,7 +302,14 @@ class StorageBackend:
             return await self.get_data(group, *keys)
         self._check_open()
         data = await self._read(group, keys)
-        return NoValue if data is None else self._decode(group, keys, data)[1]
+        if data is None:
+            return NoValue
+        if type(self)._decode_record is StorageBackend._decode_record:
+            try:  # the short path for the codec's bytes of the value alone
+                return self.codec.loads(data)
+            except Exception:  # decoded again below, to raise a CorruptRecordError
+                pass
+        return self._decode(group, keys, data)[1]
 
     async def _set_checked(self, group: str, keys: Keys, value: Any) -> None:
         """`write_data` for a group and keys already checked (by a `StorageValue`)."""

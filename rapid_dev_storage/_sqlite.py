@@ -439,7 +439,10 @@ class SQLiteBackend(StorageBackend):
     # --- hooks ------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
-        return await self._read_op(_read, self._queries, group, keys)
+        try:  # _read_op's inline attempt, written out: this is the hottest path
+            return _read(self._inline, self._queries, group, keys)
+        except sqlite3.Error:
+            return await self._read_op(_read, self._queries, group, keys)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._write_op(_write, self._queries, group, keys, data)
