@@ -1,11 +1,13 @@
 """Measure whether large groups need fan-out directories, side by side in one run.
 
-For a group of ``--small`` and one of ``--large`` records it times, on the same files: a raw
-``os.open``/``os.read`` of a random record, a FileBackend ``get_value`` of a random record, and a
-full iteration (raw ``os.scandir`` + read + msgpack unpack against ``all_items``). If the large
-group's per-record costs stay close to the small group's, one flat directory per group is enough.
+The same ``--records`` files are laid out twice: flat in one directory (what FileBackend does)
+and fanned out over 256 subdirectories by the first two hex digits of their name (what it could
+do). For each layout it times a raw ``os.open``/``os.read`` of a random file, a full scan
+(``os.scandir`` + read), and creating-and-renaming a file in place. If the flat layout is not
+slower, fan-out buys nothing and costs a directory level in every path. It also times
+FileBackend's own ``get`` and ``all_items`` on a group of that size.
 
-    python tools/measure_file_layout.py [--small N] [--large N]
+    python tools/measure_file_layout.py [--records N]
 """
 
 from __future__ import annotations
@@ -20,22 +22,33 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgpack
-
 from rapid_dev_storage import FileBackend, Storage
+from rapid_dev_storage._names import key_digest
+
+DATA = b"\x82\xa4keys\x91\xa1k\xa5value\x81\xa5theme\xa4dark"
 
 
-def fill(backend: FileBackend, group: str, count: int) -> list[tuple[str, ...]]:
-    """Write ``count`` records straight to disk (the layout is the point, not the write path)."""
-    keys = [(f"user{index:07}", "settings") for index in range(count)]
-    Path(backend.record_path(group, keys[0])).parent.mkdir(parents=True, exist_ok=True)
-    for record_keys in keys:
-        data = backend._encode_record(record_keys, {"theme": "dark", "n": 1})
-        Path(backend.record_path(group, record_keys)).write_bytes(data)
-    return keys
+def lay_out(root: Path, names: list[str], fan_out: bool) -> list[str]:
+    paths = []
+    for name in names:
+        directory = root / name[:2] if fan_out else root
+        directory.mkdir(exist_ok=True)
+        path = directory / name
+        path.write_bytes(DATA)
+        paths.append(str(path))
+    return paths
 
 
-def raw_read(path: str) -> bytes:
+def median_us(operation: object, count: int = 5_000) -> float:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter_ns()
+        operation()  # type: ignore[operator]
+        samples.append(time.perf_counter_ns() - start)
+    return statistics.median(samples) / 1000
+
+
+def read(path: str) -> bytes:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         return os.read(descriptor, 1 << 16)
@@ -43,65 +56,78 @@ def raw_read(path: str) -> bytes:
         os.close(descriptor)
 
 
-def raw_scan(directory: str) -> int:
+def replace(path: str) -> None:
+    temp = f"{path}.tmp"
+    with open(temp, "wb") as file:
+        file.write(DATA)
+    os.replace(temp, path)
+
+
+def scan(root: Path) -> float:
+    start = time.perf_counter()
     count = 0
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            msgpack.unpackb(raw_read(entry.path))
+    for directory, _, files in os.walk(root):
+        for name in files:
+            read(os.path.join(directory, name))
             count += 1
-    return count
+    return (time.perf_counter() - start) / count * 1e6
 
 
-async def measure(store: Storage, backend: FileBackend, group: str, count: int) -> list[float]:
-    keys = fill(backend, group, count)
-    paths = [backend.record_path(group, k) for k in keys]
-    handles = store.get_group(group)
-    samples_raw, samples_get = [], []
-    for _ in range(5_000):
-        index = random.randrange(count)
-        start = time.perf_counter_ns()
-        raw_read(paths[index])
-        samples_raw.append(time.perf_counter_ns() - start)
-        start = time.perf_counter_ns()
-        await handles[keys[index]].get_value()
-        samples_get.append(time.perf_counter_ns() - start)
-    directory = os.path.dirname(paths[0])
-    start = time.perf_counter()
-    raw_scan(directory)
-    raw_scan_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    async for _ in handles.all_items():
-        pass
-    scan_seconds = time.perf_counter() - start
-    return [
-        statistics.median(samples_raw) / 1000,
-        statistics.median(samples_get) / 1000,
-        raw_scan_seconds / count * 1e6,
-        scan_seconds / count * 1e6,
-    ]
+def write_records(backend: FileBackend, keys: list[tuple[str]]) -> None:
+    """Write the group's files straight to disk: the layout is the point, not the write path."""
+    Path(backend.record_path("g", keys[0])).parent.mkdir(parents=True)
+    for record_keys in keys:
+        data = backend._encode_record(record_keys, {"theme": "dark"})
+        Path(backend.record_path("g", record_keys)).write_bytes(data)
 
 
-async def main(small: int, large: int) -> None:
-    root = tempfile.mkdtemp(prefix="rds-layout-")
+async def measure_backend(root: Path, records: int) -> tuple[float, float]:
     backend = await FileBackend.create_backend_instance(root, "layout", 1, durability="fast")
     async with Storage(backend) as store:
-        rows = {
-            count: await measure(store, backend, f"g{count}", count) for count in (small, large)
-        }
+        keys = [(f"user{index:07}",) for index in range(records)]
+        write_records(backend, keys)
+        group = store.get_group("g")
+        samples = []
+        for _ in range(5_000):
+            handle = group[random.choice(keys)]
+            start = time.perf_counter_ns()
+            await handle.get_value()
+            samples.append(time.perf_counter_ns() - start)
+        start = time.perf_counter()
+        seen = sum([1 async for _ in group.all_items()])
+        scan_us = (time.perf_counter() - start) / seen * 1e6
+    return statistics.median(samples) / 1000, scan_us
+
+
+def main(records: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="rds-layout-"))
+    names = [key_digest((f"user{index:07}",)) + ".msgpack" for index in range(records)]
+    rows = {}
+    for fan_out in (False, True):
+        directory = root / ("fanned" if fan_out else "flat")
+        directory.mkdir()
+        paths = lay_out(directory, names, fan_out)
+        rows["fan-out (256 dirs)" if fan_out else "flat (one dir)"] = (
+            median_us(lambda paths=paths: read(random.choice(paths))),
+            median_us(lambda paths=paths: replace(random.choice(paths)), 2_000),
+            scan(directory),
+        )
+    get_us, all_items_us = asyncio.run(measure_backend(root / "backend", records))
     shutil.rmtree(root)
-    header = ("records in group", "raw read us", "get us", "raw scan us/rec", "all_items us/rec")
-    print(f"{header[0]:>18} {header[1]:>12} {header[2]:>8} {header[3]:>16} {header[4]:>17}")
-    for count, (raw, get, raw_scan_us, scan_us) in rows.items():
-        print(f"{count:>18,} {raw:12.1f} {get:8.1f} {raw_scan_us:16.1f} {scan_us:17.1f}")
-    (raw_s, get_s, _, scan_s), (raw_l, get_l, raw_scan_l, scan_l) = rows[small], rows[large]
-    print(f"\nlarge/small: raw read {raw_l / raw_s:.2f}x, get {get_l / get_s:.2f}x, "
-          f"all_items per record {scan_l / scan_s:.2f}x")  # fmt: skip
-    print(f"all_items / raw scan+read+unpack at {large:,}: {scan_l / raw_scan_l:.2f}x")
+    print(f"{records:,} files, one run\n")
+    print(f"{'layout':20} {'read us':>8} {'replace us':>11} {'scan us/file':>13}")
+    for label, (read_us, replace_us, scan_us) in rows.items():
+        print(f"{label:20} {read_us:8.1f} {replace_us:11.1f} {scan_us:13.1f}")
+    flat, fanned = rows["flat (one dir)"], rows["fan-out (256 dirs)"]
+    print(
+        f"\nflat / fan-out: read {flat[0] / fanned[0]:.2f}x, replace {flat[1] / fanned[1]:.2f}x, "
+        f"scan {flat[2] / fanned[2]:.2f}x"
+    )
+    print(f"FileBackend on a flat group of {records:,}: get {get_us:.1f} us, "
+          f"all_items {all_items_us:.1f} us a record")  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", type=int, default=1_000)
-    parser.add_argument("--large", type=int, default=100_000)
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.small, arguments.large))
+    parser.add_argument("--records", type=int, default=100_000)
+    main(parser.parse_args().records)
