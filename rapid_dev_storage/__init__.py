@@ -11,6 +11,7 @@ from ._file import FileBackend
 from ._memory import MemoryBackend
 from ._sqlite import SQLiteBackend
 from ._types import AnyStorable, Keys, NoValue
+from ._watch import Change, Subscription, Watch
 from .errors import (
     CorruptRecordError,
     IncompatibleStoreError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnyStorable",
     "CallableCodec",
+    "Change",
     "Codec",
     "CorruptRecordError",
     "FileBackend",
@@ -51,6 +53,8 @@ __all__ = [
     "StorageValue",
     "StoreClosedError",
     "StoredValue",
+    "Subscription",
     "UnsupportedOperationError",
+    "Watch",
     "__version__",
 ]

@@ -8,6 +8,7 @@ from typing import Any, AsyncIterator, TypeVar
 from ._backend import CorruptHandler, StorageBackend
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys
+from ._watch import Callback, Subscription, Watch
 from .errors import InvalidKeyError
 
 StorageT = TypeVar("StorageT", bound="Storage")
@@ -73,6 +74,10 @@ class StorageValue:
         write this same record itself (that raises `StorageError`).
         """
         return await self._backend.update_data(self._group_name, *self._keys, fn=fn)
+
+    def watch(self) -> Watch:
+        """Return a `Watch` of this record's changes (see `Storage.watch`)."""
+        return self._backend.watch_changes(self._group_name, *self._keys)
 
     def __repr__(self) -> str:
         return f"<StorageValue group={self._group_name!r} keys={self._keys!r}>"
@@ -150,6 +155,10 @@ class StorageGroup:
         """Remove every record of this group."""
         await self._backend.clear_group(self._group_name)
 
+    def watch(self, *prefix: str) -> Watch:
+        """Return a `Watch` of changes to this group's records under ``prefix`` (or all)."""
+        return self._backend.watch_changes(self._group_name, *prefix)
+
     def __repr__(self) -> str:
         return f"<StorageGroup {self._group_name!r}>"
 
@@ -186,8 +195,32 @@ class Storage:
         """
         return await self._backend.list_groups()
 
+    def watch(self, group: str | None = None, *prefix: str) -> Watch:
+        """Return a `Watch`: an async iterator of `Change` for ``group`` (None: all) and prefix.
+
+        Use it in ``async for`` (it starts at the first iteration) or as ``async with`` (it
+        starts at once and stops at the end of the block). Writes through this store, other
+        processes' writes and hand edits all arrive, each once; several changes to one record
+        may arrive as one, but the latest value always arrives.
+
+        Raises:
+            UnsupportedOperationError: a backend written for the original contract.
+
+        """
+        return self._backend.watch_changes(group, *prefix)
+
+    async def subscribe(
+        self, callback: Callback, group: str | None = None, prefix: tuple[str, ...] = ()
+    ) -> Subscription:
+        """Call ``callback(change)`` (sync or async) for each change, until ``.cancel()``.
+
+        A callback that raises is logged (logger ``rapid_dev_storage``) and stays subscribed;
+        it never stops the other callbacks or the watcher.
+        """
+        return await self._backend.subscribe_changes(callback, group, prefix)
+
     async def close(self) -> None:
-        """Close the backend; closing twice is harmless."""
+        """Close the backend (ending every watch); closing twice is harmless."""
         await self._backend.close()
 
     async def __aenter__(self: StorageT) -> StorageT:

@@ -19,6 +19,7 @@ from ._codecs import Codec, MsgpackCodec
 from ._locks import KeyLocks, check_not_updating, running_update_function
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys, check_prefix, check_value
+from ._watch import Callback, ChangeHub, Subscription, Watch, _Filter, make_filter
 from .errors import (
     CorruptRecordError,
     InvalidKeyError,
@@ -107,11 +108,12 @@ class StorageBackend:
             self._lock_id(group, checked), "clear_value()", lambda: record_label(group, checked)
         )
         await self._delete(group, checked)
+        self._published(group, checked, None)
 
     async def clear_group(self, group_name: str) -> None:
         """Remove every record of the group."""
         group = self._checked_group(group_name)
-        await self._delete_prefix(group, ())
+        await self._clear_publishing(group, ())
 
     async def clear_by_key_prefix(self, group_name: str, *keys: str) -> None:
         """Remove every record whose keys start with ``keys`` (1 to 5 of them).
@@ -126,7 +128,7 @@ class StorageBackend:
                 group=group,
                 keys=keys,
             )
-        await self._delete_prefix(group, check_keys(keys, group))
+        await self._clear_publishing(group, check_keys(keys, group))
 
     def get_all_by_group(
         self, group_name: str, *, on_corrupt: CorruptHandler | None = None
@@ -205,6 +207,7 @@ class StorageBackend:
                 new = await self._call_update_function(fn, current, lock_id)
                 new_data = None if new is NoValue else self._encode(group, checked, new)
                 if await self._swap(group, checked, data, new_data):
+                    self._published(group, checked, new_data)
                     return new
 
     async def list_groups(self) -> list[str]:
@@ -220,7 +223,77 @@ class StorageBackend:
         if self._closed:
             return
         self._closed = True
+        hub = self.__dict__.get("_rds_hub")
+        if hub is not None:
+            await hub.close()
         await self._close()
+
+    # --- change notifications ---------------------------------------------------------------
+
+    def watch_changes(self, group_name: str | None = None, *prefix: str) -> Watch:
+        """Return a `Watch` of changes to ``group_name`` (None: all) under ``prefix``.
+
+        Raises:
+            UnsupportedOperationError: a backend written for the original contract.
+
+        """
+        return Watch(self._watch_hub(), self._watch_filter(group_name, prefix))
+
+    async def subscribe_changes(
+        self, callback: Callback, group_name: str | None = None, prefix: tuple[str, ...] = ()
+    ) -> Subscription:
+        """Call ``callback(change)`` (sync or async) for every matching change until cancelled.
+
+        A callback that raises is logged and stays subscribed; it never stops the others.
+        """
+        where = self._watch_filter(group_name, prefix)
+        hub = self._watch_hub()
+        subscription = Subscription(hub, callback)
+        await hub.add_callback(subscription, where)
+        return subscription
+
+    async def _start_watching(self) -> None:
+        """Begin publishing other writers' changes (hook; the default sees only our own)."""
+
+    async def _stop_watching(self) -> None:
+        """Stop what `_start_watching` began."""
+
+    def _watch_hub(self) -> ChangeHub:
+        self._check_open()
+        if type(self).write_data is not StorageBackend.write_data:
+            raise UnsupportedOperationError(
+                f"{type(self).__name__} implements only the original contract: it cannot "
+                "report changes"
+            )
+        hub = self.__dict__.get("_rds_hub")
+        if hub is None:
+            hub = self.__dict__["_rds_hub"] = ChangeHub(self)
+        return hub
+
+    def _watch_filter(self, group_name: str | None, prefix: tuple[str, ...]) -> _Filter:
+        group = None if group_name is None else check_group_name(group_name)
+        if group is None and prefix:
+            raise InvalidKeyError("a key prefix needs a group to apply to", keys=prefix)
+        return make_filter(group, check_prefix(prefix, group))
+
+    def _published(self, group: str, keys: Keys, data: bytes | None) -> None:
+        """Publish a change made through this backend, if anyone watches."""
+        hub = self.__dict__.get("_rds_hub")
+        if hub is not None and hub.active:
+            hub.publish(group, keys, data, "local")
+
+    async def _clear_publishing(self, group: str, prefix: Keys) -> None:
+        """Clear a prefix (empty: the group); while watched, publish each record cleared."""
+        hub = self.__dict__.get("_rds_hub")
+        if hub is None or not hub.active:
+            await self._delete_prefix(group, prefix)
+            return
+        cleared: list[Keys] = []
+        async for keys, _ in self.get_all_by_key_prefix(group, *prefix, on_corrupt=_ignore):
+            cleared.append(keys)
+        await self._delete_prefix(group, prefix)
+        for keys in cleared:
+            self._published(group, keys, None)
 
     @property
     def closed(self) -> bool:
@@ -320,7 +393,9 @@ class StorageBackend:
         check_not_updating(
             self._lock_id(group, keys), "set_value()", lambda: record_label(group, keys)
         )
-        await self._write(group, keys, self._encode(group, keys, value))
+        data = self._encode(group, keys, value)
+        await self._write(group, keys, data)
+        self._published(group, keys, data)
 
     @property
     def _key_locks(self) -> KeyLocks:
@@ -394,3 +469,7 @@ class StorageBackend:
             if inspect.isawaitable(new):
                 new = await new
         return new
+
+
+def _ignore(error: CorruptRecordError) -> None:
+    """Skip a record that does not decode (while listing what a clear removes)."""
