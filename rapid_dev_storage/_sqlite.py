@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +28,15 @@ from ._validate import MAX_KEYS
 from .errors import LockTimeoutError, StorageIOError
 
 T = TypeVar("T")
+logger = logging.getLogger("rapid_dev_storage")
 
 FORMAT_VERSION = 1
 STORES_TABLE = "rapid_dev_storage_stores"
+LOG_BATCH = 1000
+LOG_KEEP = 100_000
+"""Change-log entries kept behind the newest; a watcher further behind than that misses some."""
+POLL_SECONDS = 0.01
+"""How often a watcher asks SQLite whether another connection committed (PRAGMA data_version)."""
 CHECKPOINT_EVERY = 500
 """Inline commits between WAL checkpoints, which the worker runs (they fsync)."""
 PAGE_SIZE = 256
@@ -62,6 +69,11 @@ def _prefix_condition(width: int) -> str:
         # Unused key slots hold '', so ('a',) and ('a', '') differ only in key_count.
         clauses.append(f"key_count >= {width}")
     return " AND ".join(clauses)
+
+
+def _row_values(row: str) -> str:
+    """Return ``NEW.group_name, NEW.k1, ...``: a trigger's copy of a record's key columns."""
+    return ", ".join(f"{row}.{column}" for column in ("group_name", *_KEY_COLUMNS, "key_count"))
 
 
 def _tail(width: int) -> str:
@@ -105,6 +117,25 @@ class _Queries:
             "WHERE g.name IS NOT NULL) SELECT name FROM g WHERE name IS NOT NULL"
         )
         self.count = f"SELECT COUNT(*) FROM {t}"
+        # The change log other processes' watchers read: filled by triggers, so every writer
+        # (this library, the sqlite3 shell, another program) is seen. Created on first watch.
+        log = quote_identifier(f"{table}:changes")
+        self.log_ddl = [
+            f"CREATE TABLE IF NOT EXISTS {log} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            f"group_name TEXT NOT NULL, {key_definitions}, key_count INTEGER NOT NULL)",
+            *(
+                f"CREATE TRIGGER IF NOT EXISTS {quote_identifier(f'{table}:{event}')} AFTER "
+                f"{event.upper()} ON {t} BEGIN INSERT INTO {log} (group_name, {_ORDER}) "
+                f"VALUES ({_row_values(row)}); END"
+                for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+            ),
+        ]
+        self.log_since = (
+            f"SELECT seq, group_name, {_ORDER} FROM {log} WHERE seq > ? ORDER BY seq LIMIT "
+            f"{LOG_BATCH}"
+        )
+        self.log_last = f"SELECT COALESCE(MAX(seq), 0) FROM {log}"
+        self.log_prune = f"DELETE FROM {log} WHERE seq <= ?"
 
 
 _STORES_DDL = (
@@ -219,6 +250,11 @@ def _scan_page(
     return connection.execute(queries.scan_page[len(prefix)], params).fetchall()
 
 
+def _prune(connection: sqlite3.Connection, queries: _Queries, up_to: int) -> None:
+    with contextlib.suppress(sqlite3.Error):  # another process prunes too, or holds the lock
+        connection.execute(queries.log_prune, (up_to,))
+
+
 def _checkpoint(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
@@ -326,6 +362,7 @@ class SQLiteBackend(StorageBackend):
         self._inline_writes = inline_writes
         self._worker_writes = 0  # writes queued on the worker: later ones queue behind them
         self._commits_since_checkpoint = 0
+        self._logged_since_prune = 0
 
     @classmethod
     async def create_backend_instance(
@@ -472,6 +509,68 @@ class SQLiteBackend(StorageBackend):
 
     async def _list_groups(self) -> list[str]:
         return await self._read_op(_list_groups, self._queries)
+
+    # --- watching other writers -------------------------------------------------------------
+
+    async def _start_watching(self) -> None:
+        if self._worker is None:
+            return  # an in-memory database has no other writer: our own events are all
+        queries = self._queries
+
+        def install() -> tuple[sqlite3.Connection, int]:
+            with _transaction(self._writer):
+                for statement in queries.log_ddl:
+                    self._writer.execute(statement)
+            poller = _connect(self.location, 0, "fast")
+            poller.execute("PRAGMA query_only = 1")
+            return poller, poller.execute(queries.log_last).fetchone()[0]
+
+        poller, last_seq = await self._on_worker(lambda _connection: install())
+        self._poller = poller
+        self._poll_task = asyncio.ensure_future(self._poll(poller, last_seq))
+
+    async def _stop_watching(self) -> None:
+        task = getattr(self, "_poll_task", None)
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self._poller.close()
+        del self._poll_task
+
+    async def _poll(self, poller: sqlite3.Connection, last_seq: int) -> None:
+        """Publish what other connections committed, read from the change log."""
+        version = None  # the first tick reads the log: writes may have landed since install
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                now = poller.execute("PRAGMA data_version").fetchone()[0]
+                if now == version:
+                    continue
+                version = now
+                last_seq = self._publish_log(poller, last_seq)
+            except sqlite3.Error as exc:
+                if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
+                    logger.warning("rapid_dev_storage: reading the change log failed: %s", exc)
+                version = None  # look again at the next tick
+
+    def _publish_log(self, poller: sqlite3.Connection, last_seq: int) -> int:
+        hub = self.__dict__.get("_rds_hub")
+        while True:
+            rows = poller.execute(self._queries.log_since, (last_seq,)).fetchall()
+            if not rows:
+                return last_seq
+            last_seq = rows[-1][0]
+            # One read per record changed, however often it changed: the latest value counts.
+            for group, keys in dict.fromkeys((row[1], _keys_of(row[2:])) for row in rows):
+                if hub is not None:
+                    hub.publish(group, keys, _read(poller, self._queries, group, keys), "external")
+            self._logged_since_prune += len(rows)
+            if self._logged_since_prune >= LOG_BATCH and self._worker is not None:
+                self._logged_since_prune = 0
+                self._worker.submit(_prune, self._writer, self._queries, last_seq - LOG_KEEP)
+            if len(rows) < LOG_BATCH:
+                return last_seq
 
     async def _close(self) -> None:
         def close_connections() -> None:
