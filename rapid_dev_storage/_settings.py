@@ -74,6 +74,21 @@ def resolve_inline_limit(argument: int | None) -> int:
     return resolve("inline_limit", checked, 64 * 1024, parse_byte_count)
 
 
+def parse_flag(text: str) -> bool:
+    """Accept 1/0, true/false, yes/no, on/off."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 1 or 0 (true or false), not {text!r}")
+
+
+def resolve_force_polling(argument: bool | None) -> bool:
+    """Return whether the file watcher polls instead of using OS events (WSL, Docker volumes)."""
+    return resolve("force_polling", argument, False, parse_flag)
+
+
 def resolve_lock_timeout(argument: float | None) -> float:
     """Return how long to wait for another process's lock before `LockTimeoutError`."""
     checked = parse_seconds(str(argument)) if argument is not None else None

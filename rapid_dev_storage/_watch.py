@@ -124,6 +124,10 @@ class ChangeHub:
 
     # --- publishing -------------------------------------------------------------------------
 
+    def remember(self, group: str, keys: Keys, data: bytes | None) -> None:
+        """Record a record's current bytes without publishing (a watcher's starting state)."""
+        self._known[group, keys] = data
+
     def known(self, group: str, keys: Keys) -> object:
         """Return the bytes last published for a record (None: cleared), or a sentinel."""
         return self._known.get((group, keys), _MISSING)
