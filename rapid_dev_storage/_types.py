@@ -17,6 +17,8 @@ class _NoValueType(enum.Enum):
     def __repr__(self) -> str:
         return "NoValue"
 
+    __str__ = __repr__
+
 
 NoValue: Literal[_NoValueType.NoValue] = _NoValueType.NoValue
 """Returned where no value is stored: distinct from a stored ``None``, and falsy."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from typing import Any
 
@@ -68,11 +69,33 @@ async def write_forever(path: str, durability: str) -> None:
         print(sequence, flush=True)
 
 
+async def burst(kind: str, path: str, writes: int, seed: int) -> None:
+    """Write ``writes`` random values over 100 keys, some of them clears."""
+    chooser = random.Random(seed)
+    async with Storage(await open_backend(kind, path)) as store:
+        group = store.get_group("G")
+        for index in range(writes):
+            handle = group[f"k{chooser.randrange(100)}"]
+            if chooser.random() < 0.1:
+                await handle.clear_value()
+            else:
+                await handle.set_value({"writer": seed, "index": index})
+
+
+async def write_once(kind: str, path: str, key: str, value: str) -> None:
+    async with Storage(await open_backend(kind, path)) as store:
+        await store.get_group("G")[key].set_value(value)
+
+
 if __name__ == "__main__":
     command, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
     if command in ("increment", "increment-unsafe"):
         asyncio.run(increment(kind, path, int(sys.argv[4]), atomic=command == "increment"))
     elif command == "write-forever":
         asyncio.run(write_forever(path, kind))
+    elif command == "burst":
+        asyncio.run(burst(kind, path, int(sys.argv[4]), int(sys.argv[5])))
+    elif command == "write-once":
+        asyncio.run(write_once(kind, path, sys.argv[4], sys.argv[5]))
     else:
         raise SystemExit(f"unknown command {command!r}")

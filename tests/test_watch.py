@@ -1,0 +1,305 @@
+"""Change notifications on every backend: own writes, other processes, hand edits, bulk changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+from test_legacy_backend import OriginalStyleBackend
+
+from rapid_dev_storage import (
+    Change,
+    FileBackend,
+    MemoryBackend,
+    NoValue,
+    SQLiteBackend,
+    Storage,
+    UnsupportedOperationError,
+    Watch,
+)
+
+WORKER = Path(__file__).with_name("_worker.py")
+KINDS = ["memory", "sqlite", "file"]
+SHARED = ["sqlite", "file"]  # backends other processes can write to
+
+
+async def open_store(kind: str, path: Path, **options: Any) -> Storage:
+    if kind == "memory":
+        return Storage(MemoryBackend())
+    if kind == "sqlite":
+        backend = await SQLiteBackend.create_backend_instance(
+            path / "db.sqlite3", "shared", 1, durability="fast", **options
+        )
+        return Storage(backend)
+    backend = await FileBackend.create_backend_instance(
+        path, "shared", 1, codec="json", durability="fast", **options
+    )
+    return Storage(backend)
+
+
+def store_path(kind: str, path: Path) -> str:
+    return str(path / "db.sqlite3") if kind == "sqlite" else str(path)
+
+
+async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
+    return await asyncio.wait_for(watch.__anext__(), timeout)
+
+
+async def no_more(watch: Watch, wait: float = 0.4) -> None:
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(watch.__anext__(), wait)
+
+
+async def run_worker(*arguments: str) -> None:
+    process = await asyncio.create_subprocess_exec(sys.executable, str(WORKER), *arguments)
+    assert await process.wait() == 0
+
+
+@pytest.fixture
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    opened = await open_store(request.param, tmp_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.mark.parametrize("store", KINDS, indirect=True)
+async def test_own_writes_arrive_once_each(store: Storage) -> None:
+    group = store.get_group("G")
+    async with store.watch() as changes:
+        await group["a"].set_value((1, 2))
+        await group["a"].set_value((1, 2))
+        await group["b", "c"].set_value(None)
+        await group["a"].update(lambda current: [*current, 3])
+        await group["a"].clear_value()
+        await group.clear_prefix("b")
+        seen = [await next_change(changes) for _ in range(6)]
+        await no_more(changes)
+    assert [(c.kind, c.keys, c.value) for c in seen] == [
+        ("set", ("a",), [1, 2]),
+        ("set", ("a",), [1, 2]),
+        ("set", ("b", "c"), None),
+        ("set", ("a",), [1, 2, 3]),
+        ("cleared", ("a",), NoValue),
+        ("cleared", ("b", "c"), NoValue),
+    ]
+    assert {c.origin for c in seen} == {"local"}
+    assert all(c.group == "G" for c in seen)
+
+
+@pytest.mark.parametrize("store", KINDS, indirect=True)
+async def test_watches_narrow_to_a_group_a_prefix_or_a_value(store: Storage) -> None:
+    users = store.get_group("USER")
+    async with (
+        store.watch("USER", "u1") as by_prefix,
+        users.watch() as by_group,
+        users["u1", "name"].watch() as by_value,
+    ):
+        await store.get_group("OTHER")["u1"].set_value(0)
+        await users["u2", "name"].set_value("Bob")
+        await users["u1", "name"].set_value("Ada")
+        await users["u1", "age"].set_value(36)
+        assert [(await next_change(by_prefix)).keys for _ in range(2)] == [
+            ("u1", "name"), ("u1", "age"),
+        ]  # fmt: skip
+        assert [(await next_change(by_group)).keys for _ in range(3)] == [
+            ("u2", "name"), ("u1", "name"), ("u1", "age"),
+        ]  # fmt: skip
+        assert (await next_change(by_value)).value == "Ada"
+        await no_more(by_value, 0.2)
+
+
+@pytest.mark.parametrize("kind", SHARED)
+async def test_other_processes_writes_arrive(kind: str, tmp_path: Path) -> None:
+    async with await open_store(kind, tmp_path) as store, store.watch("G") as changes:
+        await run_worker("write-once", kind, store_path(kind, tmp_path), "k", "from afar")
+        change = await next_change(changes)
+        assert (change.kind, change.keys, change.value, change.origin) == (
+            "set", ("k",), "from afar", "external",
+        )  # fmt: skip
+        await store.get_group("G")["k"].set_value("here")
+        assert (await next_change(changes)).origin == "local"
+        await no_more(changes)  # our own write is not echoed back by the watcher
+
+
+async def test_hand_edits_arrive_with_their_values(tmp_path: Path) -> None:
+    async with await open_store("file", tmp_path) as store:
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        handle = store.get_group("config")["site"]
+        await handle.set_value({"title": "one"})
+        path = Path(backend.record_path("config", ("site",)))
+        async with store.watch() as changes:
+            # An editor that writes a new file and renames it over the old one.
+            temp = path.with_name("edit.tmp")
+            temp.write_text('{"keys": ["site"], "value": {"title": "two"}}', encoding="utf-8")
+            os.replace(temp, path)
+            change = await next_change(changes)
+            assert (change.value, change.origin) == ({"title": "two"}, "external")
+            # An editor that rewrites in place, caught half-way: read again, not reported.
+            text = '{"keys": ["site"], "value": {"title": "three"}}'
+            with path.open("w", encoding="utf-8") as file:
+                file.write(text[:20])
+                file.flush()
+                await asyncio.sleep(0.15)
+                file.write(text[20:])
+            assert (await next_change(changes)).value == {"title": "three"}
+            # A record created by hand at the path the store names.
+            new = Path(backend.record_path("config", ("theme",)))
+            new.write_text('{"keys": ["theme"], "value": "dark"}', encoding="utf-8")
+            change = await next_change(changes)
+            assert (change.keys, change.value) == (("theme",), "dark")
+
+
+async def test_git_style_bulk_changes_and_group_removal(tmp_path: Path) -> None:
+    async with await open_store("file", tmp_path) as store:
+        group = store.get_group("G")
+        for index in range(20):
+            await group[f"k{index}"].set_value(index)
+        directory = Path(store.backend.location) / "^g"
+        snapshot = tmp_path / "snapshot"
+        shutil.copytree(directory, snapshot)
+        for index in range(10):
+            await group[f"k{index}"].set_value(index * 100 + 1)
+        await group["new"].set_value("new")
+        async with store.watch() as changes:
+            # A checkout of the older tree: files replaced, one removed, in one sweep.
+            shutil.rmtree(directory)
+            shutil.copytree(snapshot, directory)
+            expected = {("k" + str(i),): i for i in range(10)} | {("new",): NoValue}
+            seen: dict[tuple[str, ...], Any] = {}
+            while any(seen.get(keys, "missing") != value for keys, value in expected.items()):
+                change = await next_change(changes)
+                seen[change.keys] = change.value
+            assert all(c not in seen or seen[c] == i for c, i in
+                       {("k" + str(i),): i for i in range(10, 20)}.items())  # fmt: skip
+            shutil.rmtree(directory)  # the whole group, deleted by hand
+            cleared = set()
+            while len(cleared) < 20:
+                change = await next_change(changes)
+                if change.kind == "cleared":
+                    cleared.add(change.keys)
+        assert await store.list_groups() == []
+
+
+@pytest.mark.parametrize("kind", SHARED)
+async def test_after_a_burst_the_watchers_view_equals_the_store(kind: str, tmp_path: Path) -> None:
+    async with await open_store(kind, tmp_path) as store:
+        view: dict[tuple[str, ...], Any] = {}
+        async with store.watch("G") as changes:
+
+            async def follow() -> None:
+                async for change in changes:
+                    if change.kind == "set":
+                        view[change.keys] = change.value
+                    else:
+                        view.pop(change.keys, None)
+
+            follower = asyncio.ensure_future(follow())
+            path = store_path(kind, tmp_path)
+            await asyncio.gather(
+                *(run_worker("burst", kind, path, "1000", str(seed)) for seed in range(4))
+            )
+            truth = {keys: value async for keys, value in store.get_group("G").all_items()}
+            for _ in range(100):  # the last events are at most a few watcher ticks away
+                if view == truth:
+                    break
+                await asyncio.sleep(0.05)
+            follower.cancel()
+        assert view == truth
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_start_stop_cycles_leak_nothing(kind: str, tmp_path: Path) -> None:
+    async with await open_store(kind, tmp_path) as store:
+        handle = store.get_group("G")["k"]
+
+        async def cycle(index: int) -> None:
+            async with store.watch("G") as changes:
+                await handle.set_value(index)
+                assert (await next_change(changes)).value == index
+
+        for index in range(-10, 0):  # lazily started pools (watchfiles' worker thread) come up
+            await cycle(index)
+        threads, tasks = threading.active_count(), len(asyncio.all_tasks())
+        descriptors = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else 0
+        for index in range(100):
+            await cycle(index)
+        assert threading.active_count() <= threads
+        assert len(asyncio.all_tasks()) <= tasks
+        if descriptors:
+            assert len(os.listdir("/proc/self/fd")) <= descriptors
+
+
+@pytest.mark.parametrize("store", KINDS, indirect=True)
+async def test_callbacks_that_raise_are_logged_and_stop_nothing(
+    store: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[Any] = []
+
+    def broken(change: Change) -> None:
+        raise RuntimeError("callback bug")
+
+    async def broken_async(change: Change) -> None:
+        raise RuntimeError("async callback bug")
+
+    async def collecting(change: Change) -> None:
+        received.append(change.value)
+
+    subscriptions = [
+        await store.subscribe(broken),
+        await store.subscribe(broken_async),
+        await store.subscribe(collecting, "G", ("k",)),
+    ]
+    with caplog.at_level(logging.ERROR, logger="rapid_dev_storage"):
+        await store.get_group("G")["k"].set_value(1)
+        await store.get_group("G")["k"].set_value(2)
+        await store.get_group("H")["k"].set_value(3)
+        for _ in range(50):
+            if len(received) == 2 and caplog.text.count("callback raised") >= 4:
+                break
+            await asyncio.sleep(0.02)
+    assert received == [1, 2]
+    assert "callback bug" in caplog.text
+    assert "async callback bug" in caplog.text
+    subscriptions[2].cancel()
+    await subscriptions[0].close()
+    await subscriptions[1].close()
+    await store.get_group("G")["k"].set_value(4)
+    await asyncio.sleep(0.05)
+    assert received == [1, 2]
+
+
+@pytest.mark.parametrize("store", KINDS, indirect=True)
+async def test_closing_the_store_ends_watches(store: Storage) -> None:
+    changes = store.watch()
+
+    async def drain() -> list[Change]:
+        return [change async for change in changes]
+
+    draining = asyncio.ensure_future(drain())
+    await asyncio.sleep(0.1)
+    await store.get_group("G")["k"].set_value(1)
+    await store.close()
+    assert [c.value for c in await asyncio.wait_for(draining, 5)] == [1]
+
+
+async def test_polling_mode_sees_other_writers(tmp_path: Path) -> None:
+    async with (
+        await open_store("file", tmp_path, force_polling=True) as store,
+        store.watch() as changes,
+    ):
+        await run_worker("write-once", "file", str(tmp_path), "k", "polled")
+        assert (await next_change(changes)).value == "polled"
+
+
+async def test_backends_of_the_original_contract_cannot_watch() -> None:
+    store = Storage(OriginalStyleBackend())
+    with pytest.raises(UnsupportedOperationError, match="original contract"):
+        store.watch()
