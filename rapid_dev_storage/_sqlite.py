@@ -35,8 +35,10 @@ STORES_TABLE = "rapid_dev_storage_stores"
 LOG_BATCH = 1000
 LOG_KEEP = 100_000
 """Change-log entries kept behind the newest; a watcher further behind than that misses some."""
-POLL_SECONDS = 0.01
-"""How often a watcher asks SQLite whether another connection committed (PRAGMA data_version)."""
+POLL_SECONDS = 0.03
+"""How often a watcher asks SQLite whether another connection committed (PRAGMA data_version):
+measured, 10 ms cost an idle watcher 3% of a core; 30 ms about 1%, with changes still seen
+in about 18 ms at the median."""
 CHECKPOINT_EVERY = 500
 """Inline commits between WAL checkpoints, which the worker runs (they fsync)."""
 PAGE_SIZE = 256

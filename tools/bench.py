@@ -395,6 +395,61 @@ def thread_hop() -> tuple[Subject, ThreadPoolExecutor]:
     return Subject("thread round trip", {"empty call": hop}), executor
 
 
+# --- change notifications -------------------------------------------------------------------
+
+WRITER = """
+import asyncio, sys, time
+from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
+
+async def main(kind, path, count):
+    if kind == "sqlite":
+        backend = await SQLiteBackend.create_backend_instance(path, "watch", 1, durability="fast")
+    else:
+        backend = await FileBackend.create_backend_instance(path, "watch", 1, durability="fast")
+    async with Storage(backend) as store:
+        for index in range(count):
+            await asyncio.sleep(0.05)
+            await store.get_group("G")[f"k{index % 10}"].set_value({"at": time.time()})
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def measure_notifications(bench: Bench, kind: str, count: int) -> None:
+    """Another process's write to our callback: p50 and p95; then an idle watcher's CPU."""
+    name = "FileBackend fast" if kind == "file" else "SQLiteBackend fast"
+    path = bench.root / ("watch" if kind == "file" else "watch.db")
+    if kind == "file":
+        backend: StorageBackend = await FileBackend.create_backend_instance(
+            path, "watch", 1, durability="fast"
+        )
+    else:
+        backend = await SQLiteBackend.create_backend_instance(path, "watch", 1, durability="fast")
+    latencies: list[float] = []
+    async with Storage(backend) as store:
+        subscription = await store.subscribe(
+            lambda change: latencies.append(time.time() - change.value["at"]), "G"
+        )
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, kind, str(path), str(count)
+        )
+        await writer.wait()
+        for _ in range(100):
+            if len(latencies) >= count:
+                break
+            await asyncio.sleep(0.02)
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.sleep(2.0)
+        idle = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
+        await subscription.close()
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1e6
+    p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))] * 1e6
+    note = f"p95 {p95 / 1000:.1f} ms; idle watcher {idle:.2f}% of a core; {len(latencies)}/{count}"
+    bench.results.append(Result(name, "change seen, p50", p50, 1e6 / p50, note))
+    bench.results.append(Result(name, "change seen, p95", p95, 1e6 / p95))
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -402,7 +457,7 @@ def thread_hop() -> tuple[Subject, ThreadPoolExecutor]:
 class Target:
     label: str
     ours: tuple[str, str]  # (subject, workload); "{large}" in a workload is the large scan size
-    reference: tuple[str, str]
+    reference: tuple[str, str]  # or ("budget", microseconds): a fixed bound
     bound: float
     higher_is_better: bool = False  # compare throughput instead of latency
 
@@ -439,6 +494,14 @@ TARGETS = [
            (FILE_FULL, "update"), (FILE_FULL, "set"), 2.0),
     Target("FileBackend update fast <= 2x set fast",
            (FILE_FAST, "update"), (FILE_FAST, "set"), 2.0),
+    Target("another process's write to callback, FileBackend: p50 <= 25 ms",
+           ("FileBackend fast", "change seen, p50"), ("budget", "25000"), 1.0),
+    Target("another process's write to callback, FileBackend: p95 <= 50 ms",
+           ("FileBackend fast", "change seen, p95"), ("budget", "50000"), 1.0),
+    Target("another process's write to callback, SQLiteBackend: p50 <= 25 ms",
+           ("SQLiteBackend fast", "change seen, p50"), ("budget", "25000"), 1.0),
+    Target("another process's write to callback, SQLiteBackend: p95 <= 50 ms",
+           ("SQLiteBackend fast", "change seen, p95"), ("budget", "50000"), 1.0),
     Target("SQLiteBackend update full <= 2x set full",
            (SQLITE_FULL, "update"), (SQLITE_FULL, "set"), 2.0),
 ]  # fmt: skip
@@ -449,6 +512,10 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     large = f"{bench.sizes.scan_large:,}"
     for target in TARGETS:
         ours = bench.get(target.ours[0], target.ours[1].format(large=large))
+        if target.reference[0] == "budget":  # an absolute bound, in microseconds
+            ratio = ours.median_us / float(target.reference[1])
+            rows.append((target.label, ratio, ratio <= target.bound))
+            continue
         theirs = bench.get(target.reference[0], target.reference[1].format(large=large))
         if target.higher_is_better:
             ratio = ours.ops_per_second / theirs.ops_per_second
@@ -557,6 +624,9 @@ async def main() -> None:
                 if subject.name in ("FileBackend msgpack fast", "SQLiteBackend fast"):
                     await measure_scans(bench, subject)
             measure_raw_scans(bench)
+            print("measuring change notifications...", file=sys.stderr)
+            for kind in ("file", "sqlite"):
+                await measure_notifications(bench, kind, 10 if arguments.quick else 60)
             measure_plain_sqlite_scans(bench, connection)  # the NORMAL one, on the fast file
     finally:
         shutil.rmtree(bench.root, ignore_errors=True)
