@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 from rapid_dev_storage.testing import BackendConformance
 
@@ -39,8 +41,11 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "pytest" in commands[1]
 
 
-def test_tour_runs_and_prints_what_it_says(tmp_path: Path) -> None:
-    (tour,) = [code for code in blocks("python") if "async def main" in code]
+@pytest.mark.parametrize("name", ["tour", "live reload"])
+def test_examples_run_and_print_what_they_say(tmp_path: Path, name: str) -> None:
+    examples = [code for code in blocks("python") if "asyncio.run(main())" in code]
+    assert len(examples) == 2
+    tour = examples[["tour", "live reload"].index(name)]
     result = subprocess.run(
         [sys.executable, "-c", tour],
         cwd=tmp_path,
