@@ -6,12 +6,14 @@ import asyncio
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
+import watchfiles
 from test_legacy_backend import OriginalStyleBackend
 
 from rapid_dev_storage import (
@@ -24,6 +26,7 @@ from rapid_dev_storage import (
     UnsupportedOperationError,
     Watch,
 )
+from rapid_dev_storage._sqlite import table_name
 
 WORKER = Path(__file__).with_name("_worker.py")
 KINDS = ["memory", "sqlite", "file"]
@@ -316,3 +319,39 @@ async def test_backends_of_the_original_contract_cannot_watch() -> None:
     store = Storage(OriginalStyleBackend())
     with pytest.raises(UnsupportedOperationError, match="original contract"):
         store.watch()
+
+
+async def test_sqlite_edits_by_hand_in_sql_arrive(tmp_path: Path) -> None:
+    async with await open_store("sqlite", tmp_path) as store:
+        group = store.get_group("G")
+        for index in range(5):
+            await group[f"k{index}"].set_value(index)
+        async with store.watch("G") as changes:
+            connection = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+            table = '"' + table_name("shared", "1") + '"'
+            value = store.backend.codec.dumps("edited")
+            connection.execute(f"UPDATE {table} SET data = ? WHERE k1 = 'k1'", (value,))
+            change = await next_change(changes)
+            assert (change.keys, change.value, change.origin) == (("k1",), "edited", "external")
+            connection.execute(f"DELETE FROM {table} WHERE group_name = 'G'")  # the whole group
+            cleared = {(await next_change(changes)).keys for _ in range(5)}
+            assert cleared == {(f"k{index}",) for index in range(5)}
+            connection.close()
+
+
+async def test_a_failing_file_watcher_falls_back_to_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_awatch = watchfiles.awatch
+
+    def awatch(*paths: Any, **options: Any) -> Any:
+        if not options.get("force_polling"):
+            raise OSError(28, "inotify watch limit reached")  # what the OS says when full
+        return real_awatch(*paths, **options)
+
+    monkeypatch.setattr(watchfiles, "awatch", awatch)
+    with caplog.at_level(logging.WARNING, logger="rapid_dev_storage"):
+        async with await open_store("file", tmp_path) as store, store.watch() as changes:
+            await run_worker("write-once", "file", str(tmp_path), "k", "seen by polling")
+            assert (await next_change(changes)).value == "seen by polling"
+    assert "polling instead" in caplog.text
