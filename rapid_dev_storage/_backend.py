@@ -11,6 +11,7 @@ still works with `Storage`: `update_data` falls back to a read and a write under
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, TypeVar
@@ -107,8 +108,8 @@ class StorageBackend:
         check_not_updating(
             self._lock_id(group, checked), "clear_value()", lambda: record_label(group, checked)
         )
-        await self._delete(group, checked)
-        self._published(group, checked, None)
+        async with self._publishing(group, [checked], None):
+            await self._delete(group, checked)
 
     async def clear_group(self, group_name: str) -> None:
         """Remove every record of the group."""
@@ -206,8 +207,9 @@ class StorageBackend:
                 current = NoValue if data is None else self._decode(group, checked, data)[1]
                 new = await self._call_update_function(fn, current, lock_id)
                 new_data = None if new is NoValue else self._encode(group, checked, new)
-                if await self._swap(group, checked, data, new_data):
-                    self._published(group, checked, new_data)
+                async with self._publishing(group, [checked], new_data) as outcome:
+                    outcome.landed = await self._swap(group, checked, data, new_data)
+                if outcome.landed:
                     return new
 
     async def list_groups(self) -> list[str]:
@@ -276,6 +278,36 @@ class StorageBackend:
             raise InvalidKeyError("a key prefix needs a group to apply to", keys=prefix)
         return make_filter(group, check_prefix(prefix, group))
 
+    @contextlib.asynccontextmanager
+    async def _publishing(
+        self, group: str, records: list[Keys], data: bytes | None
+    ) -> AsyncIterator[_Outcome]:
+        """Publish a write of ``records`` (``data``; None: cleared) once it landed, if watched.
+
+        The hub learns the new bytes before the write starts, so a file watcher that sees the
+        write before it returns (a slow fsync, a large clear) takes it for our own and stays
+        quiet; if the write fails, the hub forgets them again.
+        """
+        hub = self.__dict__.get("_rds_hub")
+        outcome = _Outcome()
+        if hub is None or not hub.active:
+            yield outcome
+            return
+        for keys in records:
+            hub.remember(group, keys, data)
+        try:
+            yield outcome
+        except BaseException:
+            for keys in records:
+                hub.forget(group, keys)
+            raise
+        if outcome.landed:
+            for keys in records:
+                self._published(group, keys, data)
+        else:
+            for keys in records:
+                hub.forget(group, keys)
+
     def _published(self, group: str, keys: Keys, data: bytes | None) -> None:
         """Publish a change made through this backend, if anyone watches."""
         hub = self.__dict__.get("_rds_hub")
@@ -291,9 +323,8 @@ class StorageBackend:
         cleared: list[Keys] = []
         async for keys, _ in self.get_all_by_key_prefix(group, *prefix, on_corrupt=_ignore):
             cleared.append(keys)
-        await self._delete_prefix(group, prefix)
-        for keys in cleared:
-            self._published(group, keys, None)
+        async with self._publishing(group, cleared, None):
+            await self._delete_prefix(group, prefix)
 
     @property
     def closed(self) -> bool:
@@ -394,8 +425,8 @@ class StorageBackend:
             self._lock_id(group, keys), "set_value()", lambda: record_label(group, keys)
         )
         data = self._encode(group, keys, value)
-        await self._write(group, keys, data)
-        self._published(group, keys, data)
+        async with self._publishing(group, [keys], data):
+            await self._write(group, keys, data)
 
     @property
     def _key_locks(self) -> KeyLocks:
@@ -473,3 +504,9 @@ class StorageBackend:
 
 def _ignore(error: CorruptRecordError) -> None:
     """Skip a record that does not decode (while listing what a clear removes)."""
+
+
+class _Outcome:
+    """Whether a write landed (a compare-and-swap may not)."""
+
+    landed = True

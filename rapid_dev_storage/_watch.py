@@ -128,6 +128,10 @@ class ChangeHub:
         """Record a record's current bytes without publishing (a watcher's starting state)."""
         self._known[group, keys] = data
 
+    def forget(self, group: str, keys: Keys) -> None:
+        """Drop what `remember` learnt of a write that did not land."""
+        self._known.pop((group, keys), None)
+
     def known(self, group: str, keys: Keys) -> object:
         """Return the bytes last published for a record (None: cleared), or a sentinel."""
         return self._known.get((group, keys), _MISSING)

@@ -355,3 +355,15 @@ async def test_a_failing_file_watcher_falls_back_to_polling(
             await run_worker("write-once", "file", str(tmp_path), "k", "seen by polling")
             assert (await next_change(changes)).value == "seen by polling"
     assert "polling instead" in caplog.text
+
+
+@pytest.mark.parametrize("store", SHARED, indirect=True)
+async def test_a_large_clear_is_reported_once_per_record(store: Storage) -> None:
+    group = store.get_group("G")
+    await asyncio.gather(*(group[f"k{index}"].set_value(index) for index in range(300)))
+    async with store.watch() as changes:
+        await group.clear_group()
+        seen = [await next_change(changes) for _ in range(300)]
+        await no_more(changes, 0.5)  # the file watcher saw 300 deletions: none is echoed
+    assert {change.keys for change in seen} == {(f"k{index}",) for index in range(300)}
+    assert {(change.kind, change.origin) for change in seen} == {("cleared", "local")}
