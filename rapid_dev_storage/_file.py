@@ -48,7 +48,13 @@ from ._settings import (
 from ._types import Keys
 from ._validate import MAX_KEYS
 from ._watch import ChangeHub, logger
-from .errors import CorruptRecordError, IncompatibleStoreError, LockTimeoutError, StorageIOError
+from .errors import (
+    CorruptRecordError,
+    IncompatibleStoreError,
+    LockTimeoutError,
+    StorageError,
+    StorageIOError,
+)
 
 T = TypeVar("T")
 
@@ -192,14 +198,14 @@ def _os_errors(location: str) -> Iterator[None]:
     """Turn OS and lock errors into ours, naming the file and keeping the original as the cause."""
     try:
         yield
+    except StorageError:
+        raise  # ours already (LockTimeoutError is an OSError too, through TimeoutError)
     except filelock.Timeout as exc:
         raise LockTimeoutError(
             f"{exc.lock_file}: another process held the lock past the timeout (raise "
             "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
         ) from exc
     except OSError as exc:
-        if isinstance(exc, StorageIOError):
-            raise
         raise StorageIOError(f"{exc.filename or location}: {exc.strerror or exc}") from exc
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from rapid_dev_storage import (
     FileBackend,
     IncompatibleStoreError,
     InvalidNameError,
+    LockTimeoutError,
     NoValue,
     Storage,
     StorageIOError,
@@ -538,3 +540,31 @@ async def test_updates_exclude_each_other_through_filelock_where_flock_is_missin
         assert backend._locks  # filelock's locks were the ones used
         await store.get_group("G").clear_group()
         assert await store.list_groups() == []
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+@pytest.mark.parametrize("flock_missing", [False, True])
+async def test_a_held_lock_times_out_as_lock_timeout_error(
+    tmp_path: Path, durability: str, flock_missing: bool
+) -> None:
+    async with await open_store(tmp_path, durability=durability, lock_timeout=0.2) as store:
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        backend._flock_unsupported = flock_missing
+        handle = store.get_group("G")["k"]
+        await handle.set_value(1)
+        lock_directory = tmp_path / "app~1" / ".locks"
+        held = []
+        for stripe in range(64):  # another process holding every lock stripe
+            descriptor = os.open(lock_directory / f"{stripe:02d}.lock", os.O_RDWR | os.O_CREAT)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            held.append(descriptor)
+        try:
+            with pytest.raises(LockTimeoutError, match="lock"):
+                await handle.update(lambda current: current + 1)
+            with pytest.raises(LockTimeoutError):
+                await handle.clear_value()
+        finally:
+            for descriptor in held:
+                os.close(descriptor)
+        assert await handle.update(lambda current: current + 1) == 2
