@@ -1,0 +1,331 @@
+"""The ``rapid-dev-storage`` command (also ``python -m rapid_dev_storage``).
+
+A store is named by a location (``file:DIR``, ``sqlite:FILE``) and, when the location holds more
+than one store, ``--name`` and ``--id``. Values go in and come out as JSON. Exit status: 0 done,
+1 not found, 2 a usage or input error (nothing written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+import click
+
+from ._api import Storage
+from ._backend import StorageBackend
+from ._codecs import JSONCodec, MsgpackCodec
+from ._file import FileBackend
+from ._locations import LocationError, choose_store, open_location, stores_at
+from ._types import Keys, NoValue
+from ._validate import check_group_name, check_keys, check_value
+from .errors import StorageError
+
+T = TypeVar("T")
+
+_store_options = [
+    click.option("--name", help="The store's name, when the location holds several."),
+    click.option("--id", "identifier", help="The store's unique identifier."),
+]
+
+
+def _with_store_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_store_options):
+        command = option(command)
+    return command
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` in an event loop; our errors become a message and exit status 2."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]  # a coroutine, made by work()
+    except (StorageError, LocationError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _emit(value: Any) -> None:
+    try:
+        click.echo(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    except TypeError as exc:
+        raise ValueError(f"JSON cannot show this value ({exc}): it holds bytes") from exc
+
+
+async def _open(location: str, name: str | None, identifier: str | None) -> Storage:
+    return Storage(await open_location(location, name, identifier))
+
+
+@click.group()
+@click.version_option(package_name="rapid_dev_storage")
+def main() -> None:
+    """Inspect, edit, dump, load and copy rapid_dev_storage stores."""
+
+
+@main.command("ls")
+@click.argument("location")
+@click.argument("group", required=False)
+@_with_store_options
+def list_command(
+    location: str, group: str | None, name: str | None, identifier: str | None
+) -> None:
+    """List the stores at LOCATION, the groups of its store with record counts, or GROUP's keys."""
+
+    async def work() -> None:
+        stores = stores_at(location)
+        if group is None and name is None and identifier is None and len(stores) > 1:
+            for store_name, store_id in stores:
+                _emit({"name": store_name, "id": store_id})
+            return
+        async with await _open(location, name, identifier) as store:
+            if group is None:
+                for group_name in await store.list_groups():
+                    count = sum([1 async for _ in store.get_group(group_name)])
+                    _emit({"group": group_name, "records": count})
+                return
+            keys = sorted([keys async for keys, _ in store.get_group(group)])
+            for record_keys in keys:
+                _emit(list(record_keys))
+
+    _run(work)
+
+
+@main.command("get")
+@click.argument("location")
+@click.argument("group")
+@click.argument("keys", nargs=-1, required=True)
+@_with_store_options
+def get_command(
+    location: str, group: str, keys: Keys, name: str | None, identifier: str | None
+) -> None:
+    """Print the value of GROUP[KEYS...] as JSON (exit status 1 if there is none)."""
+
+    async def work() -> bool:
+        async with await _open(location, name, identifier) as store:
+            value = await store.get_group(group)[keys].get_value()
+        if value is NoValue:
+            click.echo(f"no value at {group} {list(keys)}", err=True)
+            return False
+        _emit(value)
+        return True
+
+    if not _run(work):
+        sys.exit(1)
+
+
+@main.command("set")
+@click.argument("location")
+@click.argument("group")
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--value", "-v", "text", required=True, help="The value, as JSON ('-': stdin).")
+@_with_store_options
+def set_command(
+    location: str, group: str, keys: Keys, text: str, name: str | None, identifier: str | None
+) -> None:
+    """Store a JSON value at GROUP[KEYS...]."""
+    source = sys.stdin.read() if text == "-" else text
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError as exc:
+        click.echo(f"error: --value is not JSON: {exc}", err=True)
+        sys.exit(2)
+
+    async def work() -> None:
+        async with await _open(location, name, identifier) as store:
+            await store.get_group(group)[keys].set_value(value)
+
+    _run(work)
+
+
+@main.command("rm")
+@click.argument("location")
+@click.argument("group")
+@click.argument("keys", nargs=-1, required=True)
+@_with_store_options
+def remove_command(
+    location: str, group: str, keys: Keys, name: str | None, identifier: str | None
+) -> None:
+    """Remove GROUP[KEYS...] (nothing there is not an error)."""
+
+    async def work() -> None:
+        async with await _open(location, name, identifier) as store:
+            await store.get_group(group)[keys].clear_value()
+
+    _run(work)
+
+
+@main.command("path")
+@click.argument("location")
+@click.argument("group")
+@click.argument("keys", nargs=-1, required=True)
+@_with_store_options
+def path_command(
+    location: str, group: str, keys: Keys, name: str | None, identifier: str | None
+) -> None:
+    """Print the file GROUP[KEYS...] lives in, even before it exists (file: stores)."""
+
+    async def work() -> str:
+        async with await _open(location, name, identifier) as store:
+            backend = store.backend
+            if not isinstance(backend, FileBackend):
+                raise ValueError(f"{location} is not a file: store; only those have record files")
+            return backend.record_path(check_group_name(group), check_keys(keys, group))
+
+    click.echo(_run(work))
+
+
+@main.command("show")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def show_command(file: Path) -> None:
+    """Print any record file as pretty JSON (git's textconv for msgpack records)."""
+    codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
+    try:
+        record = codec.loads(file.read_bytes())
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True, default=repr))
+    except Exception as exc:  # a damaged file: say so, in what git diff shows
+        click.echo(f"error: {file} does not decode as {codec.name}: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command("dump")
+@click.argument("location")
+@click.argument("group", required=False)
+@_with_store_options
+def dump_command(
+    location: str, group: str | None, name: str | None, identifier: str | None
+) -> None:
+    """Write the store (or GROUP) as JSON Lines, sorted by group and keys, to stdout."""
+
+    async def work() -> None:
+        async with await _open(location, name, identifier) as store:
+            groups = [group] if group is not None else await store.list_groups()
+            for group_name in groups:
+                records = [item async for item in store.get_group(group_name)]
+                for keys, value in sorted(records, key=lambda item: item[0]):
+                    _emit({"group": group_name, "keys": list(keys), "value": value})
+
+    _run(work)
+
+
+@main.command("load")
+@click.argument("location")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--create", is_flag=True, help="Create the store if it does not exist.")
+@click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new store.")
+@_with_store_options
+def load_command(
+    location: str,
+    source: Any,
+    create: bool,
+    codec: str | None,
+    name: str | None,
+    identifier: str | None,
+) -> None:
+    """Load JSON Lines (as dump writes them) from SOURCE ('-': stdin) into the store.
+
+    Every line is checked first: if any is bad, nothing is written.
+    """
+    lines = source.read().splitlines()
+
+    async def work() -> int:
+        backend = await open_location(location, name, identifier, create=create, codec=codec)
+        async with Storage(backend) as store:
+            records = _parse_lines(lines, backend)
+            for group_name, keys, value in records:
+                await store.get_group(group_name)[keys].set_value(value)
+            return len(records)
+
+    click.echo(f"loaded {_run(work)} records", err=True)
+
+
+def _parse_lines(lines: list[str], backend: StorageBackend) -> list[tuple[str, Keys, Any]]:
+    records, problems = [], []
+    codec = backend.codec
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or set(record) != {"group", "keys", "value"}:
+                raise ValueError('each line is an object of "group", "keys" and "value"')
+            group_name = check_group_name(record["group"])
+            keys = check_keys(tuple(record["keys"]) if isinstance(record["keys"], list) else 0)
+            check_value(
+                record["value"],
+                allow_bytes=codec.allows_bytes,
+                allow_non_finite=codec.allows_non_finite,
+            )
+            records.append((group_name, keys, record["value"]))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"line {number}: {exc}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise ValueError(f"{len(problems)} bad lines, nothing was written:\n  {shown}")
+    return records
+
+
+@main.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--name", help="The source store's name, when SOURCE holds several.")
+@click.option("--id", "identifier", help="The source store's unique identifier.")
+@click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new destination.")
+def copy_command(
+    source: str, destination: str, name: str | None, identifier: str | None, codec: str | None
+) -> None:
+    """Copy every record from SOURCE to DESTINATION (any backend to any), then verify it."""
+
+    async def work() -> int:
+        memory = source.startswith("memory:")
+        names = ("memory", "1") if memory else choose_store(source, name, identifier)
+        async with await _open(source, *names) as origin:
+            target = await open_location(destination, *names, create=True, codec=codec)
+            async with Storage(target) as copy:
+                count = 0
+                for group_name in await origin.list_groups():
+                    async for keys, value in origin.get_group(group_name):
+                        await copy.get_group(group_name)[keys].set_value(value)
+                        count += 1
+                await _verify(origin, copy)
+        return count
+
+    click.echo(f"copied and verified {_run(work)} records", err=True)
+
+
+async def _verify(origin: Storage, copy: Storage) -> None:
+    """Raise unless both stores hold the same groups, keys and values."""
+    groups = await origin.list_groups()
+    if await copy.list_groups() != groups:
+        raise StorageError("verification failed: the copy's groups differ from the source's")
+    for group_name in groups:
+        expected = {keys: value async for keys, value in origin.get_group(group_name)}
+        found = {keys: value async for keys, value in copy.get_group(group_name)}
+        if expected != found:
+            raise StorageError(f"verification failed: group {group_name!r} differs after copying")
+
+
+@main.command("watch")
+@click.argument("location")
+@click.argument("group", required=False)
+@click.argument("prefix", nargs=-1)
+@_with_store_options
+def watch_command(
+    location: str, group: str | None, prefix: Keys, name: str | None, identifier: str | None
+) -> None:
+    """Print each change to the store (or GROUP, under PREFIX) as a JSON line, until Ctrl-C."""
+
+    async def work() -> None:
+        async with await _open(location, name, identifier) as store:
+            async for change in store.watch(group, *prefix):
+                value = None if change.value is NoValue else change.value
+                _emit({
+                    "kind": change.kind, "group": change.group, "keys": list(change.keys),
+                    "value": value, "origin": change.origin,
+                })  # fmt: skip
+                sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how watching ends
+        _run(work)

@@ -1,0 +1,179 @@
+"""The rapid-dev-storage command: every subcommand on good and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import selectors
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
+from rapid_dev_storage.cli import main
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_app.jsonl"
+
+
+def run(*arguments: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(arguments), input=stdin, catch_exceptions=False)
+
+
+def lines(result: Result) -> list[object]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A file store loaded from the bundled fixture, as a location."""
+    location = f"file:{tmp_path / 'data'}"
+    loaded = run("load", location, str(FIXTURE), "--create", "--name", "app", "--id", "1",
+                 "--codec", "json")  # fmt: skip
+    assert loaded.exit_code == 0, loaded.output
+    return location
+
+
+def test_help_on_every_subcommand() -> None:
+    for command in ("ls", "get", "set", "rm", "path", "show", "dump", "load", "copy", "watch"):
+        assert run(command, "--help").exit_code == 0
+    module = subprocess.run(
+        [sys.executable, "-m", "rapid_dev_storage", "--help"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "dump" in module.stdout
+
+
+def test_ls_get_set_rm(store: str) -> None:
+    groups = lines(run("ls", store))
+    assert {"group": "USER", "records": 10} in groups
+    assert ["u1001", "settings"] in lines(run("ls", store, "USER"))
+    got = run("get", store, "USER", "u1001", "settings")
+    assert lines(got) == [{"language": "en", "notifications": {"email": True, "push": False},
+                           "theme": "dark"}]  # fmt: skip
+    assert run("get", store, "USER", "nobody").exit_code == 1
+    assert run("set", store, "FLAGS", "beta", "--value", '{"on": true}').exit_code == 0
+    assert lines(run("get", store, "FLAGS", "beta")) == [{"on": True}]
+    assert run("set", store, "FLAGS", "beta", "--value", "-", stdin="[1, 2]").exit_code == 0
+    assert lines(run("get", store, "FLAGS", "beta")) == [[1, 2]]
+    assert run("rm", store, "FLAGS", "beta").exit_code == 0
+    assert run("get", store, "FLAGS", "beta").exit_code == 1
+
+
+def test_bad_input_writes_nothing(store: str) -> None:
+    before = run("dump", store).stdout
+    assert run("set", store, "FLAGS", "x", "--value", "{not json").exit_code == 2
+    assert run("set", store, "", "x", "--value", "1").exit_code == 2
+    assert run("set", store, "G", "1", "2", "3", "4", "5", "6", "--value", "1").exit_code == 2
+    assert run("get", "ftp:somewhere", "G", "k").exit_code == 2
+    assert run("dump", store).stdout == before
+
+
+def test_path_names_the_file_before_it_exists(store: str) -> None:
+    result = run("path", store, "USER", "u9", "settings")
+    assert result.exit_code == 0
+    path = Path(result.stdout.strip())
+    assert not path.exists()
+    path.write_text('{"keys": ["u9", "settings"], "value": "by hand"}', encoding="utf-8")
+    assert lines(run("get", store, "USER", "u9", "settings")) == ["by hand"]
+    assert run("path", "sqlite:" + str(path.parent / "x.db"), "G", "k").exit_code == 2
+
+
+def test_dump_is_sorted_and_load_round_trips(store: str, tmp_path: Path) -> None:
+    dumped = run("dump", store)
+    records = lines(dumped)
+    assert records == sorted(records, key=lambda r: (r["group"], r["keys"]))  # type: ignore[index]
+    assert len(records) == len(FIXTURE.read_text(encoding="utf-8").splitlines())
+    target = f"sqlite:{tmp_path / 'copy.db'}"
+    load = run("load", target, "-", "--create", "--name", "app", "--id", "1", stdin=dumped.stdout)
+    assert load.exit_code == 0
+    assert run("dump", target).stdout == dumped.stdout
+
+
+def test_load_checks_every_line_before_writing(tmp_path: Path) -> None:
+    target = f"sqlite:{tmp_path / 'db.sqlite3'}"
+    good = json.dumps({"group": "G", "keys": ["a"], "value": 1})
+    for bad in ("not json", json.dumps({"group": "G", "keys": [], "value": 1}),
+                json.dumps({"group": "G", "keys": ["a"]}),
+                json.dumps({"group": "G", "keys": ["a"], "value": 1, "extra": 1}),
+                json.dumps({"group": "G", "keys": ["a", 2], "value": 1})):  # fmt: skip
+        result = run("load", target, "-", "--create", "--name", "a", "--id", "1",
+                     stdin=f"{good}\n{bad}\n")  # fmt: skip
+        assert result.exit_code == 2
+        assert "line 2" in result.output
+        assert "nothing was written" in result.output
+    assert run("ls", target).stdout == ""
+
+
+def test_copy_file_to_sqlite_and_back_is_equal(store: str, tmp_path: Path) -> None:
+    sqlite_location = f"sqlite:{tmp_path / 'copy.db'}"
+    assert run("copy", store, sqlite_location).exit_code == 0
+    back = f"file:{tmp_path / 'back'}"
+    assert run("copy", sqlite_location, back, "--codec", "json").exit_code == 0
+    assert run("dump", back).stdout == run("dump", store).stdout
+
+    async def codecs() -> tuple[str, str]:
+        sqlite_backend = await SQLiteBackend.create_backend_instance(tmp_path / "copy.db", "app", 1)
+        file_backend = await FileBackend.create_backend_instance(tmp_path / "back", "app", 1)
+        async with Storage(sqlite_backend), Storage(file_backend):
+            return sqlite_backend.codec.name, file_backend.codec.name
+
+    assert asyncio.run(codecs()) == ("msgpack", "json")
+
+
+def test_show_prints_any_record_file(store: str, tmp_path: Path) -> None:
+    msgpack_store = f"file:{tmp_path / 'm'}"
+    assert run("copy", store, msgpack_store, "--codec", "msgpack").exit_code == 0
+    path = run("path", msgpack_store, "USER", "u1001", "settings").stdout.strip()
+    shown = json.loads(run("show", path).stdout)
+    assert shown["keys"] == ["u1001", "settings"]
+    assert shown["value"]["theme"] == "dark"
+    broken = tmp_path / "broken.msgpack"
+    broken.write_bytes(b"\xc1")
+    assert run("show", str(broken)).exit_code == 2
+
+
+def test_several_stores_need_a_name(tmp_path: Path) -> None:
+    location = f"file:{tmp_path}"
+    for identifier in ("1", "2"):
+        run("set", location, "G", "k", "--value", identifier, "--name", "a", "--id", identifier)
+    assert run("set", location, "G", "k", "--value", "3").exit_code == 2
+    listed = lines(run("ls", location))
+    assert listed == [{"name": "a", "id": "1"}, {"name": "a", "id": "2"}]
+    assert lines(run("get", location, "G", "k", "--id", "2")) == [2]
+
+
+def test_watch_prints_changes_as_json_lines(store: str) -> None:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "rapid_dev_storage", "watch", store, "FLAGS"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert watcher.stdout is not None
+        for attempt in range(50):  # until the watcher is up, keep writing
+            run("set", store, "FLAGS", "beta", "--value", str(attempt))
+            line = _read_line_within(watcher, 0.2)
+            if line:
+                change = json.loads(line)
+                assert (change["kind"], change["keys"], change["origin"]) == (
+                    "set", ["beta"], "external",
+                )  # fmt: skip
+                break
+        else:
+            pytest.fail("the watch printed nothing")
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+        if watcher.stdout is not None:
+            watcher.stdout.close()
+
+
+def _read_line_within(process: subprocess.Popen[str], seconds: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if selector.select(seconds):
+            return process.stdout.readline()
+    return ""
