@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -19,6 +21,7 @@ import click
 from ._api import Storage
 from ._backend import StorageBackend
 from ._codecs import JSONCodec, MsgpackCodec
+from ._demo import show_files, tour
 from ._file import FileBackend
 from ._locations import LocationError, choose_store, open_location, stores_at
 from ._types import Keys, NoValue
@@ -329,3 +332,28 @@ def watch_command(
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how watching ends
         _run(work)
+
+
+@main.command("demo")
+@click.option(
+    "--fixtures",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("fixtures/store"),
+    show_default=True,
+    help="The sample store (it is copied: the demo never changes it).",
+)
+def demo_command(fixtures: Path) -> None:
+    """Tour the library on a copy of the bundled sample store."""
+
+    async def work() -> None:
+        with tempfile.TemporaryDirectory(prefix="rds-demo-") as scratch:
+            copy = Path(scratch) / "store"
+            shutil.copytree(fixtures, copy)
+            backend = await open_location(f"file:{copy}")
+            print(f"Store: {backend!r} (a copy of {fixtures})\n")
+            async with Storage(backend) as store:
+                await tour(store)
+                if isinstance(backend, FileBackend):
+                    show_files(backend)
+
+    _run(work)

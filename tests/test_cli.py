@@ -177,3 +177,21 @@ def _read_line_within(process: subprocess.Popen[str], seconds: float) -> str:
         if selector.select(seconds):
             return process.stdout.readline()
     return ""
+
+
+def test_demo_tours_a_copy_of_the_fixture_store() -> None:
+    store = FIXTURE.parent / "store"
+    before = {path: path.read_bytes() for path in store.rglob("*.json")}
+    result = run("demo", "--fixtures", str(store))
+    assert result.exit_code == 0, result.output
+    assert "logins: 42 + 100 =                     142" in result.stdout
+    assert '"theme": "dark"' in result.stdout  # the record shown as it is on disk
+    assert {path: path.read_bytes() for path in store.rglob("*.json")} == before
+
+
+def test_the_fixture_store_is_what_its_source_makes() -> None:
+    script = FIXTURE.parent.parent / "tools" / "make_fixtures.py"
+    check = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr

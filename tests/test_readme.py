@@ -37,7 +37,7 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert text[: first_block.start()].count("\n") <= 2, "the commands come first"
     commands = first_block.group(2).strip().splitlines()
     assert len(commands) == 2
-    assert "tools/demo.py" in commands[0]
+    assert "rapid-dev-storage demo" in commands[0]
     assert "pytest" in commands[1]
 
 

@@ -1,0 +1,64 @@
+"""The ``demo`` command: a short tour on a copy of the bundled sample store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ._api import Storage
+from ._file import FileBackend
+from ._types import NoValue
+
+
+def _show(label: str, value: Any) -> None:
+    print(f"  {label:<38} {value!r}")
+
+
+async def tour(store: Storage) -> None:
+    """Read, update, iterate and clear the sample store the way an app would."""
+    print("Groups")
+    for name in await store.list_groups():
+        count = len([keys async for keys, _ in store.get_group(name)])
+        print(f"  {name!r}: {count} records")
+
+    users = store.get_group("USER")
+    print("\nReading values")
+    _show("USER[u1001, settings]", await users["u1001", "settings"].get_value())
+    _show("USER[u9999, settings] (absent)", await users["u9999", "settings"].get_value())
+    _show("... with a default", await users["u9999", "settings"].get_value(default={}))
+    announcement = await store.get_group("APP")["announcement"].get_value()
+    _show("APP[announcement] (a stored None)", announcement)
+
+    print("\nAtomic updates: 100 concurrent login counts")
+    logins = users["u1001", "stats", "logins"]
+    before = await logins.get_value()
+    await asyncio.gather(*(logins.update(lambda n: n + 1) for _ in range(100)))
+    _show(f"logins: {before} + 100 =", await logins.get_value())
+
+    def roll_out(flag: Any) -> Any:
+        return {**flag, "rollout": min(1.0, flag["rollout"] * 2)}
+
+    flags = store.get_group("FEATURE_FLAGS")
+    _show("new_editor rollout doubled", await flags["new_editor"].update(roll_out))
+
+    print("\nIterating by key prefix")
+    async for keys, value in users.all_items("u1002"):
+        _show(f"USER{list(keys)}", value)
+
+    print("\nClearing")
+    await users.clear_prefix("u1004")
+    _show("records left for u1004", [keys async for keys, _ in users.all_items("u1004")])
+    await flags["beta_search"].clear_value()
+    _show("beta_search is NoValue", await flags["beta_search"].get_value() is NoValue)
+
+
+def show_files(backend: FileBackend) -> None:
+    """Print the store's files as git and an editor see them, and one record."""
+    root = Path(backend.location)
+    print(f"\nOn disk, in {root}:")
+    for path in sorted(root.rglob("*")):
+        if ".locks" not in path.parts:
+            print(f"  {path.relative_to(root)}{'/' if path.is_dir() else ''}")
+    settings = Path(backend.record_path("USER", ("u1001", "settings")))
+    print(f"\n{settings.relative_to(root)}:\n{settings.read_text(encoding='utf-8')}")
