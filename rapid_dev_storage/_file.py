@@ -452,6 +452,7 @@ class FileBackend(StorageBackend):
         lock_timeout: float | None = None,
         inline_limit: int | None = None,
         force_polling: bool | None = None,
+        sweep_orphans: bool = True,
     ) -> FileBackend:
         """Open (creating if needed) the store ``(name, unique_identifier)`` under ``path``.
 
@@ -464,7 +465,8 @@ class FileBackend(StorageBackend):
         slow network file systems). ``force_polling``: the change watcher polls the directory
         instead of using the OS's file events (for mounts without them: WSL, Docker volumes,
         network shares). Each also reads ``RAPID_DEV_STORAGE_<NAME>``.
-        Opening sweeps temp files left by killed processes.
+        Opening sweeps temp files left by killed processes, unless ``sweep_orphans=False``
+        (fsck uses that, to report them).
 
         Raises:
             IncompatibleStoreError: the store exists with another codec or a newer format, or the
@@ -482,7 +484,8 @@ class FileBackend(StorageBackend):
         def open_store() -> Codec:
             with _os_errors(directory):
                 chosen = _open_marker(directory, options)
-                _sweep_orphans(directory)
+                if sweep_orphans:
+                    _sweep_orphans(directory)
             return chosen
 
         chosen = await asyncio.get_running_loop().run_in_executor(None, open_store)

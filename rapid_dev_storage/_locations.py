@@ -86,6 +86,7 @@ async def open_location(
     *,
     create: bool = False,
     codec: str | None = None,
+    sweep_orphans: bool = True,
 ) -> StorageBackend:
     """Open the store at ``location``; ``create`` allows a new one (then both names are needed)."""
     scheme, path = parse_location(location)
@@ -96,5 +97,7 @@ async def open_location(
     else:
         store_name, store_id = choose_store(location, name, identifier)
     if scheme == "file":
-        return await FileBackend.create_backend_instance(path, store_name, store_id, codec=codec)
+        return await FileBackend.create_backend_instance(
+            path, store_name, store_id, codec=codec, sweep_orphans=sweep_orphans
+        )
     return await SQLiteBackend.create_backend_instance(path, store_name, store_id, codec=codec)

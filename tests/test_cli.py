@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import selectors
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,68 @@ def test_the_fixture_store_is_what_its_source_makes() -> None:
         [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_fsck_finds_each_kind_of_damage_and_repair_leaves_a_clean_store(
+    store: str, tmp_path: Path
+) -> None:
+    assert run("fsck", store).exit_code == 0
+    root = tmp_path / "data" / "app~1"
+    users = root / "^user"
+    settings = Path(run("path", store, "USER", "u1001", "settings").stdout.strip())
+    original = {path: path.read_bytes() for path in root.rglob("*.json")}
+    # Each kind of damage a person or a crash leaves behind.
+    broken = users / ("0" * 32 + ".json")
+    broken.write_text("<<<<<<< HEAD\n{", encoding="utf-8")  # an undecodable record
+    misnamed = users / ("1" * 32 + ".json")
+    misnamed.write_text('{"keys": ["u7", "settings"], "value": 7}', encoding="utf-8")
+    duplicate = users / ("2" * 32 + ".json")
+    shutil.copy(settings, duplicate)  # a copy under a name that is not its own
+    orphan = users / f".rds-{2**22 + 7}-abc.tmp"
+    orphan.write_bytes(b"half")
+    notes = users / "notes.txt"
+    notes.write_text("mine", encoding="utf-8")
+    stray = root / "Not A Group"
+    stray.mkdir()
+    checked = run("fsck", store, "--json")
+    assert checked.exit_code == 1
+    kinds = sorted(problem["kind"] for problem in lines(checked))  # type: ignore[index]
+    assert kinds == ["misnamed", "misnamed", "orphan-temp", "undecodable", "unknown-directory",
+                     "unknown-file"]  # fmt: skip
+    repaired = run("fsck", store, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert run("fsck", store).exit_code == 0
+    assert lines(run("get", store, "USER", "u7", "settings")) == [7]  # renamed to its own name
+    quarantined = {path.name for path in (root / ".quarantine").rglob("*") if path.is_file()}
+    assert {broken.name, duplicate.name, notes.name} <= quarantined  # moved, never deleted
+    assert not orphan.exists()
+    for path, data in original.items():  # the good records are untouched
+        assert path.read_bytes() == data
+
+
+def test_git_diff_shows_msgpack_records_as_json(tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    repository.mkdir()
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repository), *arguments], capture_output=True, text=True, check=True
+        ).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "tests@example.org")
+    git("config", "user.name", "tests")
+    location = f"file:{repository / 'data'}"
+    setting = ["--name", "app", "--id", "1"]
+    assert (
+        run("set", location, "USER", "u1", "--value", '{"theme": "dark"}', *setting).exit_code == 0
+    )
+    assert run("git-setup", "--repo", str(repository)).exit_code == 0
+    assert "*.msgpack diff=rapid-dev-storage" in (repository / ".gitattributes").read_text()
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    assert run("set", location, "USER", "u1", "--value", '{"theme": "light"}').exit_code == 0
+    diff = git("diff")
+    assert '-    "theme": "dark"' in diff
+    assert '+    "theme": "light"' in diff
+    assert run("git-setup", "--repo", str(tmp_path / "not a repo")).exit_code == 2
