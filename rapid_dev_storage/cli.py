@@ -17,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import click
+import tqdm
 
 from ._api import Storage
 from ._backend import StorageBackend
@@ -53,6 +54,21 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
     except (StorageError, LocationError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+class _NoProgress:
+    def update(self, count: int) -> None:
+        """Count nothing: stderr is not a terminal."""
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int | None = None) -> Iterator[Any]:
+    """Yield a progress bar on stderr when it is a terminal (never in pipes, logs, scripts)."""
+    if not sys.stderr.isatty():
+        yield _NoProgress()
+        return
+    with tqdm.tqdm(total=total, desc=label, unit=" records", file=sys.stderr) as bar:
+        yield bar
 
 
 def _emit(value: Any) -> None:
@@ -209,10 +225,12 @@ def dump_command(
     async def work() -> None:
         async with await _open(location, name, identifier) as store:
             groups = [group] if group is not None else await store.list_groups()
-            for group_name in groups:
-                records = [item async for item in store.get_group(group_name)]
-                for keys, value in sorted(records, key=lambda item: item[0]):
-                    _emit({"group": group_name, "keys": list(keys), "value": value})
+            with _progress("dump") as bar:
+                for group_name in groups:
+                    records = [item async for item in store.get_group(group_name)]
+                    for keys, value in sorted(records, key=lambda item: item[0]):
+                        _emit({"group": group_name, "keys": list(keys), "value": value})
+                        bar.update(1)
 
     _run(work)
 
@@ -241,8 +259,10 @@ def load_command(
         backend = await open_location(location, name, identifier, create=create, codec=codec)
         async with Storage(backend) as store:
             records = _parse_lines(lines, backend)
-            for group_name, keys, value in records:
-                await store.get_group(group_name)[keys].set_value(value)
+            with _progress("load", total=len(records)) as bar:
+                for group_name, keys, value in records:
+                    await store.get_group(group_name)[keys].set_value(value)
+                    bar.update(1)
             return len(records)
 
     click.echo(f"loaded {_run(work)} records", err=True)
@@ -292,10 +312,12 @@ def copy_command(
             target = await open_location(destination, *names, create=True, codec=codec)
             async with Storage(target) as copy:
                 count = 0
-                for group_name in await origin.list_groups():
-                    async for keys, value in origin.get_group(group_name):
-                        await copy.get_group(group_name)[keys].set_value(value)
-                        count += 1
+                with _progress("copy") as bar:
+                    for group_name in await origin.list_groups():
+                        async for keys, value in origin.get_group(group_name):
+                            await copy.get_group(group_name)[keys].set_value(value)
+                            count += 1
+                            bar.update(1)
                 await _verify(origin, copy)
         return count
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
+import pty
+import select
 import selectors
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -261,3 +267,28 @@ def test_git_diff_shows_msgpack_records_as_json(tmp_path: Path) -> None:
     assert '-    "theme": "dark"' in diff
     assert '+    "theme": "light"' in diff
     assert run("git-setup", "--repo", str(tmp_path / "not a repo")).exit_code == 2
+
+
+def test_progress_bars_only_on_a_terminal(store: str) -> None:
+    assert "records" not in run("dump", store).stderr  # CliRunner's stderr is no terminal
+    main_side, terminal_side = pty.openpty()
+    # A terminal of 24 lines by 80 columns, as a real one would say.
+    fcntl.ioctl(terminal_side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    dump = subprocess.run(
+        [sys.executable, "-m", "rapid_dev_storage", "dump", store],
+        stdout=subprocess.PIPE, stderr=terminal_side, check=True,
+    )  # fmt: skip
+    os.close(terminal_side)
+    shown = b""
+    while select.select([main_side], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(main_side, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_side)
+    assert b"dump" in shown
+    assert b"records" in shown
+    assert len(dump.stdout.splitlines()) == 15
