@@ -9,6 +9,7 @@ from ._backend import StorageBackend
 from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._file import FileBackend
 from ._memory import MemoryBackend
+from ._overlay import OverlayBackend
 from ._sqlite import SQLiteBackend
 from ._types import AnyStorable, Keys, NoValue
 from ._watch import Change, Subscription, Watch
@@ -19,6 +20,7 @@ from .errors import (
     InvalidNameError,
     InvalidValueError,
     LockTimeoutError,
+    ReadOnlyStoreError,
     StorageError,
     StorageIOError,
     StoreClosedError,
@@ -44,6 +46,8 @@ __all__ = [
     "MemoryBackend",
     "MsgpackCodec",
     "NoValue",
+    "OverlayBackend",
+    "ReadOnlyStoreError",
     "SQLiteBackend",
     "Storage",
     "StorageBackend",

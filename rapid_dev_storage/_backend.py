@@ -25,6 +25,7 @@ from .errors import (
     CorruptRecordError,
     InvalidKeyError,
     InvalidValueError,
+    ReadOnlyStoreError,
     StoreClosedError,
     UnsupportedOperationError,
 )
@@ -55,6 +56,8 @@ class StorageBackend:
     """Where the records are (a path, a table), for error messages."""
 
     _closed: bool = False
+    read_only: bool = False
+    """A read-only backend refuses every write with `ReadOnlyStoreError`."""
 
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec if codec is not None else MsgpackCodec()
@@ -105,6 +108,7 @@ class StorageBackend:
     async def clear_by_keys(self, group_name: str, *keys: str) -> None:
         """Remove the value under ``keys``; nothing stored there is not an error."""
         group, checked = self._checked_record(group_name, keys)
+        self._check_writable()
         check_not_updating(
             self._lock_id(group, checked), "clear_value()", lambda: record_label(group, checked)
         )
@@ -114,6 +118,7 @@ class StorageBackend:
     async def clear_group(self, group_name: str) -> None:
         """Remove every record of the group."""
         group = self._checked_group(group_name)
+        self._check_writable()
         await self._clear_publishing(group, ())
 
     async def clear_by_key_prefix(self, group_name: str, *keys: str) -> None:
@@ -122,6 +127,7 @@ class StorageBackend:
         An empty prefix is refused rather than read as "everything": use `clear_group` for that.
         """
         group = self._checked_group(group_name)
+        self._check_writable()
         if not keys:
             raise InvalidKeyError(
                 "clearing by prefix needs at least one key: use clear_group() to clear the whole "
@@ -191,6 +197,7 @@ class StorageBackend:
         within the process.
         """
         group, checked = self._checked_record(group_name, keys)
+        self._check_writable()
         lock_id = self._lock_id(group, checked)
         check_not_updating(lock_id, "update()", lambda: record_label(group, checked))
         async with self._key_locks.hold(lock_id):
@@ -421,6 +428,7 @@ class StorageBackend:
             await self.write_data(group, *keys, value=value)
             return
         self._check_open()
+        self._check_writable()
         check_not_updating(
             self._lock_id(group, keys), "set_value()", lambda: record_label(group, keys)
         )
@@ -453,6 +461,13 @@ class StorageBackend:
     def _checked_group(self, group_name: str) -> str:
         self._check_open()
         return check_group_name(group_name)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"{type(self).__name__} at {self.location} is read-only: write through an "
+                "overlay (rapid_dev_storage.OverlayBackend) or open it writable"
+            )
 
     def _checked_record(self, group_name: str, keys: tuple[str, ...]) -> tuple[str, Keys]:
         group = self._checked_group(group_name)

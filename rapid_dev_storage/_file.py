@@ -453,6 +453,7 @@ class FileBackend(StorageBackend):
         inline_limit: int | None = None,
         force_polling: bool | None = None,
         sweep_orphans: bool = True,
+        read_only: bool = False,
     ) -> FileBackend:
         """Open (creating if needed) the store ``(name, unique_identifier)`` under ``path``.
 
@@ -466,7 +467,8 @@ class FileBackend(StorageBackend):
         instead of using the OS's file events (for mounts without them: WSL, Docker volumes,
         network shares). Each also reads ``RAPID_DEV_STORAGE_<NAME>``.
         Opening sweeps temp files left by killed processes, unless ``sweep_orphans=False``
-        (fsck uses that, to report them).
+        (fsck uses that, to report them). ``read_only=True`` opens an existing store without
+        changing a byte of its directory (no sweep, no lock directory) and refuses writes.
 
         Raises:
             IncompatibleStoreError: the store exists with another codec or a newer format, or the
@@ -483,13 +485,20 @@ class FileBackend(StorageBackend):
 
         def open_store() -> Codec:
             with _os_errors(directory):
+                if read_only:
+                    data = read_file(os.path.join(directory, MARKER))
+                    if data is None:
+                        raise IncompatibleStoreError(f"{directory} is not a store: no {MARKER}")
+                    return _check_marker(
+                        directory, data, options.name, options.identifier, options.codec
+                    )
                 chosen = _open_marker(directory, options)
                 if sweep_orphans:
                     _sweep_orphans(directory)
             return chosen
 
         chosen = await asyncio.get_running_loop().run_in_executor(None, open_store)
-        return cls(
+        backend = cls(
             directory=directory,
             codec=chosen,
             durability=options.durability,
@@ -497,6 +506,8 @@ class FileBackend(StorageBackend):
             inline_limit=inline_limit,
             force_polling=resolve_force_polling(force_polling),
         )
+        backend.read_only = read_only
+        return backend
 
     # --- paths, threads and locks ------------------------------------------------------------
 

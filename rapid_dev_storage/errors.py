@@ -15,6 +15,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidValueError",
     "LockTimeoutError",
+    "ReadOnlyStoreError",
     "StorageError",
     "StorageIOError",
     "StoreClosedError",
@@ -102,6 +103,10 @@ class LockTimeoutError(StorageError, TimeoutError):
 
 class StorageIOError(StorageError, OSError):
     """The backend's file or database failed underneath us (disk full, I/O error, broken file)."""
+
+
+class ReadOnlyStoreError(StorageError, PermissionError):
+    """The store was opened read-only (a fixture under an overlay) and something tried to write."""
 
 
 class StoreClosedError(StorageError, RuntimeError):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rapid_dev_storage import FileBackend, MemoryBackend, SQLiteBackend, StorageBackend
+from rapid_dev_storage import (
+    FileBackend,
+    MemoryBackend,
+    OverlayBackend,
+    SQLiteBackend,
+    StorageBackend,
+)
 from rapid_dev_storage.testing import BackendConformance
 
 
@@ -39,3 +45,12 @@ class TestFileBackendFullDurability(BackendConformance):
 
     async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
         return await FileBackend.create_backend_instance(directory, "conformance", 1, codec=codec)
+
+
+class TestOverlayBackend(BackendConformance):
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        fixture = await FileBackend.create_backend_instance(
+            directory / "fixture", "conformance", 1, codec=codec
+        )
+        await fixture.close()
+        return await OverlayBackend.over(directory / "fixture", directory / "layer")
