@@ -12,6 +12,7 @@ import dataclasses
 import os
 import shutil
 import time
+from typing import Callable
 
 from ._file import MARKER, TEMP_PREFIX, TEMP_SUFFIX, FileBackend, is_orphan_temp
 from ._names import decode_name, key_digest
@@ -30,8 +31,13 @@ class Problem:
     repaired: str = ""
 
 
-def check(backend: FileBackend, *, repair: bool) -> list[Problem]:
-    """Return every problem in ``backend``'s store directory, repairing what can be if asked."""
+def check(
+    backend: FileBackend, *, repair: bool, on_file: Callable[[], object] = lambda: None
+) -> list[Problem]:
+    """Return every problem in ``backend``'s store directory, repairing what can be if asked.
+
+    ``on_file`` is called once per file checked (a progress bar counts them).
+    """
     root = backend.location
     problems: list[Problem] = []
     if not os.path.isfile(os.path.join(root, MARKER)):
@@ -54,6 +60,7 @@ def check(backend: FileBackend, *, repair: bool) -> list[Problem]:
             continue
         for record in sorted(os.scandir(entry.path), key=lambda item: item.name):
             problems += _check_file(backend, group, record.path, record.name, now)
+            on_file()
     if repair:
         for problem in problems:
             problem.repaired = _repair(backend, problem)

@@ -406,7 +406,10 @@ def fsck_command(
         async with Storage(backend) as store:
             backend = store.backend
             if isinstance(backend, FileBackend):
-                return await asyncio.to_thread(check, backend, repair=repair)
+                with _progress("fsck") as bar:
+                    return await asyncio.to_thread(
+                        check, backend, repair=repair, on_file=lambda: bar.update(1)
+                    )
             problems: list[Problem] = []
             for group_name in await store.list_groups():
                 async for _ in store.get_group(group_name).all_items(

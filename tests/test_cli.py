@@ -75,6 +75,10 @@ def test_bad_input_writes_nothing(store: str) -> None:
     assert run("set", store, "", "x", "--value", "1").exit_code == 2
     assert run("set", store, "G", "1", "2", "3", "4", "5", "6", "--value", "1").exit_code == 2
     assert run("get", "ftp:somewhere", "G", "k").exit_code == 2
+    assert run("watch", "ftp:somewhere").exit_code == 2
+    assert run("fsck", "file:" + str(Path(store[5:]) / "missing")).exit_code == 2
+    assert run("copy", store, "nowhere").exit_code == 2
+    assert run("ls", "sqlite:").exit_code == 2
     assert run("dump", store).stdout == before
 
 
