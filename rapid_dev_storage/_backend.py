@@ -357,6 +357,22 @@ class StorageBackend:
         """
         raise self._missing_hook("_swap")
 
+    async def _swap_in_process(
+        self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
+    ) -> bool:
+        """Swap by `_read`, `_write` and `_delete`: for backends no other process writes.
+
+        Atomic only as far as nothing writes the record between the read and the write: true
+        of a dict, and of any backend under update()'s per-record lock within one process.
+        """
+        if await self._read(group, keys) != expected:
+            return False
+        if new is None:
+            await self._delete(group, keys)
+        else:
+            await self._write(group, keys, new)
+        return True
+
     async def _delete(self, group: str, keys: Keys) -> None:
         """Remove one record if it exists."""
         raise self._missing_hook("_delete")

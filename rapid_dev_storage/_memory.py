@@ -50,13 +50,8 @@ class MemoryBackend(StorageBackend):
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
     ) -> bool:
-        if await self._read(group, keys) != expected:
-            return False
-        if new is None:
-            await self._delete(group, keys)
-        else:
-            await self._write(group, keys, new)
-        return True
+        # Atomic: nothing here suspends between the read and the write.
+        return await self._swap_in_process(group, keys, expected, new)
 
     async def _delete(self, group: str, keys: Keys) -> None:
         records = self._groups.get(group)

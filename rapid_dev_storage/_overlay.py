@@ -85,13 +85,7 @@ class OverlayBackend(StorageBackend):
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
     ) -> bool:
         # The per-record lock of update() keeps this atomic within the process.
-        if await self._read(group, keys) != expected:
-            return False
-        if new is None:
-            await self._delete(group, keys)
-        else:
-            await self._write(group, keys, new)
-        return True
+        return await self._swap_in_process(group, keys, expected, new)
 
     async def _delete(self, group: str, keys: Keys) -> None:
         await self._layer._delete(group, keys)
