@@ -867,8 +867,10 @@ class FileBackend(StorageBackend):
     async def _apply_events(self, paths: set[str]) -> None:
         indexed = list(self._index)
         records = await self._run(self._readers, lambda: self._records_behind(paths, indexed))
-        for path in records:
+        for count, path in enumerate(records, start=1):
             await self._refresh(path)
+            if count % 100 == 0:
+                await asyncio.sleep(0)  # a checkout of thousands of records: let others run
 
     def _records_behind(self, paths: set[str], indexed: list[str]) -> list[str]:
         """Return the record files that changed paths stand for (a group directory: all of its)."""
