@@ -118,7 +118,6 @@ class _Queries:
             f"SELECT (SELECT MIN(group_name) FROM {t} WHERE group_name > g.name) FROM g "
             "WHERE g.name IS NOT NULL) SELECT name FROM g WHERE name IS NOT NULL"
         )
-        self.count = f"SELECT COUNT(*) FROM {t}"
         # The change log other processes' watchers read: filled by triggers, so every writer
         # (this library, the sqlite3 shell, another program) is seen. Created on first watch.
         log = quote_identifier(f"{table}:changes")

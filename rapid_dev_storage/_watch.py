@@ -132,10 +132,6 @@ class ChangeHub:
         """Drop what `remember` learnt of a write that did not land."""
         self._known.pop((group, keys), None)
 
-    def known(self, group: str, keys: Keys) -> object:
-        """Return the bytes last published for a record (None: cleared), or a sentinel."""
-        return self._known.get((group, keys), _MISSING)
-
     def publish(self, group: str, keys: Keys, data: bytes | None, origin: Origin) -> None:
         """Deliver a change given as the record's stored bytes (None: cleared).
 
