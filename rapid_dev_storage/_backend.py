@@ -20,7 +20,7 @@ from ._codecs import Codec, MsgpackCodec
 from ._locks import KeyLocks, check_not_updating, running_update_function
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys, check_prefix, check_value
-from ._watch import Callback, ChangeHub, Subscription, Watch, _Filter, make_filter
+from ._watch import Callback, ChangeHub, Filter, Subscription, Watch
 from .errors import (
     CorruptRecordError,
     InvalidKeyError,
@@ -158,22 +158,14 @@ class StorageBackend:
         group = self._checked_group(group_name)
         prefix = check_prefix(keys, group)
         width = len(prefix)
-        # Records holding only the codec's bytes of the value take a short path (a microsecond
-        # a record counts over 100,000); one that fails takes the long one, to report it well.
-        value_only = type(self)._decode_record is StorageBackend._decode_record
-        loads = self.codec.loads
         async for batch in self._scan(group, prefix):
             for known_keys, data, source in batch:
-                if value_only and known_keys is not None:
-                    try:
-                        value = loads(data)
-                    except Exception:  # decoded again below, to raise well
-                        pass
-                    else:
-                        yield known_keys, value
-                        continue
                 try:
-                    record_keys, value = self._decode(group, known_keys, data, source)
+                    if known_keys is None:
+                        record_keys, value = self._decode(group, None, data, source)
+                    else:
+                        record_keys = known_keys
+                        value = self._value_of(group, known_keys, data, source)
                 except CorruptRecordError as exc:
                     if on_corrupt is None:
                         raise
@@ -279,11 +271,11 @@ class StorageBackend:
             hub = self.__dict__["_rds_hub"] = ChangeHub(self)
         return hub
 
-    def _watch_filter(self, group_name: str | None, prefix: tuple[str, ...]) -> _Filter:
+    def _watch_filter(self, group_name: str | None, prefix: tuple[str, ...]) -> Filter:
         group = None if group_name is None else check_group_name(group_name)
         if group is None and prefix:
             raise InvalidKeyError("a key prefix needs a group to apply to", keys=prefix)
-        return make_filter(group, check_prefix(prefix, group))
+        return Filter(group, check_prefix(prefix, group))
 
     @contextlib.asynccontextmanager
     async def _publishing(
@@ -295,9 +287,9 @@ class StorageBackend:
         write before it returns (a slow fsync, a large clear) takes it for our own and stays
         quiet; if the write fails, the hub forgets them again.
         """
-        hub = self.__dict__.get("_rds_hub")
+        hub = self._active_hub()
         outcome = _Outcome()
-        if hub is None or not hub.active:
+        if hub is None:
             yield outcome
             return
         for keys in records:
@@ -315,20 +307,24 @@ class StorageBackend:
             for keys in records:
                 hub.forget(group, keys)
 
+    def _active_hub(self) -> ChangeHub | None:
+        """Return the change hub while anyone watches, else None: changes cost nothing then."""
+        hub: ChangeHub | None = self.__dict__.get("_rds_hub")
+        return hub if hub is not None and hub.active else None
+
     def _published(self, group: str, keys: Keys, data: bytes | None) -> None:
         """Publish a change made through this backend, if anyone watches."""
-        hub = self.__dict__.get("_rds_hub")
-        if hub is not None and hub.active:
+        hub = self._active_hub()
+        if hub is not None:
             hub.publish(group, keys, data, "local")
 
     async def _clear_publishing(self, group: str, prefix: Keys) -> None:
         """Clear a prefix (empty: the group); while watched, publish each record cleared."""
-        hub = self.__dict__.get("_rds_hub")
-        if hub is None or not hub.active:
+        if self._active_hub() is None:
             await self._delete_prefix(group, prefix)
             return
         cleared: list[Keys] = []
-        async for keys, _ in self.get_all_by_key_prefix(group, *prefix, on_corrupt=_ignore):
+        async for keys, _ in self.get_all_by_key_prefix(group, *prefix, on_corrupt=ignore_corrupt):
             cleared.append(keys)
         async with self._publishing(group, cleared, None):
             await self._delete_prefix(group, prefix)
@@ -429,14 +425,7 @@ class StorageBackend:
             return await self.get_data(group, *keys)
         self._check_open()
         data = await self._read(group, keys)
-        if data is None:
-            return NoValue
-        if type(self)._decode_record is StorageBackend._decode_record:
-            try:  # the short path for the codec's bytes of the value alone
-                return self.codec.loads(data)
-            except Exception:  # decoded again below, to raise a CorruptRecordError
-                pass
-        return self._decode(group, keys, data)[1]
+        return NoValue if data is None else self._value_of(group, keys, data)
 
     async def _set_checked(self, group: str, keys: Keys, value: Any) -> None:
         """`write_data` for a group and keys already checked (by a `StorageValue`)."""
@@ -506,6 +495,19 @@ class StorageBackend:
                 keys=keys,
             ) from exc
 
+    def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
+        """Return the value of a record whose keys are known, raising `CorruptRecordError`.
+
+        Records holding only the codec's bytes of the value take a short path (a microsecond a
+        record counts over 100,000 of them); one that fails takes the long one, to report well.
+        """
+        if type(self)._decode_record is StorageBackend._decode_record:
+            try:
+                return self.codec.loads(data)
+            except Exception:  # decoded again below, to raise a CorruptRecordError
+                pass
+        return self._decode(group, keys, data, source)[1]
+
     def _decode(
         self, group: str, keys: Keys | None, data: bytes, source: str | None = None
     ) -> tuple[Keys, Any]:
@@ -533,8 +535,8 @@ class StorageBackend:
         return new
 
 
-def _ignore(error: CorruptRecordError) -> None:
-    """Skip a record that does not decode (while listing what a clear removes)."""
+def ignore_corrupt(error: CorruptRecordError) -> None:
+    """Skip a record that does not decode, while listing keys (a read of it reports it)."""
 
 
 class _Outcome:

@@ -47,7 +47,7 @@ from ._settings import (
 )
 from ._types import Keys
 from ._validate import MAX_KEYS
-from ._watch import ChangeHub, logger
+from ._watch import logger
 from .errors import (
     CorruptRecordError,
     IncompatibleStoreError,
@@ -781,7 +781,7 @@ class FileBackend(StorageBackend):
         # it applies its first events once the index is there.
         self._watch_task = asyncio.ensure_future(self._watch_files())
         records = await self._run(self._readers, self._read_all_records)
-        hub = self._hub_if_watched()
+        hub = self._active_hub()
         self._index = {}
         for path, group, keys, data in records:
             self._index[path] = (group, keys)
@@ -797,10 +797,6 @@ class FileBackend(StorageBackend):
         await asyncio.gather(self._watch_task, return_exceptions=True)
         self._watch_task = None
         self._index = {}
-
-    def _hub_if_watched(self) -> ChangeHub | None:
-        hub = self.__dict__.get("_rds_hub")
-        return hub if hub is not None and hub.active else None
 
     def _published(self, group: str, keys: Keys, data: bytes | None) -> None:
         if self._watch_task is not None:  # keep the index current: a later deletion needs it
@@ -890,7 +886,7 @@ class FileBackend(StorageBackend):
 
     async def _refresh(self, path: str) -> None:
         """Publish the current state of one record file, retrying a half-written hand edit."""
-        hub = self._hub_if_watched()
+        hub = self._active_hub()
         group = self._group_of_directory(os.path.basename(os.path.dirname(path)))
         if hub is None or group is None:
             return

@@ -10,15 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ._backend import ScanItem, StorageBackend
+from ._backend import ScanItem, StorageBackend, ignore_corrupt
 from ._file import FileBackend
 from ._locations import choose_store
 from ._types import Keys
 from .errors import CorruptRecordError, IncompatibleStoreError
-
-
-def _ignore(error: CorruptRecordError) -> None:
-    """Skip an undecodable record while listing keys (reads of it report it)."""
 
 
 class OverlayBackend(StorageBackend):
@@ -94,7 +90,9 @@ class OverlayBackend(StorageBackend):
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         await self._layer._delete_prefix(group, prefix)
-        async for keys, _ in self._base.get_all_by_key_prefix(group, *prefix, on_corrupt=_ignore):
+        async for keys, _ in self._base.get_all_by_key_prefix(
+            group, *prefix, on_corrupt=ignore_corrupt
+        ):
             await self._tombstones.write_data(group, *keys, value=True)
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
@@ -121,7 +119,7 @@ class OverlayBackend(StorageBackend):
         groups = set(await self._layer.list_groups())
         for group in await self._base.list_groups():
             if group not in groups:
-                async for _ in self.get_all_by_group(group, on_corrupt=_ignore):
+                async for _ in self.get_all_by_group(group, on_corrupt=ignore_corrupt):
                     groups.add(group)
                     break
         return list(groups)

@@ -556,7 +556,7 @@ class SQLiteBackend(StorageBackend):
                 version = None  # look again at the next tick
 
     def _publish_log(self, poller: sqlite3.Connection, last_seq: int) -> int:
-        hub = self.__dict__.get("_rds_hub")
+        hub = self._active_hub()
         while True:
             rows = poller.execute(self._queries.log_since, (last_seq,)).fetchall()
             if not rows:

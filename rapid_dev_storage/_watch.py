@@ -48,7 +48,9 @@ class Change:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Filter:
+class Filter:
+    """Which changes a watch or subscription receives: a group (None: all) and a key prefix."""
+
     group: str | None
     prefix: Keys
 
@@ -63,8 +65,8 @@ class ChangeHub:
 
     def __init__(self, backend: StorageBackend) -> None:
         self._backend = backend
-        self._queues: dict[asyncio.Queue[Change | None], _Filter] = {}
-        self._callbacks: dict[Subscription, _Filter] = {}
+        self._queues: dict[asyncio.Queue[Change | None], Filter] = {}
+        self._callbacks: dict[Subscription, Filter] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._known: dict[tuple[str, Keys], bytes | None] = {}
         self._lock = asyncio.Lock()
@@ -76,14 +78,14 @@ class ChangeHub:
 
     # --- listeners --------------------------------------------------------------------------
 
-    async def add_queue(self, queue: asyncio.Queue[Change | None], where: _Filter) -> None:
+    async def add_queue(self, queue: asyncio.Queue[Change | None], where: Filter) -> None:
         async with self._lock:
             starting = not self.active
             self._queues[queue] = where
             if starting:
                 await self._start()
 
-    async def add_callback(self, subscription: Subscription, where: _Filter) -> None:
+    async def add_callback(self, subscription: Subscription, where: Filter) -> None:
         async with self._lock:
             starting = not self.active
             self._callbacks[subscription] = where
@@ -194,7 +196,7 @@ class Watch:
     stops at the end of the block. Iteration ends when the store closes.
     """
 
-    def __init__(self, hub: ChangeHub, where: _Filter) -> None:
+    def __init__(self, hub: ChangeHub, where: Filter) -> None:
         self._hub = hub
         self._where = where
         self._queue: asyncio.Queue[Change | None] = asyncio.Queue()
@@ -258,8 +260,3 @@ class Subscription:
         self.cancel()
         assert self._closing is not None
         await self._closing
-
-
-def make_filter(group: str | None, prefix: Keys) -> _Filter:
-    """Return the filter of a watch on ``group`` (None: every group) and ``prefix``."""
-    return _Filter(group, prefix)
