@@ -10,6 +10,7 @@ from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._file import FileBackend
 from ._memory import MemoryBackend
 from ._overlay import OverlayBackend
+from ._postgres import PostgresBackend
 from ._sqlite import SQLiteBackend
 from ._types import AnyStorable, Keys, NoValue
 from ._watch import Change, Subscription, Watch
@@ -47,6 +48,7 @@ __all__ = [
     "MsgpackCodec",
     "NoValue",
     "OverlayBackend",
+    "PostgresBackend",
     "ReadOnlyStoreError",
     "SQLiteBackend",
     "Storage",

@@ -76,6 +76,11 @@ class ChangeHub:
         """Whether anyone listens: changes are worth computing only then."""
         return bool(self._queues or self._callbacks)
 
+    def wants(self, group: str, keys: Keys) -> bool:
+        """Whether any listener's filter takes this record: fetch its value only then."""
+        filters = (*self._queues.values(), *self._callbacks.values())
+        return any(where.matches(group, keys) for where in filters)
+
     # --- listeners --------------------------------------------------------------------------
 
     async def add_queue(self, queue: asyncio.Queue[Change | None], where: Filter) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+
+from _postgres import DSN, requires_postgres
 
 from rapid_dev_storage import (
     FileBackend,
     MemoryBackend,
     OverlayBackend,
+    PostgresBackend,
     SQLiteBackend,
     StorageBackend,
 )
@@ -54,3 +58,12 @@ class TestOverlayBackend(BackendConformance):
         )
         await fixture.close()
         return await OverlayBackend.over(directory / "fixture", directory / "layer")
+
+
+@requires_postgres
+class TestPostgresBackend(BackendConformance):
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        # A store of its own per case: the server outlives every test.
+        return await PostgresBackend.create_backend_instance(
+            DSN, "conformance", uuid.uuid4().hex, codec=codec
+        )

@@ -1,0 +1,38 @@
+"""The PostgreSQL server the tests use: named by RAPID_DEV_STORAGE_TEST_POSTGRES, else skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.parse
+import uuid
+
+import pytest
+
+DSN = os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES", "")
+CLUSTER = os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES_DIR", "")
+"""The directory of a throwaway cluster (tools/pg_cluster.py) the tests may restart."""
+
+requires_postgres = pytest.mark.skipif(
+    not DSN,
+    reason="no PostgreSQL server: set RAPID_DEV_STORAGE_TEST_POSTGRES to a DSN (bash .ci/run "
+    "starts one; so does `python tools/pg_cluster.py start /tmp/rds-pg`)",
+)
+
+
+def fresh_schema() -> str:
+    """Create an empty schema and return a DSN whose tables go there: one per test."""
+    import asyncpg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(DSN)
+        try:
+            await connection.execute(f"CREATE SCHEMA {schema}")
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    separator = "&" if urllib.parse.urlsplit(DSN).query else "?"
+    return f"{DSN}{separator}search_path={schema}"
