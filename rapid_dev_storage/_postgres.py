@@ -60,6 +60,9 @@ DEFAULT_POOL_SIZE = 10
 RECONNECT_TIMEOUT = 30.0
 """Seconds an operation keeps retrying while the server is unreachable (a restart takes a few)."""
 
+FIRST_RETRY_DELAY = 0.02
+"""Seconds before the first retry; doubled after each, up to half a second."""
+
 _KEY_COLUMNS = tuple(f"k{i}" for i in range(1, MAX_KEYS + 1))
 _RECORD_COLUMNS = ("group_name", *_KEY_COLUMNS, "key_count")
 _ORDER = ", ".join((*_KEY_COLUMNS, "key_count"))
@@ -189,7 +192,10 @@ class _Queries:
         self.fetch_many = (
             f"SELECT w.i, {_value(jsonb, 't.')} "
             f"FROM unnest({wanted}) WITH ORDINALITY AS w({columns}, i) JOIN {t} AS t ON "
-            + " AND ".join(f't.{column} = w.{column} COLLATE "C"' for column in _RECORD_COLUMNS)
+            + " AND ".join(
+                f"t.{column} = w.{column}" + ("" if column == "key_count" else ' COLLATE "C"')
+                for column in _RECORD_COLUMNS
+            )
         )
 
 
@@ -416,18 +422,22 @@ class PostgresBackend(StorageBackend):
         async def no_reset(connection: asyncpg.Connection) -> None:
             """Skip the reset query on release: we keep no session state, so it only costs."""
 
+        # min_size=0: no background task re-opens connections while the server is away; the
+        # connection opened here stays in the pool for the first statement.
+        pool = asyncpg.create_pool(
+            dsn, min_size=0, max_size=size, server_settings=settings, reset=no_reset
+        )
         try:
-            pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=size, server_settings=settings, reset=no_reset
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StorageIOError(f"cannot connect to {location}: {exc}") from exc
-        try:
+            await pool
             async with pool.acquire() as connection:
                 queries, chosen = await _open_store(connection, options.name, options.identifier,
                                                     options.codec, location)  # fmt: skip
         except BaseException as exc:
             await pool.close()
+            if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                                asyncpg.InvalidAuthorizationSpecificationError,
+                                asyncpg.InvalidCatalogNameError)):  # fmt: skip
+                raise StorageIOError(f"cannot connect to {location}: {exc}") from exc
             if isinstance(exc, asyncpg.PostgresError):
                 raise _translated(exc, location) from exc
             raise
@@ -446,7 +456,7 @@ class PostgresBackend(StorageBackend):
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._reconnect_timeout
-        delay = 0.02
+        delay = FIRST_RETRY_DELAY
         while True:
             self._check_open()
             try:
@@ -454,6 +464,9 @@ class PostgresBackend(StorageBackend):
             except Exception as exc:
                 if not isinstance(exc, self._lost):
                     raise self._error(exc) from exc
+                if delay == FIRST_RETRY_DELAY:
+                    logger.info("rapid_dev_storage: %s: %s; retrying for up to %g s",
+                                self.location, exc, self._reconnect_timeout)  # fmt: skip
                 if loop.time() >= deadline:
                     raise StorageIOError(
                         f"{self.location}: the server did not answer for "
@@ -564,6 +577,8 @@ class PostgresBackend(StorageBackend):
         again), or a third (someone wrote since; whether ours landed first cannot be known, and
         guessing could apply an update twice).
         """
+        logger.info("rapid_dev_storage: %s: %s during an update; checking whether it landed",
+                    self.location, exc)  # fmt: skip
         current = await self._read(group, keys)
         if self._canonical(current) == self._canonical(new):
             return True

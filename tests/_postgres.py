@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import urllib.parse
 import uuid
 
+import asyncpg
 import pytest
 
 DSN = os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES", "")
@@ -20,19 +20,13 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
-def fresh_schema() -> str:
-    """Create an empty schema and return a DSN whose tables go there: one per test."""
-    import asyncpg
-
+async def fresh_schema() -> str:
+    """Create an empty schema and return a DSN whose tables go there: a server of one's own."""
     schema = f"t_{uuid.uuid4().hex[:16]}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(DSN)
-        try:
-            await connection.execute(f"CREATE SCHEMA {schema}")
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
+    connection = await asyncpg.connect(DSN)
+    try:
+        await connection.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await connection.close()
     separator = "&" if urllib.parse.urlsplit(DSN).query else "?"
     return f"{DSN}{separator}search_path={schema}"

@@ -1,4 +1,5 @@
-"""Run in separate processes by the multi-process and crash tests: real processes, real files."""
+"""Run in separate processes by the multi-process and crash tests: real processes, real files
+(or a real PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ import random
 import sys
 from typing import Any
 
-from rapid_dev_storage import FileBackend, NoValue, SQLiteBackend, Storage, StorageBackend
+from rapid_dev_storage import (
+    FileBackend,
+    NoValue,
+    PostgresBackend,
+    SQLiteBackend,
+    Storage,
+    StorageBackend,
+)
 
 
 async def open_backend(kind: str, path: str) -> StorageBackend:
+    if kind == "postgres":  # path is a DSN
+        return await PostgresBackend.create_backend_instance(path, "shared", 1, durability="fast")
     if kind == "sqlite":
         return await SQLiteBackend.create_backend_instance(path, "shared", 1, durability="fast")
     return await FileBackend.create_backend_instance(path, "shared", 1, durability="fast")

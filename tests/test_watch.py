@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 import watchfiles
+from _postgres import fresh_schema, requires_postgres
 from test_legacy_backend import OriginalStyleBackend
 
 from rapid_dev_storage import (
@@ -21,6 +22,7 @@ from rapid_dev_storage import (
     FileBackend,
     MemoryBackend,
     NoValue,
+    PostgresBackend,
     SQLiteBackend,
     Storage,
     UnsupportedOperationError,
@@ -29,13 +31,22 @@ from rapid_dev_storage import (
 from rapid_dev_storage._sqlite import table_name
 
 WORKER = Path(__file__).with_name("_worker.py")
-KINDS = ["memory", "sqlite", "file"]
-SHARED = ["sqlite", "file"]  # backends other processes can write to
+POSTGRES = pytest.param("postgres", marks=requires_postgres)
+KINDS = ["memory", "sqlite", "file", POSTGRES]
+SHARED = ["sqlite", "file", POSTGRES]  # backends other processes can write to
+_SERVERS: dict[Path, str] = {}  # a test's own schema on the PostgreSQL server, by tmp_path
 
 
 async def open_store(kind: str, path: Path, **options: Any) -> Storage:
     if kind == "memory":
         return Storage(MemoryBackend())
+    if kind == "postgres":
+        if path not in _SERVERS:
+            _SERVERS[path] = await fresh_schema()
+        backend = await PostgresBackend.create_backend_instance(
+            _SERVERS[path], "shared", 1, durability="fast", **options
+        )
+        return Storage(backend)
     if kind == "sqlite":
         backend = await SQLiteBackend.create_backend_instance(
             path / "db.sqlite3", "shared", 1, durability="fast", **options
@@ -48,6 +59,8 @@ async def open_store(kind: str, path: Path, **options: Any) -> Storage:
 
 
 def store_path(kind: str, path: Path) -> str:
+    if kind == "postgres":
+        return _SERVERS[path]
     return str(path / "db.sqlite3") if kind == "sqlite" else str(path)
 
 

@@ -1,7 +1,7 @@
 """Start, restart and stop a throwaway PostgreSQL cluster for the tests and benchmarks.
 
     python tools/pg_cluster.py start DIR     # prints the DSN; DIR is created and owned by it
-    python tools/pg_cluster.py restart DIR   # fast restart, same port (the reconnect test)
+    python tools/pg_cluster.py restart DIR [--immediate]  # same port (the reconnect test)
     python tools/pg_cluster.py stop DIR      # stops the server; DIR is left for the caller
 
 The server binaries come from Debian's packages (``/usr/lib/postgresql/<version>/bin``), or
@@ -94,9 +94,13 @@ def start(directory: Path) -> str:
     return dsn(directory)
 
 
-def restart(directory: Path) -> None:
-    """Restart the server fast (in-flight transactions abort; committed ones stay)."""
-    _pg_ctl(directory, "restart", "-m", "fast")
+def restart(directory: Path, *, immediate: bool = False) -> None:
+    """Restart the server: in-flight transactions abort, committed ones stay.
+
+    ``immediate`` stops it the way a crash would (no shutdown checkpoint; recovery replays the
+    WAL at start), so only what was flushed before the acknowledgement survives.
+    """
+    _pg_ctl(directory, "restart", "-m", "immediate" if immediate else "fast")
 
 
 def stop(directory: Path) -> None:
@@ -108,13 +112,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "restart", "stop"])
     parser.add_argument("directory", type=Path)
+    parser.add_argument("--immediate", action="store_true", help="restart as after a crash")
     args = parser.parse_args()
     directory = args.directory.resolve()
     try:
         if args.action == "start":
             print(start(directory))
         elif args.action == "restart":
-            restart(directory)
+            restart(directory, immediate=args.immediate)
         else:
             stop(directory)
     except RuntimeError as exc:
