@@ -1,4 +1,4 @@
-"""Store locations for tools: ``file:DIR``, ``sqlite:FILE``, ``memory:``, and finding the store.
+"""Store locations for tools: ``file:DIR``, ``sqlite:FILE``, ``postgresql://...``, ``memory:``.
 
 A location names where stores live; a store in it is named by ``(name, unique_identifier)``,
 given or, when the location holds exactly one store, found.
@@ -14,9 +14,11 @@ from pathlib import Path
 from ._backend import StorageBackend
 from ._file import MARKER, FileBackend
 from ._memory import MemoryBackend
+from ._postgres import PostgresBackend, list_stores
 from ._sqlite import STORES_TABLE, SQLiteBackend
 
 SCHEMES = ("file", "sqlite", "memory")
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 class LocationError(ValueError):
@@ -24,21 +26,28 @@ class LocationError(ValueError):
 
 
 def parse_location(location: str) -> tuple[str, str]:
-    """Return ``(scheme, path)`` of ``file:DIR``, ``sqlite:FILE`` or ``memory:``."""
+    """Return ``(scheme, path)`` of ``file:DIR``, ``sqlite:FILE``, a DSN or ``memory:``.
+
+    A PostgreSQL location is its whole DSN: ``("postgresql", "postgresql://...")``.
+    """
+    if location.startswith(POSTGRES_PREFIXES):
+        return "postgresql", location
     scheme, separator, path = location.partition(":")
     if not separator or scheme not in SCHEMES:
         raise LocationError(
-            f"location {location!r} is not file:DIR, sqlite:FILE or memory: (for example "
-            "file:data or sqlite:app.db)"
+            f"location {location!r} is not file:DIR, sqlite:FILE, postgresql://... or memory: "
+            "(for example file:data, sqlite:app.db or postgresql://user@host/database)"
         )
     if scheme != "memory" and not path:
         raise LocationError(f"location {location!r} names no {scheme} path")
     return scheme, path
 
 
-def stores_at(location: str) -> list[tuple[str, str]]:
+async def stores_at(location: str) -> list[tuple[str, str]]:
     """Return the ``(name, unique_identifier)`` of every store at ``location``."""
     scheme, path = parse_location(location)
+    if scheme == "postgresql":
+        return await list_stores(path)
     if scheme == "file":
         found = []
         if os.path.isdir(path):
@@ -61,13 +70,13 @@ def stores_at(location: str) -> list[tuple[str, str]]:
     return []
 
 
-def choose_store(location: str, name: str | None, identifier: str | None) -> tuple[str, str]:
+async def choose_store(location: str, name: str | None, identifier: str | None) -> tuple[str, str]:
     """Return the store meant: the one given, or the only one there is."""
     if name is not None and identifier is not None:
         return name, identifier
     candidates = [
         store
-        for store in stores_at(location)
+        for store in await stores_at(location)
         if (name is None or store[0] == name) and (identifier is None or store[1] == identifier)
     ]
     if len(candidates) == 1:
@@ -95,7 +104,11 @@ async def open_location(
     if create and name is not None and identifier is not None:
         store_name, store_id = name, identifier
     else:
-        store_name, store_id = choose_store(location, name, identifier)
+        store_name, store_id = await choose_store(location, name, identifier)
+    if scheme == "postgresql":
+        return await PostgresBackend.create_backend_instance(
+            path, store_name, store_id, codec=codec
+        )
     if scheme == "file":
         return await FileBackend.create_backend_instance(
             path, store_name, store_id, codec=codec, sweep_orphans=sweep_orphans

@@ -51,7 +51,7 @@ class OverlayBackend(StorageBackend):
 
         The store is the only one in ``fixture``, or the one named.
         """
-        store_name, identifier = choose_store(f"file:{fixture}", name, unique_identifier)
+        store_name, identifier = await choose_store(f"file:{fixture}", name, unique_identifier)
         base = await FileBackend.create_backend_instance(
             fixture, store_name, identifier, read_only=True
         )

@@ -1,8 +1,8 @@
 """The ``rapid-dev-storage`` command (also ``python -m rapid_dev_storage``).
 
-A store is named by a location (``file:DIR``, ``sqlite:FILE``) and, when the location holds more
-than one store, ``--name`` and ``--id``. Values go in and come out as JSON. Exit status: 0 done,
-1 not found, 2 a usage or input error (nothing written).
+A store is named by a location (``file:DIR``, ``sqlite:FILE``, ``postgresql://...``) and, when
+the location holds more than one store, ``--name`` and ``--id``. Values go in and come out as
+JSON. Exit status: 0 done, 1 not found, 2 a usage or input error (nothing written).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def list_command(
     """List the stores at LOCATION, the groups of its store with record counts, or GROUP's keys."""
 
     async def work() -> None:
-        stores = stores_at(location)
+        stores = await stores_at(location)
         if group is None and name is None and identifier is None and len(stores) > 1:
             for store_name, store_id in stores:
                 _emit({"name": store_name, "id": store_id})
@@ -307,7 +307,7 @@ def copy_command(
 
     async def work() -> int:
         memory = source.startswith("memory:")
-        names = ("memory", "1") if memory else choose_store(source, name, identifier)
+        names = ("memory", "1") if memory else await choose_store(source, name, identifier)
         async with await _open(source, *names) as origin:
             target = await open_location(destination, *names, create=True, codec=codec)
             async with Storage(target) as copy:

@@ -17,9 +17,10 @@ import termios
 from pathlib import Path
 
 import pytest
+from _postgres import fresh_schema, requires_postgres
 from click.testing import CliRunner, Result
 
-from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
+from rapid_dev_storage import FileBackend, PostgresBackend, SQLiteBackend, Storage
 from rapid_dev_storage.cli import main
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_app.jsonl"
@@ -132,6 +133,31 @@ def test_copy_file_to_sqlite_and_back_is_equal(store: str, tmp_path: Path) -> No
             return sqlite_backend.codec.name, file_backend.codec.name
 
     assert asyncio.run(codecs()) == ("msgpack", "json")
+
+
+@requires_postgres
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_copy_through_postgresql_and_back_is_equal(store: str, tmp_path: Path, codec: str) -> None:
+    server = asyncio.run(fresh_schema())
+    assert run("copy", store, server, "--codec", codec).exit_code == 0
+    assert lines(run("ls", server)) == lines(run("ls", store))
+    assert (
+        run("get", server, "USER", "u1001", "settings").stdout
+        == run("get", store, "USER", "u1001", "settings").stdout
+    )
+    back = f"sqlite:{tmp_path / 'back.db'}"
+    assert run("copy", server, back).exit_code == 0
+    assert run("dump", back).stdout == run("dump", store).stdout
+
+    async def stored_codec() -> str:
+        backend = await PostgresBackend.create_backend_instance(server, "app", 1)
+        async with Storage(backend):
+            return backend.codec.name
+
+    assert asyncio.run(stored_codec()) == codec
+    unreachable = run("ls", "postgresql://postgres@127.0.0.1:1/postgres")
+    assert unreachable.exit_code == 2
+    assert "cannot connect to postgresql://postgres@127.0.0.1:1/postgres" in unreachable.stderr
 
 
 def test_show_prints_any_record_file(store: str, tmp_path: Path) -> None:
