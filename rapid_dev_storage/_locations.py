@@ -48,6 +48,11 @@ async def stores_at(location: str) -> list[tuple[str, str]]:
     scheme, path = parse_location(location)
     if scheme == "postgresql":
         return await list_stores(path)
+    return _stores_on_disk(scheme, path)
+
+
+def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
+    """Read the stores of a directory or SQLite file: a few small reads, for the tools."""
     if scheme == "file":
         found = []
         if os.path.isdir(path):
