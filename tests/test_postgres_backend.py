@@ -24,7 +24,13 @@ from rapid_dev_storage import (
     StorageIOError,
     Watch,
 )
-from rapid_dev_storage._postgres import MAX_KEY_BYTES, STORES_TABLE, _Queries, table_name
+from rapid_dev_storage._postgres import (
+    LISTENERS_TABLE,
+    MAX_KEY_BYTES,
+    STORES_TABLE,
+    _Queries,
+    table_name,
+)
 
 ROOT = Path(__file__).parents[1]
 WORKER = Path(__file__).with_name("_worker.py")
@@ -188,9 +194,33 @@ async def test_sql_edits_by_hand_arrive(dsn: str) -> None:
             await sql(dsn, f"UPDATE {table} SET k1 = 'renamed' WHERE k1 = 'k2'")
             seen = {(c.kind, c.keys) for c in [await next_change(changes) for _ in range(2)]}
             assert seen == {("cleared", ("k2",)), ("set", ("renamed",))}
-            await sql(dsn, f"DELETE FROM {table} WHERE group_name = 'G'")
+            # From a session with the default search_path, naming the schema itself.
+            schema = dsn.rpartition("search_path=")[2]
+            await sql(DSN, f"DELETE FROM {schema}.{table} WHERE group_name = 'G'")
             cleared = {(await next_change(changes)).keys for _ in range(5)}
             assert cleared == {("k0",), ("k1",), ("renamed",), ("k3",), ("k4",)}
+
+
+@requires_postgres
+async def test_writes_notify_only_while_someone_watches(dsn: str) -> None:
+    """A NOTIFY serialises commits, so triggers send one only to registered listeners."""
+    listeners = f"SELECT count(*) FROM {LISTENERS_TABLE}"
+    async with await open_store(dsn) as store:
+        assert (await sql(dsn, listeners))[0][0] == 0
+        async with store.watch() as changes, await open_store(dsn) as other:
+            assert (await sql(dsn, listeners))[0][0] == 1
+            await other.get_group("G")["k"].set_value(1)
+            assert (await next_change(changes)).value == 1
+        assert (await sql(dsn, listeners))[0][0] == 0
+        # A watcher that vanished without unregistering is swept by the next one.
+        await sql(
+            dsn,
+            f"INSERT INTO {LISTENERS_TABLE} VALUES ($1, 999999)",
+            store.backend._queries.channel,
+        )
+        async with store.watch():
+            assert (await sql(dsn, f"SELECT pid FROM {LISTENERS_TABLE}"))[0][0] != 999999
+            assert (await sql(dsn, listeners))[0][0] == 1
 
 
 async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
@@ -235,7 +265,7 @@ async def test_every_query_uses_the_primary_key_index(dsn: str) -> None:
         )
         table = table_name("app", "1")
         await sql(dsn, f"ANALYZE {table}")
-        queries = _Queries(table, jsonb=False)
+        queries = _Queries(table, jsonb=False, channel="unused")
         record = ("G", "1", "2", "", "", "", 2)
         plans = {
             "select": (queries.select, record),

@@ -6,7 +6,11 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--markdown FILE] [--chart FILE.png]
+    python tools/bench.py [--quick] [--postgres DSN] [--markdown FILE] [--chart FILE.png]
+
+With a PostgreSQL server (``--postgres``, or RAPID_DEV_STORAGE_TEST_POSTGRES as the tests use),
+PostgresBackend runs beside plain asyncpg doing the same statements on the same table; the
+tables live in a schema of their own, dropped at the end.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import aiosqlite
+import asyncpg
 import diskcache
 import msgpack
 
@@ -42,7 +48,15 @@ try:
 except ImportError:  # only --chart needs it (the bench extra)
     pyplot = None
 
-from rapid_dev_storage import FileBackend, MemoryBackend, SQLiteBackend, Storage, StorageBackend
+from rapid_dev_storage import (
+    FileBackend,
+    MemoryBackend,
+    PostgresBackend,
+    SQLiteBackend,
+    Storage,
+    StorageBackend,
+)
+from rapid_dev_storage._postgres import table_name as postgres_table
 from rapid_dev_storage._sqlite import table_name
 
 VALUE = {"name": "user 123", "settings": {"theme": "dark", "n": 3}, "tags": ["a", "b"]}
@@ -81,6 +95,7 @@ class Subject:
     latency: dict[str, Operation] = dataclasses.field(default_factory=dict)
     concurrent: dict[str, Operation] = dataclasses.field(default_factory=dict)
     store: Storage | None = None  # ours: scanned and cleared too
+    closers: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
 
 
 class Bench:
@@ -184,11 +199,18 @@ OURS = [
 ]  # fmt: skip
 
 
-async def open_ours(bench: Bench, kind: str, codec: str, durability: str) -> Subject:
+async def open_ours(
+    bench: Bench, kind: str, codec: str, durability: str, server: str = ""
+) -> Subject:
     root = bench.root
-    if kind == "file":
+    if kind == "postgres":
+        name = f"PostgresBackend {codec} {durability}"
+        backend: StorageBackend = await PostgresBackend.create_backend_instance(
+            server, "bench", codec, codec=codec, durability=durability
+        )
+    elif kind == "file":
         name = f"FileBackend {codec} {durability}"
-        backend: StorageBackend = await FileBackend.create_backend_instance(
+        backend = await FileBackend.create_backend_instance(
             root / "file", "bench", f"{codec}-{durability}", codec=codec, durability=durability
         )
     elif kind == "sqlite":
@@ -227,11 +249,12 @@ async def fill(store: Storage, group_name: str, keys: list[str]) -> None:
         await asyncio.gather(*(group[key].set_value(VALUE) for key in keys[start : start + 256]))
 
 
-async def measure_scans(bench: Bench, subject: Subject) -> None:
+async def measure_scans(bench: Bench, subject: Subject, *, large: bool = True) -> None:
     """all_items over a small and a large group (time, RSS growth), then clearing a group."""
     assert subject.store is not None
     store = subject.store
-    for count in (bench.sizes.scan_small, bench.sizes.scan_large):
+    sizes = (bench.sizes.scan_small, bench.sizes.scan_large) if large else (bench.sizes.scan_small,)
+    for count in sizes:
         await fill(store, f"scan{count}", [f"r{index:07}" for index in range(count)])
         start = time.perf_counter()
         with peak_rss_growth() as growth:
@@ -395,14 +418,88 @@ def thread_hop() -> tuple[Subject, ThreadPoolExecutor]:
     return Subject("thread round trip", {"empty call": hop}), executor
 
 
+async def plain_asyncpg(bench: Bench, server: str) -> list[Subject]:
+    """Plain asyncpg on PostgresBackend's own table: the same statements, no library around them.
+
+    Two peers: a default pool (what plain asyncpg code writes: ``pool.fetchval``), whose release
+    runs a reset query; and one connection, the floor any library on asyncpg stands on.
+    """
+    table = '"' + postgres_table("bench", "msgpack") + '"'
+    unused = "k2 = '' AND k3 = '' AND k4 = '' AND k5 = '' AND key_count = 1"
+    select = f"SELECT data FROM {table} WHERE group_name = $1 AND k1 = $2 AND {unused}"
+    upsert = (
+        f"INSERT INTO {table} VALUES ($1, $2, '', '', '', '', 1, $3) ON CONFLICT "
+        "(group_name, k1, k2, k3, k4, k5, key_count) DO UPDATE SET data = EXCLUDED.data"
+    )
+    data = msgpack.packb(VALUE)
+    pool = await asyncpg.create_pool(server, min_size=1, max_size=10)
+    connection = await asyncpg.connect(server)
+
+    def subject(name: str, runner: Any) -> Subject:
+        async def get(key: str) -> Any:
+            return msgpack.unpackb(await runner.fetchval(select, "bench", key))
+
+        async def put() -> None:
+            await runner.execute(upsert, "bench", bench.random_key(), data)
+
+        operations = {
+            "get": lambda: get(bench.random_key()),
+            "get hot": lambda: get(bench.hot_key()),
+            "set": put,
+        }
+        subject = Subject(name, operations, {"get": operations["get"], "set": put})
+        subject.closers.append(runner.close)
+        return subject
+
+    # One connection cannot run 64 tasks' statements at once: it has no concurrent workloads.
+    single = subject("asyncpg connection", connection)
+    single.concurrent = {}
+    return [subject("asyncpg pool", pool), single]
+
+
+async def measure_plain_asyncpg_scans(bench: Bench, server: str) -> None:
+    table = '"' + postgres_table("bench", "msgpack") + '"'
+    connection = await asyncpg.connect(server)
+    try:
+        count = bench.sizes.scan_small
+        start = time.perf_counter()
+        async with connection.transaction():
+            async for row in connection.cursor(
+                f"SELECT k1, k2, k3, k4, k5, key_count, data FROM {table} WHERE group_name = $1",
+                f"scan{count}",
+                prefetch=500,
+            ):
+                msgpack.unpackb(row[-1])
+        seconds = time.perf_counter() - start
+        bench.add_throughput("asyncpg connection", f"all_items {count:,}", count, seconds)
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def bench_schema(dsn: str) -> Any:
+    """Yield a DSN whose tables go into a new schema, dropped afterwards."""
+    schema = f"rds_bench_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in dsn else "?"
+        yield f"{dsn}{separator}search_path={schema}"
+    finally:
+        await connection.execute(f"DROP SCHEMA {schema} CASCADE")
+        await connection.close()
+
+
 # --- change notifications -------------------------------------------------------------------
 
 WRITER = """
 import asyncio, sys, time
-from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
+from rapid_dev_storage import FileBackend, PostgresBackend, SQLiteBackend, Storage
 
 async def main(kind, path, count):
-    if kind == "sqlite":
+    if kind == "postgres":
+        backend = await PostgresBackend.create_backend_instance(path, "watch", 1, durability="fast")
+    elif kind == "sqlite":
         backend = await SQLiteBackend.create_backend_instance(path, "watch", 1, durability="fast")
     else:
         backend = await FileBackend.create_backend_instance(path, "watch", 1, durability="fast")
@@ -415,14 +512,19 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
-async def measure_notifications(bench: Bench, kind: str, count: int) -> None:
+async def measure_notifications(bench: Bench, kind: str, count: int, server: str = "") -> None:
     """Another process's write to our callback: p50 and p95; then an idle watcher's CPU."""
-    name = "FileBackend fast" if kind == "file" else "SQLiteBackend fast"
-    path = bench.root / ("watch" if kind == "file" else "watch.db")
-    if kind == "file":
-        backend: StorageBackend = await FileBackend.create_backend_instance(
-            path, "watch", 1, durability="fast"
+    name = {"file": "FileBackend", "sqlite": "SQLiteBackend", "postgres": "PostgresBackend"}[kind]
+    name += " fast"
+    path: Path | str = bench.root / ("watch" if kind == "file" else "watch.db")
+    if kind == "postgres":
+        path = server
+    if kind == "postgres":
+        backend: StorageBackend = await PostgresBackend.create_backend_instance(
+            server, "watch", 1, durability="fast"
         )
+    elif kind == "file":
+        backend = await FileBackend.create_backend_instance(path, "watch", 1, durability="fast")
     else:
         backend = await SQLiteBackend.create_backend_instance(path, "watch", 1, durability="fast")
     latencies: list[float] = []
@@ -505,18 +607,42 @@ TARGETS = [
     Target("SQLiteBackend update full <= 2x set full",
            (SQLITE_FULL, "update"), (SQLITE_FULL, "set"), 2.0),
 ]  # fmt: skip
+POSTGRES = "PostgresBackend msgpack full"
+POSTGRES_TARGETS = [
+    Target("PostgresBackend get <= 1.3x plain asyncpg (one connection)",
+           (POSTGRES, "get"), ("asyncpg connection", "get"), 1.3),
+    Target("PostgresBackend set <= 1.3x plain asyncpg (one connection)",
+           (POSTGRES, "set"), ("asyncpg connection", "set"), 1.3),
+    Target("(extra) PostgresBackend get <= 1.3x plain asyncpg (default pool)",
+           (POSTGRES, "get"), ("asyncpg pool", "get"), 1.3),
+    Target("(extra) PostgresBackend set <= 1.3x plain asyncpg (default pool)",
+           (POSTGRES, "set"), ("asyncpg pool", "set"), 1.3),
+    Target("(extra) 64 tasks set: PostgresBackend throughput >= plain asyncpg pool",
+           (POSTGRES, "64 tasks set"), ("asyncpg pool", "64 tasks set"), 1.0,
+           higher_is_better=True),
+    Target("(extra) all_items 10k: PostgresBackend <= 1.3x asyncpg cursor",
+           ("PostgresBackend msgpack fast", "all_items {small}"),
+           ("asyncpg connection", "all_items {small}"), 1.3),
+    Target("PostgresBackend update <= 2x set",
+           (POSTGRES, "update"), (POSTGRES, "set"), 2.0),
+    Target("another process's write to callback, PostgresBackend: p50 <= 25 ms",
+           ("PostgresBackend fast", "change seen, p50"), ("budget", "25000"), 1.0),
+    Target("another process's write to callback, PostgresBackend: p95 <= 50 ms",
+           ("PostgresBackend fast", "change seen, p95"), ("budget", "50000"), 1.0),
+]  # fmt: skip
 
 
 def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
-    large = f"{bench.sizes.scan_large:,}"
-    for target in TARGETS:
-        ours = bench.get(target.ours[0], target.ours[1].format(large=large))
+    sizes = {"large": f"{bench.sizes.scan_large:,}", "small": f"{bench.sizes.scan_small:,}"}
+    with_postgres = any(r.subject.startswith("PostgresBackend") for r in bench.results)
+    for target in TARGETS + (POSTGRES_TARGETS if with_postgres else []):
+        ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
         if target.reference[0] == "budget":  # an absolute bound, in microseconds
             ratio = ours.median_us / float(target.reference[1])
             rows.append((target.label, ratio, ratio <= target.bound))
             continue
-        theirs = bench.get(target.reference[0], target.reference[1].format(large=large))
+        theirs = bench.get(target.reference[0], target.reference[1].format(**sizes))
         if target.higher_is_better:
             ratio = ours.ops_per_second / theirs.ops_per_second
             rows.append((target.label, ratio, ratio >= target.bound))
@@ -570,7 +696,7 @@ def chart(bench: Bench, path: Path) -> None:
         names = [
             r.subject if r.workload == workload else f"{r.subject} ({r.workload})" for r in rows
         ]
-        peers = ("raw", "plain", "disk", "aio")
+        peers = ("raw", "plain", "disk", "aio", "asyncpg")
         colors = ["#999999" if name.startswith(peers) else "#3b7dd8" for name in names]
         axis.barh(names, [r.median_us for r in rows], color=colors)
         axis.set_xscale("log")
@@ -582,52 +708,81 @@ def chart(bench: Bench, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+async def open_subjects(
+    bench: Bench, stack: contextlib.AsyncExitStack, server: str
+) -> tuple[list[Subject], sqlite3.Connection]:
+    """Open and fill ours and the peers; return them and the plain NORMAL sqlite3 connection."""
+    ours = list(OURS)
+    if server:
+        ours += [("postgres", "msgpack", "full"), ("postgres", "json", "full"),
+                 ("postgres", "msgpack", "fast")]  # fmt: skip
+    subjects = []
+    for kind, codec, durability in ours:
+        print(f"filling {kind} {codec} {durability}...", file=sys.stderr)
+        subject = await open_ours(bench, kind, codec, durability, server)
+        assert subject.store is not None
+        stack.push_async_callback(subject.store.close)
+        subjects.append(subject)
+    print("filling peers...", file=sys.stderr)
+    if server:
+        for peer in await plain_asyncpg(bench, server):
+            for closer in peer.closers:
+                stack.push_async_callback(closer)
+            subjects.append(peer)
+    for synchronous, durability in (("FULL", "full"), ("NORMAL", "fast")):
+        connection = sqlite3.connect(bench.root / f"sqlite-{durability}.db", isolation_level=None)
+        stack.callback(connection.close)
+        subjects.append(plain_sqlite(bench, synchronous, connection))
+    subjects.append(raw_files(bench))
+    cache = stack.enter_context(diskcache.Cache(str(bench.root / "diskcache")))
+    subjects.append(disk_cache(bench, cache))
+    db = await stack.enter_async_context(
+        aiosqlite.connect(bench.root / "aio.db", isolation_level=None)
+    )
+    subjects.append(await aiosqlite_subject(bench, db))
+    hop, executor = thread_hop()
+    stack.callback(executor.shutdown)
+    subjects.append(hop)
+    return subjects, connection
+
+
+async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(bench_schema(postgres)) if postgres else ""
+        subjects, plain_normal = await open_subjects(bench, stack, server)
+        print("measuring latencies...", file=sys.stderr)
+        await bench.measure_latencies(subjects)
+        print("measuring concurrency, scans and clears...", file=sys.stderr)
+        for subject in subjects:
+            await bench.measure_concurrency(subject)
+            if subject.name in ("FileBackend msgpack fast", "SQLiteBackend fast"):
+                await measure_scans(bench, subject)
+            if subject.name == "PostgresBackend msgpack fast":
+                await measure_scans(bench, subject, large=False)
+        measure_raw_scans(bench)
+        measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
+        if server:
+            await measure_plain_asyncpg_scans(bench, server)
+        print("measuring change notifications...", file=sys.stderr)
+        for kind in ("file", "sqlite", "postgres") if server else ("file", "sqlite"):
+            await measure_notifications(bench, kind, 10 if quick else 60, server)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES", ""),
+        help="a PostgreSQL DSN: adds PostgresBackend and plain asyncpg",
+    )
     arguments = parser.parse_args()
     bench = Bench(QUICK if arguments.quick else FULL, Path(tempfile.mkdtemp(prefix="rds-bench-")))
     print(machine(), file=sys.stderr)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            subjects = []
-            for kind, codec, durability in OURS:
-                print(f"filling {kind} {codec} {durability}...", file=sys.stderr)
-                subject = await open_ours(bench, kind, codec, durability)
-                assert subject.store is not None
-                stack.push_async_callback(subject.store.close)
-                subjects.append(subject)
-            print("filling peers...", file=sys.stderr)
-            for synchronous, durability in (("FULL", "full"), ("NORMAL", "fast")):
-                connection = sqlite3.connect(
-                    bench.root / f"sqlite-{durability}.db", isolation_level=None
-                )
-                stack.callback(connection.close)
-                subjects.append(plain_sqlite(bench, synchronous, connection))
-            subjects.append(raw_files(bench))
-            cache = stack.enter_context(diskcache.Cache(str(bench.root / "diskcache")))
-            subjects.append(disk_cache(bench, cache))
-            db = await stack.enter_async_context(
-                aiosqlite.connect(bench.root / "aio.db", isolation_level=None)
-            )
-            subjects.append(await aiosqlite_subject(bench, db))
-            hop, executor = thread_hop()
-            stack.callback(executor.shutdown)
-            subjects.append(hop)
-            print("measuring latencies...", file=sys.stderr)
-            await bench.measure_latencies(subjects)
-            print("measuring concurrency, scans and clears...", file=sys.stderr)
-            for subject in subjects:
-                await bench.measure_concurrency(subject)
-                if subject.name in ("FileBackend msgpack fast", "SQLiteBackend fast"):
-                    await measure_scans(bench, subject)
-            measure_raw_scans(bench)
-            print("measuring change notifications...", file=sys.stderr)
-            for kind in ("file", "sqlite"):
-                await measure_notifications(bench, kind, 10 if arguments.quick else 60)
-            measure_plain_sqlite_scans(bench, connection)  # the NORMAL one, on the fast file
+        await measure_all(bench, arguments.postgres, arguments.quick)
     finally:
         shutil.rmtree(bench.root, ignore_errors=True)
     print(report(bench, markdown=False))
