@@ -245,6 +245,28 @@ async def test_a_held_row_lock_times_out_as_lock_timeout_error(dsn: str) -> None
 
 
 @requires_postgres
+async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str) -> None:
+    async with await open_store(dsn) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value(1)
+        holder = await asyncpg.connect(dsn)
+        try:
+            async with holder.transaction():
+                await holder.execute(f"SELECT 1 FROM {table_name('app', '1')} FOR UPDATE")
+                waiting = asyncio.ensure_future(handle.set_value(2))  # waits for the row lock
+                await asyncio.sleep(0.2)
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+        finally:
+            await holder.close()
+        assert await handle.get_value() == 1  # the cancelled write never landed
+        await asyncio.gather(*(store.get_group("G")[str(i)].set_value(i) for i in range(20)))
+        assert await handle.update(lambda current: current + 1) == 2
+        assert len([keys async for keys, _ in store.get_group("G").all_items()]) == 21
+
+
+@requires_postgres
 async def test_durability_maps_to_synchronous_commit(dsn: str) -> None:
     for durability, expected in (("full", "on"), ("fast", "off")):
         backend = await PostgresBackend.create_backend_instance(
