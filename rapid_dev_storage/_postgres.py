@@ -300,7 +300,10 @@ def _record_params(group: str, keys: Keys) -> tuple[Any, ...]:
 
 
 def _keys_of(row: Any) -> Keys:
-    return tuple(map(_unescape, row[: row[MAX_KEYS]]))
+    keys: Keys = row[: row[MAX_KEYS]]  # a slice of a record is a tuple
+    if _ESCAPE in "".join(keys):  # one test per row: iteration runs this for every record
+        return tuple(map(_unescape, keys))
+    return keys
 
 
 def _check_size(group: str, params: tuple[Any, ...]) -> None:
@@ -377,6 +380,8 @@ class PostgresBackend(StorageBackend):
         reconnect_timeout: float,
     ) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
+        import asyncpg  # noqa: PLC0415
+
         super().__init__(codec)
         self.location = location
         self._pool = pool
@@ -390,8 +395,6 @@ class PostgresBackend(StorageBackend):
         self._connect_settings = connect_settings
         self._writer = writer
         self._reconnect_timeout = reconnect_timeout
-        import asyncpg  # noqa: PLC0415
-
         self._lost = _lost_connection_errors()
         # What the server answers for a failed statement; the connection stays usable.
         self._server_errors: type[Exception] = asyncpg.PostgresError
@@ -453,7 +456,10 @@ class PostgresBackend(StorageBackend):
             parse_pool_size,
         )
         retry_for = resolve(
-            "reconnect_timeout", reconnect_timeout, RECONNECT_TIMEOUT, parse_seconds
+            "reconnect_timeout",
+            parse_seconds(str(reconnect_timeout)) if reconnect_timeout is not None else None,
+            RECONNECT_TIMEOUT,
+            parse_seconds,
         )
         dsn = str(path) if isinstance(path, str) else ""
         if not dsn.startswith(("postgresql://", "postgres://")):
@@ -624,14 +630,15 @@ class PostgresBackend(StorageBackend):
             _check_size(group, params)
         queries = self._queries
         if expected is None:
-            assert new is not None  # update() never swaps absent for absent: it writes nothing
+            if new is None:  # clearing what is not there: nothing to write
+                return await self._read(group, keys) is None
             sql, values = queries.insert_new, (*params, *self._stored(new))
-        elif new is None:
-            sql, values = queries.swap_delete, (*params, expected.decode() if queries.jsonb
-                                                else expected)  # fmt: skip
         else:
             expected_value = expected.decode() if queries.jsonb else expected
-            sql, values = queries.swap_update, (*params, *self._stored(new), expected_value)
+            if new is None:
+                sql, values = queries.swap_delete, (*params, expected_value)
+            else:
+                sql, values = queries.swap_update, (*params, *self._stored(new), expected_value)
         try:
             status = await self._once("execute", sql, values)
         except Exception as exc:

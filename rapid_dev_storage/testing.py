@@ -513,6 +513,9 @@ class BackendConformance:
         assert await handle.get_value() == 11
         assert await handle.update(lambda current: NoValue) is NoValue
         assert await handle.get_value() is NoValue
+        # Clearing what is not there: nothing to write, and nothing appears.
+        assert await handle.update(lambda current: NoValue) is NoValue
+        assert await contents(store.get_group("G")) == {}
         assert await handle.update(lambda current: (1, "two")) == (1, "two")
         assert await handle.get_value() == [1, "two"]
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-from _postgres import DSN, requires_postgres
+from _postgres import fresh_schema, requires_postgres
 
 from rapid_dev_storage import (
     FileBackend,
@@ -63,7 +62,7 @@ class TestOverlayBackend(BackendConformance):
 @requires_postgres
 class TestPostgresBackend(BackendConformance):
     async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
-        # A store of its own per case: the server outlives every test.
+        # A schema of its own per case: the server outlives every test.
         return await PostgresBackend.create_backend_instance(
-            DSN, "conformance", uuid.uuid4().hex, codec=codec
+            await fresh_schema(), "conformance", 1, codec=codec
         )

@@ -258,6 +258,11 @@ async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str
                 waiting.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await waiting
+                # The connection goes back to the pool once the server cancelled the statement,
+                # still waiting for the lock: only then is the lock released.
+                backend = store.backend
+                assert isinstance(backend, PostgresBackend)
+                await asyncio.gather(*backend._releasing)
         finally:
             await holder.close()
         assert await handle.get_value() == 1  # the cancelled write never landed

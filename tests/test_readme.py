@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _postgres import fresh_schema, requires_postgres
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 from rapid_dev_storage.testing import BackendConformance
@@ -28,6 +30,20 @@ def blocks(language: str) -> list[str]:
     return [
         code for lang, code in BLOCK.findall(README.read_text(encoding="utf-8")) if lang == language
     ]
+
+
+def run_example(code: str, cwd: Path, **environment: str) -> list[str]:
+    """Run a README example in a fresh interpreter; return the lines it printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **environment},
+    )
+    return result.stdout.splitlines()
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -46,20 +62,12 @@ def test_examples_run_and_print_what_they_say(tmp_path: Path, name: str) -> None
     examples = [code for code in blocks("python") if "asyncio.run(main())" in code]
     assert len(examples) == 2
     tour = examples[["tour", "live reload"].index(name)]
-    result = subprocess.run(
-        [sys.executable, "-c", tour],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    printed = run_example(tour, tmp_path)
     expected = [
         line.split("# ")[-1].strip()
         for line in tour.splitlines()
         if line.lstrip().startswith("print(") and "# " in line
     ]
-    printed = result.stdout.splitlines()
     assert expected, "the tour documents its output in comments"
     for line in expected:
         assert line in printed, (line, printed)
@@ -152,3 +160,11 @@ def test_original_repl_session_prints_what_it_shows() -> None:
         await namespace["store"].close()  # the session never closes; Python 3.13 would warn
 
     asyncio.run(replay())
+
+
+@requires_postgres
+def test_postgres_example_prints_what_it_says(tmp_path: Path) -> None:
+    (example,) = [code for code in blocks("python") if "PostgresBackend" in code]
+    printed = run_example(example, tmp_path, DATABASE_URL=asyncio.run(fresh_schema()))
+    expected = [line.split("# ")[-1].strip() for line in example.splitlines() if "print(" in line]
+    assert printed == expected
