@@ -398,7 +398,8 @@ def fsck_command(
     File stores: undecodable records, records under another record's file name, orphaned temp
     files, unknown files and directories, a missing marker. ``--repair`` renames misnamed
     records, removes orphaned temp files and moves undecodable records and unknown files into
-    the store's .quarantine/ directory. SQLite stores: undecodable records (reported only).
+    the store's .quarantine/ directory. SQLite and PostgreSQL stores: undecodable records
+    (reported only).
     """
 
     async def work() -> list[Problem]:
