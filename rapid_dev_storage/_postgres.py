@@ -26,7 +26,17 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeV
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._settings import parse_seconds, resolve, resolve_store_options
-from ._sqlite import quote_identifier
+from ._sql import (
+    KEY_COLUMNS,
+    RECORD_COLUMNS,
+    delete_prefix_statements,
+    groups_statement,
+    numbered,
+    quote_identifier,
+    record_condition,
+    record_params,
+    scan_page_statements,
+)
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import (
@@ -67,9 +77,6 @@ RECONNECT_TIMEOUT = 30.0
 FIRST_RETRY_DELAY = 0.02
 """Seconds before the first retry; doubled after each, up to half a second."""
 
-_KEY_COLUMNS = tuple(f"k{i}" for i in range(1, MAX_KEYS + 1))
-_RECORD_COLUMNS = ("group_name", *_KEY_COLUMNS, "key_count")
-_ORDER = ", ".join((*_KEY_COLUMNS, "key_count"))
 _ESCAPE = "\uffff"
 """PostgreSQL text holds no NUL: a key's NULs are stored as U+FFFF '0' (and U+FFFF as U+FFFF '1'),
 so every other key is stored as itself and reads naturally in SQL."""
@@ -116,25 +123,9 @@ def redact(dsn: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
-def _record_condition(first: int = 1) -> str:
-    return " AND ".join(f"{column} = ${first + i}" for i, column in enumerate(_RECORD_COLUMNS))
-
-
-def _prefix_condition(width: int) -> str:
-    clauses = [f"{column} = ${i}" for i, column in enumerate(_RECORD_COLUMNS[: width + 1], 1)]
-    if width > 1:
-        # Unused key slots hold '', so ('a',) and ('a', '') differ only in key_count.
-        clauses.append(f"key_count >= {width}")
-    return " AND ".join(clauses)
-
-
 def _value(jsonb: bool, alias: str = "") -> str:
     """Return the expression of a record's bytes as stored: bytea, or the JSON text."""
     return f"COALESCE({alias}raw, {alias}data::text)" if jsonb else f"{alias}data"
-
-
-def _tail(width: int) -> str:
-    return ", ".join((*_KEY_COLUMNS[width:], "key_count"))
 
 
 class _Queries:
@@ -145,8 +136,8 @@ class _Queries:
         t = quote_identifier(table)
         self.jsonb = jsonb
         self.channel = channel
-        columns = ", ".join(_RECORD_COLUMNS)
-        keys = ", ".join(f'{column} text COLLATE "C" NOT NULL' for column in _KEY_COLUMNS)
+        columns = ", ".join(RECORD_COLUMNS)
+        keys = ", ".join(f'{column} text COLLATE "C" NOT NULL' for column in KEY_COLUMNS)
         if jsonb:
             # raw keeps the JSON as written when jsonb would alter it (-0.0, 1e+16, "\u0000").
             value_columns = "data jsonb, raw text, CHECK (data IS NOT NULL OR raw IS NOT NULL)"
@@ -164,7 +155,7 @@ class _Queries:
             f"CREATE TRIGGER {quote_identifier(table + '_notify')} AFTER INSERT OR UPDATE OR "
             f"DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {NOTIFY_FUNCTION}('{channel}')",
         ]
-        record = _record_condition()
+        record = record_condition(numbered)
         placeholders = ", ".join(f"${i}" for i in range(1, width + 1))
         excluded = ", ".join(f"{column} = EXCLUDED.{column}" for column in stored.split(", "))
         self.select = f"SELECT {value} FROM {t} WHERE {record}"
@@ -181,31 +172,19 @@ class _Queries:
         self.swap_update = f"UPDATE {t} SET {assign} WHERE {record} AND {value} = ${width + 1}"
         self.swap_delete = f"DELETE FROM {t} WHERE {record} AND {value} = $8"
         self.delete = f"DELETE FROM {t} WHERE {record}"
-        self.delete_prefix = [
-            f"DELETE FROM {t} WHERE {_prefix_condition(w)}" for w in range(MAX_KEYS + 1)
-        ]
-        # Keyset pagination: each page a complete statement on the primary key's index.
-        self.scan_page = [
-            f"SELECT {_ORDER}, {value} FROM {t} WHERE {_prefix_condition(w)} "
-            f"AND ({_tail(w)}) > ({', '.join(f'${w + 2 + i}' for i in range(MAX_KEYS + 1 - w))}) "
-            f"ORDER BY {_tail(w)} LIMIT {PAGE_SIZE}"
-            for w in range(MAX_KEYS + 1)
-        ]
-        self.groups = (
-            f"WITH RECURSIVE g(name) AS (SELECT MIN(group_name) FROM {t} UNION ALL "
-            f"SELECT (SELECT MIN(group_name) FROM {t} WHERE group_name > g.name) FROM g "
-            "WHERE g.name IS NOT NULL) SELECT name FROM g WHERE name IS NOT NULL"
-        )
+        self.delete_prefix = delete_prefix_statements(t, numbered)
+        self.scan_page = scan_page_statements(t, value, numbered, limit=str(PAGE_SIZE))
+        self.groups = groups_statement(t)
         wanted = ", ".join(
             f"${i}::{'smallint' if column == 'key_count' else 'text'}[]"
-            for i, column in enumerate(_RECORD_COLUMNS, 1)
+            for i, column in enumerate(RECORD_COLUMNS, 1)
         )
         self.fetch_many = (
             f"SELECT w.i, {_value(jsonb, 't.')} "
             f"FROM unnest({wanted}) WITH ORDINALITY AS w({columns}, i) JOIN {t} AS t ON "
             + " AND ".join(
                 f"t.{column} = w.{column}" + ("" if column == "key_count" else ' COLLATE "C"')
-                for column in _RECORD_COLUMNS
+                for column in RECORD_COLUMNS
             )
         )
 
@@ -292,11 +271,9 @@ _STORES_LIST = f"SELECT name, unique_identifier FROM {STORES_TABLE} ORDER BY 1, 
 _STORES_EXISTS = f"SELECT to_regclass('{STORES_TABLE}') IS NOT NULL"
 _CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rapid_dev_storage'))"
 
-_PADDING = [("",) * (MAX_KEYS - count) + (count,) for count in range(MAX_KEYS + 1)]
-
 
 def _record_params(group: str, keys: Keys) -> tuple[Any, ...]:
-    return (_escape(group), *map(_escape, keys), *_PADDING[len(keys)])
+    return record_params(_escape(group), tuple(map(_escape, keys)))
 
 
 def _keys_of(row: Any) -> Keys:
@@ -795,7 +772,7 @@ class PostgresBackend(StorageBackend):
                     hub.publish(group, keys, self._canonical(found.get(index)), "external")
 
     async def _fetch_values(self, records: list[tuple[str, Keys]]) -> dict[int, bytes | None]:
-        columns: list[list[Any]] = [[] for _ in _RECORD_COLUMNS]
+        columns: list[list[Any]] = [[] for _ in RECORD_COLUMNS]
         for group, keys in records:
             for column, value in zip(columns, _record_params(group, keys), strict=True):
                 column.append(value)

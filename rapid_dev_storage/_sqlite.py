@@ -23,6 +23,19 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._settings import Durability, StoreOptions, resolve_store_options
+from ._sql import (
+    KEY_COLUMNS,
+    ORDER,
+    RECORD_COLUMNS,
+    delete_prefix_statements,
+    groups_statement,
+    keys_of,
+    qmark,
+    quote_identifier,
+    record_condition,
+    record_params,
+    scan_page_statements,
+)
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import LockTimeoutError, StorageIOError
@@ -44,15 +57,8 @@ CHECKPOINT_EVERY = 500
 PAGE_SIZE = 256
 """Rows per query while iterating: large enough to amortise a query, small enough to stay flat."""
 
-_KEY_COLUMNS = tuple(f"k{i}" for i in range(1, MAX_KEYS + 1))
-_ORDER = ", ".join((*_KEY_COLUMNS, "key_count"))
 _Row = Sequence[Any]
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes; sqlite3 names them only from Python 3.11
-
-
-def quote_identifier(name: str) -> str:
-    """Quote ``name`` as an SQL identifier: the one piece of text ever formatted into our SQL."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def table_name(name: str, unique_identifier: str) -> str:
@@ -64,23 +70,9 @@ def table_name(name: str, unique_identifier: str) -> str:
     return f"rds:{escape(name)}:{escape(unique_identifier)}"
 
 
-def _prefix_condition(width: int) -> str:
-    """WHERE clause for records of a group whose first ``width`` keys are given."""
-    clauses = ["group_name = ?", *(f"{column} = ?" for column in _KEY_COLUMNS[:width])]
-    if width > 1:
-        # Unused key slots hold '', so ('a',) and ('a', '') differ only in key_count.
-        clauses.append(f"key_count >= {width}")
-    return " AND ".join(clauses)
-
-
 def _row_values(row: str) -> str:
     """Return ``NEW.group_name, NEW.k1, ...``: a trigger's copy of a record's key columns."""
-    return ", ".join(f"{row}.{column}" for column in ("group_name", *_KEY_COLUMNS, "key_count"))
-
-
-def _tail(width: int) -> str:
-    """Return the ordering columns after a prefix of ``width`` keys."""
-    return ", ".join((*_KEY_COLUMNS[width:], "key_count"))
+    return ", ".join(f"{row}.{column}" for column in RECORD_COLUMNS)
 
 
 class _Queries:
@@ -89,35 +81,20 @@ class _Queries:
     def __init__(self, table: str) -> None:
         self.table = table
         t = quote_identifier(table)
-        columns = f"group_name, {', '.join(_KEY_COLUMNS)}, key_count"
-        record = " AND ".join(f"{column} = ?" for column in columns.split(", "))
-        key_definitions = ", ".join(f"{column} TEXT NOT NULL" for column in _KEY_COLUMNS)
+        columns = ", ".join(RECORD_COLUMNS)
+        record = record_condition(qmark)
+        key_definitions = ", ".join(f"{column} TEXT NOT NULL" for column in KEY_COLUMNS)
         self.create = (
             f"CREATE TABLE IF NOT EXISTS {t} (group_name TEXT NOT NULL, {key_definitions}, "
             f"key_count INTEGER NOT NULL, data BLOB NOT NULL, "
-            f"PRIMARY KEY (group_name, {_ORDER}))"
+            f"PRIMARY KEY (group_name, {ORDER}))"
         )
         self.select = f"SELECT data FROM {t} WHERE {record}"
         self.upsert = f"INSERT OR REPLACE INTO {t} ({columns}, data) VALUES ({', '.join('?' * 8)})"
         self.delete = f"DELETE FROM {t} WHERE {record}"
-        self.delete_prefix = [
-            f"DELETE FROM {t} WHERE {_prefix_condition(width)}" for width in range(MAX_KEYS + 1)
-        ]
-        # Keyset pagination: each page is a complete statement, so no read transaction stays
-        # open between pages (it would pin an old snapshot for every other read). The range is
-        # on the columns after the prefix only, so the index seeks the prefix, then the page.
-        self.scan_page = [
-            f"SELECT {_ORDER}, data FROM {t} WHERE {_prefix_condition(width)} "
-            f"AND ({_tail(width)}) > ({', '.join('?' * (MAX_KEYS + 1 - width))}) "
-            f"ORDER BY {_tail(width)} LIMIT ?"
-            for width in range(MAX_KEYS + 1)
-        ]
-        # Skip-scan over the primary key: one index probe per group, not one row per record.
-        self.groups = (
-            f"WITH RECURSIVE g(name) AS (SELECT MIN(group_name) FROM {t} UNION ALL "
-            f"SELECT (SELECT MIN(group_name) FROM {t} WHERE group_name > g.name) FROM g "
-            "WHERE g.name IS NOT NULL) SELECT name FROM g WHERE name IS NOT NULL"
-        )
+        self.delete_prefix = delete_prefix_statements(t, qmark)
+        self.scan_page = scan_page_statements(t, "data", qmark, limit="?")
+        self.groups = groups_statement(t)
         # The change log other processes' watchers read: filled by triggers, so every writer
         # (this library, the sqlite3 shell, another program) is seen. Created on first watch.
         log = quote_identifier(f"{table}:changes")
@@ -126,13 +103,13 @@ class _Queries:
             f"group_name TEXT NOT NULL, {key_definitions}, key_count INTEGER NOT NULL)",
             *(
                 f"CREATE TRIGGER IF NOT EXISTS {quote_identifier(f'{table}:{event}')} AFTER "
-                f"{event.upper()} ON {t} BEGIN INSERT INTO {log} (group_name, {_ORDER}) "
+                f"{event.upper()} ON {t} BEGIN INSERT INTO {log} (group_name, {ORDER}) "
                 f"VALUES ({_row_values(row)}); END"
                 for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
             ),
         ]
         self.log_since = (
-            f"SELECT seq, group_name, {_ORDER} FROM {log} WHERE seq > ? ORDER BY seq LIMIT "
+            f"SELECT seq, group_name, {ORDER} FROM {log} WHERE seq > ? ORDER BY seq LIMIT "
             f"{LOG_BATCH}"
         )
         self.log_last = f"SELECT COALESCE(MAX(seq), 0) FROM {log}"
@@ -156,17 +133,6 @@ _STORES_INSERT = (
 def _location(path: Path | str) -> str:
     """Return ``":memory:"`` or the absolute path, which names the store in messages."""
     return ":memory:" if str(path) == ":memory:" else os.path.abspath(path)
-
-
-_PADDING = [("",) * (MAX_KEYS - count) + (count,) for count in range(MAX_KEYS + 1)]
-
-
-def _record_params(group: str, keys: Keys) -> tuple[Any, ...]:
-    return (group, *keys, *_PADDING[len(keys)])
-
-
-def _keys_of(row: _Row) -> Keys:
-    return tuple(row[: row[MAX_KEYS]])
 
 
 def _translated(exc: sqlite3.Error, location: str) -> StorageIOError | LockTimeoutError:
@@ -212,14 +178,14 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
 def _read(
     connection: sqlite3.Connection, queries: _Queries, group: str, keys: Keys
 ) -> bytes | None:
-    rows = connection.execute(queries.select, _record_params(group, keys)).fetchall()
+    rows = connection.execute(queries.select, record_params(group, keys)).fetchall()
     return rows[0][0] if rows else None  # a BLOB comes back as bytes
 
 
 def _write(
     connection: sqlite3.Connection, queries: _Queries, group: str, keys: Keys, data: bytes
 ) -> None:
-    connection.execute(queries.upsert, (*_record_params(group, keys), data))
+    connection.execute(queries.upsert, (*record_params(group, keys), data))
 
 
 def _swap(
@@ -234,7 +200,7 @@ def _swap(
         if _read(connection, queries, group, keys) != expected:
             return False
         if new is None:
-            connection.execute(queries.delete, _record_params(group, keys))
+            connection.execute(queries.delete, record_params(group, keys))
         else:
             _write(connection, queries, group, keys, new)
     return True
@@ -491,7 +457,7 @@ class SQLiteBackend(StorageBackend):
         return await self._write_op(_swap, self._queries, group, keys, expected, new)
 
     async def _delete(self, group: str, keys: Keys) -> None:
-        await self._write_op(_execute, self._queries.delete, _record_params(group, keys))
+        await self._write_op(_execute, self._queries.delete, record_params(group, keys))
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         sql = self._queries.delete_prefix[len(prefix)]
@@ -502,7 +468,7 @@ class SQLiteBackend(StorageBackend):
         while True:
             self._check_open()
             rows = await self._read_op(_scan_page, self._queries, group, prefix, after)
-            yield [(_keys_of(row), row[-1], None) for row in rows]
+            yield [(keys_of(row), row[-1], None) for row in rows]
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][:-1]
@@ -563,7 +529,7 @@ class SQLiteBackend(StorageBackend):
                 return last_seq
             last_seq = rows[-1][0]
             # One read per record changed, however often it changed: the latest value counts.
-            for group, keys in dict.fromkeys((row[1], _keys_of(row[2:])) for row in rows):
+            for group, keys in dict.fromkeys((row[1], keys_of(row[2:])) for row in rows):
                 if hub is not None:
                     hub.publish(group, keys, _read(poller, self._queries, group, keys), "external")
             self._logged_since_prune += len(rows)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 import pytest
@@ -227,20 +228,27 @@ async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
     return await asyncio.wait_for(watch.__anext__(), timeout)
 
 
+@contextlib.asynccontextmanager
+async def rows_locked(dsn: str) -> AsyncIterator[None]:
+    """Hold a row lock on every record of store ('app', 1), as another machine's transaction."""
+    holder = await asyncpg.connect(dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute(f"SELECT 1 FROM {table_name('app', '1')} FOR UPDATE")
+            yield
+    finally:
+        await holder.close()
+
+
 @requires_postgres
 async def test_a_held_row_lock_times_out_as_lock_timeout_error(dsn: str) -> None:
     async with await open_store(dsn, lock_timeout=0.2) as store:
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
-        holder = await asyncpg.connect(dsn)
-        try:
-            async with holder.transaction():
-                await holder.execute(f"SELECT 1 FROM {table_name('app', '1')} FOR UPDATE")
-                with pytest.raises(LockTimeoutError, match="lock_timeout"):
-                    await handle.update(lambda current: current + 1)
-                assert await handle.get_value() == 1  # reads never wait for row locks
-        finally:
-            await holder.close()
+        async with rows_locked(dsn):
+            with pytest.raises(LockTimeoutError, match="lock_timeout"):
+                await handle.update(lambda current: current + 1)
+            assert await handle.get_value() == 1  # reads never wait for row locks
         assert await handle.update(lambda current: current + 1) == 2
 
 
@@ -249,22 +257,17 @@ async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str
     async with await open_store(dsn) as store:
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
-        holder = await asyncpg.connect(dsn)
-        try:
-            async with holder.transaction():
-                await holder.execute(f"SELECT 1 FROM {table_name('app', '1')} FOR UPDATE")
-                waiting = asyncio.ensure_future(handle.set_value(2))  # waits for the row lock
-                await asyncio.sleep(0.2)
-                waiting.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await waiting
-                # The connection goes back to the pool once the server cancelled the statement,
-                # still waiting for the lock: only then is the lock released.
-                backend = store.backend
-                assert isinstance(backend, PostgresBackend)
-                await asyncio.gather(*backend._releasing)
-        finally:
-            await holder.close()
+        async with rows_locked(dsn):
+            waiting = asyncio.ensure_future(handle.set_value(2))  # waits for the row lock
+            await asyncio.sleep(0.2)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            # The connection goes back to the pool once the server cancelled the statement,
+            # still waiting for the lock: only then is the lock released.
+            backend = store.backend
+            assert isinstance(backend, PostgresBackend)
+            await asyncio.gather(*backend._releasing)
         assert await handle.get_value() == 1  # the cancelled write never landed
         await asyncio.gather(*(store.get_group("G")[str(i)].set_value(i) for i in range(20)))
         assert await handle.update(lambda current: current + 1) == 2
