@@ -14,11 +14,10 @@ from pathlib import Path
 from ._backend import StorageBackend
 from ._file import MARKER, FileBackend
 from ._memory import MemoryBackend
-from ._postgres import PostgresBackend, list_stores
+from ._postgres import DSN_PREFIXES, PostgresBackend, list_stores
 from ._sqlite import STORES_TABLE, SQLiteBackend
 
 SCHEMES = ("file", "sqlite", "memory")
-POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 class LocationError(ValueError):
@@ -30,7 +29,7 @@ def parse_location(location: str) -> tuple[str, str]:
 
     A PostgreSQL location is its whole DSN: ``("postgresql", "postgresql://...")``.
     """
-    if location.startswith(POSTGRES_PREFIXES):
+    if location.startswith(DSN_PREFIXES):
         return "postgresql", location
     scheme, separator, path = location.partition(":")
     if not separator or scheme not in SCHEMES:

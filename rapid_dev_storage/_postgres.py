@@ -55,6 +55,7 @@ T = TypeVar("T")
 logger = logging.getLogger("rapid_dev_storage")
 
 FORMAT_VERSION = 1
+DSN_PREFIXES = ("postgresql://", "postgres://")
 STORES_TABLE = "rapid_dev_storage_stores"
 LISTENERS_TABLE = "rapid_dev_storage_listeners"
 """Which connections LISTEN on which channel: triggers NOTIFY only when one does, because a
@@ -439,7 +440,7 @@ class PostgresBackend(StorageBackend):
             parse_seconds,
         )
         dsn = str(path) if isinstance(path, str) else ""
-        if not dsn.startswith(("postgresql://", "postgres://")):
+        if not dsn.startswith(DSN_PREFIXES):
             raise ValueError(
                 f"PostgresBackend needs a DSN such as postgresql://user@host/database, not {path!r}"
             )
@@ -466,9 +467,9 @@ class PostgresBackend(StorageBackend):
                                                     options.codec, location)  # fmt: skip
         except BaseException as exc:
             await pool.close()
-            if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                                asyncpg.InvalidAuthorizationSpecificationError,
-                                asyncpg.InvalidCatalogNameError)):  # fmt: skip
+            refused = (asyncpg.InvalidAuthorizationSpecificationError,
+                       asyncpg.InvalidCatalogNameError)  # fmt: skip
+            if isinstance(exc, (*_lost_connection_errors(), *refused)):
                 raise StorageIOError(f"cannot connect to {location}: {exc}") from exc
             if isinstance(exc, asyncpg.PostgresError):
                 raise _translated(exc, location) from exc
@@ -530,23 +531,14 @@ class PostgresBackend(StorageBackend):
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
 
-    async def _fetchval(self, sql: str, *params: Any) -> Any:
-        try:  # the hot path: one statement, no closure
-            return await self._once("fetchval", sql, params)
+    async def _statement(self, method: str, sql: str, *params: Any) -> Any:
+        """Run one statement (``fetchval`` or ``execute``), retrying while the server is away."""
+        try:  # the hot path: one attempt, no closure
+            return await self._once(method, sql, params)
         except Exception as exc:
             if not isinstance(exc, self._lost):
                 raise self._error(exc) from exc
-        return await self._retrying(lambda: self._once("fetchval", sql, params))
-
-    async def _execute(self, sql: str, *params: Any) -> str:
-        try:
-            status: str = await self._once("execute", sql, params)
-        except Exception as exc:
-            if not isinstance(exc, self._lost):
-                raise self._error(exc) from exc
-        else:
-            return status
-        return await self._retrying(lambda: self._once("execute", sql, params))
+        return await self._retrying(lambda: self._once(method, sql, params))
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
         return await self._retrying(lambda: self._pool.fetch(sql, *params))
@@ -555,9 +547,7 @@ class PostgresBackend(StorageBackend):
         """Return our error for a failed statement (the caller raises it ``from`` ``exc``)."""
         if self._closed:
             return StoreClosedError(f"PostgresBackend at {self.location} is closed")
-        import asyncpg  # noqa: PLC0415
-
-        if isinstance(exc, asyncpg.PostgresError):
+        if isinstance(exc, self._server_errors):
             return _translated(exc, self.location)
         return StorageIOError(f"{self.location}: {exc}")
 
@@ -591,13 +581,13 @@ class PostgresBackend(StorageBackend):
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         return self._as_bytes(
-            await self._fetchval(self._queries.select, *_record_params(group, keys))
+            await self._statement("fetchval", self._queries.select, *_record_params(group, keys))
         )
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         params = _record_params(group, keys)
         _check_size(group, params)
-        await self._execute(self._queries.upsert, *params, *self._stored(data))
+        await self._statement("execute", self._queries.upsert, *params, *self._stored(data))
 
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
@@ -647,11 +637,11 @@ class PostgresBackend(StorageBackend):
         ) from exc
 
     async def _delete(self, group: str, keys: Keys) -> None:
-        await self._execute(self._queries.delete, *_record_params(group, keys))
+        await self._statement("execute", self._queries.delete, *_record_params(group, keys))
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         params = (_escape(group), *map(_escape, prefix))
-        await self._execute(self._queries.delete_prefix[len(prefix)], *params)
+        await self._statement("execute", self._queries.delete_prefix[len(prefix)], *params)
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         head = (_escape(group), *map(_escape, prefix))

@@ -281,7 +281,7 @@ async def test_durability_maps_to_synchronous_commit(dsn: str) -> None:
             dsn, "app", 1, durability=durability
         )
         try:
-            assert await backend._fetchval("SHOW synchronous_commit") == expected
+            assert await backend._statement("fetchval", "SHOW synchronous_commit") == expected
         finally:
             await backend.close()
 
