@@ -31,9 +31,10 @@ from .errors import (
 )
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
-ScanItem = tuple[Keys | None, bytes, str | None]
-"""What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes, and
-where it lives (None: the backend's ``location``)."""
+ScanItem = tuple[Keys | None, "bytes | CorruptRecordError", str | None]
+"""What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes (or
+the error that kept them from being read: it goes to ``on_corrupt``), and where it lives (None:
+the backend's ``location``)."""
 CorruptHandler = Callable[[CorruptRecordError], object]
 
 
@@ -161,6 +162,8 @@ class StorageBackend:
         async for batch in self._scan(group, prefix):
             for known_keys, data, source in batch:
                 try:
+                    if isinstance(data, CorruptRecordError):
+                        raise data
                     if known_keys is None:
                         record_keys, value = self._decode(group, None, data, source)
                     else:

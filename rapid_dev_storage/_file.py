@@ -3,26 +3,32 @@
 Reads of small records run inline on the event loop: opening and reading a warm file takes a few
 microseconds, a hop to a thread about 130. Anything that may take long (a large record, a write
 with its fsyncs, a lock wait, a directory scan) runs on threads, one whole operation per hop.
-Writes of one record always go to the same writer thread, so they land in the order they were
-made. Every write is a new temp file in the group's directory, written, fsynced, renamed over the
-record and followed by an fsync of the directory (at ``durability="full"``), so a reader or a
-crash only ever sees a whole record.
+Every write is a new temp file in the group's directory, written, fsynced, renamed over the
+record under the record's lock stripe and followed by an fsync of the directory (at
+``durability="full"``), so a reader or a crash only ever sees a whole record, and sets and
+updates of one record are linearizable across processes. The system calls themselves, and the
+rules that keep them inside the store (no links followed, no FIFO opened blocking), are in
+`_file_io`; the locks in `_file_locks`.
+
+Order: the operations of one record go to the same writer thread (or run inline when nothing of
+that thread is still running), and a clear waits for the writes before it and holds back the
+writes after it that it covers. What decides "still running" is the job itself, never the task
+that awaited it: a cancelled caller does not let later writes overtake its job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
-import dataclasses
 import errno
 import itertools
 import json
 import os
-import secrets
+import stat
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
@@ -30,13 +36,32 @@ from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
 import filelock
 import watchfiles
 
-try:
-    import fcntl
-except ImportError:  # Windows: filelock locks with msvcrt there
-    fcntl = None  # type: ignore[assignment]
-
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
+from ._file_io import (
+    READ_FLAGS,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    Directory,
+    DirectorySync,
+    FileIO,
+    TempFile,
+    UnsafeEntryError,
+    group_directory,
+    read_file,
+    read_in,
+    read_rest,
+    record_name_pattern,
+    sync_directory,
+)
+from ._file_locks import (
+    LOCK_DIRECTORY,
+    StripeLocks,
+    WouldWait,
+    abandoned_temp,
+    lock_timeout_error,
+    stripe_of,
+)
 from ._names import decode_name, encode_name, key_digest
 from ._settings import (
     Durability,
@@ -51,30 +76,28 @@ from ._watch import logger
 from .errors import (
     CorruptRecordError,
     IncompatibleStoreError,
-    LockTimeoutError,
     StorageError,
     StorageIOError,
 )
+
+__all__ = ["MARKER", "TEMP_PREFIX", "TEMP_SUFFIX", "FileBackend", "FileIO", "read_file"]
 
 T = TypeVar("T")
 
 FORMAT_NAME = "rapid_dev_storage"
 FORMAT_VERSION = 1
 MARKER = ".rapid-dev-storage.json"
-LOCK_DIRECTORY = ".locks"
 GITIGNORE = ".gitignore"
-TEMP_PREFIX = ".rds-"
-TEMP_SUFFIX = ".tmp"
 DIGEST_LENGTH = 32
-LOCK_STRIPES = 64
-"""Lock files per store: records share them by hash, so their number stays fixed."""
 WRITER_THREADS = 16
 """Writes of one record always use the same thread; many threads let concurrent fsyncs overlap
 and share directory fsyncs (measured: 2,180 sets/s with 4, 2,860 with 16, at 64 tasks)."""
 SCAN_BATCH = 128
 """Records read per hop while iterating; two batches are in flight at a time."""
-ORPHAN_AGE = 3600.0
-"""Seconds after which a temp file is swept even if a process with its pid is alive (pid reuse)."""
+SETTLE_SECONDS = 1.0
+SETTLE_WAIT = 0.02
+"""A record that does not decode but changed within the last second may be half-way through a
+non-atomic save (nano, ``cp`` over it): it is read again every 20 ms for up to a second."""
 
 WATCH_STEP_MS = 10
 WATCH_DEBOUNCE_MS = 100
@@ -83,7 +106,6 @@ WATCH_POLL_MS = 50
 UNDECODABLE_RETRIES = 25
 UNDECODABLE_WAIT = 0.02
 """A changed record that does not decode is read again for half a second before a warning."""
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 READ_CACHE_ENTRIES = 16384
 READ_CACHE_RECORD_BYTES = 16 * 1024
 RACY_SECONDS = 0.05
@@ -94,6 +116,8 @@ _GITIGNORE_TEXT = (
     f"/{LOCK_DIRECTORY}/\n"
     f"{TEMP_PREFIX}*{TEMP_SUFFIX}\n"
 )
+_LARGE = object()
+"""What an inline read returns for a record over the inline limit: read it on a thread."""
 
 
 class _ReadCache:
@@ -102,7 +126,8 @@ class _ReadCache:
     An atomic replace gives the record a new inode and an in-place edit a new mtime or size, so
     one ``stat`` (about 2.5 us) proves an entry current, where opening and reading the file costs
     about 7. Like git's index, it never trusts a file modified within `RACY_SECONDS` of being
-    read: a second edit within the same timestamp tick could otherwise go unseen.
+    read: a second edit within the same timestamp tick could otherwise go unseen. The inode
+    proves it is the very file read before, which was inside the store.
     """
 
     def __init__(self) -> None:
@@ -114,7 +139,7 @@ class _ReadCache:
         if entry is None:
             return None
         try:
-            status = os.stat(path)
+            status = os.stat(path, follow_symlinks=False)
         except OSError:
             status = None
         if status is not None and entry[:3] == (status.st_ino, status.st_size, status.st_mtime_ns):
@@ -131,259 +156,47 @@ class _ReadCache:
 
 
 def _is_record_name(name: str, extension: str) -> bool:
-    return len(name) == DIGEST_LENGTH + len(extension) and name.endswith(extension)
-
-
-class _WouldWait(Exception):
-    """An inline operation met a held lock: run it on a thread, where waiting is harmless."""
-
-
-class _FlockUnsupported(Exception):
-    """The file system has no flock(2): use filelock's fallback."""
+    """Whether ``name`` is a record file name: exactly 32 lower-case hex digits + extension."""
+    return record_name_pattern(extension).fullmatch(name) is not None
 
 
 @contextlib.contextmanager
-def _flocked(path: str, timeout: float) -> Iterator[None]:
-    """Hold an exclusive flock(2) on ``path``.
+def _os_errors(location: str, *, reading: tuple[str, Keys] | None = None) -> Iterator[None]:
+    """Turn OS and lock errors into ours, naming the file and keeping the original as the cause.
 
-    Each call opens its own descriptor, so two threads of one process exclude each other too.
-
-    Raises:
-        _WouldWait: held elsewhere and ``timeout`` is 0.
-        LockTimeoutError: held elsewhere for longer than ``timeout``.
-
+    ``location`` is the record (or directory) the operation is about: the system's own file
+    name may be a bare temp file name. With ``reading`` (group, keys), something that is not a
+    regular file where the record should be is a `CorruptRecordError`, as a bad record is.
     """
-    assert fcntl is not None
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline, delay = time.monotonic() + timeout, 0.0005
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if timeout == 0:
-                    raise _WouldWait from None
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(
-                        f"{path}: another process held the lock past the timeout (raise "
-                        "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
-            except OSError as exc:
-                if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise _FlockUnsupported from exc
-                raise
-        try:
-            yield
-        finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-    finally:
-        os.close(descriptor)
-
-
-class FileIO:
-    """The system calls a write makes, gathered so a test can make any one of them fail."""
-
-    open = staticmethod(os.open)
-    write = staticmethod(os.write)
-    fsync = staticmethod(os.fsync)
-    close = staticmethod(os.close)
-    replace = staticmethod(os.replace)
-
-
-@contextlib.contextmanager
-def _os_errors(location: str) -> Iterator[None]:
-    """Turn OS and lock errors into ours, naming the file and keeping the original as the cause."""
     try:
         yield
     except StorageError:
         raise  # ours already (LockTimeoutError is an OSError too, through TimeoutError)
     except filelock.Timeout as exc:
-        raise LockTimeoutError(
-            f"{exc.lock_file}: another process held the lock past the timeout (raise "
-            "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
-        ) from exc
+        raise lock_timeout_error(exc.lock_file, 0) from exc
+    except UnsafeEntryError as exc:
+        where = exc.filename or location
+        if reading is not None and exc.expected == "regular file":
+            raise CorruptRecordError(
+                f"{where} {exc.strerror}", group=reading[0], keys=reading[1], location=where
+            ) from exc
+        raise _io_error(where, exc) from exc
     except OSError as exc:
-        raise StorageIOError(f"{exc.filename or location}: {exc.strerror or exc}") from exc
-
-
-def read_file(path: str) -> bytes | None:
-    """Return a file's bytes, or None if it does not exist."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | _O_BINARY)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        return _read_rest(descriptor, os.fstat(descriptor).st_size)
-    finally:
-        os.close(descriptor)
-
-
-def _read_rest(descriptor: int, size: int) -> bytes:
-    """Read to the end; ``size`` (from fstat) makes one read enough for a file not growing."""
-    data = os.read(descriptor, size + 1)
-    if len(data) <= size:
-        return data
-    chunks = [data]
-    while chunk := os.read(descriptor, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def fsync_directory(io: type[FileIO] | FileIO, directory: str) -> None:
-    """Make a rename or unlink in ``directory`` durable (no-op where directories do not open)."""
-    if os.name == "nt":
-        return
-    descriptor = io.open(directory, os.O_RDONLY)
-    try:
-        io.fsync(descriptor)
-    finally:
-        io.close(descriptor)
-
-
-def _replace(io: type[FileIO] | FileIO, source: str, target: str) -> None:
-    # Windows refuses to replace a file another process has open; readers close within
-    # milliseconds, so retry briefly rather than fail the write.
-    for attempt in range(50):
-        try:
-            io.replace(source, target)
-            return
-        except PermissionError:
-            if os.name != "nt" or attempt == 49:
-                raise
-            time.sleep(0.01)
-
-
-class DirectorySync:
-    """Coalesces directory fsyncs: one fsync covers every rename that finished before it began.
-
-    Writes that finish together (64 tasks setting records of one group) then share one
-    directory fsync instead of queueing for one each.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._directories: dict[str, _DirectoryState] = {}
-
-    def sync(self, io: type[FileIO] | FileIO, directory: str) -> None:
-        """Return once a directory fsync that began after this call has succeeded."""
-        with self._lock:
-            state = self._directories.setdefault(directory, _DirectoryState())
-            state.renamed += 1
-            ticket = state.renamed
-        with state.changed:
-            while state.synced < ticket:
-                if state.syncing:
-                    state.changed.wait()
-                    continue
-                state.syncing, covered = True, state.renamed
-                state.changed.release()
-                synced = False
-                try:
-                    fsync_directory(io, directory)
-                    synced = True
-                finally:
-                    state.changed.acquire()
-                    state.syncing = False
-                    if synced:
-                        state.synced = max(state.synced, covered)
-                    state.changed.notify_all()
-
-
-@dataclasses.dataclass
-class _DirectoryState:
-    renamed: int = 0  # tickets handed out, one per rename
-    synced: int = 0  # every ticket up to this one is durable
-    syncing: bool = False
-    changed: threading.Condition = dataclasses.field(default_factory=threading.Condition)
-
-
-def write_atomically(
-    io: type[FileIO] | FileIO,
-    directory: str,
-    target: str,
-    data: bytes,
-    durable: bool,
-    directory_sync: DirectorySync | None = None,
-) -> None:
-    """Replace ``target`` with ``data``: temp file, write, fsync, rename, fsync the directory.
-
-    On any failure before the rename the old file is untouched and the temp file is removed.
-    A failure of the final directory fsync is raised too, though the new file is in place.
-    """
-    while True:
-        temp = os.path.join(
-            directory, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        named = (
+            exc.filename if isinstance(exc.filename, str) and os.path.isabs(exc.filename) else None
         )
-        try:
-            descriptor = io.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
-            break
-        except FileNotFoundError:
-            # A new group, or a clear removed its emptied directory just now: make it.
-            try:
-                os.mkdir(directory)
-            except FileExistsError:
-                continue
-            if durable:
-                fsync_directory(io, os.path.dirname(directory))
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[io.write(descriptor, view) :]
-            if durable:
-                io.fsync(descriptor)
-        finally:
-            io.close(descriptor)
-        _replace(io, temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    if durable:
-        if directory_sync is None:
-            fsync_directory(io, directory)
-        else:
-            directory_sync.sync(io, directory)
+        raise _io_error(named or location, exc) from exc
 
 
-def _stripe(directory: str, file_name: str) -> int:
-    """Return the lock stripe of a record: see docs/format.md."""
-    return zlib.crc32(f"{os.path.basename(directory)}/{file_name}".encode()) % LOCK_STRIPES
+def _io_error(path: str, exc: OSError) -> StorageIOError:
+    error = StorageIOError(f"{path}: {exc.strerror or exc}")
+    error.errno, error.strerror, error.filename = exc.errno, exc.strerror, path
+    return error
 
 
 def _remove_if_empty(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not empty, already gone: both fine
+    with contextlib.suppress(OSError):  # not empty, already gone, a link: all fine
         os.rmdir(directory)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, but not ours to signal
-    return True
-
-
-def is_orphan_temp(name: str, path: str, now: float) -> bool:
-    """Return whether ``name`` is a temp file no live writer will finish."""
-    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
-        return False
-    pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
-    try:
-        age = now - os.stat(path).st_mtime
-    except FileNotFoundError:
-        return False
-    if not pid_text.isdigit():
-        return age > ORPHAN_AGE
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    return not _pid_alive(pid) or age > ORPHAN_AGE
 
 
 def namespace_directory(root: Path | str, name: str, identifier: str) -> str:
@@ -396,7 +209,7 @@ class FileBackend(StorageBackend):
 
     ``path`` is a directory that may hold several stores, each in its own directory named from
     ``(name, unique_identifier)``. Several processes may share a store: writes are atomic
-    renames, `update` and clears take a lock file, and readers never see a partial record.
+    renames under a lock file, and readers never see a partial record.
     """
 
     def __init__(
@@ -409,29 +222,36 @@ class FileBackend(StorageBackend):
         inline_limit: int,
         force_polling: bool = False,
         io: type[FileIO] | FileIO = FileIO,
+        marker: bytes = b"",
+        read_only: bool = False,
     ) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
         super().__init__(codec)
         self.location = directory
         self.durability = durability
+        self.read_only = read_only
         self._directory = directory
         self._durable = durability == "full"
         self._lock_timeout = lock_timeout
         self._inline_limit = inline_limit
         self._force_polling = force_polling
+        self._marker = marker
         self._index: dict[str, tuple[str, Keys]] = {}  # while watched: record file -> its record
         self._watch_task: asyncio.Future[None] | None = None
         self._watch_stop = asyncio.Event()
         self._index_ready = asyncio.Event()
         self._io = io
         self._extension = codec.extension
-        self._locks: dict[int, filelock.FileLock] = {}
+        self._record_name = record_name_pattern(codec.extension)
+        self._stripes = StripeLocks(directory, lock_timeout, self._recreate_bookkeeping)
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = _ReadCache()
         self._directory_sync = DirectorySync()
-        self._queued = [0] * WRITER_THREADS  # operations waiting on or running in each writer
-        self._flock_unsupported = False
+        # The last job handed to each writer thread, and the clears not finished yet: what
+        # orders later operations. Both are the jobs' own futures, done when the job is.
+        self._last_job: list[concurrent.futures.Future[Any] | None] = [None] * WRITER_THREADS
+        self._clears: list[tuple[str, Keys, concurrent.futures.Future[Any]]] = []
         self._writers = [
             ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
             for _ in range(WRITER_THREADS)
@@ -466,9 +286,10 @@ class FileBackend(StorageBackend):
         slow network file systems). ``force_polling``: the change watcher polls the directory
         instead of using the OS's file events (for mounts without them: WSL, Docker volumes,
         network shares). Each also reads ``RAPID_DEV_STORAGE_<NAME>``.
-        Opening sweeps temp files left by killed processes, unless ``sweep_orphans=False``
-        (fsck uses that, to report them). ``read_only=True`` opens an existing store without
-        changing a byte of its directory (no sweep, no lock directory) and refuses writes.
+        Opening sweeps temp files left by killed writers (a temp file whose writer's lock is
+        gone), unless ``sweep_orphans=False`` (fsck uses that, to report them).
+        ``read_only=True`` opens an existing store without changing a byte of its directory
+        (no sweep, no lock directory) and refuses writes.
 
         Raises:
             IncompatibleStoreError: the store exists with another codec or a newer format, or the
@@ -483,33 +304,34 @@ class FileBackend(StorageBackend):
         inline_limit = resolve_inline_limit(inline_limit)
         directory = namespace_directory(path, options.name, options.identifier)
 
-        def open_store() -> Codec:
+        def open_store() -> tuple[Codec, bytes]:
             with _os_errors(directory):
                 if read_only:
-                    data = read_file(os.path.join(directory, MARKER))
+                    data = _read_marker(directory)
                     if data is None:
                         raise IncompatibleStoreError(f"{directory} is not a store: no {MARKER}")
-                    return _check_marker(
+                    chosen = _check_marker(
                         directory, data, options.name, options.identifier, options.codec
                     )
-                chosen = _open_marker(directory, options)
+                    return chosen, data
+                chosen, data = _open_marker(directory, options)
                 if sweep_orphans:
                     _sweep_orphans(directory)
-            return chosen
+            return chosen, data
 
-        chosen = await asyncio.get_running_loop().run_in_executor(None, open_store)
-        backend = cls(
+        chosen, marker = await asyncio.get_running_loop().run_in_executor(None, open_store)
+        return cls(
             directory=directory,
             codec=chosen,
             durability=options.durability,
             lock_timeout=options.lock_timeout,
             inline_limit=inline_limit,
             force_polling=resolve_force_polling(force_polling),
+            marker=marker,
+            read_only=read_only,
         )
-        backend.read_only = read_only
-        return backend
 
-    # --- paths, threads and locks ------------------------------------------------------------
+    # --- paths, threads and order -----------------------------------------------------------
 
     def record_path(self, group: str, keys: Keys) -> str:
         """Return the file that holds (or would hold) the record ``keys`` of ``group``."""
@@ -530,38 +352,17 @@ class FileBackend(StorageBackend):
             self._group_directories[group] = directory
         return directory
 
-    @contextlib.contextmanager
-    def _locked(self, directory: str, file_name: str, *, wait: bool) -> Iterator[None]:
-        """Hold the lock stripe of a record; without ``wait``, raise `_WouldWait` if it is held.
+    def _recreate_bookkeeping(self) -> None:
+        """Make the store's directory, marker, .gitignore and .locks again, if removed.
 
-        Where flock(2) works, it is taken directly: the same lock filelock takes on Unix, without
-        its 80 us of bookkeeping per acquisition (update would cost 2.5x a set instead of 1.5x).
-        Elsewhere (Windows, a file system without flock) filelock does it.
+        ``git clean -fdx``, ``rsync --delete`` or a person may remove them under a running
+        process; the store's data is the records, and this keeps writing them possible.
         """
-        stripe = _stripe(directory, file_name)
-        path = os.path.join(self._directory, LOCK_DIRECTORY, f"{stripe:02d}.lock")
-        timeout = self._lock_timeout if wait else 0.0
-        if fcntl is not None and not self._flock_unsupported:
-            try:
-                with _flocked(path, timeout):
-                    yield
-                return
-            except _FlockUnsupported:
-                self._flock_unsupported = True
-        lock = self._locks.get(stripe)
-        if lock is None:
-            # thread_local (the default): two threads of this process exclude each other too.
-            lock = self._locks[stripe] = filelock.FileLock(path, timeout=self._lock_timeout)
-        try:
-            lock.acquire(timeout=timeout)
-        except filelock.Timeout:
-            if wait:
-                raise
-            raise _WouldWait from None
-        try:
-            yield
-        finally:
-            lock.release()
+        os.makedirs(os.path.join(self._directory, LOCK_DIRECTORY), exist_ok=True)
+        for name, text in ((MARKER, self._marker), (GITIGNORE, _GITIGNORE_TEXT.encode())):
+            target = os.path.join(self._directory, name)
+            if text and not os.path.lexists(target):
+                _create_once(self._directory, target, text, self._durable)
 
     async def _run(self, executor: ThreadPoolExecutor, function: Callable[[], T]) -> T:
         def call() -> T:
@@ -571,167 +372,270 @@ class FileBackend(StorageBackend):
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     async def _record_operation(
-        self, file_name: str, operation: Callable[[bool], T], *, size: int = 0
+        self, group: str, keys: Keys, operation: Callable[[bool], T], *, size: int = 0
     ) -> T:
         """Run a write, swap or delete of one record, inline or on the record's writer thread.
 
         ``operation(inline)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
-        for a record within ``inline_limit``, when no earlier operation on that record's thread
-        is still queued (so one record's writes land in the order they were made); it raises
-        `_WouldWait` rather than wait for a lock, and then runs on the thread instead.
+        for a record within ``inline_limit``, when the last job of the record's writer thread
+        has finished and no clear covering the record is unfinished; it raises `WouldWait`
+        rather than wait for a lock, and then runs on the thread instead. On the thread, it
+        first waits for the clears covering the record that were started before it.
         """
-        index = int(file_name[:8], 16) % WRITER_THREADS
-        if not self._durable and size <= self._inline_limit and not self._queued[index]:
+        path = self.record_path(group, keys)
+        index = int(path[-len(self._extension) - DIGEST_LENGTH :][:8], 16) % WRITER_THREADS
+        clears = self._unfinished_clears(group, keys)
+        last = self._last_job[index]
+        if (
+            not self._durable
+            and size <= self._inline_limit
+            and not clears
+            and (last is None or last.done())
+        ):
             try:
-                with _os_errors(self._directory):
+                with _os_errors(path):
                     return operation(True)
-            except _WouldWait:
+            except WouldWait:
                 pass
-        self._queued[index] += 1
-        try:
-            return await self._run(self._writers[index], lambda: operation(False))
-        finally:
-            self._queued[index] -= 1
+
+        def job() -> T:
+            concurrent.futures.wait(clears)
+            with _os_errors(path):
+                return operation(False)
+
+        future = self._writers[index].submit(job)
+        self._last_job[index] = future
+        # Cancelling the caller cancels the job only if it has not started; either way the job's
+        # own future says when it is over, for the operations after it.
+        return await asyncio.wrap_future(future)
+
+    def _unfinished_clears(self, group: str, keys: Keys) -> list[concurrent.futures.Future[Any]]:
+        if not self._clears:
+            return []
+        self._clears = [clear for clear in self._clears if not clear[2].done()]
+        return [
+            future
+            for cleared_group, prefix, future in self._clears
+            if cleared_group == group and keys[: len(prefix)] == prefix
+        ]
 
     # --- hooks ------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         path = self.record_path(group, keys)
-        if self._inline_limit == 0:
-            return await self._run(self._readers, lambda: read_file(path))
-        try:
+        if self._inline_limit:
             cached = self._cache.get(path)
             if cached is not None:
                 return cached
+            with _os_errors(path, reading=(group, keys)):
+                data = self._read_inline(path)
+            if data is not _LARGE:
+                return data  # type: ignore[return-value]  # bytes or None
+        # A large record (or no inline reads): opened, read and closed in one job on a thread.
+        return await self._run_reading(group, keys, lambda: read_file(path))
+
+    def _read_inline(self, path: str) -> bytes | object | None:
+        """Read a small record on the loop; return `_LARGE` (having read nothing) for a big one."""
+        try:
+            directory = Directory(os.path.dirname(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        with directory:
             try:
-                descriptor = os.open(path, os.O_RDONLY | _O_BINARY)
+                descriptor = directory.open(FileIO, os.path.basename(path), READ_FLAGS)
             except (FileNotFoundError, NotADirectoryError):
                 return None
-            inline = False
+            except OSError:
+                return read_in(directory, os.path.basename(path))  # raises the precise error
             try:
                 status = os.fstat(descriptor)
-                inline = status.st_size <= self._inline_limit
-                if inline:
-                    data = _read_rest(descriptor, status.st_size)
-                    self._cache.put(path, status, data)
-                    return data
-            finally:
-                if inline:
-                    os.close(descriptor)
-        except OSError as exc:
-            raise StorageIOError(f"{path}: {exc.strerror or exc}") from exc
-
-        def read_large() -> bytes:
-            try:
-                return _read_rest(descriptor, status.st_size)
+                if status.st_size > self._inline_limit or not _is_regular(status):
+                    return _LARGE  # a FIFO or a device too: the thread's read names it
+                data = read_rest(descriptor, status.st_size)
             finally:
                 os.close(descriptor)
+        self._cache.put(path, status, data)
+        return data
 
-        return await self._run(self._readers, read_large)
+    async def _run_reading(
+        self, group: str, keys: Keys, function: Callable[[], bytes | None]
+    ) -> bytes | None:
+        def call() -> bytes | None:
+            with _os_errors(self.record_path(group, keys), reading=(group, keys)):
+                return function()
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
-        path = self.record_path(group, keys)
-        directory, file_name = os.path.split(path)
-
-        def write(inline: bool) -> None:
-            write_atomically(self._io, directory, path, data, self._durable, self._directory_sync)
-
-        await self._record_operation(file_name, write, size=len(data))
+        await self._record_operation(
+            group,
+            keys,
+            lambda inline: self._replace(group, keys, None, data, inline),
+            size=len(data),
+        )
 
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
     ) -> bool:
-        path = self.record_path(group, keys)
-        directory, file_name = os.path.split(path)
-
-        def swap(inline: bool) -> bool:
-            with self._locked(directory, file_name, wait=not inline):
-                if read_file(path) != expected:
-                    return False
-                if new is None:
-                    self._unlink_records(directory, [path])
-                else:
-                    durable, sync = self._durable, self._directory_sync
-                    write_atomically(self._io, directory, path, new, durable, sync)
-            return True
-
-        return await self._record_operation(file_name, swap, size=len(new or b""))
+        return await self._record_operation(
+            group,
+            keys,
+            lambda inline: self._replace(group, keys, (expected,), new, inline),
+            size=len(new or b""),
+        )
 
     async def _delete(self, group: str, keys: Keys) -> None:
+        await self._record_operation(
+            group, keys, lambda inline: self._replace(group, keys, None, None, inline)
+        )
+
+    def _replace(
+        self,
+        group: str,
+        keys: Keys,
+        expected: tuple[bytes | None] | None,
+        new: bytes | None,
+        inline: bool,
+    ) -> bool:
+        """Write ``new`` (None: delete) over the record, if it holds ``expected`` (when given).
+
+        The temp file is written and fsynced before the lock is taken, so the lock is held only
+        for the compare and the rename: sets and updates of one record, in any process, take
+        effect in one order (the order of their renames under the lock).
+        """
         path = self.record_path(group, keys)
-        directory, file_name = os.path.split(path)
-
-        def delete(inline: bool) -> None:
-            with self._locked(directory, file_name, wait=not inline):
-                self._unlink_records(directory, [path])
-
-        await self._record_operation(file_name, delete)
+        directory_path, name = os.path.split(path)
+        with group_directory(
+            self._io, directory_path, create=new is not None, durable=self._durable
+        ) as directory:
+            if directory is None:  # no group directory: the record is absent
+                return expected is None or expected[0] is None
+            temp = TempFile(self._io, directory, new, self._durable) if new is not None else None
+            try:
+                with self._stripes.hold(stripe_of(os.path.basename(directory_path), name),
+                                        wait=not inline):  # fmt: skip
+                    if expected is not None and read_in(directory, name) != expected[0]:
+                        return False
+                    if temp is None:
+                        removed = _unlink(directory, name)
+                    else:
+                        temp.commit(name)
+                        temp, removed = None, False
+            finally:
+                if temp is not None:
+                    temp.discard()
+            if self._durable and (new is not None or removed):
+                sync_directory(self._io, directory, self._directory_sync)
+        if new is None and removed:
+            _remove_if_empty(directory_path)
+        return True
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
-        directory = os.path.join(self._directory, encode_name(group))
-        await self._run(self._readers, lambda: self._delete_matching(group, directory, prefix))
+        directory = self._group_directory(group)
+        # A clear lands after every write started before it, and holds back the writes it
+        # covers that start after it (they wait for it on their thread, never inline).
+        earlier = [job for job in self._last_job if job is not None and not job.done()]
 
-    def _delete_matching(self, group: str, directory: str, prefix: Keys) -> None:
-        """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time."""
-        by_stripe: dict[int, list[str]] = {}
-        for path in self._record_files(directory):
-            if prefix:
-                data = read_file(path)
-                try:
-                    keys = self._decode_record(group, None, data or b"", path)[0]
-                except Exception:  # an undecodable record matches no prefix
-                    continue
-                if keys[: len(prefix)] != prefix:
-                    continue
-            by_stripe.setdefault(_stripe(directory, os.path.basename(path)), []).append(path)
-        for paths in by_stripe.values():
-            with self._locked(directory, os.path.basename(paths[0]), wait=True):
-                self._unlink_records(directory, paths, remove_directory=False)
-        if by_stripe:
-            if self._durable:
-                self._directory_sync.sync(self._io, directory)
-            _remove_if_empty(directory)
+        def job() -> None:
+            concurrent.futures.wait(earlier)
+            with _os_errors(directory):
+                self._delete_matching(group, directory, prefix)
 
-    def _unlink_records(
-        self, directory: str, paths: list[str], *, remove_directory: bool = True
-    ) -> None:
-        removed = False
-        for path in paths:
-            try:
-                os.unlink(path)
-                removed = True
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-        if removed and remove_directory:
-            if self._durable:
-                self._directory_sync.sync(self._io, directory)
-            _remove_if_empty(directory)
+        future = self._readers.submit(job)
+        self._clears.append((group, prefix, future))
+        await asyncio.wrap_future(future)
+
+    def _delete_matching(self, group: str, directory_path: str, prefix: Keys) -> None:
+        """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time.
+
+        Only record files (by their exact name) are removed: a person's notes beside them stay.
+        A link or FIFO under a record's name is removed as a name (its target is never
+        touched); a directory under one is left alone.
+        """
+        with group_directory(
+            self._io, directory_path, create=False, durable=self._durable
+        ) as directory:
+            if directory is None:
+                return
+            by_stripe: dict[int, list[str]] = {}
+            for name in directory.names():
+                if self._record_name.fullmatch(name) is None:
+                    continue
+                if prefix:
+                    try:
+                        data = read_in(directory, name)
+                        keys = self._decode_record(group, None, data or b"", name)[0]
+                    except Exception:  # unreadable or undecodable: it matches no prefix
+                        continue
+                    if keys[: len(prefix)] != prefix:
+                        continue
+                stripe = stripe_of(os.path.basename(directory_path), name)
+                by_stripe.setdefault(stripe, []).append(name)
+            removed = False
+            for stripe, names in by_stripe.items():
+                with self._stripes.hold(stripe, wait=True):
+                    for name in names:
+                        removed = _unlink(directory, name) or removed
+            if removed and self._durable:
+                sync_directory(self._io, directory, self._directory_sync)
+        if removed:
+            _remove_if_empty(directory_path)
 
     def _record_files(self, directory: str) -> Generator[str, None, None]:
-        """Yield the paths of record files in a group directory (not temp or unknown files)."""
-        length = DIGEST_LENGTH + len(self._extension)
+        """Yield the paths of record files in a group directory (not temp or unknown files).
+
+        A group directory that is a link yields nothing (fsck reports it).
+        """
         try:
-            entries = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError):
+            handle = Directory(directory)
+        except (FileNotFoundError, NotADirectoryError, UnsafeEntryError):
             return
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if len(name) == length and name.endswith(self._extension) and name[0] != ".":
-                    yield entry.path
+        with handle:
+            names = handle.names()
+        for name in names:
+            if self._record_name.fullmatch(name) is not None:
+                yield os.path.join(directory, name)
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
-        files = self._record_files(os.path.join(self._directory, encode_name(group)))
-        listing = threading.Lock()  # the listing is shared by the reading threads
+        path = self._group_directory(group)
+        try:
+            with _os_errors(path), Directory(path) as directory:  # one open: inline
+                entries = os.scandir(directory.fd) if directory.fd is not None else None
+        except StorageIOError as exc:
+            if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
+                return
+            raise
+        # The listing (its own descriptor) is shared by the reading threads; each batch opens
+        # the directory again, never through a link, so nothing is shared across a hop.
+        listing = threading.Lock()
+        names: Iterator[str] = (
+            (entry.name for entry in entries) if entries is not None else iter(os.listdir(path))
+        )
 
-        def next_batch() -> tuple[bool, list[tuple[str, bytes]]]:
+        def next_batch() -> tuple[bool, list[ScanItem]]:
             with listing:
-                paths = list(itertools.islice(files, SCAN_BATCH))
-            # Files are read outside the lock, so both reader threads read at once.
-            found = [(path, data) for path in paths if (data := read_file(path)) is not None]
-            return len(paths) < SCAN_BATCH, found  # (listing exhausted, records not cleared)
+                batch = [name for name in itertools.islice(names, SCAN_BATCH)]
+            records = [name for name in batch if self._record_name.fullmatch(name) is not None]
+            found: list[ScanItem] = []
+            if not records:
+                return len(batch) < SCAN_BATCH, found
+            try:
+                directory = Directory(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return True, found  # the group was removed meanwhile
+            with directory:
+                for name in records:
+                    where = os.path.join(path, name)
+                    try:
+                        data = read_in(directory, name)
+                    except OSError as exc:  # unreadable, or not a regular file: not a record
+                        found.append((None, _unreadable(group, where, exc), where))
+                        continue
+                    if data is not None:  # None: removed since it was listed
+                        found.append((None, data, where))
+            return len(batch) < SCAN_BATCH, found
 
-        def start() -> asyncio.Future[tuple[bool, list[tuple[str, bytes]]]]:
+        def start() -> asyncio.Future[tuple[bool, list[ScanItem]]]:
             return asyncio.ensure_future(self._run(self._readers, next_batch))
 
         # Two batches in flight: the threads read ahead while the caller decodes.
@@ -745,20 +649,21 @@ class FileBackend(StorageBackend):
                 if not exhausted:
                     pending.append(start())
                 if batch:
-                    yield [(None, data, path) for path, data in batch]
+                    yield batch
         finally:
             for future in pending:
                 if not future.cancel() and not future.cancelled():
                     future.exception()  # retrieve it: an error in a batch nobody reads is no news
             with listing:
-                files.close()
+                if entries is not None:
+                    entries.close()
 
     async def _list_groups(self) -> list[str]:
         def list_groups() -> list[str]:
             names = []
             with os.scandir(self._directory) as entries:
                 for entry in entries:
-                    if entry.name.startswith(".") or not entry.is_dir():
+                    if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                         continue
                     try:
                         name = decode_name(entry.name)
@@ -964,11 +869,14 @@ class FileBackend(StorageBackend):
         return f"FileBackend({self._directory!r}, codec={self.codec.name!r})"
 
 
-def _open_marker(directory: str, options: StoreOptions) -> Codec:
-    """Create the store's directory and marker, or check an existing marker; return the codec."""
+def _open_marker(directory: str, options: StoreOptions) -> tuple[Codec, bytes]:
+    """Create the store's directory and marker, or check an existing marker.
+
+    Return the codec and the marker's bytes (kept, to make the marker again if it is removed).
+    """
     marker_path = os.path.join(directory, MARKER)
     os.makedirs(directory, exist_ok=True)
-    data = read_file(marker_path)
+    data = _read_marker(directory)
     if data is None:
         unknown = [entry for entry in os.listdir(directory) if not entry.startswith(".")]
         if unknown:
@@ -990,32 +898,41 @@ def _open_marker(directory: str, options: StoreOptions) -> Codec:
         durable = options.durability == "full"
         _create_once(directory, marker_path, text.encode("utf-8"), durable)
         gitignore = os.path.join(directory, GITIGNORE)
-        if not os.path.exists(gitignore):
-            _create_once(
-                directory, gitignore, _GITIGNORE_TEXT.encode(), options.durability == "full"
-            )
-        data = read_file(marker_path) or b""
+        if not os.path.lexists(gitignore):
+            _create_once(directory, gitignore, _GITIGNORE_TEXT.encode(), durable)
+        data = _read_marker(directory) or b""
     codec = _check_marker(directory, data, options.name, options.identifier, options.codec)
-    os.makedirs(os.path.join(directory, LOCK_DIRECTORY), exist_ok=True)
-    return codec
+    locks = os.path.join(directory, LOCK_DIRECTORY)
+    os.makedirs(locks, exist_ok=True)
+    Directory(locks).close()  # a link there is refused now, not at the first lock
+    return codec, data
+
+
+def _read_marker(directory: str) -> bytes | None:
+    """Read the marker; a link or FIFO in its place is refused, never followed or waited on."""
+    try:
+        root = Directory(directory, follow=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with root:
+        return read_in(root, MARKER)
 
 
 def _create_once(directory: str, target: str, data: bytes, durable: bool) -> None:
     """Create ``target`` whole, unless another process created it first."""
-    temp = os.path.join(
-        directory, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
-    )
-    write_atomically(FileIO, directory, temp, data, durable)
-    try:
-        os.link(temp, target)  # atomic "create if absent": the first opener's marker wins
-    except FileExistsError:
-        pass
-    except OSError:
-        if not os.path.exists(target):  # a file system without hard links
-            os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    with Directory(directory, follow=True) as root:
+        temp = TempFile(FileIO, root, data, durable)
+        try:
+            os.link(root.join(temp.name), target)  # atomic "create if absent": the first wins
+        except FileExistsError:
+            pass
+        except OSError:
+            if not os.path.lexists(target):  # a file system without hard links
+                temp.commit(os.path.basename(target))
+        finally:
+            temp.discard()
+        if durable:
+            root.sync(FileIO)
 
 
 def _check_marker(
@@ -1038,18 +955,55 @@ def _check_marker(
 
 
 def _sweep_orphans(directory: str) -> None:
-    """Remove temp files whose writer died; then remove group directories they left empty."""
+    """Remove temp files whose writer is gone; then remove group directories they left empty.
+
+    Group directories that are links are not entered: nothing outside the store is touched.
+    """
     now = time.time()
     with os.scandir(directory) as groups:
         for group in groups:
-            if group.name.startswith(".") or not group.is_dir():
+            if group.name.startswith(".") or not group.is_dir(follow_symlinks=False):
                 continue
-            swept = False
-            with os.scandir(group.path) as entries:
-                for entry in entries:
-                    if is_orphan_temp(entry.name, entry.path, now):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(entry.path)
-                        swept = True
+            try:
+                handle = Directory(group.path)
+            except OSError:
+                continue  # gone meanwhile, or replaced by a link: fsck reports it
+            with handle:
+                swept = False
+                for name in handle.names():
+                    swept = abandoned_temp(handle, name, now, remove=True) or swept
             if swept:
                 _remove_if_empty(group.path)
+
+
+def _unlink(directory: Directory, name: str) -> bool:
+    """Remove the record ``name``; return whether it existed.
+
+    Raises:
+        UnsafeEntryError: a directory stands under the record's name.
+
+    """
+    try:
+        directory.unlink(name)
+    except FileNotFoundError:
+        return False
+    except (IsADirectoryError, PermissionError) as exc:
+        if not os.path.isdir(directory.join(name)):
+            raise
+        raise UnsafeEntryError(
+            directory.join(name), "directory", "regular file", errno.EISDIR
+        ) from exc
+    return True
+
+
+def _unreadable(group: str, path: str, exc: OSError) -> CorruptRecordError:
+    """Return the error a scan reports for a record file it cannot read (permissions, FIFO)."""
+    error = CorruptRecordError(
+        f"{path} cannot be read as a record: {exc.strerror or exc}", group=group, location=path
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _is_regular(status: os.stat_result) -> bool:
+    return stat.S_ISREG(status.st_mode)

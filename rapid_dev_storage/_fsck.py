@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
+import stat
 import time
 from typing import Callable
 
-from ._file import MARKER, TEMP_PREFIX, TEMP_SUFFIX, FileBackend, is_orphan_temp
+from ._file import MARKER, FileBackend
+from ._file_io import Directory, is_temp_name, kind_of, read_file, read_in, record_name_pattern
+from ._file_locks import LOCK_DIRECTORY, abandoned_temp
 from ._names import decode_name, key_digest
 from .errors import CorruptRecordError
 
@@ -25,7 +27,8 @@ QUARANTINE = ".quarantine"
 class Problem:
     """One thing wrong, and what repair did about it (empty when not repaired)."""
 
-    kind: str  # undecodable, misnamed, orphan-temp, unknown-file, unknown-directory, marker
+    kind: str  # undecodable, misnamed, orphan-temp, unknown-file, unknown-directory, marker,
+    # symlink, not-a-file
     path: str
     detail: str
     repaired: str = ""
@@ -36,11 +39,16 @@ def check(
 ) -> list[Problem]:
     """Return every problem in ``backend``'s store directory, repairing what can be if asked.
 
-    ``on_file`` is called once per file checked (a progress bar counts them).
+    ``on_file`` is called once per file checked (a progress bar counts them). Links are
+    reported and never followed; FIFOs and devices are reported and never opened.
     """
     root = backend.location
     problems: list[Problem] = []
-    if not os.path.isfile(os.path.join(root, MARKER)):
+    for bookkeeping in (MARKER, LOCK_DIRECTORY):
+        path = os.path.join(root, bookkeeping)
+        if os.path.islink(path):
+            problems.append(_link_problem(path))
+    if not os.path.lexists(os.path.join(root, MARKER)):
         problems.append(
             Problem("marker", os.path.join(root, MARKER), "the store marker is missing")
         )
@@ -48,7 +56,10 @@ def check(
     for entry in sorted(os.scandir(root), key=lambda item: item.name):
         if entry.name.startswith("."):
             continue
-        if not entry.is_dir():
+        if entry.is_symlink():
+            problems.append(_link_problem(entry.path))
+            continue
+        if not entry.is_dir(follow_symlinks=False):
             problems.append(Problem("unknown-file", entry.path, "not a group directory"))
             continue
         try:
@@ -58,63 +69,111 @@ def check(
                 Problem("unknown-directory", entry.path, "not a group name this library writes")
             )
             continue
-        for record in sorted(os.scandir(entry.path), key=lambda item: item.name):
-            problems += _check_file(backend, group, record.path, record.name, now)
-            on_file()
+        try:
+            directory = Directory(entry.path)
+        except OSError:
+            continue  # removed or replaced since it was listed
+        with directory:
+            for name in sorted(directory.names()):
+                problems += _check_file(backend, group, directory, name, now)
+                on_file()
     if repair:
         for problem in problems:
             problem.repaired = _repair(backend, problem)
     return problems
 
 
+def _link_problem(path: str) -> Problem:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return Problem(
+        "symlink",
+        path,
+        f"a symbolic link (to {target}): the store never follows links, so it is not used; "
+        "put a real directory or file there",
+    )
+
+
 def _check_file(
-    backend: FileBackend, group: str, path: str, name: str, now: float
+    backend: FileBackend, group: str, directory: Directory, name: str, now: float
 ) -> list[Problem]:
-    if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-        if is_orphan_temp(name, path, now):
-            return [Problem("orphan-temp", path, "a write its process never finished")]
+    path = directory.join(name)
+    try:
+        status = directory.lstat(name)
+    except FileNotFoundError:
         return []
-    extension = backend.codec.extension
-    if not (len(name) == 32 + len(extension) and name.endswith(extension)):
+    if stat.S_ISLNK(status.st_mode):
+        return [_link_problem(path)]
+    if is_temp_name(name):
+        abandoned = abandoned_temp(directory, name, now, remove=False)
+        return [Problem("orphan-temp", path, "a write its process never finished")] * abandoned
+    if record_name_pattern(backend.codec.extension).fullmatch(name) is None:
         return [Problem("unknown-file", path, "not a record file of this store")]
-    with open(path, "rb") as file:
-        data = file.read()
+    if not stat.S_ISREG(status.st_mode):
+        kind = kind_of(status.st_mode)
+        return [Problem("not-a-file", path, f"a {kind} under a record's name, not a record")]
+    problem = _record_problem(backend, group, directory, name)
+    return [] if problem is None else [problem]
+
+
+def _record_problem(
+    backend: FileBackend, group: str, directory: Directory, name: str
+) -> Problem | None:
+    """Return what is wrong with the bytes of a record file, if anything."""
+    path = directory.join(name)
+    try:
+        data = read_in(directory, name) or b""
+    except OSError as exc:
+        return Problem("undecodable", path, f"cannot be read: {exc.strerror or exc}")
     try:
         backend._decode_record(group, None, data, path)
     except CorruptRecordError as exc:  # it decodes, but holds another record's keys
-        return [Problem("misnamed", path, str(exc))]
+        return Problem("misnamed", path, str(exc))
     except Exception as exc:
-        return [Problem("undecodable", path, f"does not decode as {backend.codec.name}: {exc}")]
-    return []
+        return Problem("undecodable", path, f"does not decode as {backend.codec.name}: {exc}")
+    return None
 
 
 def _repair(backend: FileBackend, problem: Problem) -> str:
     if problem.kind == "orphan-temp":
-        os.unlink(problem.path)  # an unfinished copy of a record whose old version is intact
-        return "removed"
+        # An unfinished copy of a record whose old version is intact; its lock is checked
+        # again, in case a writer took the name meanwhile (it cannot: names are random).
+        with Directory(os.path.dirname(problem.path)) as directory:
+            name = os.path.basename(problem.path)
+            if abandoned_temp(directory, name, time.time(), remove=True):
+                return "removed"
+        return ""
     if problem.kind == "misnamed":
         return _rename_misnamed(backend, problem.path)
-    if problem.kind in ("undecodable", "unknown-file", "unknown-directory"):
+    if problem.kind in (
+        "undecodable",
+        "unknown-file",
+        "unknown-directory",
+        "symlink",
+        "not-a-file",
+    ):
         return "moved to " + _quarantine(backend, problem.path)
     return ""  # a marker: only a person knows which store this was meant to be
 
 
 def _rename_misnamed(backend: FileBackend, path: str) -> str:
-    with open(path, "rb") as file:
-        record = backend.codec.loads(file.read())
+    record = backend.codec.loads(read_file(path) or b"")
     keys = tuple(record["keys"])
     target = os.path.join(os.path.dirname(path), key_digest(keys) + backend.codec.extension)
-    if os.path.exists(target):  # the record exists under its own name too: keep both
+    if os.path.lexists(target):  # the record exists under its own name too: keep both
         return "moved to " + _quarantine(backend, path)
     os.rename(path, target)
     return f"renamed to {os.path.basename(target)}"
 
 
 def _quarantine(backend: FileBackend, path: str) -> str:
+    """Move ``path`` (a link itself, never its target) into the store's quarantine."""
     relative = os.path.relpath(path, backend.location)
     target = os.path.join(backend.location, QUARANTINE, relative)
-    while os.path.exists(target):
+    while os.path.lexists(target):
         target += ".again"
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.move(path, target)
+    os.rename(path, target)
     return os.path.relpath(target, backend.location)

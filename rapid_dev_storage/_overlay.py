@@ -103,6 +103,8 @@ class OverlayBackend(StorageBackend):
                 items: list[ScanItem] = []
                 for known, data, source in batch:
                     try:
+                        if isinstance(data, CorruptRecordError):
+                            raise data
                         keys = known or backend._decode(group, None, data, source)[0]
                     except CorruptRecordError:
                         items.append((known, data, source))  # the caller reports it

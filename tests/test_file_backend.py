@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -346,14 +347,17 @@ async def test_orphan_temp_files_are_invisible_and_swept(tmp_path: Path) -> None
     dead_pid = 2**22 + 12345  # above the default pid_max: no such process
     orphan = group_directory / f"{TEMP_PREFIX}{dead_pid}-abc{TEMP_SUFFIX}"
     orphan.write_bytes(b"half a rec")
-    live = group_directory / f"{TEMP_PREFIX}{os.getpid()}-abc{TEMP_SUFFIX}"
+    live = group_directory / f"{TEMP_PREFIX}{dead_pid + 1}-abc{TEMP_SUFFIX}"
     live.write_bytes(b"in progress")
+    writer = os.open(live, os.O_RDWR)  # a writer holds its temp file's lock while it lives
+    fcntl.flock(writer, fcntl.LOCK_EX)
     only_orphans = tmp_path / "app~1" / "^h"
     only_orphans.mkdir()
     (only_orphans / orphan.name).write_bytes(b"x")
     async with await open_store(tmp_path) as store:
         assert not orphan.exists()
-        assert live.exists()  # a live writer's temp file is left alone
+        assert live.exists()  # a live writer's temp file is left alone, whatever its pid says
+        os.close(writer)
         assert not only_orphans.exists()
         assert [item async for item in store.get_group("G").all_items()] == [(("k",), 1)]
         assert await store.list_groups() == ["G"]
@@ -361,27 +365,26 @@ async def test_orphan_temp_files_are_invisible_and_swept(tmp_path: Path) -> None
 
 # --- faults -----------------------------------------------------------------------------------
 
-WRITE_STEPS = ["open", "write", "fsync", "close", "replace", "fsync-directory"]
+WRITE_STEPS = ["open", "write", "fsync", "close", "rename", "fsync-directory"]
 
 
 def failing_io(step: str, error: int) -> type[FileIO]:
     """Return the real system calls, but ``step`` fails with ``error`` as a bad disk would."""
 
-    def fail(*args: Any) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> Any:
         raise OSError(error, os.strerror(error))
 
     class Failing(FileIO):
         pass
 
     if step == "fsync-directory":
-        real_open = os.open
 
-        def open_directory_fails(path: str, flags: int, mode: int = 0o777) -> int:
-            if os.path.isdir(path):
+        def fsync_directory_fails(descriptor: int) -> None:
+            if stat.S_ISDIR(os.fstat(descriptor).st_mode):
                 fail()
-            return real_open(path, flags, mode)
+            os.fsync(descriptor)
 
-        Failing.open = staticmethod(open_directory_fails)  # type: ignore[assignment]
+        Failing.fsync = staticmethod(fsync_directory_fails)  # type: ignore[assignment]
     elif step == "close":
 
         def close_fails(descriptor: int) -> None:
@@ -394,7 +397,7 @@ def failing_io(step: str, error: int) -> type[FileIO]:
     return Failing
 
 
-FAST_STEPS = ["open", "write", "close", "replace"]  # no fsync at durability "fast"
+FAST_STEPS = ["open", "write", "close", "rename"]  # no fsync at durability "fast"
 
 
 @pytest.mark.parametrize(
@@ -528,7 +531,8 @@ async def test_updates_exclude_each_other_through_filelock_where_flock_is_missin
     async with await open_store(tmp_path, durability="fast") as store:
         backend = store.backend
         assert isinstance(backend, FileBackend)
-        backend._flock_unsupported = True  # as on Windows, or a file system without flock(2)
+        # as on Windows, or a file system without flock(2)
+        backend._stripes.flock_unsupported = True
         counter = store.get_group("G")["counter"]
 
         async def add_one(current: Any) -> int:
@@ -537,7 +541,7 @@ async def test_updates_exclude_each_other_through_filelock_where_flock_is_missin
 
         await asyncio.gather(*(counter.update(add_one) for _ in range(100)))
         assert await counter.get_value() == 100
-        assert backend._locks  # filelock's locks were the ones used
+        assert backend._stripes._filelocks  # filelock's locks were the ones used
         await store.get_group("G").clear_group()
         assert await store.list_groups() == []
 
@@ -550,7 +554,7 @@ async def test_a_held_lock_times_out_as_lock_timeout_error(
     async with await open_store(tmp_path, durability=durability, lock_timeout=0.2) as store:
         backend = store.backend
         assert isinstance(backend, FileBackend)
-        backend._flock_unsupported = flock_missing
+        backend._stripes.flock_unsupported = flock_missing
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
         lock_directory = tmp_path / "app~1" / ".locks"

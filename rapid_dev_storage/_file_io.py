@@ -1,0 +1,456 @@
+"""FileBackend's system calls: reading and atomically replacing files, never through a link.
+
+A store may come from anywhere (a clone, a tarball, a colleague's rsync), so nothing inside it is
+trusted: a group directory may be a symbolic link to somewhere else, a record may be a FIFO that
+blocks whoever opens it, a directory may stand where a record should. Every name inside a group
+is therefore resolved relative to a descriptor of the group directory opened with ``O_NOFOLLOW``
+(a link there fails instead of being followed), files open with ``O_NOFOLLOW | O_NONBLOCK`` and
+are read only once ``fstat`` says they are regular files. The store's own directory, and the path
+the application gave, may be links: those are the application's choice, not the store's content.
+
+Where the platform has no ``dir_fd`` support (Windows), names are joined to the directory's path
+and only the checks on the file itself apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+TEMP_PREFIX = ".rds-"
+TEMP_SUFFIX = ".tmp"
+DIGEST_LENGTH = 32
+_DIR_FD = os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+READ_FLAGS = os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC
+"""A link is refused (ELOOP) and a FIFO opens at once instead of waiting for a writer."""
+_DIRECTORY_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW | _O_CLOEXEC
+
+
+def record_name_pattern(extension: str) -> re.Pattern[str]:
+    """Return the pattern of record file names: exactly 32 lower-case hex digits + extension.
+
+    Only such names are records: a person's ``notes-from-the-design-meeting-v2.json`` beside
+    them is never read as one, and never deleted by a clear.
+    """
+    return re.compile(f"[0-9a-f]{{{DIGEST_LENGTH}}}{re.escape(extension)}")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temp files (a write in progress, or abandoned)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def temp_name() -> str:
+    """Return a fresh temp file name (the pid helps a person; liveness is proven by a lock)."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
+class UnsafeEntryError(OSError):
+    """Something that is not what the store expects stands at a path (a link, a FIFO...).
+
+    ``kind`` says what it is (``"symbolic link"``, ``"FIFO"``, ``"directory"``...).
+    """
+
+    def __init__(self, path: str, kind: str, expected: str, error: int) -> None:
+        advice = (
+            "rapid_dev_storage never follows links inside a store: replace it with a real "
+            f"{expected} (fsck lists such entries)"
+            if kind == "symbolic link"
+            else f"a {expected} belongs there: remove or rename it (fsck lists such entries)"
+        )
+        super().__init__(error, f"is a {kind}, not a {expected}: {advice}", path)
+        self.kind = kind
+        self.expected = expected
+
+
+def kind_of(mode: int) -> str:
+    """Name a file type for messages."""
+    for test, name in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISREG, "regular file"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+class FileIO:
+    """The system calls a write makes, gathered so a test can make any one of them fail."""
+
+    open = staticmethod(os.open)
+    write = staticmethod(os.write)
+    fsync = staticmethod(os.fsync)
+    close = staticmethod(os.close)
+    rename = staticmethod(os.rename)
+
+
+class Directory:
+    """An open directory: names inside it are resolved relative to it, never through a link.
+
+    Opening fails with `FileNotFoundError` when it is missing and `UnsafeEntryError` when the
+    path is a link or not a directory.
+    """
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, path: str, *, follow: bool = False) -> None:
+        """Open ``path``; ``follow`` only for the store's own directory (the application's)."""
+        self.path = path
+        self.fd: int | None = None
+        if _DIR_FD:
+            try:
+                self.fd = os.open(
+                    path, _DIRECTORY_FLAGS & ~_O_NOFOLLOW if follow else _DIRECTORY_FLAGS
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise _unsafe(path, "directory") from exc
+                raise
+        elif not follow and not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise _unsafe(path, "directory")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def join(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def open(self, io: type[FileIO] | FileIO, name: str, flags: int, mode: int = 0o644) -> int:
+        if self.fd is None:
+            return io.open(self.join(name), flags, mode)
+        return io.open(name, flags, mode, dir_fd=self.fd)
+
+    def rename(self, io: type[FileIO] | FileIO, source: str, target: str) -> None:
+        if self.fd is None:
+            _replace_by_path(self.join(source), self.join(target))
+            return
+        io.rename(source, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        if self.fd is None:
+            os.unlink(self.join(name))
+        else:
+            os.unlink(name, dir_fd=self.fd)
+
+    def lstat(self, name: str) -> os.stat_result:
+        if self.fd is None:
+            return os.lstat(self.join(name))
+        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+
+    def names(self) -> list[str]:
+        """Return the names in the directory (the listing of the directory we hold open)."""
+        if self.fd is None:
+            return os.listdir(self.path)
+        with os.scandir(self.fd) as entries:  # it lists through a duplicate, then rewinds
+            return [entry.name for entry in entries]
+
+    def identity(self) -> tuple[int, int]:
+        status = os.stat(self.fd) if self.fd is not None else os.stat(self.path)
+        return status.st_dev, status.st_ino
+
+    def sync(self, io: type[FileIO] | FileIO) -> None:
+        """Make renames and unlinks in it durable (no-op where directories do not open)."""
+        if self.fd is not None:
+            io.fsync(self.fd)
+
+
+def _replace_by_path(source: str, target: str) -> None:
+    # Windows refuses to replace a file another process has open; readers close within
+    # milliseconds, so retry briefly rather than fail the write.
+    for attempt in range(50):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == 49:
+                raise
+            time.sleep(0.01)
+
+
+def _unsafe(path: str, expected: str) -> UnsafeEntryError:
+    try:
+        kind = kind_of(os.lstat(path).st_mode)
+    except OSError:
+        kind = "special file"
+    return UnsafeEntryError(path, kind, expected, errno.ELOOP if kind == "symbolic link" else 0)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def read_in(directory: Directory, name: str) -> bytes | None:
+    """Return the bytes of the regular file ``name`` in ``directory``, or None if it is missing.
+
+    Raises:
+        UnsafeEntryError: a link, FIFO, directory or device stands there (nothing is read and
+            nothing blocks).
+
+    """
+    try:
+        descriptor = directory.open(FileIO, name, READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK, errno.EISDIR, errno.ENXIO):
+            raise _unsafe(directory.join(name), "regular file") from exc
+        raise
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeEntryError(directory.join(name), kind_of(status.st_mode), "regular file", 0)
+        return read_rest(descriptor, status.st_size)
+    finally:
+        os.close(descriptor)
+
+
+def read_file(path: str) -> bytes | None:
+    """Return a record file's bytes, or None if it (or its group directory) does not exist.
+
+    Neither the file nor its directory is followed if it is a link.
+
+    Raises:
+        UnsafeEntryError: the file or its directory is not what it should be.
+
+    """
+    try:
+        directory = Directory(os.path.dirname(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with directory:
+        return read_in(directory, os.path.basename(path))
+
+
+def read_rest(descriptor: int, size: int) -> bytes:
+    """Read to the end; ``size`` (from fstat) makes one read enough for a file not growing."""
+    data = os.read(descriptor, size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(descriptor, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def list_names(path: str, pattern: re.Pattern[str]) -> list[str]:
+    """Return the names in directory ``path`` matching ``pattern`` ([] if it does not exist).
+
+    Raises:
+        UnsafeEntryError: ``path`` is a link or not a directory.
+
+    """
+    try:
+        directory = Directory(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with directory:
+        return [name for name in directory.names() if pattern.fullmatch(name)]
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def group_directory(
+    io: type[FileIO] | FileIO, path: str, *, create: bool, durable: bool
+) -> Iterator[Directory | None]:
+    """Open a group directory (creating it if ``create``); yield None if absent and not created."""
+    while True:
+        try:
+            directory = Directory(path)
+            break
+        except FileNotFoundError:
+            if not create:
+                yield None
+                return
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                continue  # made by another writer just now, or a link: opening again tells
+            if durable:  # the new directory's entry in the store directory
+                parent = Directory(os.path.dirname(path)) if _DIR_FD else None
+                if parent is not None:
+                    with parent:
+                        parent.sync(io)
+    with directory:
+        yield directory
+
+
+class TempFile:
+    """A new record's bytes in a temp file beside it, locked by its writer until renamed.
+
+    The lock proves the writer alive to anyone sweeping abandoned temp files, across processes,
+    PID namespaces and hosts sharing the directory: a process that dies releases it. It is held
+    through a second descriptor, so the written one is closed (and its errors seen: NFS reports
+    write errors at close) before the rename.
+    """
+
+    def __init__(
+        self, io: type[FileIO] | FileIO, directory: Directory, data: bytes, durable: bool
+    ) -> None:
+        self._io = io
+        self._directory = directory
+        self._lock: int | None = None
+        descriptor = self._create()
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[io.write(descriptor, view) :]
+                if durable:
+                    io.fsync(descriptor)
+            finally:
+                io.close(descriptor)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _create(self) -> int:
+        """Create and lock a new temp file; return a descriptor to write it through."""
+        while True:
+            self.name = temp_name()
+            descriptor = self._directory.open(self._io, self.name, _TEMP_FLAGS, 0o644)
+            if fcntl is None or self._directory.fd is None:
+                return descriptor
+            self._lock = os.dup(descriptor)
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # a sweeper took it for abandoned in the instant before we locked it
+            except OSError:
+                return descriptor  # no flock on this file system: the sweep judges by pid
+            else:
+                if os.fstat(self._lock).st_nlink > 0:
+                    return descriptor
+                # ...and already removed it: start again under another name.
+            self._io.close(descriptor)
+            self.discard()
+
+    def commit(self, target: str) -> None:
+        """Rename over ``target`` (in the same directory); on failure the temp file is removed."""
+        try:
+            self._directory.rename(self._io, self.name, target)
+        except BaseException:
+            self.discard()
+            raise
+        self._unlock()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._directory.unlink(self.name)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        descriptor, self._lock = self._lock, None
+        if descriptor is not None:
+            os.close(descriptor)
+
+
+def write_atomically(
+    io: type[FileIO] | FileIO,
+    directory: Directory,
+    name: str,
+    data: bytes,
+    durable: bool,
+    directory_sync: DirectorySync | None = None,
+) -> None:
+    """Replace ``name`` in ``directory`` with ``data``: temp file, write, fsync, rename, sync.
+
+    On any failure before the rename the old file is untouched and the temp file is removed.
+    A failure of the final directory fsync is raised too, though the new file is in place.
+    """
+    TempFile(io, directory, data, durable).commit(name)
+    if durable:
+        sync_directory(io, directory, directory_sync)
+
+
+def sync_directory(
+    io: type[FileIO] | FileIO, directory: Directory, directory_sync: DirectorySync | None
+) -> None:
+    """Sync ``directory`` through the descriptor we hold: that works even once it is removed."""
+    if directory_sync is None:
+        directory.sync(io)
+    else:
+        directory_sync.sync(io, directory)
+
+
+class DirectorySync:
+    """Coalesces directory fsyncs: one fsync covers every rename that finished before it began.
+
+    Writes that finish together (64 tasks setting records of one group) then share one
+    directory fsync instead of queueing for one each. Directories are told apart by device and
+    inode, not path: a group directory removed and made again is another directory.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._directories: dict[tuple[int, int], _DirectoryState] = {}
+
+    def sync(self, io: type[FileIO] | FileIO, directory: Directory) -> None:
+        """Return once a directory fsync that began after this call has succeeded."""
+        identity = directory.identity()
+        with self._lock:
+            state = self._directories.get(identity)
+            if state is None:
+                if len(self._directories) >= 4096:  # bounded: groups come and go
+                    self._directories = {
+                        key: value for key, value in self._directories.items() if value.syncing
+                    }
+                state = self._directories[identity] = _DirectoryState()
+            state.renamed += 1
+            ticket = state.renamed
+        with state.changed:
+            while state.synced < ticket:
+                if state.syncing:
+                    state.changed.wait()
+                    continue
+                state.syncing, covered = True, state.renamed
+                state.changed.release()
+                synced = False
+                try:
+                    directory.sync(io)
+                    synced = True
+                finally:
+                    state.changed.acquire()
+                    state.syncing = False
+                    if synced:
+                        state.synced = max(state.synced, covered)
+                    state.changed.notify_all()
+
+
+@dataclasses.dataclass
+class _DirectoryState:
+    renamed: int = 0  # tickets handed out, one per rename
+    synced: int = 0  # every ticket up to this one is durable
+    syncing: bool = False
+    changed: threading.Condition = dataclasses.field(default_factory=threading.Condition)

@@ -1,0 +1,266 @@
+"""FileBackend's locks: record stripes under ``.locks/``, and proof that a temp file's writer lives.
+
+Stripe locks are flock(2) on ``.locks/NN.lock`` (filelock where flock is missing). Those files
+are bookkeeping a person's tools may delete at any moment (``git clean -fdx``, ``rsync
+--delete``): a missing ``.locks`` is made again, and a lock taken on a file that was replaced
+meanwhile is dropped and taken again on the file now at the path, so two processes never both
+hold "the" lock of one stripe through two different files.
+
+A temp file is locked by its writer for its whole life; whoever finds it unlocked knows the writer
+is gone, whatever PID namespace, container or host it ran in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import time
+import zlib
+from typing import Callable, Iterator
+
+import filelock
+
+from ._file_io import TEMP_PREFIX, Directory, FileIO, UnsafeEntryError, is_temp_name
+from .errors import LockTimeoutError
+
+try:
+    import fcntl
+except ImportError:  # Windows: filelock locks with msvcrt there
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_DIRECTORY = ".locks"
+LOCK_STRIPES = 64
+"""Lock files per store: records share them by hash, so their number stays fixed."""
+ORPHAN_AGE = 3600.0
+"""Where flock is missing: seconds after which a temp file is swept even if its pid lives."""
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+def stripe_of(directory_name: str, file_name: str) -> int:
+    """Return the lock stripe of a record: see docs/format.md."""
+    return zlib.crc32(f"{directory_name}/{file_name}".encode()) % LOCK_STRIPES
+
+
+def lock_timeout_error(path: str, timeout: float) -> LockTimeoutError:
+    """Return the error for a lock held elsewhere past ``timeout``."""
+    error = LockTimeoutError(
+        f"{path}: another process held the lock for more than {timeout:g} s (raise "
+        "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT, or find the process holding it)"
+    )
+    error.filename = path
+    return error
+
+
+class WouldWait(Exception):
+    """An inline operation met a held lock: run it on a thread, where waiting is harmless."""
+
+
+class StripeLocks:
+    """The lock stripes of one store.
+
+    ``recreate`` is called when ``.locks`` has gone missing, to make the store's bookkeeping
+    again before the lock file is.
+    """
+
+    def __init__(self, root: str, timeout: float, recreate: Callable[[], None]) -> None:
+        self._root = root
+        self._path = os.path.join(root, LOCK_DIRECTORY)
+        self._timeout = timeout
+        self._recreate = recreate
+        self._filelocks: dict[int, filelock.FileLock] = {}
+        self.flock_unsupported = fcntl is None
+
+    @contextlib.contextmanager
+    def hold(self, stripe: int, *, wait: bool) -> Iterator[None]:
+        """Hold ``stripe``; without ``wait``, raise `WouldWait` if it is held elsewhere.
+
+        Raises:
+            LockTimeoutError: held elsewhere for longer than the store's lock timeout.
+
+        """
+        timeout = self._timeout if wait else 0.0
+        if not self.flock_unsupported:
+            try:
+                descriptor = self._acquire(stripe, timeout)
+            except _FlockUnsupported:
+                self.flock_unsupported = True
+            else:
+                assert fcntl is not None
+                try:
+                    yield
+                finally:
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_UN)
+                    finally:
+                        os.close(descriptor)
+                return
+        with self._filelock(stripe, timeout, wait):
+            yield
+
+    def _acquire(self, stripe: int, timeout: float) -> int:
+        """Return a descriptor holding the flock of the stripe's current lock file."""
+        assert fcntl is not None
+        name = f"{stripe:02d}.lock"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                directory = Directory(self._path)
+            except FileNotFoundError:
+                self._recreate()
+                continue
+            with directory:
+                try:
+                    descriptor = directory.open(FileIO, name, _LOCK_FLAGS, 0o644)
+                except FileNotFoundError:
+                    continue  # .locks removed since we opened it
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.EMLINK):
+                        raise UnsafeEntryError(
+                            directory.join(name), "symbolic link", "lock file", exc.errno
+                        ) from exc
+                    raise
+                try:
+                    _flock(descriptor, directory.join(name), timeout, deadline)
+                    if _still_at_path(descriptor, directory, name, self._path):
+                        return descriptor
+                except BaseException:
+                    os.close(descriptor)
+                    raise
+                # Replaced or removed while we waited: another process may hold the new file.
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+                os.close(descriptor)
+
+    @contextlib.contextmanager
+    def _filelock(self, stripe: int, timeout: float, wait: bool) -> Iterator[None]:
+        path = os.path.join(self._path, f"{stripe:02d}.lock")
+        if not os.path.isdir(self._path):
+            self._recreate()
+        lock = self._filelocks.get(stripe)
+        if lock is None:
+            # thread_local (the default): two threads of this process exclude each other too.
+            lock = self._filelocks[stripe] = filelock.FileLock(path, timeout=self._timeout)
+        try:
+            lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            if wait:
+                raise lock_timeout_error(path, timeout) from None
+            raise WouldWait from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+class _FlockUnsupported(Exception):
+    """The file system has no flock(2): use filelock's fallback."""
+
+
+def _flock(descriptor: int, path: str, timeout: float, deadline: float) -> None:
+    assert fcntl is not None
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if timeout == 0:
+                raise WouldWait from None
+            if time.monotonic() >= deadline:
+                raise lock_timeout_error(path, timeout) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                raise _FlockUnsupported from exc
+            raise
+
+
+def _still_at_path(descriptor: int, directory: Directory, name: str, path: str) -> bool:
+    """Whether the locked file is still the file at its path, in the ``.locks`` at its path."""
+    try:
+        held = os.fstat(descriptor)
+        current = directory.lstat(name)
+        at_path = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino) and (
+        at_path.st_dev,
+        at_path.st_ino,
+    ) == directory.identity()
+
+
+# --- temp files -----------------------------------------------------------------------------
+
+
+def abandoned_temp(directory: Directory, name: str, now: float, *, remove: bool) -> bool:
+    """Whether ``name`` is a temp file no writer will finish; if ``remove``, remove it.
+
+    Its writer holds a flock on it while it lives, so a temp file we can lock is abandoned. (A
+    writer that finds its new temp file locked, or removed, by a sweep in the instant between
+    creating and locking it starts again under another name: see `TempFile`.) Where flock is
+    missing, a dead pid in its name (or great age) is the evidence instead.
+    """
+    status = _temp_status(directory, name, now)
+    if status is None:
+        return False
+    try:
+        descriptor = directory.open(FileIO, name, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False  # gone, or not ours to touch
+    try:
+        if not _unlocked(descriptor, name, now - status.st_mtime):
+            return False
+        if remove:
+            held = os.fstat(descriptor)
+            with contextlib.suppress(FileNotFoundError):
+                current = directory.lstat(name)
+                if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                    directory.unlink(name)
+        return True
+    finally:
+        os.close(descriptor)
+
+
+def _temp_status(directory: Directory, name: str, now: float) -> os.stat_result | None:
+    """Return a temp file's status if it may be abandoned (judged by its lock next)."""
+    if not is_temp_name(name):
+        return None
+    try:
+        status = directory.lstat(name)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None  # not a temp file of ours, whatever its name: fsck reports it
+    return status
+
+
+def _unlocked(descriptor: int, name: str, age: float) -> bool:
+    """Whether no writer holds the temp file open (we then hold its lock until we close it)."""
+    try:
+        if fcntl is None:
+            raise _FlockUnsupported
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its writer is alive
+    except (_FlockUnsupported, OSError):
+        return _abandoned_by_pid(name, age)
+    return True
+
+
+def _abandoned_by_pid(name: str, age: float) -> bool:
+    pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return age > ORPHAN_AGE
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # exists, but not ours to signal
+    return age > ORPHAN_AGE
