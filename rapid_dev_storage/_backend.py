@@ -11,6 +11,7 @@ still works with `Storage`: `update_data` falls back to a read and a write under
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from pathlib import Path
@@ -31,6 +32,10 @@ from .errors import (
 )
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
+SETTLE_WAIT = 0.02
+SETTLE_ATTEMPTS = 50
+"""A record that changed a moment ago and does not decode is read again every 20 ms while it
+keeps changing, for up to a second: long enough for an editor's in-place save to finish."""
 ScanItem = tuple[Keys | None, "bytes | CorruptRecordError", str | None]
 """What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes (or
 the error that kept them from being read: it goes to ``on_corrupt``), and where it lives (None:
@@ -205,8 +210,7 @@ class StorageBackend:
                     await self.write_data(group, *checked, value=new)
                 return new
             while True:
-                data = await self._read(group, checked)
-                current = NoValue if data is None else self._decode(group, checked, data)[1]
+                data, current = await self._read_value(group, checked)
                 new = await self._call_update_function(fn, current, lock_id)
                 new_data = None if new is NoValue else self._encode(group, checked, new)
                 async with self._publishing(group, [checked], new_data) as outcome:
@@ -427,8 +431,35 @@ class StorageBackend:
         if type(self).get_data is not StorageBackend.get_data:  # written for the original API
             return await self.get_data(group, *keys)
         self._check_open()
-        data = await self._read(group, keys)
-        return NoValue if data is None else self._value_of(group, keys, data)
+        return (await self._read_value(group, keys))[1]
+
+    async def _read_value(self, group: str, keys: Keys) -> tuple[bytes | None, Any]:
+        """Return a record's bytes and value (None and `NoValue` when absent).
+
+        A record that does not decode but changed a moment ago may be half-way through a save
+        by a tool that writes in place (nano, ``cp`` over it): it is read again for a moment
+        (`_changed_recently`) before it is called corrupt.
+        """
+        attempts = 0
+        while True:
+            data = await self._read(group, keys)
+            if data is None:
+                return None, NoValue
+            try:
+                return data, self._value_of(group, keys, data)
+            except CorruptRecordError:
+                attempts += 1
+                if attempts > SETTLE_ATTEMPTS or not self._changed_recently(group, keys):
+                    raise
+            await asyncio.sleep(SETTLE_WAIT)
+
+    def _changed_recently(self, group: str, keys: Keys) -> bool:
+        """Whether the record was written within the last moment (hook; by default never).
+
+        A backend whose records people and tools edit in place (files) says so, so that a read
+        racing a non-atomic save is retried instead of reported as corrupt.
+        """
+        return False
 
     async def _set_checked(self, group: str, keys: Keys, value: Any) -> None:
         """`write_data` for a group and keys already checked (by a `StorageValue`)."""

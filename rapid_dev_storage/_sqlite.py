@@ -12,6 +12,7 @@ no I/O and no other process, so it runs entirely inline.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -327,7 +328,9 @@ class SQLiteBackend(StorageBackend):
         self._inline = inline
         self._worker = worker
         self._inline_writes = inline_writes
-        self._worker_writes = 0  # writes queued on the worker: later ones queue behind them
+        # The last write handed to the worker: later writes queue behind it until it is done.
+        # Its own future says so, not the task that awaited it (which may have been cancelled).
+        self._last_write: concurrent.futures.Future[Any] | None = None
         self._commits_since_checkpoint = 0
         self._logged_since_prune = 0
 
@@ -388,8 +391,12 @@ class SQLiteBackend(StorageBackend):
 
     # --- bridges ----------------------------------------------------------------------------
 
-    async def _on_worker(self, function: Callable[..., T], *args: Any) -> T:
-        """Run one whole operation on the worker's connection, which may wait for locks."""
+    async def _on_worker(self, function: Callable[..., T], *args: Any, write: bool = False) -> T:
+        """Run one whole operation on the worker's connection, which may wait for locks.
+
+        A cancelled caller cancels the job only if it has not started; a started one runs to
+        its end, and a ``write`` holds later inline writes back until then.
+        """
         assert self._worker is not None  # only file databases have a worker
 
         def call() -> T:
@@ -398,7 +405,10 @@ class SQLiteBackend(StorageBackend):
             except sqlite3.Error as exc:
                 raise _translated(exc, self.location) from exc
 
-        return await asyncio.get_running_loop().run_in_executor(self._worker, call)
+        future = self._worker.submit(call)
+        if write:
+            self._last_write = future
+        return await asyncio.wrap_future(future)
 
     async def _read_op(self, function: Callable[..., T], *args: Any) -> T:
         """Run a read inline; if it meets a lock, wait for the lock on the worker instead."""
@@ -417,7 +427,10 @@ class SQLiteBackend(StorageBackend):
         fsync) or in memory, with no earlier write still queued on the worker: writes of this
         backend land in the order they were made.
         """
-        if (self._inline_writes and small and not self._worker_writes) or self._worker is None:
+        last = self._last_write
+        if (
+            self._inline_writes and small and (last is None or last.done())
+        ) or self._worker is None:
             try:
                 result = function(self._inline, *args)
             except sqlite3.Error as exc:
@@ -427,11 +440,7 @@ class SQLiteBackend(StorageBackend):
             else:
                 self._after_inline_commit()
                 return result
-        self._worker_writes += 1
-        try:
-            return await self._on_worker(function, *args)
-        finally:
-            self._worker_writes -= 1
+        return await self._on_worker(function, *args, write=True)
 
     def _after_inline_commit(self) -> None:
         # The inline connection never checkpoints (that fsyncs): the worker does it, unawaited.

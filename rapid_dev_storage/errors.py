@@ -102,7 +102,15 @@ class LockTimeoutError(StorageError, TimeoutError):
 
 
 class StorageIOError(StorageError, OSError):
-    """The backend's file or database failed underneath us (disk full, I/O error, broken file)."""
+    """The backend's file or database failed underneath us (disk full, I/O error, broken file).
+
+    Attributes (where known): ``errno`` (the system's error number) and ``filename``.
+    """
+
+    def __str__(self) -> str:
+        # The message as written (it names the path), not OSError's "[Errno n] ..." rebuilt from
+        # the errno and filename attributes set on it.
+        return str(self.args[0]) if self.args else ""
 
 
 class ReadOnlyStoreError(StorageError, PermissionError):

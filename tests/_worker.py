@@ -97,6 +97,68 @@ async def write_once(kind: str, path: str, key: str, value: str) -> None:
         await store.get_group("G")[key].set_value(value)
 
 
+async def keep_updating(kind: str, path: str, seconds: float) -> None:
+    """Increment ``n`` of G/shared for ``seconds``, carrying the setter's ``set`` field along."""
+    async with Storage(await open_backend(kind, path)) as store:
+        handle = store.get_group("G")["shared"]
+
+        def bump(current: Any) -> Any:
+            value = {"set": -1, "n": 0} if current is NoValue else current
+            return {"set": value["set"], "n": value["n"] + 1}
+
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            await handle.update(bump)
+
+
+async def set_and_check(kind: str, path: str, count: int) -> None:
+    """Set G/shared ``count`` times; print how many reads right after a set did not see it."""
+    async with Storage(await open_backend(kind, path)) as store:
+        handle = store.get_group("G")["shared"]
+        lost = 0
+        for number in range(count):
+            await handle.set_value({"set": number, "n": 0})
+            # Updaters carry "set" along, so any later state holds this number, unless an
+            # update computed from the state before it was renamed over it afterwards.
+            if (await handle.get_value())["set"] != number:
+                lost += 1
+        print(lost, flush=True)
+
+
+async def churn(path: str, durability: str, role: str, rounds: int) -> None:
+    """Set records of group G, or clear the group, ``rounds`` times; print the errors seen."""
+    backend = await FileBackend.create_backend_instance(path, "churn", 1, durability=durability)
+    errors = 0
+    async with Storage(backend) as store:
+        group = store.get_group("G")
+        for number in range(rounds):
+            try:
+                if role == "clear":
+                    await group.clear_group()
+                else:  # eight at a time: their directory fsyncs queue up, widening the window
+                    await asyncio.gather(*(group[f"k{key}"].set_value(number) for key in range(8)))
+            except Exception as exc:
+                errors += 1
+                print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    print(errors, flush=True)
+
+
+async def write_big(path: str, count: int, megabytes: int) -> None:
+    """Write one large record ``count`` times at durability full; print the failures."""
+    backend = await FileBackend.create_backend_instance(path, "big", 1, durability="full")
+    failures = 0
+    async with Storage(backend) as store:
+        handle = store.get_group("G")["big"]
+        for number in range(count):
+            try:
+                await handle.set_value({"n": number, "pad": b"x" * (megabytes << 20)})
+            except Exception as exc:
+                failures += 1
+                print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            print(f"wrote {number}", flush=True)
+    print(f"failures {failures}", flush=True)
+
+
 if __name__ == "__main__":
     command, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
     if command in ("increment", "increment-unsafe"):
@@ -105,6 +167,14 @@ if __name__ == "__main__":
         asyncio.run(write_forever(path, kind))
     elif command == "burst":
         asyncio.run(burst(kind, path, int(sys.argv[4]), int(sys.argv[5])))
+    elif command == "keep-updating":
+        asyncio.run(keep_updating(kind, path, float(sys.argv[4])))
+    elif command == "set-and-check":
+        asyncio.run(set_and_check(kind, path, int(sys.argv[4])))
+    elif command == "churn":  # kind is the durability
+        asyncio.run(churn(path, kind, sys.argv[4], int(sys.argv[5])))
+    elif command == "write-big":
+        asyncio.run(write_big(path, int(sys.argv[4]), int(sys.argv[5])))
     elif command == "write-once":
         asyncio.run(write_once(kind, path, sys.argv[4], sys.argv[5]))
     else:
