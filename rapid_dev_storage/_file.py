@@ -515,7 +515,11 @@ class FileBackend(StorageBackend):
         stripe = stripe_of(os.path.basename(directory_path), name)
         for attempt in itertools.count(1):
             with group_directory(
-                self._io, directory_path, create=new is not None, durable=self._durable
+                self._io,
+                directory_path,
+                create=new is not None,
+                durable=self._durable,
+                make_parent=self._recreate_bookkeeping,
             ) as directory:
                 if directory is None:  # no group directory: the record is absent
                     return expected is None or expected[0] is None

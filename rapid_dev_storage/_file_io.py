@@ -23,7 +23,7 @@ import secrets
 import stat
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 try:
     import fcntl
@@ -282,9 +282,18 @@ def list_names(path: str, pattern: re.Pattern[str]) -> list[str]:
 
 @contextlib.contextmanager
 def group_directory(
-    io: type[FileIO] | FileIO, path: str, *, create: bool, durable: bool
+    io: type[FileIO] | FileIO,
+    path: str,
+    *,
+    create: bool,
+    durable: bool,
+    make_parent: Callable[[], None] = lambda: None,
 ) -> Iterator[Directory | None]:
-    """Open a group directory (creating it if ``create``); yield None if absent and not created."""
+    """Open a group directory (creating it if ``create``); yield None if absent and not created.
+
+    ``make_parent`` makes the store's directory again when it has gone (``git clean -fdx`` of a
+    store never committed, ``rm -rf`` by a person) and a group is to be created in it.
+    """
     while True:
         try:
             directory = Directory(path)
@@ -297,6 +306,9 @@ def group_directory(
                 os.mkdir(path)
             except FileExistsError:
                 continue  # made by another writer just now, or a link: opening again tells
+            except FileNotFoundError:
+                make_parent()
+                os.mkdir(path)
             if durable:  # the new directory's entry in the store directory
                 parent = Directory(os.path.dirname(path)) if _DIR_FD else None
                 if parent is not None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 from typing import Any
@@ -159,6 +160,16 @@ async def write_big(path: str, count: int, megabytes: int) -> None:
     print(f"failures {failures}", flush=True)
 
 
+async def sweep_until(path: str, stop_file: str) -> None:
+    """Open (and so sweep) the "big" store again and again until ``stop_file`` exists."""
+    sweeps = 0
+    while not os.path.exists(stop_file):
+        backend = await FileBackend.create_backend_instance(path, "big", 1)
+        await backend.close()
+        sweeps += 1
+    print(sweeps, flush=True)
+
+
 if __name__ == "__main__":
     command, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
     if command in ("increment", "increment-unsafe"):
@@ -175,6 +186,8 @@ if __name__ == "__main__":
         asyncio.run(churn(path, kind, sys.argv[4], int(sys.argv[5])))
     elif command == "write-big":
         asyncio.run(write_big(path, int(sys.argv[4]), int(sys.argv[5])))
+    elif command == "sweep-until":
+        asyncio.run(sweep_until(path, sys.argv[4]))
     elif command == "write-once":
         asyncio.run(write_once(kind, path, sys.argv[4], sys.argv[5]))
     else:

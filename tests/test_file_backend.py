@@ -241,6 +241,8 @@ def _encodable(text: str) -> bool:
 def replaced_record(path: Path, data: bytes) -> Iterator[None]:
     original = path.read_bytes()
     path.write_bytes(data)
+    settled = time.time() - 10  # not a save in progress (reads would look again for a moment)
+    os.utime(path, (settled, settled))
     try:
         yield
     finally:

@@ -1,0 +1,449 @@
+"""FileBackend in a hostile or busy directory: links, FIFOs, other people's files, git, other
+PID namespaces, editors that save in place. Real files, real processes, real tools."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rapid_dev_storage import (
+    CorruptRecordError,
+    FileBackend,
+    LockTimeoutError,
+    NoValue,
+    Storage,
+    StorageIOError,
+)
+
+WORKER = Path(__file__).with_name("_worker.py")
+PROMPT = 5.0  # seconds: anything that would hang (a FIFO) fails the test instead
+
+
+async def open_store(path: Path, **options: Any) -> Storage:
+    options.setdefault("codec", "json")
+    return Storage(await FileBackend.create_backend_instance(path, "app", 1, **options))
+
+
+def record_file(store: Storage, group: str, *keys: str) -> Path:
+    backend = store.backend
+    assert isinstance(backend, FileBackend)
+    return Path(backend.record_path(group, keys))
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every entry under ``root`` with its bytes (links by their target, never followed)."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        name = str(path.relative_to(root))
+        if path.is_symlink():
+            found[name] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[name] = path.read_bytes()
+        else:
+            found[name] = "dir"
+    return found
+
+
+def fsck(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rapid_dev_storage", "fsck", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# --- files that are not records -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+async def test_clears_and_reads_leave_files_that_are_not_records_alone(
+    tmp_path: Path, codec: str
+) -> None:
+    async with await open_store(tmp_path, codec=codec) as store:
+        group = store.get_group("G")
+        await group["k1"].set_value(1)
+        await group["k2"].set_value(2)
+        directory = record_file(store, "G", "k1").parent
+        extension = ".json" if codec == "json" else ".msgpack"
+        theirs = {
+            "notes-from-the-design-meeting-v2" + extension: b"a person's notes",
+            "ABCDEF0123456789ABCDEF0123456789" + extension: b"upper-case hex",
+            "abcdef0123456789abcdef012345678" + extension: b"31 digits",
+            "abcdef0123456789abcdef01234567890" + extension: b"33 digits",
+            "abcdef0123456789abcdef0123456789" + extension + ".bak": b"a backup",
+        }
+        for name, data in theirs.items():
+            (directory / name).write_bytes(data)
+        problems: list[CorruptRecordError] = []
+        items = {keys: value async for keys, value in group.all_items(on_corrupt=problems.append)}
+        assert items == {("k1",): 1, ("k2",): 2}
+        assert problems == []
+        await group.clear_prefix("k1")
+        await group.clear_group()
+        assert [item async for item in group.all_items()] == []
+        for name, data in theirs.items():
+            assert (directory / name).read_bytes() == data  # every one of them is still there
+
+
+# --- links ----------------------------------------------------------------------------------
+
+
+def outside_directory(tmp_path: Path, store: Storage, group: str) -> Path:
+    """A directory outside the store holding what would be the group's records, and more."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    name = record_file(store, group, "k").name
+    (outside / name).write_text(json.dumps({"keys": ["k"], "value": "outside secret"}))
+    (outside / "precious.txt").write_text("not yours")
+    return outside
+
+
+async def test_a_group_directory_linked_outside_the_store_is_never_followed(
+    tmp_path: Path,
+) -> None:
+    store_root = tmp_path / "stores"
+    async with await open_store(store_root) as store:
+        await store.get_group("OTHER")["k"].set_value("inside")
+        outside = outside_directory(tmp_path, store, "G")
+        link = record_file(store, "G", "k").parent
+        link.symlink_to(outside, target_is_directory=True)
+        before = snapshot(outside)
+        handle = store.get_group("G")["k"]
+        attempts: list[Any] = [
+            handle.get_value(),
+            handle.set_value("written through a link"),
+            handle.update(lambda current: "updated through a link"),
+            handle.clear_value(),
+            store.get_group("G").clear_group(),
+            store.get_group("G").clear_prefix("k"),
+            store.get_group("G")["new"].set_value(1),
+        ]
+        for attempt in attempts:
+            with pytest.raises(StorageIOError) as caught:
+                await asyncio.wait_for(attempt, PROMPT)
+            assert caught.value.errno == errno.ELOOP
+            assert str(link) in str(caught.value)
+            assert "link" in str(caught.value)
+        with pytest.raises(StorageIOError):
+            _ = [item async for item in store.get_group("G").all_items()]
+        assert await store.list_groups() == ["OTHER"]
+        assert snapshot(outside) == before
+    store_directory = str(store_root / "app~1")
+    checked = fsck(f"file:{store_root}")
+    assert checked.returncode == 1
+    assert str(link) in checked.stdout and "link" in checked.stdout
+    repaired = fsck(f"file:{store_root}", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert not os.path.lexists(link)
+    assert os.path.islink(os.path.join(store_directory, ".quarantine", "^g"))
+    assert snapshot(outside) == before
+    assert fsck(f"file:{store_root}").returncode == 0
+
+
+async def test_a_record_file_linked_outside_is_not_a_record(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "stores") as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value("mine")
+        path = record_file(store, "G", "k")
+        outside = tmp_path / "outside.json"
+        outside.write_text(json.dumps({"keys": ["k"], "value": "outside secret"}))
+        path.unlink()
+        path.symlink_to(outside)
+        with pytest.raises(CorruptRecordError) as caught:
+            await handle.get_value()
+        assert caught.value.location == str(path)
+        assert "symbolic link" in str(caught.value)
+        problems: list[CorruptRecordError] = []
+        assert [i async for i in store.get_group("G").all_items(on_corrupt=problems.append)] == []
+        assert [problem.location for problem in problems] == [str(path)]
+        await handle.set_value("replaced")  # the link is replaced, its target untouched
+        assert not path.is_symlink()
+        assert await handle.get_value() == "replaced"
+        path.unlink()
+        path.symlink_to(outside)
+        await handle.clear_value()  # removes the link, never its target
+        assert not os.path.lexists(path)
+        assert json.loads(outside.read_text())["value"] == "outside secret"
+
+
+@pytest.mark.parametrize("bookkeeping", [".locks", ".rapid-dev-storage.json"])
+async def test_bookkeeping_linked_outside_is_refused(tmp_path: Path, bookkeeping: str) -> None:
+    store_root = tmp_path / "stores"
+    async with await open_store(store_root) as store:
+        await store.get_group("G")["k"].set_value(1)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = store_root / "app~1" / bookkeeping
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        shutil.copy(target, outside / "marker.json")
+        target.unlink()
+    target.symlink_to(outside / ("marker.json" if bookkeeping.endswith(".json") else ""))
+    before = snapshot(outside)
+    with pytest.raises(StorageIOError) as caught:
+        await open_store(store_root)
+    assert "link" in str(caught.value)
+    assert snapshot(outside) == before
+
+
+# --- FIFOs and directories where records should be -----------------------------------------
+
+
+async def test_a_fifo_named_like_a_record_is_an_error_never_a_hang(tmp_path: Path) -> None:
+    store_root = tmp_path / "stores"
+    store = await open_store(store_root)
+    group = store.get_group("G")
+    await group["ok"].set_value(1)
+    await group["k"].set_value(2)
+    fifo = record_file(store, "G", "k")
+    fifo.unlink()
+    os.mkfifo(fifo)
+    with pytest.raises(CorruptRecordError) as caught:
+        await asyncio.wait_for(group["k"].get_value(), PROMPT)
+    assert caught.value.location == str(fifo)
+    assert "FIFO" in str(caught.value)
+    problems: list[CorruptRecordError] = []
+    items = await asyncio.wait_for(_collect(group, problems), PROMPT)
+    assert items == {("ok",): 1}
+    assert [problem.location for problem in problems] == [str(fifo)]
+    await asyncio.wait_for(group.clear_prefix("ok"), PROMPT)
+    assert await group["ok"].get_value() is NoValue
+    await asyncio.wait_for(store.close(), PROMPT)
+    checked = fsck(f"file:{store_root}")
+    assert checked.returncode == 1
+    assert str(fifo) in checked.stdout and "FIFO" in checked.stdout
+    assert fsck(f"file:{store_root}", "--repair").returncode == 0
+    assert not os.path.lexists(fifo)
+
+
+async def _collect(group: Any, problems: list[CorruptRecordError]) -> dict[Any, Any]:
+    return {keys: value async for keys, value in group.all_items(on_corrupt=problems.append)}
+
+
+async def test_a_directory_where_a_record_should_be_is_named_in_errors(tmp_path: Path) -> None:
+    store_root = tmp_path / "stores"
+    async with await open_store(store_root) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value(1)
+        path = record_file(store, "G", "k")
+        path.unlink()
+        path.mkdir()
+        (path / "inside").write_text("something")
+        with pytest.raises(CorruptRecordError) as caught:
+            await handle.get_value()
+        assert caught.value.location == str(path)
+        for write in (handle.set_value(2), handle.clear_value()):
+            with pytest.raises(StorageIOError) as failed:
+                await write
+            assert str(path) in str(failed.value)
+            assert ".tmp" not in str(failed.value)
+        assert [name for name in os.listdir(path.parent) if name.endswith(".tmp")] == []
+    checked = fsck(f"file:{store_root}")
+    assert checked.returncode == 1
+    assert "directory" in checked.stdout
+
+
+# --- bookkeeping removed by real tools ------------------------------------------------------
+
+
+def git(repository: Path, *arguments: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments],
+        cwd=repository,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.parametrize("committed", [True, False])
+async def test_git_clean_under_a_running_store_never_stops_writes(
+    tmp_path: Path, committed: bool
+) -> None:
+    git(tmp_path, "init", "-q")
+    async with await open_store(tmp_path / "data") as store:
+        group = store.get_group("G")
+        await group["counter"].set_value(0)
+        await group["other"].set_value("x")
+        if committed:
+            git(tmp_path, "add", "-A")
+            git(tmp_path, "commit", "-q", "-m", "fixtures")
+        git(tmp_path, "clean", "-fdxq")
+        assert not (tmp_path / "data" / "app~1" / ".locks").exists()
+        assert await group["counter"].update(lambda value: (value or 0) + 1) == 1
+        await group["other"].clear_value()
+        await group["new"].set_value("after the clean")
+        git(tmp_path, "clean", "-fdxq")
+        await group.clear_group()
+        await group["counter"].set_value(5)
+    async with await open_store(tmp_path / "data") as reopened:  # marker made again too
+        assert await reopened.get_group("G")["counter"].get_value() == 5
+
+
+async def test_a_lock_file_made_again_is_the_one_that_counts(tmp_path: Path) -> None:
+    """After .locks is removed, another process's lock on the new file excludes us."""
+    async with await open_store(tmp_path, lock_timeout=0.3) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value(1)
+        locks = tmp_path / "app~1" / ".locks"
+        shutil.rmtree(locks)
+        locks.mkdir()
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, os, sys\n"
+                f"fds = [os.open({str(locks)!r} + f'/{{n:02d}}.lock', os.O_RDWR | os.O_CREAT)"
+                " for n in range(64)]\n"
+                "[fcntl.flock(fd, fcntl.LOCK_EX) for fd in fds]\n"
+                "print('held', flush=True)\nsys.stdin.read()\n",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "held"
+        try:
+            with pytest.raises(LockTimeoutError):
+                await handle.update(lambda value: value + 1)
+            with pytest.raises(LockTimeoutError):
+                await handle.set_value(3)
+        finally:
+            holder.stdin.close()
+            holder.wait()
+            holder.stdout.close()
+        assert await handle.update(lambda value: value + 1) == 2
+
+
+# --- temp files of writers in other PID namespaces ------------------------------------------
+
+
+def test_temp_files_of_writers_are_never_swept_from_another_pid_namespace(
+    tmp_path: Path,
+) -> None:
+    """A store opened in a container sharing the volume sees no live pid: locks tell instead."""
+    namespace = ["unshare", "--pid", "--fork", "--mount-proc"]
+    if subprocess.run([*namespace, "true"], capture_output=True, check=False).returncode:
+        pytest.skip("cannot make a PID namespace here (needs root or user namespaces)")
+    writer = subprocess.Popen(
+        [sys.executable, str(WORKER), "write-big", "file", str(tmp_path), "12", "24"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().startswith("wrote")  # the store exists
+    stop = tmp_path / "stop"
+    sweeper = subprocess.Popen(
+        [*namespace, sys.executable, str(WORKER), "sweep-until", "file", str(tmp_path), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = writer.communicate(timeout=120)
+    stop.touch()
+    sweeps, sweep_errors = sweeper.communicate(timeout=60)
+    assert sweeper.returncode == 0, sweep_errors
+    assert writer.returncode == 0, err
+    assert out.splitlines()[-1] == "failures 0", err
+    assert int(sweeps) >= 5
+
+
+# --- reads that meet other people's tools ---------------------------------------------------
+
+
+def test_an_unreadable_record_is_reported_to_on_corrupt(tmp_path: Path) -> None:
+    script = """
+import asyncio, sys
+from rapid_dev_storage import FileBackend, Storage
+
+async def main():
+    store = Storage(await FileBackend.create_backend_instance(sys.argv[1], "app", 1))
+    problems = []
+    async with store:
+        items = [k async for k, _ in store.get_group("G").all_items(on_corrupt=problems.append)]
+    print(sorted(items), [p.location for p in problems])
+
+asyncio.run(main())
+"""
+
+    async def make() -> Path:
+        async with await open_store(tmp_path) as store:
+            for key in ("a", "b", "c"):
+                await store.get_group("G")[key].set_value(key)
+            return record_file(store, "G", "b")
+
+    unreadable = asyncio.run(make())
+    unreadable.chmod(0)
+    command = [sys.executable, "-c", script, str(tmp_path)]
+    if os.geteuid() == 0:  # root reads anything: drop the capability that lets it
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"[('a',), ('c',)] [{str(unreadable)!r}]"
+
+
+def test_reads_during_in_place_saves_are_never_corrupt(tmp_path: Path) -> None:
+    """``cp`` over a record (as nano and many tools save) while another process reads it."""
+
+    async def make() -> tuple[Path, Path, Path]:
+        async with await open_store(tmp_path) as store:
+            handle = store.get_group("G")["k"]
+            versions = []
+            for name in ("a", "b"):
+                await handle.set_value({"version": name, "rows": [name * 40] * 800})
+                copy = tmp_path / f"{name}.json"
+                shutil.copy(record_file(store, "G", "k"), copy)
+                versions.append(copy)
+            return record_file(store, "G", "k"), versions[0], versions[1]
+
+    path, first, second = asyncio.run(make())
+    saver = subprocess.Popen(
+        ["sh", "-c", f"for i in $(seq 300); do cp {first} {path}; cp {second} {path}; done"]
+    )
+
+    async def read_while_saving() -> tuple[int, int]:
+        reads = corrupt = 0
+        async with await open_store(tmp_path) as store:
+            handle = store.get_group("G")["k"]
+            while saver.poll() is None:
+                try:
+                    assert (await handle.get_value())["version"] in ("a", "b")
+                except CorruptRecordError:
+                    corrupt += 1
+                reads += 1
+                await asyncio.sleep(0)
+        return reads, corrupt
+
+    reads, corrupt = asyncio.run(read_while_saving())
+    assert saver.wait() == 0
+    assert reads > 100
+    assert corrupt == 0, f"{corrupt} of {reads} reads called a record mid-save corrupt"
+
+
+def test_a_record_left_broken_is_still_reported_promptly(tmp_path: Path) -> None:
+    async def check() -> float:
+        async with await open_store(tmp_path) as store:
+            handle = store.get_group("G")["k"]
+            await handle.set_value(1)
+            record_file(store, "G", "k").write_text("<<<<<<< HEAD\n")
+            started = time.monotonic()
+            with pytest.raises(CorruptRecordError):
+                await handle.get_value()
+            return time.monotonic() - started
+
+    assert asyncio.run(check()) < 3  # looked at again while it might be mid-save, then reported
