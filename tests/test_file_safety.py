@@ -143,7 +143,8 @@ async def test_a_group_directory_linked_outside_the_store_is_never_followed(
     store_directory = str(store_root / "app~1")
     checked = fsck(f"file:{store_root}")
     assert checked.returncode == 1
-    assert str(link) in checked.stdout and "link" in checked.stdout
+    assert str(link) in checked.stdout
+    assert "link" in checked.stdout
     repaired = fsck(f"file:{store_root}", "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert not os.path.lexists(link)
@@ -224,7 +225,8 @@ async def test_a_fifo_named_like_a_record_is_an_error_never_a_hang(tmp_path: Pat
     await asyncio.wait_for(store.close(), PROMPT)
     checked = fsck(f"file:{store_root}")
     assert checked.returncode == 1
-    assert str(fifo) in checked.stdout and "FIFO" in checked.stdout
+    assert str(fifo) in checked.stdout
+    assert "FIFO" in checked.stdout
     assert fsck(f"file:{store_root}", "--repair").returncode == 0
     assert not os.path.lexists(fifo)
 
@@ -292,40 +294,53 @@ async def test_git_clean_under_a_running_store_never_stops_writes(
         assert await reopened.get_group("G")["counter"].get_value() == 5
 
 
-async def test_a_lock_file_made_again_is_the_one_that_counts(tmp_path: Path) -> None:
+def test_a_lock_file_made_again_is_the_one_that_counts(tmp_path: Path) -> None:
     """After .locks is removed, another process's lock on the new file excludes us."""
-    async with await open_store(tmp_path, lock_timeout=0.3) as store:
-        handle = store.get_group("G")["k"]
-        await handle.set_value(1)
-        locks = tmp_path / "app~1" / ".locks"
-        shutil.rmtree(locks)
-        locks.mkdir()
-        holder = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import fcntl, os, sys\n"
-                f"fds = [os.open({str(locks)!r} + f'/{{n:02d}}.lock', os.O_RDWR | os.O_CREAT)"
-                " for n in range(64)]\n"
-                "[fcntl.flock(fd, fcntl.LOCK_EX) for fd in fds]\n"
-                "print('held', flush=True)\nsys.stdin.read()\n",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "held"
-        try:
+
+    async def write(value: int) -> None:
+        async with await open_store(tmp_path, lock_timeout=0.3) as store:
+            await store.get_group("G")["k"].set_value(value)
+
+    async def blocked() -> None:
+        async with await open_store(tmp_path, lock_timeout=0.3) as store:
+            handle = store.get_group("G")["k"]
             with pytest.raises(LockTimeoutError):
                 await handle.update(lambda value: value + 1)
             with pytest.raises(LockTimeoutError):
                 await handle.set_value(3)
-        finally:
-            holder.stdin.close()
-            holder.wait()
-            holder.stdout.close()
-        assert await handle.update(lambda value: value + 1) == 2
+
+    async def free() -> int:
+        async with await open_store(tmp_path, lock_timeout=0.3) as store:
+            return int(await store.get_group("G")["k"].update(lambda value: value + 1))
+
+    asyncio.run(write(1))
+    locks = tmp_path / "app~1" / ".locks"
+    shutil.rmtree(locks)
+    locks.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fds = [os.open({str(locks)!r} + f'/{{n:02d}}.lock', os.O_RDWR | os.O_CREAT)"
+            " for n in range(64)]\n"
+            "[fcntl.flock(fd, fcntl.LOCK_EX) for fd in fds]\n"
+            "print('held', flush=True)\nsys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        asyncio.run(blocked())
+    finally:
+        holder.stdin.close()
+        holder.wait()
+        holder.stdout.close()
+    assert asyncio.run(free()) == 2
 
 
 # --- temp files of writers in other PID namespaces ------------------------------------------
