@@ -63,6 +63,7 @@ from ._file_locks import (
     stripe_of,
 )
 from ._names import decode_name, encode_name, key_digest
+from ._record_keys import HEAD, leading_keys
 from ._settings import (
     Durability,
     StoreOptions,
@@ -584,12 +585,8 @@ class FileBackend(StorageBackend):
                 if self._record_name.fullmatch(name) is None:
                     continue
                 if prefix:
-                    try:
-                        data = read_in(directory, name)
-                        keys = self._decode_record(group, None, data or b"", name)[0]
-                    except Exception:  # unreadable or undecodable: it matches no prefix
-                        continue
-                    if keys[: len(prefix)] != prefix:
+                    keys = self._keys_in(group, directory, name)
+                    if keys is None or keys[: len(prefix)] != prefix:
                         continue
                 stripe = stripe_of(os.path.basename(directory_path), name)
                 by_stripe.setdefault(stripe, []).append(name)
@@ -602,6 +599,24 @@ class FileBackend(StorageBackend):
                 sync_directory(self._io, directory, self._directory_sync)
         if removed:
             _remove_if_empty(directory_path)
+
+    def _keys_in(self, group: str, directory: Directory, name: str) -> Keys | None:
+        """Return the keys of record file ``name``, or None if it is unreadable or undecodable.
+
+        Read from the start of the file when the record is laid out as the library writes it
+        (a large record is neither read nor decoded whole); otherwise decoded whole.
+        """
+        try:
+            head = read_in(directory, name, limit=HEAD)
+            keys = None if head is None else leading_keys(self._extension, head)
+            if keys is not None and key_digest(keys) + self._extension == name:
+                return keys
+            data = head if head is None or len(head) < HEAD else read_in(directory, name)
+            if data is None:
+                return None
+            return self._decode_record(group, None, data, name)[0]
+        except Exception:  # unreadable or undecodable: it is no record's file
+            return None
 
     def _record_files(self, directory: str) -> Generator[str, None, None]:
         """Yield the paths of record files in a group directory (not temp or unknown files).

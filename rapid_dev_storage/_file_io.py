@@ -209,8 +209,10 @@ def _unsafe(path: str, expected: str) -> UnsafeEntryError:
 # --- reading --------------------------------------------------------------------------------
 
 
-def read_in(directory: Directory, name: str) -> bytes | None:
+def read_in(directory: Directory, name: str, limit: int | None = None) -> bytes | None:
     """Return the bytes of the regular file ``name`` in ``directory``, or None if it is missing.
+
+    With ``limit``, only the first ``limit`` bytes (a record's keys are at its start).
 
     Raises:
         UnsafeEntryError: a link, FIFO, directory or device stands there (nothing is read and
@@ -229,6 +231,8 @@ def read_in(directory: Directory, name: str) -> bytes | None:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             raise UnsafeEntryError(directory.join(name), kind_of(status.st_mode), "regular file", 0)
+        if limit is not None and status.st_size > limit:
+            return os.read(descriptor, limit)
         return read_rest(descriptor, status.st_size)
     finally:
         os.close(descriptor)
