@@ -853,6 +853,7 @@ class FileBackend(StorageBackend):
         def shut_down() -> None:
             for executor in (*self._writers, self._readers):
                 executor.shutdown(wait=True)
+            self._stripes.close()
 
         await asyncio.get_running_loop().run_in_executor(None, shut_down)
 
