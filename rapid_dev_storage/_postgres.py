@@ -509,7 +509,15 @@ class PostgresBackend(StorageBackend):
             delay = min(delay * 2, 0.5)
 
     async def _once(self, method: str, sql: str, params: tuple[Any, ...]) -> Any:
-        """Run one statement on the held connection if it is free, else on a pooled one."""
+        """Run one statement on the held connection if it is free, else on a pooled one.
+
+        A statement cancelled mid-flight on the held connection is settled by the server (run
+        or cancelled) while that connection goes back to the pool: later statements wait for
+        that, so a cancelled clear never lands after a write acknowledged after it. (On a
+        pooled connection the pool's release already waits, before the caller hears of it.)
+        """
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))
         if self._held_busy:
             return await getattr(self._pool, method)(sql, *params)
         self._held_busy = True
