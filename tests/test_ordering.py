@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _postgres import fresh_schema, requires_postgres
 
 from rapid_dev_storage import FileBackend, PostgresBackend, SQLiteBackend, Storage

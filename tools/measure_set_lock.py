@@ -54,7 +54,10 @@ async def main(rounds: int, count: int) -> None:
     for durability in ("full", "fast"):
         with_lock = statistics.median(results[durability, True])
         without = statistics.median(results[durability, False])
-        ratios = [a / b for a, b in zip(results[durability, True], results[durability, False])]
+        ratios = [
+            a / b
+            for a, b in zip(results[durability, True], results[durability, False], strict=True)
+        ]
         print(
             f"{durability:>4}: set with lock {with_lock:7.1f} us, without {without:7.1f} us, "
             f"cost {with_lock - without:+6.1f} us ({min(ratios):.2f}x-{max(ratios):.2f}x "
