@@ -1,0 +1,172 @@
+"""The benchmark's targets (ratios measured in the same run), its tables and its chart."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sqlite3
+from pathlib import Path
+
+from bench_harness import Bench
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+except ImportError:  # only --chart needs it (the bench extra)
+    pyplot = None
+
+
+@dataclasses.dataclass
+class Target:
+    label: str
+    ours: tuple[str, str]  # (subject, workload); "{large}" in a workload is the large scan size
+    reference: tuple[str, str]  # or ("budget", microseconds): a fixed bound
+    bound: float
+    higher_is_better: bool = False  # compare throughput instead of latency
+
+
+FILE_FULL, FILE_FAST = "FileBackend msgpack full", "FileBackend msgpack fast"
+SQLITE_FULL, SQLITE_FAST = "SQLiteBackend full", "SQLiteBackend fast"
+SCAN_LARGE = "all_items {large}"
+TARGETS = [
+    Target("FileBackend get, warm <= 1.0x diskcache.Cache.get",
+           (FILE_FULL, "get"), ("diskcache.Cache", "get"), 1.0),
+    Target("(extra) FileBackend get of 100 hot records <= 1.0x diskcache.Cache.get",
+           (FILE_FULL, "get hot"), ("diskcache.Cache", "get hot"), 1.0),
+    Target("FileBackend set full <= 1.3x raw write+fsync+replace+dir fsync",
+           (FILE_FULL, "set"), ("raw files", "set full"), 1.3),
+    Target("FileBackend set fast <= 1.3x raw write+replace",
+           (FILE_FAST, "set"), ("raw files", "set fast"), 1.3),
+    Target("64 tasks set full: FileBackend throughput >= plain sqlite3 FULL",
+           (FILE_FULL, "64 tasks set"), ("plain sqlite3 FULL", "set"), 1.0, higher_is_better=True),
+    Target("all_items 100k: FileBackend <= 1.2x raw scandir+read+unpack",
+           (FILE_FAST, SCAN_LARGE), ("raw files", SCAN_LARGE), 1.2),
+    Target("SQLiteBackend get <= 1.3x plain sqlite3",
+           (SQLITE_FULL, "get"), ("plain sqlite3 FULL", "get"), 1.3),
+    Target("SQLiteBackend set full <= 1.3x plain sqlite3 FULL",
+           (SQLITE_FULL, "set"), ("plain sqlite3 FULL", "set"), 1.3),
+    Target("SQLiteBackend set fast <= 1.3x plain sqlite3 NORMAL",
+           (SQLITE_FAST, "set"), ("plain sqlite3 NORMAL", "set"), 1.3),
+    Target("SQLiteBackend scan 100k <= 1.3x plain sqlite3",
+           (SQLITE_FAST, SCAN_LARGE), ("plain sqlite3 NORMAL", SCAN_LARGE), 1.3),
+    Target("SQLiteBackend get faster than aiosqlite",
+           (SQLITE_FULL, "get"), ("aiosqlite FULL", "get"), 1.0),
+    Target("SQLiteBackend set faster than aiosqlite",
+           (SQLITE_FULL, "set"), ("aiosqlite FULL", "set"), 1.0),
+    Target("FileBackend update full <= 2x set full",
+           (FILE_FULL, "update"), (FILE_FULL, "set"), 2.0),
+    Target("FileBackend update fast <= 2x set fast",
+           (FILE_FAST, "update"), (FILE_FAST, "set"), 2.0),
+    Target("another process's write to callback, FileBackend: p50 <= 25 ms",
+           ("FileBackend fast", "change seen, p50"), ("budget", "25000"), 1.0),
+    Target("another process's write to callback, FileBackend: p95 <= 50 ms",
+           ("FileBackend fast", "change seen, p95"), ("budget", "50000"), 1.0),
+    Target("another process's write to callback, SQLiteBackend: p50 <= 25 ms",
+           ("SQLiteBackend fast", "change seen, p50"), ("budget", "25000"), 1.0),
+    Target("another process's write to callback, SQLiteBackend: p95 <= 50 ms",
+           ("SQLiteBackend fast", "change seen, p95"), ("budget", "50000"), 1.0),
+    Target("SQLiteBackend update full <= 2x set full",
+           (SQLITE_FULL, "update"), (SQLITE_FULL, "set"), 2.0),
+]  # fmt: skip
+POSTGRES = "PostgresBackend msgpack full"
+POSTGRES_TARGETS = [
+    Target("PostgresBackend get <= 1.3x plain asyncpg (one connection)",
+           (POSTGRES, "get"), ("asyncpg connection", "get"), 1.3),
+    Target("PostgresBackend set <= 1.3x plain asyncpg (one connection)",
+           (POSTGRES, "set"), ("asyncpg connection", "set"), 1.3),
+    Target("(extra) PostgresBackend get <= 1.3x plain asyncpg (default pool)",
+           (POSTGRES, "get"), ("asyncpg pool", "get"), 1.3),
+    Target("(extra) PostgresBackend set <= 1.3x plain asyncpg (default pool)",
+           (POSTGRES, "set"), ("asyncpg pool", "set"), 1.3),
+    Target("(extra) 64 tasks set: PostgresBackend throughput >= plain asyncpg pool",
+           (POSTGRES, "64 tasks set"), ("asyncpg pool", "64 tasks set"), 1.0,
+           higher_is_better=True),
+    Target("(extra) all_items 10k: PostgresBackend <= 1.3x asyncpg cursor",
+           ("PostgresBackend msgpack fast", "all_items {small}"),
+           ("asyncpg connection", "all_items {small}"), 1.3),
+    Target("PostgresBackend update <= 2x set",
+           (POSTGRES, "update"), (POSTGRES, "set"), 2.0),
+    Target("another process's write to callback, PostgresBackend: p50 <= 25 ms",
+           ("PostgresBackend fast", "change seen, p50"), ("budget", "25000"), 1.0),
+    Target("another process's write to callback, PostgresBackend: p95 <= 50 ms",
+           ("PostgresBackend fast", "change seen, p95"), ("budget", "50000"), 1.0),
+]  # fmt: skip
+
+
+def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
+    rows = []
+    sizes = {"large": f"{bench.sizes.scan_large:,}", "small": f"{bench.sizes.scan_small:,}"}
+    with_postgres = any(r.subject.startswith("PostgresBackend") for r in bench.results)
+    for target in TARGETS + (POSTGRES_TARGETS if with_postgres else []):
+        ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
+        if target.reference[0] == "budget":  # an absolute bound, in microseconds
+            ratio = ours.median_us / float(target.reference[1])
+            rows.append((target.label, ratio, ratio <= target.bound))
+            continue
+        theirs = bench.get(target.reference[0], target.reference[1].format(**sizes))
+        if target.higher_is_better:
+            ratio = ours.ops_per_second / theirs.ops_per_second
+            rows.append((target.label, ratio, ratio >= target.bound))
+        else:
+            ratio = ours.median_us / theirs.median_us
+            rows.append((target.label, ratio, ratio <= target.bound))
+    return rows
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    return (
+        f"{platform.system()} {platform.release()}, {platform.machine()}, {cpus} CPUs, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def report(bench: Bench, markdown: bool) -> str:
+    lines = []
+    if markdown:
+        lines += ["| subject | workload | median µs/op | ops/s | note |", "|---|---|---:|---:|---|"]
+        lines += [
+            f"| {r.subject} | {r.workload} | {r.median_us:,.1f} | {r.ops_per_second:,.0f} "
+            f"| {r.note} |"
+            for r in bench.results
+        ]
+        lines += ["", "| target | measured ratio | met |", "|---|---:|---|"]
+        lines += [
+            f"| {label} | {ratio:.2f}x | {'yes' if met else '**no**'} |"
+            for label, ratio, met in target_rows(bench)
+        ]
+        return "\n".join(lines)
+    lines.append(f"{'subject':28} {'workload':18} {'median us/op':>13} {'ops/s':>11}  note")
+    for r in bench.results:
+        numbers = f"{r.median_us:13,.1f} {r.ops_per_second:11,.0f}"
+        lines.append(f"{r.subject:28} {r.workload:18} {numbers}  {r.note}")
+    lines.append("")
+    for label, ratio, met in target_rows(bench):
+        lines.append(f"{'met ' if met else 'MISS'} {ratio:6.2f}x  {label}")
+    return "\n".join(lines)
+
+
+def chart(bench: Bench, path: Path) -> None:
+    """Draw get and set latency of every subject that has them, ours in blue, peers in grey."""
+    if pyplot is None:
+        raise SystemExit("--chart needs matplotlib: pip install '.[bench]'")
+    figure, axes = pyplot.subplots(1, 2, figsize=(13, 6))
+    for axis, workload in zip(axes, ("get", "set"), strict=True):
+        shown = (workload, f"{workload} full", f"{workload} fast")
+        rows = [r for r in bench.results if r.workload in shown]
+        names = [
+            r.subject if r.workload == workload else f"{r.subject} ({r.workload})" for r in rows
+        ]
+        peers = ("raw", "plain", "disk", "aio", "asyncpg")
+        colors = ["#999999" if name.startswith(peers) else "#3b7dd8" for name in names]
+        axis.barh(names, [r.median_us for r in rows], color=colors)
+        axis.set_xscale("log")
+        axis.set_xlabel("median µs per operation (log scale; shorter is faster)")
+        axis.set_title(workload)
+        axis.invert_yaxis()
+    figure.suptitle(f"rapid_dev_storage (blue) and peers (grey), one run: {machine()}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
