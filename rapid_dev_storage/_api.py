@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any, AsyncIterator, TypeVar
 
@@ -218,6 +219,28 @@ class Storage:
         it never stops the other callbacks or the watcher.
         """
         return await self._backend.subscribe_changes(callback, group, prefix)
+
+    async def dump(self, path: str | os.PathLike[str], groups: list[str] | None = None) -> int:
+        """Write every record (or those of ``groups``) to ``path`` as JSON Lines; return how many.
+
+        The format of ``rapid-dev-storage dump``: one ``{"group", "keys", "value"}`` object per
+        line, sorted by group and keys. Meant for backups from inside a running app: the file is
+        written through aiofiles in 1 MiB chunks and the event loop keeps running; it appears
+        whole or not at all (written beside ``path``, then renamed over it).
+        """
+        from ._jsonl import dump  # noqa: PLC0415  (aiofiles, only for dumps: start-up time)
+
+        return await dump(self, path, groups)
+
+    async def load(self, path: str | os.PathLike[str]) -> int:
+        """Write every record of the JSON Lines file ``path`` (as `dump` writes) into the store.
+
+        Returns how many. Every line is checked first: if any is bad, nothing is written and
+        the `ValueError` lists the bad lines (their numbers and what is wrong).
+        """
+        from ._jsonl import load  # noqa: PLC0415  (aiofiles, only for loads: start-up time)
+
+        return await load(self, path)
 
     async def close(self) -> None:
         """Close the backend (ending every watch); closing twice is harmless."""

@@ -23,14 +23,14 @@ import click
 import tqdm
 
 from ._api import Storage
-from ._backend import StorageBackend
 from ._codecs import JSONCodec, MsgpackCodec
 from ._demo import show_files, tour
 from ._file import FileBackend
 from ._fsck import Problem, check
+from ._jsonl import encode_line, parse_lines
 from ._locations import LocationError, choose_store, open_location, stores_at
 from ._types import Keys, NoValue
-from ._validate import check_group_name, check_keys, check_value
+from ._validate import check_group_name, check_keys
 from .errors import StorageError
 
 T = TypeVar("T")
@@ -229,7 +229,7 @@ def dump_command(
                 for group_name in groups:
                     records = [item async for item in store.get_group(group_name)]
                     for keys, value in sorted(records, key=lambda item: item[0]):
-                        _emit({"group": group_name, "keys": list(keys), "value": value})
+                        click.echo(encode_line(group_name, keys, value), nl=False)
                         bar.update(1)
 
     _run(work)
@@ -258,7 +258,7 @@ def load_command(
     async def work() -> int:
         backend = await open_location(location, name, identifier, create=create, codec=codec)
         async with Storage(backend) as store:
-            records = _parse_lines(lines, backend)
+            records = parse_lines(enumerate(lines, start=1), backend.codec)
             with _progress("load", total=len(records)) as bar:
                 for group_name, keys, value in records:
                     await store.get_group(group_name)[keys].set_value(value)
@@ -266,32 +266,6 @@ def load_command(
             return len(records)
 
     click.echo(f"loaded {_run(work)} records", err=True)
-
-
-def _parse_lines(lines: list[str], backend: StorageBackend) -> list[tuple[str, Keys, Any]]:
-    records, problems = [], []
-    codec = backend.codec
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or set(record) != {"group", "keys", "value"}:
-                raise ValueError('each line is an object of "group", "keys" and "value"')
-            group_name = check_group_name(record["group"])
-            keys = check_keys(tuple(record["keys"]) if isinstance(record["keys"], list) else 0)
-            check_value(
-                record["value"],
-                allow_bytes=codec.allows_bytes,
-                allow_non_finite=codec.allows_non_finite,
-            )
-            records.append((group_name, keys, record["value"]))
-        except (ValueError, TypeError) as exc:
-            problems.append(f"line {number}: {exc}")
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        raise ValueError(f"{len(problems)} bad lines, nothing was written:\n  {shown}")
-    return records
 
 
 @main.command("copy")

@@ -1,0 +1,189 @@
+"""A store as JSON Lines: one ``{"group", "keys", "value"}`` object per line.
+
+The command line's ``dump`` and ``load`` and `Storage.dump` / `Storage.load` share this format,
+so a file written by either is read by the other. Lines are sorted by group, then keys: the same
+store always dumps to the same bytes, which diff well in git.
+
+`Storage.dump` and `Storage.load` run inside an application's event loop: the file is written
+and read through ``aiofiles`` in large chunks (one thread hop per chunk, never per record), and
+the work done on the loop (encoding, parsing) gives the loop a turn between slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
+
+from ._types import Keys
+from ._validate import check_group_name, check_keys, check_value
+
+if TYPE_CHECKING:
+    from ._api import Storage
+    from ._codecs import Codec
+
+CHUNK = 1 << 20
+"""Bytes written or read per hop to aiofiles' thread."""
+SLICE_SECONDS = 0.002
+"""Work on the loop between two turns given to other tasks."""
+
+
+def encode_line(group: str, keys: Keys, value: Any) -> str:
+    """Return one record as a line of JSON (with its newline).
+
+    NaN and infinities (which msgpack stores carry) are written as Python's json module writes
+    and reads them (``NaN``, ``Infinity``), so they load back.
+
+    Raises:
+        ValueError: the value holds bytes, which JSON cannot show.
+
+    """
+    record = {"group": group, "keys": list(keys), "value": value}
+    try:
+        return json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+    except TypeError as exc:
+        raise ValueError(
+            f"group {group!r} keys {keys!r}: JSON cannot show this value ({exc}): it holds bytes"
+        ) from exc
+
+
+def parse_line(line: str, codec: Codec) -> tuple[str, Keys, Any]:
+    """Return ``(group, keys, value)`` from one line, checked as a write would check it.
+
+    Raises:
+        ValueError: (or one of our errors, which are ValueErrors) saying what is wrong.
+
+    """
+    record = json.loads(line)
+    if not isinstance(record, dict) or set(record) != {"group", "keys", "value"}:
+        raise ValueError('each line is an object of exactly "group", "keys" and "value"')
+    group = check_group_name(record["group"])
+    found = record["keys"]
+    if not isinstance(found, list):
+        raise ValueError(f'"keys" must be a list of 1 to 5 strings, got {json.dumps(found)}')
+    keys = check_keys(tuple(found), group)
+    check_value(
+        record["value"], allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+    )
+    return group, keys, record["value"]
+
+
+def parse_lines(lines: Iterable[tuple[int, str]], codec: Codec) -> list[tuple[str, Keys, Any]]:
+    """Parse numbered lines; raise one ValueError listing every bad line (nothing is written)."""
+    records, problems = [], []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            records.append(parse_line(line, codec))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"line {number}: {exc}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise ValueError(f"{len(problems)} bad lines, nothing was written:\n  {shown}")
+    return records
+
+
+class _Turns:
+    """Gives the loop a turn when `SLICE_SECONDS` of work have passed since the last one."""
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    async def maybe(self) -> None:
+        if time.perf_counter() - self._since >= SLICE_SECONDS:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
+
+
+async def dump(store: Storage, path: str | os.PathLike[str], groups: list[str] | None) -> int:
+    """Write the store's records (or those of ``groups``) to ``path``; return how many.
+
+    The file appears whole or not at all: it is written beside ``path`` and renamed over it.
+    """
+    import aiofiles  # noqa: PLC0415  (only dump and load need it: start-up time is measured)
+    import aiofiles.os  # noqa: PLC0415
+
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    count = 0
+    try:
+        async with aiofiles.open(temp, "w", encoding="utf-8") as file:
+            buffer: list[str] = []
+            size = 0
+            async for line in _lines(store, groups):
+                buffer.append(line)
+                size += len(line)
+                count += 1
+                if size >= CHUNK:
+                    await file.write("".join(buffer))
+                    buffer, size = [], 0
+            await file.write("".join(buffer))
+        await aiofiles.os.replace(temp, target)
+    except BaseException:
+        # One unlink, even when cancelled: no await here, so the temp file never stays behind.
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+    return count
+
+
+async def _lines(store: Storage, groups: list[str] | None) -> AsyncIterator[str]:
+    turns = _Turns()
+    for group in sorted(groups) if groups is not None else await store.list_groups():
+        lines = []
+        async for keys, value in store.get_group(group).all_items():
+            lines.append((keys, encode_line(group, keys, value)))
+            await turns.maybe()
+        # Sorting a large group takes a while: on a thread (the loop runs meanwhile).
+        ordered = await asyncio.to_thread(sorted, lines, key=lambda item: item[0])
+        for _, line in ordered:
+            yield line
+            await turns.maybe()
+
+
+async def load(store: Storage, path: str | os.PathLike[str]) -> int:
+    """Write every record of the JSON Lines file ``path`` into the store; return how many.
+
+    Every line is checked first (read in large chunks); if any is bad, nothing is written and
+    the ValueError lists the bad lines.
+    """
+    codec = store.backend.codec
+    turns = _Turns()
+    records = []
+    problems: list[str] = []
+    async for number, line in _read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            records.append(parse_line(line, codec))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"line {number}: {exc}")
+        await turns.maybe()
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise ValueError(f"{path}: {len(problems)} bad lines, nothing was written:\n  {shown}")
+    for group, keys, value in records:
+        await store.get_group(group)[keys].set_value(value)
+    return len(records)
+
+
+async def _read_lines(path: str | os.PathLike[str]) -> AsyncIterator[tuple[int, str]]:
+    import aiofiles  # noqa: PLC0415  (only dump and load need it: start-up time is measured)
+
+    number = 0
+    rest = ""
+    async with aiofiles.open(path, encoding="utf-8") as file:
+        while chunk := await file.read(CHUNK):
+            lines = (rest + chunk).split("\n")
+            rest = lines.pop()
+            for line in lines:
+                number += 1
+                yield number, line
+    if rest:
+        yield number + 1, rest
