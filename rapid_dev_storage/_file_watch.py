@@ -4,7 +4,9 @@ A FileBackend owns one while anyone watches it. What it promises on a bad day:
 
 - Reading and decoding run on the backend's reader threads, a slice of files per hop; the loop
   only publishes, and gives other tasks a turn about every millisecond (a checkout of thousands
-  of files, or starting on a store of 20,000 records, never stalls it for long).
+  of files, or starting on a store of 20,000 records, never stalls it for long). What remains
+  is watchfiles' own setup: it walks the tree holding the GIL, from any thread (measured: 58 ms
+  for 20,000 files).
 - It keeps per record file only the record it holds (for deletions); the hub keeps a digest of
   its bytes. Never the bytes: a watch on a store of large records would hold all of them.
 - A file that does not decode (an editor half-way through, a merge's conflict markers) is read
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
 
 import watchfiles
 
+from ._file_events import Batch, file_events
 from ._names import decode_name, key_digest
 from ._types import Keys, NoValue
 from ._watch import UNDECODABLE, Yielder, digest_of, logger
@@ -170,21 +173,25 @@ class FileWatcher:
             return path, group, None, None, UNDECODABLE
         return path, group, keys, digest_of(data), value
 
-    def _records_behind(self, paths: set[str], indexed: list[str]) -> list[str]:
-        """Return the record files that changed paths stand for (a group directory: all of its)."""
+    def _records_behind(self, events: Batch) -> tuple[set[str], list[str]]:
+        """Return the record files that changed paths stand for, and group directories changed.
+
+        A group directory created, moved in, removed or moved out stands for every record file
+        in it now (listed here) and every one the index holds under it (the caller adds those).
+        """
         records: set[str] = set()
-        for path in paths:
+        groups: list[str] = []
+        for _change, path in events:
             parts = os.path.relpath(path, self._directory).split(os.sep)
             if group_of_directory(parts[0]) is None:
                 continue  # bookkeeping (.locks, the marker, temp files) or not ours
-            if len(parts) == 1:  # a group directory: created, moved in, removed or moved out
+            if len(parts) == 1:
+                groups.append(path)
                 if os.path.isdir(path):
                     records.update(self._files_of(path))
-                prefix = path + os.sep
-                records.update(known for known in indexed if known.startswith(prefix))
             elif len(parts) == 2 and self._is_record_name(parts[1]):
                 records.add(path)
-        return sorted(records)
+        return records, groups
 
     def _is_record_name(self, name: str) -> bool:
         return len(name) == self._name_length and name.endswith(self._extension)
@@ -291,25 +298,25 @@ class FileWatcher:
                 if self._retrying.pop(path, None) is not None:  # still undecodable
                     logger.warning("rapid_dev_storage: %s changed and stays undecodable", path)
 
-    async def _apply_events(self, paths: set[str]) -> None:
-        # The index is copied only for events on group directories, which need it.
-        groups = any(os.path.dirname(path) == self._directory for path in paths)
-        indexed = list(self._index) if groups else []
-        await self._apply_records(lambda: self._records_behind(paths, indexed))
+    async def _apply_events(self, events: Batch) -> None:
+        records, groups = await self._run(lambda: self._records_behind(events))
+        if groups:
+            under = tuple(group + os.sep for group in groups)
+            records.update(path for path in self._index if path.startswith(under))
+        await self._apply_records(lambda: sorted(records))
 
     async def _rescan(self) -> None:
         """Publish every difference between the index and the files there now."""
         indexed = list(self._index)
         await self._apply_records(lambda: sorted(set(self._list_record_files()).union(indexed)))
 
-    async def _apply(self, events: set[tuple[watchfiles.Change, str]], rescan: bool) -> bool:
+    async def _apply(self, events: Batch, rescan: bool) -> bool:
         """Apply a batch of events (first rescan, if asked); return whether to rescan next."""
         try:
             if rescan:  # after the new watch began: nothing written since is missed
                 await self._rescan()
-            paths = {path for _, path in events}
-            if paths:
-                await self._apply_events(paths)
+            if events:
+                await self._apply_events(events)
         except Exception:  # never stop watching: look at everything again at the next batch
             logger.exception("rapid_dev_storage: applying file events failed; rescanning")
             return True
@@ -328,14 +335,12 @@ class FileWatcher:
         rescan = False
         while not self._stop.is_set():
             try:
-                # Timeouts are yielded too (as no events), so the directory is checked even
-                # when nothing happens; closing the generator closes the OS's watch at once.
-                async with contextlib.aclosing(watchfiles.awatch(
-                    self._directory, watch_filter=None, step=WATCH_STEP_MS,
-                    debounce=WATCH_DEBOUNCE_MS, stop_event=self._stop,
-                    force_polling=polling, poll_delay_ms=WATCH_POLL_MS, recursive=True,
-                    ignore_permission_denied=True, rust_timeout=DIRECTORY_CHECK_MS,
-                    yield_on_timeout=True,
+                # Quiet periods yield an empty batch, so the directory is checked even when
+                # nothing happens; closing the batches closes the OS's watch at once.
+                async with contextlib.aclosing(file_events(
+                    self._directory, stop=self._stop, polling=polling,
+                    timeout_ms=DIRECTORY_CHECK_MS, step_ms=WATCH_STEP_MS,
+                    debounce_ms=WATCH_DEBOUNCE_MS, poll_delay_ms=WATCH_POLL_MS,
                 )) as batches:  # fmt: skip
                     async for events in batches:
                         await self._ready.wait()

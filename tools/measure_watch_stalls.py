@@ -9,13 +9,18 @@ stall) while each workload runs; "no single stall over 50 ms" is the target.
 - ``rewrite``: another process rewrites 5,000 record files of a watched store at once (a
   checkout); measured until every change has arrived.
 
-Memory (RSS growth, after a garbage collection):
+Memory (what Python holds, by tracemalloc, and RSS growth; after a garbage collection):
 
 - ``big``: start a watch on a store of four 50 MB records.
 - ``slow``: one record rewritten 20,000 times while an ``async with store.watch()`` consumer
   reads nothing.
 
     python tools/measure_watch_stalls.py [--workloads start,sqlite,rewrite,big,slow] [--scale 1]
+        [--repeat 1]
+
+On a shared machine the longest stall varies from run to run (another process holding a core
+stalls the loop as surely as a blocking call): repeat each workload and compare medians, and
+run the code before a change the same way (``PYTHONPATH=<an older checkout>``) in between.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -167,18 +173,37 @@ async def measure_rewrite(root: Path, scale: float) -> str:
         f"({taken:.2f} s until every change arrived)"  # fmt: skip
 
 
+class _Growth:
+    """Memory grown from entering to `measure`: (traced by tracemalloc, RSS), in MB."""
+
+    def __enter__(self) -> _Growth:
+        gc.collect()
+        tracemalloc.start()
+        self._rss = _rss_mb()
+        return self
+
+    async def measure(self) -> str:
+        # A thread pool's worker drops its last job (and the result it holds) only after the
+        # loop has taken the result: let it get that far before counting.
+        await asyncio.sleep(0.1)
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] / 1e6
+        return f"Python holds +{traced:.1f} MB, RSS +{_rss_mb() - self._rss:.0f} MB"
+
+    def __exit__(self, *exc_info: object) -> None:
+        tracemalloc.stop()
+
+
 async def measure_big(root: Path, scale: float) -> str:
     size = int(50_000_000 * scale)
     store = await _file_store(root, 4, {"pad": "b" * size})
     async with store:
-        gc.collect()
-        before = _rss_mb()
-        watch = store.watch()
-        await watch.start()
-        gc.collect()
-        grown = _rss_mb() - before
-        await watch.close()
-    return f"watch on 4 records of {size / 1e6:.0f} MB: RSS +{grown:.0f} MB while watching"
+        with _Growth() as growth:
+            watch = store.watch()
+            await watch.start()
+            grown = await growth.measure()
+            await watch.close()
+    return f"watch on 4 records of {size / 1e6:.0f} MB: {grown} while watching"
 
 
 async def measure_slow(root: Path, scale: float) -> str:
@@ -187,13 +212,11 @@ async def measure_slow(root: Path, scale: float) -> str:
     async with store:
         handle = store.get_group("G")["k0"]
         async with store.watch():
-            gc.collect()
-            before = _rss_mb()
-            for index in range(writes):
-                await handle.set_value({"index": index, "pad": "s" * 10_000})
-            gc.collect()
-            grown = _rss_mb() - before
-    return f"{writes} rewrites of one record, consumer reads nothing: RSS +{grown:.0f} MB"
+            with _Growth() as growth:
+                for index in range(writes):
+                    await handle.set_value({"index": index, "pad": "s" * 10_000})
+                grown = await growth.measure()
+    return f"{writes} rewrites of one record, consumer reads nothing: {grown}"
 
 
 WORKLOADS = {
@@ -209,13 +232,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--scale", type=float, default=1.0, help="shrink for a quick run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each workload")
     arguments = parser.parse_args()
     for name in arguments.workloads.split(","):
-        root = Path(tempfile.mkdtemp(prefix="rds-measure-"))
-        try:
-            print(await WORKLOADS[name](root, arguments.scale), flush=True)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+        for _ in range(arguments.repeat):
+            root = Path(tempfile.mkdtemp(prefix="rds-measure-"))
+            try:
+                print(await WORKLOADS[name](root, arguments.scale), flush=True)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
