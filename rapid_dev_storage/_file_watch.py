@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
 
 import watchfiles
 
-from ._file_events import Batch, file_events
+from ._file_events import Batch, DirectoryEvents
 from ._names import decode_name, key_digest
 from ._types import Keys, NoValue
 from ._watch import UNDECODABLE, Yielder, digest_of, logger
@@ -89,18 +89,24 @@ class FileWatcher:
         self._task: asyncio.Future[None] | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+        self._watching = asyncio.Event()  # the first watch is set up (or the watcher ended)
         self._identity: tuple[int, int] | None = None
         self._retrying: dict[str, float] = {}  # undecodable record file -> when to give up
         self._retry_task: asyncio.Future[None] | None = None
         self._applying = asyncio.Lock()  # one reader of record files publishes at a time
 
     async def start(self) -> None:
-        """Start watching, then read the index; events meanwhile are applied after it."""
+        """Start watching, then read the index; events meanwhile are applied after it.
+
+        Returns once the OS watches the directories: a write after that is reported.
+        """
         self._stop, self._ready = asyncio.Event(), asyncio.Event()
+        self._watching = asyncio.Event()
         self._identity = self._current_identity()
-        # The watcher starts before the index is read, so nothing written meanwhile is missed.
+        # The watch is set up before the index is read, so nothing written meanwhile is missed.
         self._task = asyncio.ensure_future(self._watch())
         try:
+            await self._watching.wait()
             await self._build_index()
         except BaseException:
             await self.stop()
@@ -136,16 +142,7 @@ class FileWatcher:
 
     def _list_record_files(self) -> list[str]:
         """Return every record file of the store (none if its directory is gone)."""
-        paths: list[str] = []
-        try:
-            entries = os.scandir(self._directory)
-        except OSError:
-            return paths
-        with entries:
-            for entry in entries:
-                if group_of_directory(entry.name) is not None:
-                    paths.extend(self._files_of(entry.path))
-        return paths
+        return [path for group in self._watched_directories()[1:] for path in self._files_of(group)]
 
     def _files_of(self, directory: str) -> list[str]:
         """Return a group directory's record files; none if it cannot be listed."""
@@ -238,16 +235,18 @@ class FileWatcher:
                     if hub is not None:
                         hub.know(group, keys, digest)
 
-    async def _apply_records(self, find: Callable[[], list[str]]) -> None:
+    async def _apply_records(self, find: Callable[[], list[str]], *, again: bool = False) -> None:
         """Read the record files ``find`` names (on a thread) and publish what changed.
 
-        A record a local write raced (it began after the read was sent) is read again.
+        A record a local write raced (it began after the read was sent) is read again. A file
+        that does not decode is retried for half a second from now, unless this is a retry
+        (``again``).
         """
         hub = self._backend._active_hub()
         for _round in range(AGAIN_ROUNDS):
             if hub is None:
                 return
-            again: list[str] = []
+            raced: list[str] = []
             mark = hub.mark()
             pause = Yielder()
             async with self._applying:
@@ -257,30 +256,29 @@ class FileWatcher:
                         if value is _SKIPPED:
                             continue
                         if value is UNDECODABLE:
-                            self._retry_later(path)
+                            if not again:
+                                self._retry_later(path)
                             continue
                         self._retrying.pop(path, None)
                         if keys is None:  # gone
                             gone = self._index.pop(path, None)
                             if gone is not None and not hub.offer(*gone, None, NoValue, mark):
                                 self._index[path] = gone
-                                again.append(path)
+                                raced.append(path)
                         else:
                             self._index[path] = (group, keys)
                             if not hub.offer(group, keys, digest, value, mark):
-                                again.append(path)
-            if not again:
+                                raced.append(path)
+            if not raced:
                 return
-            find = again.copy
+            find = raced.copy
 
     def _retry_later(self, path: str) -> None:
-        if path in self._retrying:
-            return
-        if len(self._retrying) >= UNDECODABLE_PENDING:
+        """Read ``path`` again until it decodes: for half a second from its latest change."""
+        if path not in self._retrying and len(self._retrying) >= UNDECODABLE_PENDING:
             logger.warning("rapid_dev_storage: %s changed and does not decode", path)
             return
-        give_up = time.monotonic() + UNDECODABLE_RETRIES * UNDECODABLE_WAIT
-        self._retrying[path] = give_up
+        self._retrying[path] = time.monotonic() + UNDECODABLE_RETRIES * UNDECODABLE_WAIT
         if self._retry_task is None or self._retry_task.done():
             self._retry_task = asyncio.ensure_future(self._retry())
 
@@ -288,15 +286,16 @@ class FileWatcher:
         """Read undecodable files again, all together, until they decode or time is up."""
         while self._retrying and not self._stop.is_set():
             await asyncio.sleep(UNDECODABLE_WAIT)
-            due = [path for path, give_up in self._retrying.items() if give_up <= time.monotonic()]
+            began = time.monotonic()
             try:
-                await self._apply_records(list(self._retrying).copy)
+                await self._apply_records(list(self._retrying).copy, again=True)
             except Exception:  # the store's directory gone, say: warn below, never stop
                 logger.debug("rapid_dev_storage: reading undecodable files again failed",
                              exc_info=True)  # fmt: skip
-            for path in due:
-                if self._retrying.pop(path, None) is not None:  # still undecodable
-                    logger.warning("rapid_dev_storage: %s changed and stays undecodable", path)
+            # Still undecodable, and half a second has passed since the latest change to it.
+            for path in [path for path, give_up in self._retrying.items() if give_up <= began]:
+                del self._retrying[path]
+                logger.warning("rapid_dev_storage: %s changed and stays undecodable", path)
 
     async def _apply_events(self, events: Batch) -> None:
         records, groups = await self._run(lambda: self._records_behind(events))
@@ -329,47 +328,80 @@ class FileWatcher:
             return None
         return status.st_dev, status.st_ino
 
+    def _watched_directories(self) -> list[str]:
+        """On a thread: the store's directory and each group directory in it (no symlinks)."""
+        directories = [self._directory]
+        with contextlib.suppress(OSError), os.scandir(self._directory) as entries:
+            for entry in entries:
+                if group_of_directory(entry.name) is not None and entry.is_dir(
+                    follow_symlinks=False
+                ):
+                    directories.append(entry.path)
+        return directories
+
     async def _watch(self) -> None:
         """Turn file events (ours, other processes', hand edits, git) into published changes."""
-        polling = self._backend._force_polling
-        rescan = False
-        while not self._stop.is_set():
-            try:
-                # Quiet periods yield an empty batch, so the directory is checked even when
-                # nothing happens; closing the batches closes the OS's watch at once.
-                async with contextlib.aclosing(file_events(
-                    self._directory, stop=self._stop, polling=polling,
-                    timeout_ms=DIRECTORY_CHECK_MS, step_ms=WATCH_STEP_MS,
-                    debounce_ms=WATCH_DEBOUNCE_MS, poll_delay_ms=WATCH_POLL_MS,
-                )) as batches:  # fmt: skip
-                    async for events in batches:
-                        await self._ready.wait()
-                        rescan = await self._apply(events, rescan)
-                        # The directory itself deleted: maybe created again since, with the same
-                        # inode number (ext4 hands a freed one out again at once).
-                        removed = (watchfiles.Change.deleted, self._directory) in events
-                        if removed or self._current_identity() != self._identity:
-                            break
+        events = DirectoryEvents(
+            self._watched_directories, stop=self._stop, quiet_ms=DIRECTORY_CHECK_MS,
+            step_ms=WATCH_STEP_MS, debounce_ms=WATCH_DEBOUNCE_MS, poll_delay_ms=WATCH_POLL_MS,
+        )  # fmt: skip
+        events.begin(polling=self._backend._force_polling)
+        rescan = False  # events may have been lost: compare everything once a watch is set up
+        groups: set[str] = set()  # group directories that came or went: list them again then
+        try:
+            while True:
+                try:
+                    batch = await events.next()
+                except Exception as exc:
+                    if self._stop.is_set():
+                        return
+                    rescan = True
+                    events.end()
+                    if events.polling:
+                        logger.exception("rapid_dev_storage: the file watcher failed; retrying")
+                        await self._await_directory()
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), 1)
                     else:
-                        return  # stopped
-                logger.warning(
-                    "rapid_dev_storage: %s was replaced (removed and created again, or moved): "
-                    "watching the new directory and reporting what changed", self._directory,
-                )  # fmt: skip
-                if self._current_identity() is None:  # gone: so are its records, for now
-                    await self._rescan()
-                await self._await_directory()
-                rescan = True
-            except Exception as exc:
-                rescan = True  # events may have been lost
-                if polling:
-                    logger.exception("rapid_dev_storage: the file watcher failed; retrying")
-                    await self._await_directory()
-                    await asyncio.sleep(1)
+                        # The OS's watch limit, or its event queue overflowed: poll instead.
+                        logger.warning(
+                            "rapid_dev_storage: file events failed (%s): polling instead", exc
+                        )
+                    events.begin(polling=True)
                     continue
-                # The OS's watch limit, or its event queue overflowed: poll, and rescan once.
-                logger.warning("rapid_dev_storage: file events failed (%s): polling instead", exc)
-                polling = True
+                if batch is None:
+                    return  # stopped
+                self._watching.set()
+                await self._ready.wait()
+                changed = {path for _, path in batch if os.path.dirname(path) == self._directory
+                           and group_of_directory(os.path.basename(path)) is not None}  # fmt: skip
+                if changed:  # watch the group directories there are now
+                    groups |= changed
+                    events.begin()
+                settled = events.settled
+                if settled and groups:  # files written before the new watch began
+                    batch = batch | {(watchfiles.Change.added, group) for group in groups}
+                    groups = set()
+                failed = await self._apply(batch, rescan and settled)
+                rescan = failed or (rescan and not settled)
+                # The directory itself deleted: maybe created again since, with the same inode
+                # number (ext4 hands a freed one out again at once).
+                removed = (watchfiles.Change.deleted, self._directory) in batch
+                if removed or self._current_identity() != self._identity:
+                    logger.warning(
+                        "rapid_dev_storage: %s was replaced (removed and created again, or "
+                        "moved): watching the new directory and reporting what changed",
+                        self._directory,
+                    )
+                    events.end()
+                    if self._current_identity() is None:  # gone: so are its records, for now
+                        await self._rescan()
+                    await self._await_directory()
+                    rescan = True
+                    events.begin()
+        finally:
+            self._watching.set()
+            await events.close()
 
     async def _await_directory(self) -> None:
         """Wait until the store's directory exists (again), and take its new identity."""
