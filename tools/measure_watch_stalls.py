@@ -8,6 +8,8 @@ stall) while each workload runs; "no single stall over 50 ms" is the target.
   transaction (as the ``sqlite3`` shell would); measured until every change has arrived.
 - ``rewrite``: another process rewrites 5,000 record files of a watched store at once (a
   checkout); measured until every change has arrived.
+- ``noise``: the same rewrite with nobody watching: the stalls this machine causes by itself
+  (another process holding both cores stalls the loop as surely as a blocking call).
 
 Memory (what Python holds, by tracemalloc, and RSS growth; after a garbage collection):
 
@@ -18,9 +20,9 @@ Memory (what Python holds, by tracemalloc, and RSS growth; after a garbage colle
     python tools/measure_watch_stalls.py [--workloads start,sqlite,rewrite,big,slow] [--scale 1]
         [--repeat 1]
 
-On a shared machine the longest stall varies from run to run (another process holding a core
-stalls the loop as surely as a blocking call): repeat each workload and compare medians, and
-run the code before a change the same way (``PYTHONPATH=<an older checkout>``) in between.
+On a shared machine the longest stall varies from run to run: repeat each workload, compare
+medians with ``noise``, and run the code before a change the same way (``PYTHONPATH=<an older
+checkout>``) in between.
 """
 
 from __future__ import annotations
@@ -194,6 +196,21 @@ class _Growth:
         tracemalloc.stop()
 
 
+async def measure_noise(root: Path, scale: float) -> str:
+    count = int(5_000 * scale)
+    store = await _file_store(root, count, {"index": 0})
+    async with store:
+        paths = [store.backend.record_path("G", (f"k{i}",)) for i in range(count)]  # type: ignore[attr-defined]
+
+        async def work() -> None:
+            process = await asyncio.create_subprocess_exec(sys.executable, "-c", _REWRITER, *paths)
+            assert await process.wait() == 0
+
+        stall, _taken = await _longest_stall(work)
+    return f"{count} files rewritten by another process, nobody watching: longest stall " \
+        f"{stall:.1f} ms"  # fmt: skip
+
+
 async def measure_big(root: Path, scale: float) -> str:
     size = int(50_000_000 * scale)
     store = await _file_store(root, 4, {"pad": "b" * size})
@@ -223,6 +240,7 @@ WORKLOADS = {
     "start": measure_start,
     "sqlite": measure_sqlite,
     "rewrite": measure_rewrite,
+    "noise": measure_noise,
     "big": measure_big,
     "slow": measure_slow,
 }
