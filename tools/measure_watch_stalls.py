@@ -8,6 +8,8 @@ stall) while each workload runs; "no single stall over 50 ms" is the target.
   transaction (as the ``sqlite3`` shell would); measured until every change has arrived.
 - ``rewrite``: another process rewrites 5,000 record files of a watched store at once (a
   checkout); measured until every change has arrived.
+- ``conflicts``: 49 records get a merge's conflict markers, then another process writes a
+  valid record; how late that write is reported.
 - ``noise``: the same rewrite with nobody watching: the stalls this machine causes by itself
   (another process holding both cores stalls the loop as surely as a blocking call).
 
@@ -17,7 +19,7 @@ Memory (what Python holds, by tracemalloc, and RSS growth; after a garbage colle
 - ``slow``: one record rewritten 20,000 times while an ``async with store.watch()`` consumer
   reads nothing.
 
-    python tools/measure_watch_stalls.py [--workloads start,sqlite,rewrite,big,slow] [--scale 1]
+    python tools/measure_watch_stalls.py [--workloads start,sqlite,rewrite,...] [--scale 1]
         [--repeat 1]
 
 On a shared machine the longest stall varies from run to run: repeat each workload, compare
@@ -196,6 +198,41 @@ class _Growth:
         tracemalloc.stop()
 
 
+_WRITER = """
+import json, os, sys
+path, record = sys.argv[1], sys.argv[2]
+with open(path + ".tmp-write", "w") as file:
+    file.write(record)
+os.replace(path + ".tmp-write", path)
+"""
+
+
+async def measure_conflicts(root: Path, scale: float) -> str:
+    count = max(1, int(49 * scale))
+    store = await _file_store(root, count, {"index": 0})
+    async with store, store.watch() as changes:
+        backend = store.backend
+
+        def conflict() -> None:
+            for index in range(count):
+                Path(backend.record_path("G", (f"k{index}",))).write_text(  # type: ignore[attr-defined]
+                    f'<<<<<<< HEAD\n{{"keys": ["k{index}"], "value": 1}}\n=======\n>>>>>>> b\n'
+                )
+
+        await asyncio.to_thread(conflict)
+        fresh = backend.record_path("G", ("fresh",))  # type: ignore[attr-defined]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WRITER, fresh, '{"keys": ["fresh"], "value": "valid"}'
+        )
+        assert await process.wait() == 0
+        written = time.perf_counter()
+        async for change in changes:
+            if change.keys == ("fresh",):
+                break
+        late = time.perf_counter() - written
+    return f"{count} conflicted records, then another process's write: reported {late:.2f} s later"
+
+
 async def measure_noise(root: Path, scale: float) -> str:
     count = int(5_000 * scale)
     store = await _file_store(root, count, {"index": 0})
@@ -240,6 +277,7 @@ WORKLOADS = {
     "start": measure_start,
     "sqlite": measure_sqlite,
     "rewrite": measure_rewrite,
+    "conflicts": measure_conflicts,
     "noise": measure_noise,
     "big": measure_big,
     "slow": measure_slow,
