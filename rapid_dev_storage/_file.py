@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
 
 import filelock
-import watchfiles
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
@@ -62,6 +61,7 @@ from ._file_locks import (
     lock_timeout_error,
     stripe_of,
 )
+from ._file_watch import FileWatcher
 from ._names import decode_name, encode_name, key_digest
 from ._record_keys import HEAD, leading_keys
 from ._settings import (
@@ -73,7 +73,6 @@ from ._settings import (
 )
 from ._types import Keys
 from ._validate import MAX_KEYS
-from ._watch import logger
 from .errors import (
     CorruptRecordError,
     IncompatibleStoreError,
@@ -100,13 +99,6 @@ SETTLE_SECONDS = 0.25
 through a non-atomic save (nano, ``cp`` over it): reads look again while it keeps changing (see
 StorageBackend._read_value); a file left alone that long is what it is."""
 
-WATCH_STEP_MS = 10
-WATCH_DEBOUNCE_MS = 100
-"""File events are gathered for 10 ms of quiet, 100 ms at most, then applied together."""
-WATCH_POLL_MS = 50
-UNDECODABLE_RETRIES = 25
-UNDECODABLE_WAIT = 0.02
-"""A changed record that does not decode is read again for half a second before a warning."""
 READ_CACHE_ENTRIES = 16384
 READ_CACHE_RECORD_BYTES = 16 * 1024
 RACY_SECONDS = 0.05
@@ -154,11 +146,6 @@ class _ReadCache:
         if len(self._entries) >= READ_CACHE_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest
         self._entries[path] = (status.st_ino, status.st_size, status.st_mtime_ns, data)
-
-
-def _is_record_name(name: str, extension: str) -> bool:
-    """Whether ``name`` is a record file name: exactly 32 lower-case hex digits + extension."""
-    return record_name_pattern(extension).fullmatch(name) is not None
 
 
 @contextlib.contextmanager
@@ -237,10 +224,7 @@ class FileBackend(StorageBackend):
         self._inline_limit = inline_limit
         self._force_polling = force_polling
         self._marker = marker
-        self._index: dict[str, tuple[str, Keys]] = {}  # while watched: record file -> its record
-        self._watch_task: asyncio.Future[None] | None = None
-        self._watch_stop = asyncio.Event()
-        self._index_ready = asyncio.Event()
+        self._watcher: FileWatcher | None = None  # while anyone watches
         self._io = io
         self._extension = codec.extension
         self._record_name = record_name_pattern(codec.extension)
@@ -714,140 +698,21 @@ class FileBackend(StorageBackend):
 
         return await self._run(self._readers, list_groups)
 
-    # --- watching other writers -------------------------------------------------------------
+    # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 
     async def _start_watching(self) -> None:
-        self._watch_stop = asyncio.Event()
-        self._index_ready = asyncio.Event()
-        # The watcher starts before the index is read, so nothing written meanwhile is missed;
-        # it applies its first events once the index is there.
-        self._watch_task = asyncio.ensure_future(self._watch_files())
-        records = await self._run(self._readers, self._read_all_records)
-        hub = self._active_hub()
-        self._index = {}
-        for path, group, keys, data in records:
-            self._index[path] = (group, keys)
-            if hub is not None:
-                hub.remember(group, keys, data)
-        self._index_ready.set()
+        self._watcher = FileWatcher(self, read_file)
+        await self._watcher.start()
 
     async def _stop_watching(self) -> None:
-        if self._watch_task is None:
-            return
-        self._watch_stop.set()
-        self._index_ready.set()
-        await asyncio.gather(self._watch_task, return_exceptions=True)
-        self._watch_task = None
-        self._index = {}
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await watcher.stop()
 
     def _published(self, group: str, keys: Keys, data: bytes | None) -> None:
-        if self._watch_task is not None:  # keep the index current: a later deletion needs it
-            path = self.record_path(group, keys)
-            if data is None:
-                self._index.pop(path, None)
-            else:
-                self._index[path] = (group, keys)
+        if self._watcher is not None:
+            self._watcher.published(group, keys, data)
         super()._published(group, keys, data)
-
-    def _read_all_records(self) -> list[tuple[str, str, Keys, bytes]]:
-        """Return every decodable record as (path, group, keys, bytes): the watcher's index."""
-        found = []
-        with os.scandir(self._directory) as entries:
-            for entry in entries:
-                group = self._group_of_directory(entry.name)
-                if group is None or not entry.is_dir():
-                    continue
-                for path in self._record_files(entry.path):
-                    data = read_file(path)
-                    with contextlib.suppress(Exception):  # undecodable: a read reports it
-                        if data is not None:
-                            keys = self._decode_record(group, None, data, path)[0]
-                            found.append((path, group, keys, data))
-        return found
-
-    @staticmethod
-    def _group_of_directory(name: str) -> str | None:
-        if name.startswith("."):
-            return None
-        try:
-            return decode_name(name)
-        except ValueError:
-            return None  # not a directory of ours
-
-    async def _watch_files(self) -> None:
-        """Turn file events (ours, other processes', hand edits, git) into published changes."""
-        polling = self._force_polling
-        while not self._watch_stop.is_set():
-            try:
-                async for events in watchfiles.awatch(
-                    self._directory, watch_filter=None, step=WATCH_STEP_MS,
-                    debounce=WATCH_DEBOUNCE_MS, stop_event=self._watch_stop,
-                    force_polling=polling, poll_delay_ms=WATCH_POLL_MS, recursive=True,
-                    ignore_permission_denied=True,
-                ):  # fmt: skip
-                    await self._index_ready.wait()
-                    await self._apply_events({path for _, path in events})
-                return
-            except Exception as exc:
-                if polling:
-                    logger.exception("rapid_dev_storage: the file watcher failed; retrying")
-                    await asyncio.sleep(1)
-                    continue
-                # The OS's watch limit, or its event queue overflowed: poll, and rescan once,
-                # since events may have been lost.
-                logger.warning("rapid_dev_storage: file events failed (%s): polling instead", exc)
-                polling = True
-                await self._index_ready.wait()
-                await self._apply_events(set(self._index) | {
-                    path for path, *_ in await self._run(self._readers, self._read_all_records)
-                })  # fmt: skip
-
-    async def _apply_events(self, paths: set[str]) -> None:
-        indexed = list(self._index)
-        records = await self._run(self._readers, lambda: self._records_behind(paths, indexed))
-        for count, path in enumerate(records, start=1):
-            await self._refresh(path)
-            if count % 100 == 0:
-                await asyncio.sleep(0)  # a checkout of thousands of records: let others run
-
-    def _records_behind(self, paths: set[str], indexed: list[str]) -> list[str]:
-        """Return the record files that changed paths stand for (a group directory: all of its)."""
-        records: set[str] = set()
-        for path in paths:
-            parts = os.path.relpath(path, self._directory).split(os.sep)
-            if self._group_of_directory(parts[0]) is None:
-                continue  # bookkeeping (.locks, the marker, temp files) or not ours
-            if len(parts) == 1:  # a group directory: created, moved in, removed or moved out
-                if os.path.isdir(path):
-                    records.update(self._record_files(path))
-                prefix = path + os.sep
-                records.update(known for known in indexed if known.startswith(prefix))
-            elif len(parts) == 2 and _is_record_name(parts[1], self._extension):
-                records.add(path)
-        return sorted(records)
-
-    async def _refresh(self, path: str) -> None:
-        """Publish the current state of one record file, retrying a half-written hand edit."""
-        hub = self._active_hub()
-        group = self._group_of_directory(os.path.basename(os.path.dirname(path)))
-        if hub is None or group is None:
-            return
-        for _attempt in range(UNDECODABLE_RETRIES):
-            data = read_file(path)
-            if data is None:
-                gone = self._index.pop(path, None)
-                if gone is not None:
-                    hub.publish(gone[0], gone[1], None, "external")
-                return
-            try:
-                keys = self._decode_record(group, None, data, path)[0]
-            except Exception:  # an editor may be half-way through rewriting it: look again
-                await asyncio.sleep(UNDECODABLE_WAIT)
-                continue
-            self._index[path] = (group, keys)
-            hub.publish(group, keys, data, "external")
-            return
-        logger.warning("rapid_dev_storage: %s changed and stays undecodable", path)
 
     async def _close(self) -> None:
         def shut_down() -> None:

@@ -3,16 +3,24 @@
 Every change goes through one `ChangeHub` per backend. Writes made through the backend publish
 themselves once, right after they land (origin ``local``); a backend that can see other writers
 (files: a file watcher; SQLite: a change log) publishes theirs (origin ``external``). The hub
-remembers the bytes it last published for each record, so a watcher that sees our own write
-again, or the same bytes twice, publishes nothing: every change is delivered once.
+remembers a digest of the bytes it last published for each record (16 bytes, never the record:
+a watch on a store of large records would otherwise hold all of them), so a watcher that sees our
+own write again, or the same bytes twice, publishes nothing: every change is delivered once.
+
+A watcher that reads on a thread may come back with bytes a local write has replaced since; the
+hub counts local writes (`mark`) so it can tell, and the watcher reads that record again rather
+than publish a stale state (and then echo our own write as external).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import hashlib
 import inspect
 import logging
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
 
@@ -27,8 +35,24 @@ Kind = Literal["set", "cleared"]
 Origin = Literal["local", "external"]
 Callback = Callable[["Change"], "Awaitable[object] | object"]
 _MISSING = object()
+UNDECODABLE: Any = object()
+"""The value a watcher offers for bytes that do not decode: warned about, never delivered."""
 KNOWN_RECORDS = 1_000_000
-"""Records whose last published bytes the hub remembers at most (then it forgets them all)."""
+"""Records whose last published digest the hub remembers at most (then it forgets them all)."""
+TOUCHED_RECORDS = 10_000
+"""Records whose latest local write the hub remembers (then it takes all as just written)."""
+WATCH_BACKLOG = 256
+"""Undelivered changes a watch keeps as they came; beyond, a record's pending change is
+replaced by its newest, so a consumer that falls behind costs memory per record, not per write."""
+
+
+YIELD_SECONDS = 0.001
+"""A watcher working on the loop gives other tasks a turn this often."""
+
+
+def digest_of(data: bytes) -> bytes:
+    """Return 16 bytes that stand for a record's bytes: all the hub and the file index keep."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +84,34 @@ class Filter:
         return keys[: len(self.prefix)] == self.prefix
 
 
+class Yielder:
+    """Gives the event loop a turn when about a millisecond of work has passed since the last.
+
+    Time-based, not every N items: an item may cost a microsecond (a small record) or far more
+    (a large value, a slow callback).
+    """
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    async def __call__(self) -> None:
+        if time.perf_counter() - self._since >= YIELD_SECONDS:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
+
+
 class ChangeHub:
     """Fans a backend's changes out to its watches and subscriptions."""
 
     def __init__(self, backend: StorageBackend) -> None:
         self._backend = backend
-        self._queues: dict[asyncio.Queue[Change | None], Filter] = {}
+        self._queues: dict[ChangeQueue, Filter] = {}
         self._callbacks: dict[Subscription, Filter] = {}
         self._tasks: set[asyncio.Task[object]] = set()
-        self._known: dict[tuple[str, Keys], bytes | None] = {}
+        self._known: dict[tuple[str, Keys], bytes | None] = {}  # record -> digest (None: cleared)
+        self._clock = 0  # local writes begun so far
+        self._touched: dict[tuple[str, Keys], int] = {}  # record -> clock at its latest
+        self._touched_floor = 0  # records not in _touched were last written before this
         self._lock = asyncio.Lock()
 
     @property
@@ -83,7 +126,7 @@ class ChangeHub:
 
     # --- listeners --------------------------------------------------------------------------
 
-    async def add_queue(self, queue: asyncio.Queue[Change | None], where: Filter) -> None:
+    async def add_queue(self, queue: ChangeQueue, where: Filter) -> None:
         async with self._lock:
             starting = not self.active
             self._queues[queue] = where
@@ -97,7 +140,7 @@ class ChangeHub:
             if starting:
                 await self._start()
 
-    async def remove(self, listener: asyncio.Queue[Change | None] | Subscription) -> None:
+    async def remove(self, listener: ChangeQueue | Subscription) -> None:
         async with self._lock:
             if isinstance(listener, Subscription):
                 found = self._callbacks.pop(listener, None) is not None
@@ -106,6 +149,7 @@ class ChangeHub:
             if found and not self.active:
                 await self._backend._stop_watching()
                 self._known.clear()
+                self._touched.clear()
 
     async def _start(self) -> None:
         try:
@@ -118,7 +162,7 @@ class ChangeHub:
     async def close(self) -> None:
         """End every watch and subscription: the backend is closing."""
         for queue in list(self._queues):
-            queue.put_nowait(None)
+            queue.end()
         was_active = self.active
         self._queues.clear()
         self._callbacks.clear()
@@ -132,12 +176,32 @@ class ChangeHub:
     # --- publishing -------------------------------------------------------------------------
 
     def remember(self, group: str, keys: Keys, data: bytes | None) -> None:
-        """Record a record's current bytes without publishing (a watcher's starting state)."""
-        self._known[group, keys] = data
+        """Learn the bytes a local write is about to store, before it lands (not published)."""
+        record = (group, keys)
+        self._set_known(record, None if data is None else digest_of(data))
+        self._clock += 1
+        if len(self._touched) >= TOUCHED_RECORDS:
+            self._touched.clear()
+            self._touched_floor = self._clock
+        self._touched[record] = self._clock
+
+    def know(self, group: str, keys: Keys, digest: bytes | None) -> None:
+        """Learn a record's state from a watcher's first scan, unless something newer is known."""
+        if len(self._known) < KNOWN_RECORDS:
+            self._known.setdefault((group, keys), digest)
 
     def forget(self, group: str, keys: Keys) -> None:
         """Drop what `remember` learnt of a write that did not land."""
         self._known.pop((group, keys), None)
+
+    def mark(self) -> int:
+        """Return a mark to pass to `offer`: take it before reading what to offer."""
+        return self._clock
+
+    def _set_known(self, record: tuple[str, Keys], digest: bytes | None) -> None:
+        if len(self._known) >= KNOWN_RECORDS and record not in self._known:
+            self._known.clear()
+        self._known[record] = digest
 
     def publish(self, group: str, keys: Keys, data: bytes | None, origin: Origin) -> None:
         """Deliver a change given as the record's stored bytes (None: cleared).
@@ -148,27 +212,49 @@ class ChangeHub:
         if not self.active:
             return
         record = (group, keys)
-        if origin == "external" and self._known.get(record, _MISSING) == data:
+        digest = None if data is None else digest_of(data)
+        if origin == "external" and self._known.get(record, _MISSING) == digest:
             return
-        if len(self._known) >= KNOWN_RECORDS:
-            self._known.clear()
-        self._known[record] = data
+        self._set_known(record, digest)
         if data is None:
             change = Change("cleared", group, keys, NoValue, origin)
         else:
             try:
                 value = self._backend._decode(group, keys, data)[1]
             except Exception:  # a corrupt record is reported by reads, not by the watcher
-                logger.warning("rapid_dev_storage: %s %r changed to an undecodable record",
-                               group, keys)  # fmt: skip
+                _warn_undecodable(group, keys)
                 return
             change = Change("set", group, keys, value, origin)
         self._deliver(change)
 
+    def offer(self, group: str, keys: Keys, digest: bytes | None, value: Any, mark: int) -> bool:
+        """Deliver an external change a watcher read and decoded off the loop.
+
+        ``digest`` is `digest_of` the bytes (None: cleared, ``value`` then `NoValue`; ``value``
+        `UNDECODABLE`: warned about, not delivered). Return False, delivering nothing, when a
+        local write of the record began after ``mark``: what was read may be older than that
+        write, so read the record again.
+        """
+        if not self.active:
+            return True
+        record = (group, keys)
+        if self._known.get(record, _MISSING) == digest:
+            return True
+        if self._touched.get(record, self._touched_floor) > mark:
+            return False
+        self._set_known(record, digest)
+        if value is UNDECODABLE:
+            _warn_undecodable(group, keys)
+        elif digest is None:
+            self._deliver(Change("cleared", group, keys, NoValue, "external"))
+        else:
+            self._deliver(Change("set", group, keys, value, "external"))
+        return True
+
     def _deliver(self, change: Change) -> None:
         for queue, where in list(self._queues.items()):
             if where.matches(change.group, change.keys):
-                queue.put_nowait(change)
+                queue.put(change)
         for subscription, where in list(self._callbacks.items()):
             if where.matches(change.group, change.keys):
                 self._call(subscription, change)
@@ -193,6 +279,59 @@ class ChangeHub:
             )
 
 
+def _warn_undecodable(group: str, keys: Keys) -> None:
+    # A corrupt record is reported by reads, not by the watcher.
+    logger.warning("rapid_dev_storage: %s %r changed to an undecodable record", group, keys)
+
+
+class ChangeQueue:
+    """A watch's undelivered changes: in the order they came, bounded by records, not writes.
+
+    Up to `WATCH_BACKLOG` changes are kept as they came. Beyond that, a change to a record that
+    already has one pending replaces it, and goes to the end: the consumer then receives each
+    record's latest state, in the order those states were made. A record rewritten 20,000
+    times while the consumer looks away costs one pending change, not 20,000.
+    """
+
+    def __init__(self) -> None:
+        self._changes: collections.OrderedDict[int, Change] = collections.OrderedDict()
+        self._newest: dict[tuple[str, Keys], int] = {}  # record -> its newest pending change
+        self._serial = 0
+        self._ended = False
+        self._arrived = asyncio.Event()
+
+    def put(self, change: Change) -> None:
+        record = (change.group, change.keys)
+        if len(self._changes) >= WATCH_BACKLOG:
+            superseded = self._newest.get(record)
+            if superseded is not None:
+                del self._changes[superseded]
+        self._serial += 1
+        self._changes[self._serial] = change
+        self._newest[record] = self._serial
+        self._arrived.set()
+
+    def end(self) -> None:
+        """No more changes: `get` returns None once the pending ones are delivered."""
+        self._ended = True
+        self._arrived.set()
+
+    def empty(self) -> bool:
+        return not self._changes
+
+    async def get(self) -> Change | None:
+        while not self._changes:
+            if self._ended:
+                return None
+            self._arrived.clear()
+            await self._arrived.wait()
+        serial, change = self._changes.popitem(last=False)
+        record = (change.group, change.keys)
+        if self._newest.get(record) == serial:
+            del self._newest[record]
+        return change
+
+
 class Watch:
     """An async iterator of `Change` objects; also an async context manager that stops it.
 
@@ -204,7 +343,7 @@ class Watch:
     def __init__(self, hub: ChangeHub, where: Filter) -> None:
         self._hub = hub
         self._where = where
-        self._queue: asyncio.Queue[Change | None] = asyncio.Queue()
+        self._queue = ChangeQueue()
         self._state: Literal["new", "watching", "closed"] = "new"
 
     async def start(self) -> Watch:
@@ -219,7 +358,7 @@ class Watch:
         if self._state == "watching":
             await self._hub.remove(self._queue)
         self._state = "closed"
-        self._queue.put_nowait(None)
+        self._queue.end()
 
     def __aiter__(self) -> Watch:
         return self

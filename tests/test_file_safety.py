@@ -462,3 +462,17 @@ def test_a_record_left_broken_is_still_reported_promptly(tmp_path: Path) -> None
             return time.monotonic() - started
 
     assert asyncio.run(check()) < 3  # looked at again while it might be mid-save, then reported
+
+
+async def test_a_watch_starts_and_reports_beside_a_fifo(tmp_path: Path) -> None:
+    async with await open_store(tmp_path, durability="fast") as store:
+        group = store.get_group("G")
+        await group["k"].set_value(1)
+        fifo = record_file(store, "G", "k")
+        fifo.unlink()
+        os.mkfifo(fifo)
+        async with store.watch("G") as changes:
+            await asyncio.wait_for(group["other"].set_value(2), PROMPT)
+            change = await asyncio.wait_for(changes.__anext__(), PROMPT)
+            assert (change.keys, change.value) == (("other",), 2)
+        await asyncio.wait_for(store.close(), PROMPT)

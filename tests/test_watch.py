@@ -355,14 +355,14 @@ async def test_sqlite_edits_by_hand_in_sql_arrive(tmp_path: Path) -> None:
 async def test_a_failing_file_watcher_falls_back_to_polling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_awatch = watchfiles.awatch
+    real_watch = watchfiles.watch
 
-    def awatch(*paths: Any, **options: Any) -> Any:
+    def watch(*paths: Any, **options: Any) -> Any:
         if not options.get("force_polling"):
             raise OSError(28, "inotify watch limit reached")  # what the OS says when full
-        return real_awatch(*paths, **options)
+        return real_watch(*paths, **options)
 
-    monkeypatch.setattr(watchfiles, "awatch", awatch)
+    monkeypatch.setattr(watchfiles, "watch", watch)
     with caplog.at_level(logging.WARNING, logger="rapid_dev_storage"):
         async with await open_store("file", tmp_path) as store, store.watch() as changes:
             await run_worker("write-once", "file", str(tmp_path), "k", "seen by polling")
