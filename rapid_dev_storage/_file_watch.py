@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
@@ -36,8 +37,10 @@ from ._file_events import Batch, DirectoryEvents
 from ._file_io import record_name_pattern
 from ._names import decode_name
 from ._types import Keys, NoValue
-from ._watch import UNDECODABLE, Yielder, digest_of, logger
+from ._watch import UNDECODABLE, Yielder, digest_of
 from .errors import StorageError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ._file import FileBackend
@@ -150,7 +153,7 @@ class FileWatcher:
         try:
             return list(self._backend._record_files(directory))
         except (OSError, StorageError) as exc:
-            logger.debug("rapid_dev_storage: watcher skipped %s: %s", directory, exc)
+            logger.debug("watcher skipped %s: %s", directory, exc)
             return []
 
     def _read_records(self, paths: list[str]) -> list[_Read]:
@@ -161,7 +164,7 @@ class FileWatcher:
         try:
             data = self._read_file(path)
         except (OSError, StorageError) as exc:  # a symlink, a FIFO, no permission...
-            logger.debug("rapid_dev_storage: watcher skipped %s: %s", path, exc)
+            logger.debug("watcher skipped %s: %s", path, exc)
             return path, group, None, None, _SKIPPED
         if data is None:
             return path, group, None, None, NoValue
@@ -277,7 +280,7 @@ class FileWatcher:
     def _retry_later(self, path: str) -> None:
         """Read ``path`` again until it decodes: for half a second from its latest change."""
         if path not in self._retrying and len(self._retrying) >= UNDECODABLE_PENDING:
-            logger.warning("rapid_dev_storage: %s changed and does not decode", path)
+            logger.warning("%s changed and does not decode", path)
             return
         self._retrying[path] = time.monotonic() + UNDECODABLE_RETRIES * UNDECODABLE_WAIT
         if self._retry_task is None or self._retry_task.done():
@@ -291,12 +294,12 @@ class FileWatcher:
             try:
                 await self._apply_records(list(self._retrying).copy, again=True)
             except Exception:  # the store's directory gone, say: warn below, never stop
-                logger.debug("rapid_dev_storage: reading undecodable files again failed",
+                logger.debug("reading undecodable files again failed",
                              exc_info=True)  # fmt: skip
             # Still undecodable, and half a second has passed since the latest change to it.
             for path in [path for path, give_up in self._retrying.items() if give_up <= began]:
                 del self._retrying[path]
-                logger.warning("rapid_dev_storage: %s changed and stays undecodable", path)
+                logger.warning("%s changed and stays undecodable", path)
 
     async def _apply_events(self, events: Batch) -> None:
         records, groups = await self._run(lambda: self._records_behind(events))
@@ -318,7 +321,7 @@ class FileWatcher:
             if events:
                 await self._apply_events(events)
         except Exception:  # never stop watching: look at everything again at the next batch
-            logger.exception("rapid_dev_storage: applying file events failed; rescanning")
+            logger.exception("applying file events failed; rescanning")
             return True
         return False
 
@@ -359,14 +362,14 @@ class FileWatcher:
                     rescan = True
                     events.end()
                     if events.polling:
-                        logger.exception("rapid_dev_storage: the file watcher failed; retrying")
+                        logger.exception("the file watcher failed; retrying")
                         await self._await_directory()
                         with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(self._stop.wait(), 1)
                     else:
                         # The OS's watch limit, or its event queue overflowed: poll instead.
                         logger.warning(
-                            "rapid_dev_storage: file events failed (%s): polling instead", exc
+                            "file events failed (%s): polling instead", exc
                         )
                     events.begin(polling=True)
                     continue
@@ -390,7 +393,7 @@ class FileWatcher:
                 removed = (watchfiles.Change.deleted, self._directory) in batch
                 if removed or self._current_identity() != self._identity:
                     logger.warning(
-                        "rapid_dev_storage: %s was replaced (removed and created again, or "
+                        "%s was replaced (removed and created again, or "
                         "moved): watching the new directory and reporting what changed",
                         self._directory,
                     )

@@ -44,7 +44,7 @@ from ._watch import UNDECODABLE, Yielder, digest_of
 from .errors import LockTimeoutError, StorageIOError
 
 T = TypeVar("T")
-logger = logging.getLogger("rapid_dev_storage")
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 STORES_TABLE = "rapid_dev_storage_stores"
@@ -547,7 +547,7 @@ class SQLiteBackend(StorageBackend):
                     more = logged == LOG_BATCH
             except sqlite3.Error as exc:
                 if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
-                    logger.warning("rapid_dev_storage: reading the change log failed: %s", exc)
+                    logger.warning("reading the change log failed: %s", exc)
                 version = None  # look again at the next tick
 
     def _read_log(

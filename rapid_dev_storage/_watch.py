@@ -29,7 +29,7 @@ from ._types import Keys, NoValue
 if TYPE_CHECKING:
     from ._backend import StorageBackend
 
-logger = logging.getLogger("rapid_dev_storage")
+logger = logging.getLogger(__name__)
 
 Kind = Literal["set", "cleared"]
 Origin = Literal["local", "external"]
@@ -263,7 +263,7 @@ class ChangeHub:
         try:
             result = subscription.callback(change)
         except Exception:
-            logger.exception("rapid_dev_storage: a change callback raised (it stays subscribed)")
+            logger.exception("a change callback raised (it stays subscribed)")
             return
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
@@ -274,14 +274,14 @@ class ChangeHub:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error(
-                "rapid_dev_storage: a change callback raised (it stays subscribed)",
+                "a change callback raised (it stays subscribed)",
                 exc_info=task.exception(),
             )
 
 
 def _warn_undecodable(group: str, keys: Keys) -> None:
     # A corrupt record is reported by reads, not by the watcher.
-    logger.warning("rapid_dev_storage: %s %r changed to an undecodable record", group, keys)
+    logger.warning("%s %r changed to an undecodable record", group, keys)
 
 
 class ChangeQueue:
