@@ -62,6 +62,7 @@ from ._file_locks import (
     stripe_of,
 )
 from ._file_watch import FileWatcher
+from ._locks import UnfinishedJobs
 from ._names import decode_name, encode_name, key_digest
 from ._record_keys import HEAD, leading_keys
 from ._settings import (
@@ -233,9 +234,9 @@ class FileBackend(StorageBackend):
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = _ReadCache()
         self._directory_sync = DirectorySync()
-        # The last job handed to each writer thread, and the clears not finished yet: what
+        # The unfinished jobs of each writer thread, and the clears not finished yet: what
         # orders later operations. Both are the jobs' own futures, done when the job is.
-        self._last_job: list[concurrent.futures.Future[Any] | None] = [None] * WRITER_THREADS
+        self._jobs = [UnfinishedJobs() for _ in range(WRITER_THREADS)]
         self._clears: list[tuple[str, Keys, concurrent.futures.Future[Any]]] = []
         self._writers = [
             ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
@@ -362,21 +363,16 @@ class FileBackend(StorageBackend):
         """Run a write, swap or delete of one record, inline or on the record's writer thread.
 
         ``operation(inline)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
-        for a record within ``inline_limit``, when the last job of the record's writer thread
-        has finished and no clear covering the record is unfinished; it raises `WouldWait`
+        for a record within ``inline_limit``, when the jobs of the record's writer thread
+        have all finished and no clear covering the record is unfinished; it raises `WouldWait`
         rather than wait for a lock, and then runs on the thread instead. On the thread, it
         first waits for the clears covering the record that were started before it.
         """
         path = self.record_path(group, keys)
         index = int(path[-len(self._extension) - DIGEST_LENGTH :][:8], 16) % WRITER_THREADS
         clears = self._unfinished_clears(group, keys)
-        last = self._last_job[index]
-        if (
-            not self._durable
-            and size <= self._inline_limit
-            and not clears
-            and (last is None or last.done())
-        ):
+        queued = self._jobs[index].unfinished()
+        if not self._durable and size <= self._inline_limit and not clears and not queued:
             try:
                 with _os_errors(path):
                     return operation(True)
@@ -389,7 +385,7 @@ class FileBackend(StorageBackend):
                 return operation(False)
 
         future = self._writers[index].submit(job)
-        self._last_job[index] = future
+        self._jobs[index].add(future)
         # Cancelling the caller cancels the job only if it has not started; either way the job's
         # own future says when it is over, for the operations after it.
         return await asyncio.wrap_future(future)
@@ -541,7 +537,7 @@ class FileBackend(StorageBackend):
         directory = self._group_directory(group)
         # A clear lands after every write started before it, and holds back the writes it
         # covers that start after it (they wait for it on their thread, never inline).
-        earlier = [job for job in self._last_job if job is not None and not job.done()]
+        earlier = [job for jobs in self._jobs for job in jobs.unfinished()]
 
         def job() -> None:
             concurrent.futures.wait(earlier)

@@ -368,9 +368,7 @@ class FileWatcher:
                             await asyncio.wait_for(self._stop.wait(), 1)
                     else:
                         # The OS's watch limit, or its event queue overflowed: poll instead.
-                        logger.warning(
-                            "file events failed (%s): polling instead", exc
-                        )
+                        logger.warning("file events failed (%s): polling instead", exc)
                     events.begin(polling=True)
                     continue
                 if batch is None:

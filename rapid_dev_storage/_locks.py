@@ -1,11 +1,12 @@
-"""In-process exclusion for `update`: one asyncio lock per record, and a guard against re-entry."""
+"""In-process order: per-record locks for `update`, re-entry guards, jobs later writes wait for."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
-from typing import AsyncIterator, Callable, Hashable, Iterator
+from typing import Any, AsyncIterator, Callable, Hashable, Iterator
 
 from .errors import StorageError
 
@@ -62,3 +63,24 @@ class KeyLocks:
                 del self._locks[record]
             else:
                 self._locks[record] = (lock, users - 1)
+
+
+class UnfinishedJobs:
+    """Jobs handed to threads that have not finished yet: what later operations queue behind.
+
+    Each job's own future says when it is over, never the task that awaited it (that task may
+    have been cancelled while the job runs on). A job cancelled before it started is over at
+    once; the jobs before it are not, so every unfinished one is kept, not only the newest.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: list[concurrent.futures.Future[Any]] = []
+
+    def add(self, job: concurrent.futures.Future[Any]) -> None:
+        self._jobs.append(job)
+
+    def unfinished(self) -> list[concurrent.futures.Future[Any]]:
+        """Return the jobs not finished yet (and forget the others)."""
+        if self._jobs:
+            self._jobs = [job for job in self._jobs if not job.done()]
+        return list(self._jobs)

@@ -12,7 +12,6 @@ no I/O and no other process, so it runs entirely inline.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -24,6 +23,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
+from ._locks import UnfinishedJobs
 from ._settings import Durability, StoreOptions, resolve_store_options
 from ._sql import (
     KEY_COLUMNS,
@@ -330,9 +330,8 @@ class SQLiteBackend(StorageBackend):
         self._inline = inline
         self._worker = worker
         self._inline_writes = inline_writes
-        # The last write handed to the worker: later writes queue behind it until it is done.
-        # Its own future says so, not the task that awaited it (which may have been cancelled).
-        self._last_write: concurrent.futures.Future[Any] | None = None
+        # Writes handed to the worker and not finished: later writes queue behind them.
+        self._worker_writes = UnfinishedJobs()
         self._commits_since_checkpoint = 0
         self._logged_since_prune = 0
 
@@ -409,7 +408,7 @@ class SQLiteBackend(StorageBackend):
 
         future = self._worker.submit(call)
         if write:
-            self._last_write = future
+            self._worker_writes.add(future)
         return await asyncio.wrap_future(future)
 
     async def _read_op(self, function: Callable[..., T], *args: Any) -> T:
@@ -429,9 +428,8 @@ class SQLiteBackend(StorageBackend):
         fsync) or in memory, with no earlier write still queued on the worker: writes of this
         backend land in the order they were made.
         """
-        last = self._last_write
         if (
-            self._inline_writes and small and (last is None or last.done())
+            self._inline_writes and small and not self._worker_writes.unfinished()
         ) or self._worker is None:
             try:
                 result = function(self._inline, *args)

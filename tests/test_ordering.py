@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from _postgres import fresh_schema, requires_postgres
 
-from rapid_dev_storage import FileBackend, PostgresBackend, SQLiteBackend, Storage
+from rapid_dev_storage import FileBackend, NoValue, PostgresBackend, SQLiteBackend, Storage
 
 WORKER = Path(__file__).with_name("_worker.py")
 ROUNDS = 20
@@ -147,3 +148,53 @@ def test_full_durability_writes_survive_another_process_clearing_the_group(
     clearer = run_worker("churn", "full", path, "clear", "3000")
     assert finish(clearer).strip() == "0"
     assert finish(writer).strip() == "0"
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+@pytest.mark.parametrize("then", ["set", "clear"])
+async def test_a_queued_write_cancelled_before_it_started_lets_nothing_overtake(
+    tmp_path: Path, durability: str, then: str
+) -> None:
+    """Cancel a running large write and a write queued behind it: the queued one is over at
+    once, the running one is not, and what is acknowledged next must land after it."""
+    store = await open_store("file", tmp_path, durability)
+    group = store.get_group("G")
+    handle = group["p", "1"]
+    first = asyncio.ensure_future(handle.set_value("x" * 2_000_000))  # on a writer thread
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(handle.set_value("queued"))  # queued behind it
+    await asyncio.sleep(0)
+    first.cancel()
+    second.cancel()
+    await asyncio.gather(first, second, return_exceptions=True)
+    if then == "set":
+        await handle.set_value("LATEST")
+    else:
+        await group.clear_group()
+    await store.close()
+    async with await open_store("file", tmp_path, durability) as reopened:
+        value = await reopened.get_group("G")["p", "1"].get_value()
+    assert value == ("LATEST" if then == "set" else NoValue)
+
+
+async def test_sqlite_writes_queued_behind_a_cancelled_clear_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    store = await open_store("sqlite", tmp_path, "fast")
+    group = store.get_group("G")
+    await group["p", "1"].set_value("old")
+    blocker = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+    clear = asyncio.ensure_future(group.clear_prefix("p"))  # waits on the worker
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(group["p", "1"].set_value("queued"))
+    await asyncio.sleep(0)
+    clear.cancel()
+    queued.cancel()
+    await asyncio.gather(clear, queued, return_exceptions=True)
+    blocker.execute("COMMIT")
+    blocker.close()
+    await group["p", "1"].set_value("LATEST")
+    await store.close()
+    async with await open_store("sqlite", tmp_path, "fast") as reopened:
+        assert await reopened.get_group("G")["p", "1"].get_value() == "LATEST"
