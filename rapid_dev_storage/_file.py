@@ -125,8 +125,9 @@ class _ReadCache:
     """
 
     def __init__(self) -> None:
-        # Used on the event loop's thread only, like inline reads.
-        self._entries: dict[str, tuple[int, int, int, bytes]] = {}
+        # Used on the event loop's thread only, like inline reads. An entry: the file's inode,
+        # size and mtime, its group directory's path and inode, and the bytes.
+        self._entries: dict[str, tuple[int, int, int, str, int, bytes]] = {}
 
     def get(self, path: str) -> bytes | None:
         entry = self._entries.get(path)
@@ -134,19 +135,36 @@ class _ReadCache:
             return None
         try:
             status = os.stat(path, follow_symlinks=False)
+            # The group directory too: one replaced by a link is no longer read from.
+            directory = os.lstat(entry[3])
         except OSError:
-            status = None
-        if status is not None and entry[:3] == (status.st_ino, status.st_size, status.st_mtime_ns):
-            return entry[3]
+            pass
+        else:
+            if (status.st_ino, status.st_size, status.st_mtime_ns, directory.st_ino) == (
+                entry[0],
+                entry[1],
+                entry[2],
+                entry[4],
+            ) and not stat.S_ISLNK(directory.st_mode):
+                return entry[5]
         del self._entries[path]  # replaced, edited or removed since: read it again
         return None
 
-    def put(self, path: str, status: os.stat_result, data: bytes) -> None:
-        if len(data) > READ_CACHE_RECORD_BYTES or time.time() - status.st_mtime < RACY_SECONDS:
-            return
+    @staticmethod
+    def worth_keeping(status: os.stat_result, data: bytes) -> bool:
+        """Whether a read is small enough to keep, and old enough to trust (see the class)."""
+        return (
+            len(data) <= READ_CACHE_RECORD_BYTES and time.time() - status.st_mtime >= RACY_SECONDS
+        )
+
+    def put(self, path: str, status: os.stat_result, directory: int, data: bytes) -> None:
+        """Keep ``data`` read from ``path`` (``status``) in group directory inode ``directory``."""
         if len(self._entries) >= READ_CACHE_ENTRIES:
             del self._entries[next(iter(self._entries))]  # the oldest
-        self._entries[path] = (status.st_ino, status.st_size, status.st_mtime_ns, data)
+        self._entries[path] = (
+            status.st_ino, status.st_size, status.st_mtime_ns, os.path.dirname(path), directory,
+            data,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -225,6 +243,7 @@ class FileBackend(StorageBackend):
         self._inline_limit = inline_limit
         self._force_polling = force_polling
         self._marker = marker
+        self._marker_path = os.path.join(directory, MARKER)
         self._watcher: FileWatcher | None = None  # while anyone watches
         self._io = io
         self._extension = codec.extension
@@ -435,7 +454,8 @@ class FileBackend(StorageBackend):
                 data = read_rest(descriptor, status.st_size)
             finally:
                 os.close(descriptor)
-        self._cache.put(path, status, data)
+            if self._cache.worth_keeping(status, data):
+                self._cache.put(path, status, directory.identity()[1], data)
         return data
 
     def _changed_recently(self, group: str, keys: Keys) -> bool:
@@ -491,9 +511,7 @@ class FileBackend(StorageBackend):
         for the compare and the rename: sets and updates of one record, in any process, take
         effect in one order (the order of their renames under the lock).
         """
-        path = self.record_path(group, keys)
-        directory_path, name = os.path.split(path)
-        stripe = stripe_of(os.path.basename(directory_path), name)
+        directory_path, name = os.path.split(self.record_path(group, keys))
         for attempt in itertools.count(1):
             with group_directory(
                 self._io,
@@ -505,33 +523,48 @@ class FileBackend(StorageBackend):
                 if directory is None:  # no group directory: the record is absent
                     return expected is None or expected[0] is None
                 try:
-                    temp = (
-                        None if new is None else TempFile(self._io, directory, new, self._durable)
-                    )
+                    landed, removed = self._replace_in(directory, name, expected, new, inline)
                 except FileNotFoundError:
-                    # Another process's clear removed the emptied group directory after we
-                    # opened it: make it again.
+                    # The group directory (another process's clear, `git clean`, `rm -rf`) or
+                    # our temp file (`git clean -x`) was removed under us: nothing landed, so
+                    # write again, into a directory made again.
                     if attempt < 100:
                         continue
                     raise
-                try:
-                    with self._stripes.hold(stripe, wait=not inline):
-                        if expected is not None and read_in(directory, name) != expected[0]:
-                            return False
-                        if temp is None:
-                            removed = _unlink(directory, name)
-                        else:
-                            temp.commit(name)
-                            temp, removed = None, False
-                finally:
-                    if temp is not None:
-                        temp.discard()
+                if not landed:
+                    return False
                 if self._durable and (new is not None or removed):
                     sync_directory(self._io, directory, self._directory_sync)
-            if new is None and removed:
+            if removed:
                 _remove_if_empty(directory_path)
             return True
         raise AssertionError("unreachable")  # for mypy: the loop returns or raises
+
+    def _replace_in(
+        self,
+        directory: Directory,
+        name: str,
+        expected: tuple[bytes | None] | None,
+        new: bytes | None,
+        inline: bool,
+    ) -> tuple[bool, bool]:
+        """`_replace` in an open group directory: return (landed, a file was removed)."""
+        if new is not None and not os.path.lexists(self._marker_path):
+            self._recreate_bookkeeping()  # removed by a checkout, a clean, a person
+        temp = None if new is None else TempFile(self._io, directory, new, self._durable)
+        stripe = stripe_of(os.path.basename(directory.path), name)
+        try:
+            with self._stripes.hold(stripe, wait=not inline):
+                if expected is not None and read_in(directory, name) != expected[0]:
+                    return False, False
+                if temp is None:
+                    return True, _unlink(directory, name)
+                temp.commit(name)
+                temp = None
+                return True, False
+        finally:
+            if temp is not None:
+                temp.discard()
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory = self._group_directory(group)
@@ -574,7 +607,8 @@ class FileBackend(StorageBackend):
             for stripe, names in by_stripe.items():
                 with self._stripes.hold(stripe, wait=True):
                     for name in names:
-                        removed = _unlink(directory, name) or removed
+                        with contextlib.suppress(UnsafeEntryError):  # a directory: left alone
+                            removed = _unlink(directory, name) or removed
             if removed and self._durable:
                 sync_directory(self._io, directory, self._directory_sync)
         if removed:
@@ -605,7 +639,7 @@ class FileBackend(StorageBackend):
         """
         try:
             handle = Directory(directory)
-        except (FileNotFoundError, NotADirectoryError, UnsafeEntryError):
+        except OSError:  # gone, a link, unreadable: no records to list here (fsck reports it)
             return
         with handle:
             names = handle.names()
@@ -714,7 +748,6 @@ class FileBackend(StorageBackend):
         def shut_down() -> None:
             for executor in (*self._writers, self._readers):
                 executor.shutdown(wait=True)
-            self._stripes.close()
 
         await asyncio.get_running_loop().run_in_executor(None, shut_down)
 
@@ -802,8 +835,15 @@ def _open_marker(directory: str, options: StoreOptions) -> tuple[Codec, bytes]:
         data = _read_marker(directory) or b""
     codec = _check_marker(directory, data, options.name, options.identifier, options.codec)
     locks = os.path.join(directory, LOCK_DIRECTORY)
-    os.makedirs(locks, exist_ok=True)
-    Directory(locks).close()  # a link there is refused now, not at the first lock
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(locks)
+    try:
+        Directory(locks).close()  # a link or a file there is refused now, not at the first lock
+    except UnsafeEntryError as exc:
+        raise IncompatibleStoreError(
+            f"{locks} is a {exc.kind}, not the store's lock directory: rapid_dev_storage keeps "
+            "its lock files there and never follows links; remove it (it is made again)"
+        ) from exc
     return codec, data
 
 
@@ -814,7 +854,14 @@ def _read_marker(directory: str) -> bytes | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     with root:
-        return read_in(root, MARKER)
+        try:
+            return read_in(root, MARKER)
+        except UnsafeEntryError as exc:
+            raise IncompatibleStoreError(
+                f"{root.join(MARKER)} is a {exc.kind}, not the store's marker (a regular file): "
+                "rapid_dev_storage never follows links inside a store; if it is this store's "
+                "marker, put the file itself there"
+            ) from exc
 
 
 def _create_once(directory: str, target: str, data: bytes, durable: bool) -> None:

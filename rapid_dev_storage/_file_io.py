@@ -38,7 +38,14 @@ _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-READ_FLAGS = os.O_RDONLY | _O_BINARY | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC
+READ_FLAGS = (
+    os.O_RDONLY
+    | _O_BINARY
+    | _O_NOFOLLOW
+    | getattr(os, "O_NONBLOCK", 0)
+    | _O_CLOEXEC
+    | getattr(os, "O_NOCTTY", 0)
+)
 """A link is refused (ELOOP) and a FIFO opens at once instead of waiting for a writer."""
 _DIRECTORY_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW | _O_CLOEXEC
@@ -253,6 +260,25 @@ def read_file(path: str) -> bytes | None:
         return None
     with directory:
         return read_in(directory, os.path.basename(path))
+
+
+def read_regular_file(path: str) -> bytes | None:
+    """Return the bytes of the regular file ``path`` (None if missing), without waiting.
+
+    For files a person names (``show FILE``, a marker found by a listing): the path may lead
+    through links, but a FIFO or a device is refused instead of opened for reading.
+    """
+    try:
+        descriptor = os.open(path, READ_FLAGS & ~_O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeEntryError(path, kind_of(status.st_mode), "regular file", 0)
+        return read_rest(descriptor, status.st_size)
+    finally:
+        os.close(descriptor)
 
 
 def read_rest(descriptor: int, size: int) -> bytes:

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import stat
-import threading
 import time
 import zlib
 from typing import Callable, Iterator
@@ -73,39 +72,6 @@ class StripeLocks:
         self._recreate = recreate
         self._filelocks: dict[int, filelock.FileLock] = {}
         self.flock_unsupported = fcntl is None
-        # .locks, opened once (a lock costs one open instead of two); made again, and opened
-        # again, when it is found removed. Replaced ones stay open until close(): another
-        # thread may be using one (closing it could hand its number to an unrelated file).
-        self._directory: tuple[Directory, tuple[int, int]] | None = None
-        self._retired: list[Directory] = []
-        self._opening = threading.Lock()
-
-    def close(self) -> None:
-        """Close the descriptors of ``.locks`` kept open."""
-        with self._opening:
-            for directory in self._retired:
-                directory.close()
-            self._retired.clear()
-            if self._directory is not None:
-                self._directory[0].close()
-                self._directory = None
-
-    def _locks_directory(self, stale: Directory | None) -> tuple[Directory, tuple[int, int]]:
-        """Return ``.locks`` open, with its identity; open it again if ``stale`` is current."""
-        with self._opening:
-            current = self._directory
-            if current is not None and current[0] is not stale:
-                return current
-            if current is not None:
-                self._retired.append(current[0])
-            while True:
-                try:
-                    directory = Directory(self._path)
-                    break
-                except FileNotFoundError:
-                    self._recreate()
-            self._directory = directory, directory.identity()
-            return self._directory
 
     @contextlib.contextmanager
     def hold(self, stripe: int, *, wait: bool) -> Iterator[None]:
@@ -139,30 +105,35 @@ class StripeLocks:
         assert fcntl is not None
         name = f"{stripe:02d}.lock"
         deadline = time.monotonic() + timeout
-        directory, identity = self._locks_directory(None)
         while True:
+            # .locks is opened for each lock (a few microseconds): a descriptor kept open
+            # would outlive every `git clean` that removes the directory.
             try:
-                descriptor = directory.open(FileIO, name, _LOCK_FLAGS, 0o644)
-            except FileNotFoundError:  # .locks was removed: make it and open it again
-                directory, identity = self._locks_directory(directory)
+                directory = Directory(self._path)
+            except FileNotFoundError:
+                self._recreate()
                 continue
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.EMLINK):
-                    raise UnsafeEntryError(
-                        directory.join(name), "symbolic link", "lock file", exc.errno
-                    ) from exc
-                raise
-            try:
-                _flock(descriptor, directory.join(name), timeout, deadline)
-                if _still_at_path(descriptor, directory, name, self._path, identity):
-                    return descriptor
-            except BaseException:
+            with directory:
+                try:
+                    descriptor = directory.open(FileIO, name, _LOCK_FLAGS, 0o644)
+                except FileNotFoundError:
+                    continue  # .locks removed since we opened it
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.EMLINK):
+                        raise UnsafeEntryError(
+                            directory.join(name), "symbolic link", "lock file", exc.errno
+                        ) from exc
+                    raise
+                try:
+                    _flock(descriptor, directory.join(name), timeout, deadline)
+                    if _still_at_path(descriptor, directory, name, self._path):
+                        return descriptor
+                except BaseException:
+                    os.close(descriptor)
+                    raise
+                # Replaced or removed while we waited: another process may hold the new file.
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
                 os.close(descriptor)
-                raise
-            # Replaced or removed while we waited: another process may hold the new file.
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-            os.close(descriptor)
-            directory, identity = self._locks_directory(directory)
 
     @contextlib.contextmanager
     def _filelock(self, stripe: int, timeout: float, wait: bool) -> Iterator[None]:
@@ -209,9 +180,7 @@ def _flock(descriptor: int, path: str, timeout: float, deadline: float) -> None:
             raise
 
 
-def _still_at_path(
-    descriptor: int, directory: Directory, name: str, path: str, identity: tuple[int, int]
-) -> bool:
+def _still_at_path(descriptor: int, directory: Directory, name: str, path: str) -> bool:
     """Whether the locked file is still the file at its path, in the ``.locks`` at its path."""
     try:
         held = os.fstat(descriptor)
@@ -222,7 +191,7 @@ def _still_at_path(
     return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino) and (
         at_path.st_dev,
         at_path.st_ino,
-    ) == identity
+    ) == directory.identity()
 
 
 # --- temp files -----------------------------------------------------------------------------

@@ -8,13 +8,14 @@ sweeps orphaned temp files, and moves undecodable records and unknown files into
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
 import time
 from typing import Callable
 
-from ._file import MARKER, FileBackend
+from ._file import GITIGNORE, MARKER, FileBackend
 from ._file_io import Directory, is_temp_name, kind_of, read_file, read_in, record_name_pattern
 from ._file_locks import LOCK_DIRECTORY, abandoned_temp
 from ._names import decode_name, key_digest
@@ -27,8 +28,8 @@ QUARANTINE = ".quarantine"
 class Problem:
     """One thing wrong, and what repair did about it (empty when not repaired)."""
 
-    kind: str  # undecodable, misnamed, orphan-temp, unknown-file, unknown-directory, marker,
-    # symlink, not-a-file
+    kind: str  # undecodable, unreadable, misnamed, orphan-temp, unknown-file,
+    # unknown-directory, marker, symlink, not-a-file
     path: str
     detail: str
     repaired: str = ""
@@ -43,15 +44,7 @@ def check(
     reported and never followed; FIFOs and devices are reported and never opened.
     """
     root = backend.location
-    problems: list[Problem] = []
-    for bookkeeping in (MARKER, LOCK_DIRECTORY):
-        path = os.path.join(root, bookkeeping)
-        if os.path.islink(path):
-            problems.append(_link_problem(path))
-    if not os.path.lexists(os.path.join(root, MARKER)):
-        problems.append(
-            Problem("marker", os.path.join(root, MARKER), "the store marker is missing")
-        )
+    problems = _bookkeeping_problems(root)
     now = time.time()
     for entry in sorted(os.scandir(root), key=lambda item: item.name):
         if entry.name.startswith("."):
@@ -71,8 +64,11 @@ def check(
             continue
         try:
             directory = Directory(entry.path)
-        except OSError:
-            continue  # removed or replaced since it was listed
+        except FileNotFoundError:
+            continue  # removed since it was listed
+        except OSError as exc:
+            problems.append(Problem("unreadable", entry.path, exc.strerror or str(exc)))
+            continue
         with directory:
             for name in sorted(directory.names()):
                 problems += _check_file(backend, group, directory, name, now)
@@ -80,6 +76,28 @@ def check(
     if repair:
         for problem in problems:
             problem.repaired = _repair(backend, problem)
+    return problems
+
+
+def _bookkeeping_problems(root: str) -> list[Problem]:
+    """Return what is wrong with the marker, .gitignore, .locks and .quarantine."""
+    problems: list[Problem] = []
+    marker = os.path.join(root, MARKER)
+    if not os.path.lexists(marker):
+        problems.append(Problem("marker", marker, "the store marker is missing"))
+    for name in (MARKER, GITIGNORE, LOCK_DIRECTORY, QUARANTINE):
+        path = os.path.join(root, name)
+        if os.path.islink(path):
+            problems.append(_link_problem(path))
+        elif name == LOCK_DIRECTORY and os.path.lexists(path) and not os.path.isdir(path):
+            problems.append(Problem("not-a-file", path, "not a directory: the lock directory"))
+    locks = os.path.join(root, LOCK_DIRECTORY)
+    if os.path.isdir(locks) and not os.path.islink(locks):
+        for entry in sorted(os.scandir(locks), key=lambda item: item.name):
+            if entry.is_symlink():
+                problems.append(_link_problem(entry.path))
+            elif not entry.is_file(follow_symlinks=False):
+                problems.append(Problem("not-a-file", entry.path, "not a lock file"))
     return problems
 
 
@@ -106,14 +124,14 @@ def _check_file(
         return []
     if stat.S_ISLNK(status.st_mode):
         return [_link_problem(path)]
-    if is_temp_name(name):
+    if is_temp_name(name) and stat.S_ISREG(status.st_mode):
         abandoned = abandoned_temp(directory, name, now, remove=False)
         return [Problem("orphan-temp", path, "a write its process never finished")] * abandoned
-    if record_name_pattern(backend.codec.extension).fullmatch(name) is None:
-        return [Problem("unknown-file", path, "not a record file of this store")]
     if not stat.S_ISREG(status.st_mode):
         kind = kind_of(status.st_mode)
-        return [Problem("not-a-file", path, f"a {kind} under a record's name, not a record")]
+        return [Problem("not-a-file", path, f"a {kind}, not a record file")]
+    if record_name_pattern(backend.codec.extension).fullmatch(name) is None:
+        return [Problem("unknown-file", path, "not a record file of this store")]
     problem = _record_problem(backend, group, directory, name)
     return [] if problem is None else [problem]
 
@@ -125,8 +143,8 @@ def _record_problem(
     path = directory.join(name)
     try:
         data = read_in(directory, name) or b""
-    except OSError as exc:
-        return Problem("undecodable", path, f"cannot be read: {exc.strerror or exc}")
+    except OSError as exc:  # not its content's fault: left where it is
+        return Problem("unreadable", path, f"cannot be read: {exc.strerror or exc}")
     try:
         backend._decode_record(group, None, data, path)
     except CorruptRecordError as exc:  # it decodes, but holds another record's keys
@@ -147,14 +165,15 @@ def _repair(backend: FileBackend, problem: Problem) -> str:
         return ""
     if problem.kind == "misnamed":
         return _rename_misnamed(backend, problem.path)
-    if problem.kind in (
-        "undecodable",
-        "unknown-file",
-        "unknown-directory",
-        "symlink",
-        "not-a-file",
+    if problem.kind == "symlink" and os.path.dirname(problem.path) == os.path.join(
+        backend.location, LOCK_DIRECTORY
     ):
-        return "moved to " + _quarantine(backend, problem.path)
+        os.unlink(problem.path)  # a lock file's name: the link itself goes, it is made again
+        return "removed"
+    quarantined = ("undecodable", "unknown-file", "unknown-directory", "symlink", "not-a-file")
+    if problem.kind in quarantined:
+        moved = _quarantine(backend, problem.path)
+        return "" if moved is None else "moved to " + moved
     return ""  # a marker: only a person knows which store this was meant to be
 
 
@@ -163,17 +182,28 @@ def _rename_misnamed(backend: FileBackend, path: str) -> str:
     keys = tuple(record["keys"])
     target = os.path.join(os.path.dirname(path), key_digest(keys) + backend.codec.extension)
     if os.path.lexists(target):  # the record exists under its own name too: keep both
-        return "moved to " + _quarantine(backend, path)
+        moved = _quarantine(backend, path)
+        return "" if moved is None else "moved to " + moved
     os.rename(path, target)
     return f"renamed to {os.path.basename(target)}"
 
 
-def _quarantine(backend: FileBackend, path: str) -> str:
-    """Move ``path`` (a link itself, never its target) into the store's quarantine."""
-    relative = os.path.relpath(path, backend.location)
-    target = os.path.join(backend.location, QUARANTINE, relative)
+def _quarantine(backend: FileBackend, path: str) -> str | None:
+    """Move ``path`` (a link itself, never its target) into the store's quarantine.
+
+    Return where it went, or None when the way there is not safe (a link in .quarantine: that
+    is reported as a problem of its own, and nothing is moved through it).
+    """
+    root = backend.location
+    target = os.path.join(root, QUARANTINE, os.path.relpath(path, root))
+    folder = root
+    for part in os.path.relpath(os.path.dirname(target), root).split(os.sep):
+        folder = os.path.join(folder, part)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            return None
     while os.path.lexists(target):
         target += ".again"
-    os.makedirs(os.path.dirname(target), exist_ok=True)
     os.rename(path, target)
-    return os.path.relpath(target, backend.location)
+    return os.path.relpath(target, root)

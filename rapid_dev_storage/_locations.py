@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from pathlib import Path
 
 from ._backend import StorageBackend
 from ._file import MARKER, FileBackend
+from ._file_io import read_regular_file as read_file_at
 from ._memory import MemoryBackend
 from ._postgres import DSN_PREFIXES, PostgresBackend, list_stores
 from ._sqlite import STORES_TABLE, SQLiteBackend
@@ -56,11 +56,9 @@ def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
         found = []
         if os.path.isdir(path):
             for entry in sorted(os.listdir(path)):
-                marker = Path(path, entry, MARKER)
-                if marker.is_file():
-                    with open(marker, encoding="utf-8-sig") as file:
-                        data = json.load(file)
-                    found.append((str(data["name"]), str(data["unique_identifier"])))
+                names = _marker_names(os.path.join(path, entry, MARKER))
+                if names is not None:
+                    found.append(names)
         return found
     if scheme == "sqlite" and os.path.isfile(path):
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -72,6 +70,19 @@ def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
         finally:
             connection.close()
     return []
+
+
+def _marker_names(path: str) -> tuple[str, str] | None:
+    """Return the names a marker gives, or None for no marker (or one that is not a store's).
+
+    Read like the store reads it: never through a link, never waiting on a FIFO.
+    """
+    try:
+        data = read_file_at(path)
+        marker = json.loads(data.decode("utf-8-sig")) if data is not None else None
+        return (str(marker["name"]), str(marker["unique_identifier"])) if marker else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # opening it names the problem; a listing just leaves it out
 
 
 async def choose_store(location: str, name: str | None, identifier: str | None) -> tuple[str, str]:
@@ -100,8 +111,13 @@ async def open_location(
     create: bool = False,
     codec: str | None = None,
     sweep_orphans: bool = True,
+    read_only: bool = False,
 ) -> StorageBackend:
-    """Open the store at ``location``; ``create`` allows a new one (then both names are needed)."""
+    """Open the store at ``location``; ``create`` allows a new one (then both names are needed).
+
+    ``read_only`` opens a file store without touching its directory (fsck: a broken lock
+    directory must not stop it from reporting that).
+    """
     scheme, path = parse_location(location)
     if scheme == "memory":
         return MemoryBackend(codec)
@@ -115,6 +131,7 @@ async def open_location(
         )
     if scheme == "file":
         return await FileBackend.create_backend_instance(
-            path, store_name, store_id, codec=codec, sweep_orphans=sweep_orphans
-        )
+            path, store_name, store_id, codec=codec, sweep_orphans=sweep_orphans,
+            read_only=read_only,
+        )  # fmt: skip
     return await SQLiteBackend.create_backend_instance(path, store_name, store_id, codec=codec)

@@ -26,6 +26,7 @@ from ._api import Storage
 from ._codecs import JSONCodec, MsgpackCodec
 from ._demo import show_files, tour
 from ._file import FileBackend
+from ._file_io import read_regular_file
 from ._fsck import Problem, check
 from ._jsonl import encode_line, parse_lines
 from ._locations import LocationError, choose_store, open_location, stores_at
@@ -206,7 +207,10 @@ def show_command(file: Path) -> None:
     """Print any record file as pretty JSON (git's textconv for msgpack records)."""
     codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
     try:
-        record = codec.loads(file.read_bytes())
+        data = read_regular_file(str(file))
+        if data is None:
+            raise FileNotFoundError(f"no such file: {file}")
+        record = codec.loads(data)
         click.echo(json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True, default=repr))
     except Exception as exc:  # a damaged file: say so, in what git diff shows
         click.echo(f"error: {file} does not decode as {codec.name}: {exc}", err=True)
@@ -377,7 +381,9 @@ def fsck_command(
     """
 
     async def work() -> list[Problem]:
-        backend = await open_location(location, name, identifier, sweep_orphans=False)
+        backend = await open_location(
+            location, name, identifier, sweep_orphans=False, read_only=True
+        )
         async with Storage(backend) as store:
             backend = store.backend
             if isinstance(backend, FileBackend):

@@ -19,11 +19,13 @@ import pytest
 from rapid_dev_storage import (
     CorruptRecordError,
     FileBackend,
+    IncompatibleStoreError,
     LockTimeoutError,
     NoValue,
     Storage,
     StorageIOError,
 )
+from rapid_dev_storage._file_io import FileIO
 
 WORKER = Path(__file__).with_name("_worker.py")
 PROMPT = 5.0  # seconds: anything that would hang (a FIFO) fails the test instead
@@ -194,9 +196,10 @@ async def test_bookkeeping_linked_outside_is_refused(tmp_path: Path, bookkeeping
         target.unlink()
     target.symlink_to(outside / ("marker.json" if bookkeeping.endswith(".json") else ""))
     before = snapshot(outside)
-    with pytest.raises(StorageIOError) as caught:
+    with pytest.raises(IncompatibleStoreError) as caught:
         await open_store(store_root)
-    assert "link" in str(caught.value)
+    assert "symbolic link" in str(caught.value)
+    assert str(target) in str(caught.value)
     assert snapshot(outside) == before
 
 
@@ -476,3 +479,128 @@ async def test_a_watch_starts_and_reports_beside_a_fifo(tmp_path: Path) -> None:
             change = await asyncio.wait_for(changes.__anext__(), PROMPT)
             assert (change.keys, change.value) == (("other",), 2)
         await asyncio.wait_for(store.close(), PROMPT)
+
+
+# --- found by an attacker's review ----------------------------------------------------------
+
+
+async def test_fsck_never_moves_anything_through_a_quarantine_link(tmp_path: Path) -> None:
+    store_root = tmp_path / "stores"
+    async with await open_store(store_root) as store:
+        await store.get_group("USER")["u1"].set_value(1)
+        group_directory = record_file(store, "USER", "u1").parent
+    broken = group_directory / ("0123456789abcdef" * 2 + ".json")
+    broken.write_text("garbage")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store_root / "app~1" / ".quarantine").symlink_to(outside, target_is_directory=True)
+    repaired = fsck(f"file:{store_root}", "--repair")
+    assert repaired.returncode == 1  # the link, and what could not be moved through it
+    assert ".quarantine" in repaired.stdout
+    assert list(outside.iterdir()) == []
+    assert broken.exists()
+
+
+async def test_fsck_reports_and_repairs_links_among_the_lock_files(tmp_path: Path) -> None:
+    store_root = tmp_path / "stores"
+    async with await open_store(store_root) as store:
+        await store.get_group("G")["k"].set_value(1)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    locks = store_root / "app~1" / ".locks"
+    shutil.rmtree(locks)
+    locks.mkdir()
+    for stripe in range(64):
+        (locks / f"{stripe:02d}.lock").symlink_to(outside / f"{stripe:02d}")
+    checked = fsck(f"file:{store_root}")
+    assert checked.returncode == 1
+    assert checked.stdout.count("symlink") == 64
+    assert fsck(f"file:{store_root}", "--repair").returncode == 0
+    assert fsck(f"file:{store_root}").returncode == 0
+    async with await open_store(store_root) as store:
+        await store.get_group("G")["k"].update(lambda value: value + 1)
+    assert list(outside.iterdir()) == []
+
+
+async def test_removing_the_lock_directory_again_and_again_leaks_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    async with await open_store(tmp_path) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value(0)
+        before = len(os.listdir("/proc/self/fd"))
+        for number in range(100):
+            shutil.rmtree(tmp_path / "app~1" / ".locks")
+            await handle.set_value(number)
+        assert len(os.listdir("/proc/self/fd")) <= before
+
+
+async def test_a_removed_marker_is_made_again_by_the_next_write(tmp_path: Path) -> None:
+    async with await open_store(tmp_path) as store:
+        await store.get_group("G")["a"].set_value(1)
+        marker = tmp_path / "app~1" / ".rapid-dev-storage.json"
+        original = marker.read_bytes()
+        marker.unlink()  # git checkout of a branch without the store, a person
+        await store.get_group("G")["b"].set_value(2)
+        assert marker.read_bytes() == original
+    async with await open_store(tmp_path) as again:  # another process can open it
+        assert await again.get_group("G")["b"].get_value() == 2
+
+
+async def test_a_write_whose_temp_file_is_removed_under_it_is_written_again(
+    tmp_path: Path,
+) -> None:
+    """`git clean -fdx` removes a temp file while its write is in flight: nothing landed."""
+
+    class CleanedMidWrite(FileIO):
+        cleaned = 0
+
+        @staticmethod
+        def fsync(descriptor: int) -> None:
+            os.fsync(descriptor)
+            if CleanedMidWrite.cleaned < 2 and not os.path.isdir(f"/proc/self/fd/{descriptor}"):
+                CleanedMidWrite.cleaned += 1
+                for temp in (tmp_path / "app~1").rglob(".rds-*.tmp"):
+                    temp.unlink()
+
+    async with await open_store(tmp_path) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value("committed")
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        backend._io = CleanedMidWrite
+        await handle.set_value("new")
+        assert CleanedMidWrite.cleaned == 2
+        assert await handle.get_value() == "new"
+
+
+def test_fsck_leaves_records_it_cannot_read_in_place(tmp_path: Path) -> None:
+    async def make() -> Path:
+        async with await open_store(tmp_path) as store:
+            await store.get_group("G")["a"].set_value(1)
+            return record_file(store, "G", "a")
+
+    unreadable = asyncio.run(make())
+    unreadable.chmod(0)
+    command = [sys.executable, "-m", "rapid_dev_storage", "fsck", f"file:{tmp_path}", "--repair"]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "unreadable" in result.stdout
+    assert unreadable.exists()
+
+
+def test_show_refuses_a_fifo_instead_of_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / ("0" * 32 + ".msgpack")
+    os.mkfifo(fifo)
+    result = subprocess.run(
+        [sys.executable, "-m", "rapid_dev_storage", "show", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "FIFO" in result.stderr
