@@ -107,10 +107,15 @@ def decode_name(encoded: str) -> str:
     return name
 
 
-def key_digest(keys: tuple[str, ...]) -> str:
-    """Return the 32-hex-digit digest naming the file of ``keys``."""
+def key_encoding(keys: tuple[str, ...]) -> bytes:
+    """Return the bytes whose digest names a record's file: each key's UTF-8 length, then it."""
     encoded = bytearray()
     for key in keys:
         data = key.encode("utf-8")
         encoded += len(data).to_bytes(4, "big") + data
-    return hashlib.sha256(encoded).hexdigest()[:32]
+    return bytes(encoded)
+
+
+def key_digest(keys: tuple[str, ...]) -> str:
+    """Return the 32-hex-digit digest naming the file of ``keys``."""
+    return hashlib.sha256(key_encoding(keys)).hexdigest()[:32]

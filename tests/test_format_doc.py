@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rapid_dev_storage import FileBackend, Storage
-from rapid_dev_storage._names import key_digest
+from rapid_dev_storage._names import key_digest, key_encoding
 
 FORMAT = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 
@@ -57,9 +57,14 @@ async def test_the_documented_reader_reads_what_the_library_wrote(
     assert read == records
 
 
-def test_documented_examples_hold() -> None:
-    text = FORMAT.read_text(encoding="utf-8")
-    assert key_digest(("ab", "")) + ".json" in text
-    assert bytes.fromhex("00 00 00 02 61 62 00 00 00 00".replace(" ", "")) == (
-        len(b"ab").to_bytes(4, "big") + b"ab" + (0).to_bytes(4, "big")
+def test_the_documented_file_name_example_is_what_the_library_does() -> None:
+    text = " ".join(FORMAT.read_text(encoding="utf-8").split())
+    sentence = (
+        r"For keys `\((.*?)\)` the encoding is `([0-9a-f ]+)` "
+        r"and the file is `([0-9a-f]{32})\.json`"
     )
+    match = re.search(sentence, text)
+    assert match is not None, "the example sentence in docs/format.md changed shape"
+    keys = tuple(json.loads(f"[{match.group(1)}]"))
+    assert key_encoding(keys) == bytes.fromhex(match.group(2))
+    assert key_digest(keys) == match.group(3)

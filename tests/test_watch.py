@@ -7,75 +7,31 @@ import logging
 import os
 import shutil
 import sqlite3
-import sys
 import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 import watchfiles
-from _postgres import fresh_schema, requires_postgres
-from test_legacy_backend import OriginalStyleBackend
+from _original_backend import OriginalStyleBackend
+from _watching import (
+    KINDS,
+    SHARED,
+    next_change,
+    no_more,
+    open_store,
+    run_worker,
+    store_path,
+)
 
 from rapid_dev_storage import (
     Change,
     FileBackend,
-    MemoryBackend,
     NoValue,
-    PostgresBackend,
-    SQLiteBackend,
     Storage,
     UnsupportedOperationError,
-    Watch,
 )
 from rapid_dev_storage._sqlite import table_name
-
-WORKER = Path(__file__).with_name("_worker.py")
-POSTGRES = pytest.param("postgres", marks=requires_postgres)
-KINDS = ["memory", "sqlite", "file", POSTGRES]
-SHARED = ["sqlite", "file", POSTGRES]  # backends other processes can write to
-_SERVERS: dict[Path, str] = {}  # a test's own schema on the PostgreSQL server, by tmp_path
-
-
-async def open_store(kind: str, path: Path, **options: Any) -> Storage:
-    if kind == "memory":
-        return Storage(MemoryBackend())
-    if kind == "postgres":
-        if path not in _SERVERS:
-            _SERVERS[path] = await fresh_schema()
-        backend = await PostgresBackend.create_backend_instance(
-            _SERVERS[path], "shared", 1, durability="fast", **options
-        )
-        return Storage(backend)
-    if kind == "sqlite":
-        backend = await SQLiteBackend.create_backend_instance(
-            path / "db.sqlite3", "shared", 1, durability="fast", **options
-        )
-        return Storage(backend)
-    backend = await FileBackend.create_backend_instance(
-        path, "shared", 1, codec="json", durability="fast", **options
-    )
-    return Storage(backend)
-
-
-def store_path(kind: str, path: Path) -> str:
-    if kind == "postgres":
-        return _SERVERS[path]
-    return str(path / "db.sqlite3") if kind == "sqlite" else str(path)
-
-
-async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
-    return await asyncio.wait_for(watch.__anext__(), timeout)
-
-
-async def no_more(watch: Watch, wait: float = 0.4) -> None:
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(watch.__anext__(), wait)
-
-
-async def run_worker(*arguments: str) -> None:
-    process = await asyncio.create_subprocess_exec(sys.executable, str(WORKER), *arguments)
-    assert await process.wait() == 0
 
 
 @pytest.fixture

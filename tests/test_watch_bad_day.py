@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from test_watch import next_change, open_store, run_worker
+from _watching import next_change, open_store, run_worker
 
 from rapid_dev_storage import (
     Change,
