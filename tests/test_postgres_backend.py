@@ -25,11 +25,11 @@ from rapid_dev_storage import (
     StorageIOError,
     Watch,
 )
-from rapid_dev_storage._postgres import (
+from rapid_dev_storage._postgres_sql import (
     LISTENERS_TABLE,
     MAX_KEY_BYTES,
     STORES_TABLE,
-    _Queries,
+    Queries,
     table_name,
 )
 
@@ -295,11 +295,11 @@ async def test_every_query_uses_the_primary_key_index(dsn: str) -> None:
         )
         table = table_name("app", "1")
         await sql(dsn, f"ANALYZE {table}")
-        queries = _Queries(table, jsonb=False, channel="unused")
+        queries = Queries(table, jsonb=False, channel="unused")
         record = ("G", "1", "2", "", "", "", 2)
         plans = {
             "select": (queries.select, record),
-            "swap": (queries.swap_update, (*record, b"x", b"y")),
+            "swap": (queries.swap_update, (*record, b"x", 1, b"y", 2)),
             "delete prefix": (queries.delete_prefix[1], ("G", "7")),
             "scan page": (queries.scan_page[1], ("G", "7", "", "", "", "", 0)),
             "groups": (queries.groups, ()),
