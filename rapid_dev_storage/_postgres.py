@@ -65,6 +65,8 @@ RECONNECT_TIMEOUT = 30.0
 FIRST_RETRY_DELAY = 0.02
 """Seconds before the first retry; doubled after each, up to `MAX_RETRY_DELAY`."""
 MAX_RETRY_DELAY = 0.5
+RECOVERY_DELAY = 0.05
+"""Most seconds between attempts to read back a record whose update lost its connection."""
 
 # JSON that jsonb would not give back as written: a NUL escape (jsonb refuses it), -0.0 and
 # floats in exponent form (numeric prints 1e+16 as an integer). A match inside a string only
@@ -490,24 +492,28 @@ class PostgresBackend(StorageBackend):
         """
         logger.info("rapid_dev_storage: %s: %s during an update; checking whether it landed",
                     self.location, exc)  # fmt: skip
-        row = await self._statement(
-            "fetchrow", self._queries.recover, *stored_record_params(group, keys)
-        )
-        if row is not None and version in (row[1], row[2]):
-            return True  # the row is ours, or the write after ours replaced exactly ours
+        sql, params = self._queries.recover, stored_record_params(group, keys)
+        # Retried at short intervals: each update that lands meanwhile pushes the version we
+        # read further back in the record's history.
+        row = await self._retrying(lambda: self._once("fetchrow", sql, params), RECOVERY_DELAY)
+        history = (row[2] or []) if row is not None else []
+        if row is not None and (row[1] == version or version in history):
+            return True  # the row holds our write, or later updates built on it
         if expected is None:
             if row is None:
                 # Not landed, or landed and cleared since: either way inserting now leaves the
                 # store as if this update came after that clear, counted once.
                 return None
-        else:
+        elif row is not None:
             was = _version_of(expected)
-            if row is not None and row[1] == was:
+            if row[1] == was:
                 # Sets keep a row's version, so the value tells whether one came since; the
                 # statement requires the value too.
                 return None if self._as_bytes(row[0]) == expected else False
-            if row is not None and was is not None and row[2] == was:
-                return False  # another update replaced the version we read: ours cannot land
+            if was is not None and was in history:
+                # Every update since the version we read is on record, and ours is not among
+                # them; and that version is gone, so ours can never land.
+                return False
         raise StorageIOError(
             f"{self.location}: the connection was lost while updating group {group!r} keys "
             f"{keys!r}, and the record changed since: whether this update landed is unknown, "

@@ -109,7 +109,10 @@ VERSION_DEFAULT = "(random() * 4611686018427387904)::bigint"
 """A fresh version for rows that sets and SQL edits insert; an update writes one it chose."""
 
 
-VERSION_COLUMNS = f"version bigint DEFAULT {VERSION_DEFAULT}, prev bigint"
+HISTORY = 16
+"""Versions an update keeps of the ones before it: a write lost mid-statement is decided exactly
+as long as fewer than this many updates replaced the version it read (else it raises)."""
+VERSION_COLUMNS = f"version bigint DEFAULT {VERSION_DEFAULT}, history bigint[]"
 
 
 def _value(jsonb: bool, alias: str = "") -> str:
@@ -147,7 +150,7 @@ class Queries:
         # Tables of older versions gain them on open (instant: no default, so no rewrite).
         self.add_version_columns = [
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS version bigint, "
-            "ADD COLUMN IF NOT EXISTS prev bigint",
+            "ADD COLUMN IF NOT EXISTS history bigint[]",
             f"ALTER TABLE {t} ALTER COLUMN version SET DEFAULT {VERSION_DEFAULT}",
         ]
         self.create_triggers = [
@@ -166,21 +169,23 @@ class Queries:
         # A table of an older version has no version column until its owner opens it.
         version = "version" if versioned else "NULL::bigint"
         self.select = f"SELECT {value}, {version} FROM {t} WHERE {record}"
-        self.recover = f"SELECT {value}, version, prev FROM {t} WHERE {record}"
+        self.recover = f"SELECT {value}, version, history FROM {t} WHERE {record}"
         self.upsert = (
             f"INSERT INTO {t} ({columns}, {stored}) VALUES ({placeholders}) "
             f"ON CONFLICT ({columns}) DO UPDATE SET {excluded}"
         )
         # Update's writes, each one statement: the row lock and the re-check of the WHERE clause
         # make it a compare-and-swap against every other connection. Each writes a version of
-        # its own choosing and keeps the one it replaced in prev: after a lost connection, the
+        # its own choosing and keeps the ones it replaced, newest first, in history: after a lost
+        # connection, the
         # row says whether this very write landed (see PostgresBackend._after_loss).
         self.insert_new = (
             f"INSERT INTO {t} ({columns}, {stored}, version) VALUES ({placeholders}, "
             f"${width + 1}) ON CONFLICT ({columns}) DO NOTHING"
         )
         self.swap_update = (
-            f"UPDATE {t} SET {assign}, version = ${width + 1}, prev = version WHERE {record} "
+            f"UPDATE {t} SET {assign}, version = ${width + 1}, "
+            f"history = (ARRAY[version] || history)[1:{HISTORY}] WHERE {record} "
             f"AND {value} = ${width + 2} AND version IS NOT DISTINCT FROM ${width + 3}"
         )
         self.swap_delete = (
