@@ -4,10 +4,12 @@ hostile schema names, TRUNCATE by hand. Everything against the real server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import urllib.parse
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 import pytest
@@ -17,11 +19,12 @@ from rapid_dev_storage import (
     Change,
     NoValue,
     PostgresBackend,
+    ReadOnlyStoreError,
     Storage,
     StorageIOError,
     Watch,
 )
-from rapid_dev_storage._postgres import table_name
+from rapid_dev_storage._postgres import list_stores, table_name
 
 ROOT = Path(__file__).parents[1]
 WORKER = Path(__file__).with_name("_worker.py")
@@ -247,3 +250,198 @@ async def test_reads_sets_and_clears_survive_ten_fast_restarts(dsn: str) -> None
         expected = await working
         await check_stored(store, expected)
     assert errors == []
+
+
+# --- least-privilege roles ------------------------------------------------------------------------
+
+STORES = "rapid_dev_storage_stores"
+LISTENERS = "rapid_dev_storage_listeners"
+
+
+async def admin(statement: str, dsn: str = DSN) -> None:
+    """Run ``statement`` (several, even) as the test server's superuser (or ``dsn``'s role)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def new_role() -> AsyncIterator[str]:
+    """A login role of the test's own, dropped with everything it owns afterwards."""
+    name = f"rds_role_{uuid.uuid4().hex[:12]}"
+    await admin(f"CREATE ROLE {name} LOGIN")
+    try:
+        yield name
+    finally:
+        await admin(f"DROP OWNED BY {name}; DROP ROLE {name}")
+
+
+def schema_of(dsn: str) -> str:
+    return urllib.parse.unquote(dsn.rpartition("search_path=")[2])
+
+
+@requires_postgres
+async def test_a_role_that_may_only_read_opens_an_existing_store(dsn: str) -> None:
+    schema = schema_of(dsn)
+    table = table_name("app", "1")
+    async with await open_store(dsn, codec="json") as owner:
+        await owner.get_group("G")["k"].set_value({"a": 1})
+        await owner.get_group("H")["n"].set_value(1)
+    async with new_role() as reader:
+        await admin(f"GRANT USAGE ON SCHEMA {schema} TO {reader}; "
+                    f"GRANT SELECT ON {schema}.{STORES}, {schema}.{table} TO {reader}")  # fmt: skip
+        async with await open_store(dsn_for(schema, reader)) as store:
+            assert store.backend.read_only
+            group = store.get_group("G")
+            assert await group["k"].get_value() == {"a": 1}
+            assert [item async for item in group.all_items()] == [(("k",), {"a": 1})]
+            assert await store.list_groups() == ["G", "H"]
+            refused = f"may only read table '{table}': GRANT INSERT, UPDATE, DELETE ON it TO "
+            with pytest.raises(ReadOnlyStoreError, match=refused):
+                await group["k"].set_value(2)
+            with pytest.raises(ReadOnlyStoreError, match=refused):
+                await group["k"].update(lambda current: current)
+            with pytest.raises(ReadOnlyStoreError, match=refused):
+                await group.clear_group()
+            with pytest.raises(StorageIOError, match=f"SELECT, INSERT, DELETE ON {LISTENERS}"):
+                async with store.watch():
+                    pass
+            await admin(f"GRANT SELECT, INSERT, DELETE ON {schema}.{LISTENERS} TO {reader}")
+            async with store.watch("G") as changes, await open_store(dsn) as writer:
+                await writer.get_group("G")["k"].set_value({"a": 2})
+                assert (await next_change(changes)).value == {"a": 2}
+        # A role that may insert but not update: a set needs both, and says so.
+        await admin(f"GRANT INSERT ON {schema}.{table} TO {reader}")
+        async with await open_store(dsn_for(schema, reader)) as store:
+            assert not store.backend.read_only
+            with pytest.raises(ReadOnlyStoreError, match="permission denied"):
+                await store.get_group("G")["new"].set_value(1)
+
+
+@requires_postgres
+async def test_two_roles_make_their_own_stores_in_one_schema(dsn: str) -> None:
+    """The first role makes the shared tables and functions; the second only needs grants."""
+    schema = schema_of(dsn)
+    async with new_role() as first, new_role() as second:
+        await admin(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {first}, {second}")
+        async with await open_store(dsn_for(schema, first), "one", 1) as store:
+            await store.get_group("G")["k"].set_value("first's")
+        # What the README tells the owner of the shared tables to grant a second role.
+        connection = await asyncpg.connect(dsn_for(schema, first))
+        try:
+            await connection.execute(
+                f"GRANT SELECT, INSERT ON {STORES} TO {second}; "
+                f"GRANT SELECT, INSERT, DELETE ON {LISTENERS} TO {second}"
+            )
+        finally:
+            await connection.close()
+        second_dsn = dsn_for(schema, second)
+        async with (
+            await open_store(second_dsn, "two", 1) as store,
+            await open_store(second_dsn, "two", 1) as watcher,
+            watcher.watch("G") as changes,
+        ):
+            handle = store.get_group("G")["k"]
+            await handle.set_value(1)
+            assert await handle.update(lambda current: current + 1) == 2
+            while (change := await next_change(changes)).value != 2:  # 1 and 2 may come as one
+                assert change.value == 1
+        async with await open_store(dsn_for(schema, first), "one", 1) as store:
+            assert await store.get_group("G")["k"].get_value() == "first's"
+        assert await list_stores(dsn) == [("one", "1"), ("two", "1")]
+
+
+# --- hostile schema names -------------------------------------------------------------------------
+
+HOSTILE_SCHEMAS = [
+    "dollar$$quoted",
+    "$$",
+    "$rds$",
+    'double"quote',
+    "single'quote",
+    "semi;colon DROP TABLE x; --",
+    "with space",
+    "Ünïcödé ✓",
+    "back\\slash",
+    "$1",
+    "UPPER",
+]
+
+
+@requires_postgres
+@pytest.mark.parametrize("hostile", HOSTILE_SCHEMAS)
+async def test_hostile_schema_names_work(hostile: str) -> None:
+    schema = f"{hostile} {uuid.uuid4().hex[:8]}"
+    await admin(f"CREATE SCHEMA {quoted(schema)}")
+    dsn = dsn_for(schema)
+    try:
+        async with await open_store(dsn, codec="json") as store, await open_store(dsn) as other:
+            group = store.get_group("G")
+            await group["k"].set_value(1)
+            assert await group["k"].update(lambda current: current + 1) == 2
+            async with other.watch("G") as changes:
+                await group["k"].set_value(3)
+                change = await next_change(changes)
+                assert (change.keys, change.value, change.origin) == (("k",), 3, "external")
+                await sql(dsn, f"TRUNCATE {table_name('app', '1')}")
+                change = await next_change(changes)
+                assert (change.kind, change.keys) == ("cleared", ("k",))
+        async with await open_store(dsn) as again:
+            assert again.backend.codec.name == "json"
+            assert await again.get_group("G")["k"].get_value() is NoValue
+        assert await list_stores(dsn) == [("app", "1")]
+        rows = await sql(DSN, "SELECT nspname FROM pg_namespace WHERE nspname = $1", schema)
+        assert [row[0] for row in rows] == [schema]  # nothing ran that was not meant to
+    finally:
+        await admin(f"DROP SCHEMA {quoted(schema)} CASCADE")
+
+
+# --- TRUNCATE, and stores of the previous version ---------------------------------------------
+
+
+@requires_postgres
+async def test_truncate_by_hand_reports_every_record_cleared(dsn: str) -> None:
+    async with await open_store(dsn) as store:
+        group = store.get_group("G")
+        keys = [("a",), ("b", "c"), ("\x00nul",)]
+        for index, key in enumerate(keys):
+            await group[key].set_value(index)
+        await sql(dsn, f"TRUNCATE {table_name('app', '1')}")  # unwatched: nothing to report
+        for index, key in enumerate(keys):
+            await group[key].set_value(index)
+        async with store.watch() as changes:
+            await sql(dsn, f"TRUNCATE {table_name('app', '1')}")
+            seen = {(c.kind, c.group, c.keys) for c in [await next_change(changes) for _ in keys]}
+        assert seen == {("cleared", "G", key) for key in keys}
+
+
+@requires_postgres
+async def test_a_store_of_the_previous_version_is_upgraded_in_place(dsn: str) -> None:
+    """Tables made before versions and the TRUNCATE trigger gain them when their owner opens."""
+    schema = schema_of(dsn)
+    table = table_name("app", "1")
+    async with await open_store(dsn) as store:
+        await store.get_group("G")["n"].set_value(1)
+    await admin(
+        f"ALTER TABLE {table} DROP COLUMN version, DROP COLUMN history; "
+        f"DROP TRIGGER {table}_trunc ON {table}; DROP FUNCTION rapid_dev_storage_truncate_v1()",
+        dsn,
+    )
+    async with new_role() as reader:
+        await admin(f"GRANT USAGE ON SCHEMA {schema} TO {reader}; "
+                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{STORES}, "
+                    f"{schema}.{table} TO {reader}")  # fmt: skip
+        async with await open_store(dsn_for(schema, reader)) as store:
+            assert await store.get_group("G")["n"].get_value() == 1
+            with pytest.raises(ReadOnlyStoreError, match="older rapid_dev_storage"):
+                await store.get_group("G")["n"].set_value(2)
+    async with await open_store(dsn) as store, store.watch() as changes:
+        counter = store.get_group("G")["n"]
+        assert await counter.update(lambda current: current + 1) == 2
+        assert (await next_change(changes)).value == 2
+        await sql(dsn, f"TRUNCATE {table}")
+        assert (await next_change(changes)).kind == "cleared"
+    rows = await sql(dsn, f"SELECT version IS NOT NULL FROM {table}")
+    assert rows == []
