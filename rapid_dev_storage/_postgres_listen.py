@@ -73,7 +73,11 @@ class ChangeListener:
         self._pending: dict[tuple[str, Keys], None] = {}
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()
-        """Set while the channel is listened to (tests wait on it)."""
+        """Set while the channel is listened to."""
+        self.blind: list[tuple[float, float]] = []
+        """(lost, listening again), in loop time, of each time the listener was lost."""
+        self.relistened = asyncio.Event()
+        """Set each time it listens again after a loss."""
 
     async def start(self) -> None:
         """Listen, and start publishing what others change."""
@@ -137,6 +141,7 @@ class ChangeListener:
     async def _relisten(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self.relistened.clear()
         while True:
             try:
                 await self._listen()
@@ -145,9 +150,12 @@ class ChangeListener:
             except StorageError as exc:
                 logger.warning("rapid_dev_storage: %s", exc)
                 continue
+            self.blind.append((started, loop.time()))
+            self.relistened.set()
             logger.warning(
-                "rapid_dev_storage: %s: listening again after %.3f s; changes committed in "
-                "between by others were not reported",
+                "rapid_dev_storage: %s: listening again after %.3f s; changes others committed "
+                "in between (and in the last moments before the server went away) were not "
+                "reported",
                 self._location, loop.time() - started,
             )  # fmt: skip
             return
