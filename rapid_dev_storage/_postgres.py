@@ -12,18 +12,17 @@ Statements live in `_postgres_sql`, opening in `_postgres_open`, watching in `_p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
 from ._postgres_listen import ChangeListener
 from ._postgres_open import list_stores, open_store
+from ._postgres_run import Statements, lost_connection_errors, translated
 from ._postgres_sql import (
     DSN_PREFIXES,
     MAX_KEY_BYTES,
@@ -43,10 +42,8 @@ from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import (
     InvalidKeyError,
-    LockTimeoutError,
     ReadOnlyStoreError,
     StorageIOError,
-    StoreClosedError,
     UnsupportedOperationError,
 )
 
@@ -55,16 +52,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DSN_PREFIXES", "PostgresBackend", "list_stores", "table_name"]
 
-T = TypeVar("T")
 logger = logging.getLogger("rapid_dev_storage")
 
 DEFAULT_POOL_SIZE = 10
 RECONNECT_TIMEOUT = 30.0
 """Seconds an operation keeps retrying while the server is unreachable (a restart takes a few)."""
 
-FIRST_RETRY_DELAY = 0.02
-"""Seconds before the first retry; doubled after each, up to `MAX_RETRY_DELAY`."""
-MAX_RETRY_DELAY = 0.5
 RECOVERY_DELAY = 0.05
 """Most seconds between attempts to read back a record whose update lost its connection."""
 
@@ -90,42 +83,6 @@ def _check_size(group: str, params: tuple[Any, ...]) -> None:
             group=group,
             keys=keys,
         )
-
-
-def _lost_connection_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean the connection or server went away: the operation may be retried."""
-    import asyncpg  # noqa: PLC0415 - the optional extra, imported only when a backend exists
-
-    return (
-        OSError,
-        asyncpg.InterfaceError,  # "connection is closed", released by a failed connection
-        asyncpg.PostgresConnectionError,  # class 08
-        asyncpg.CannotConnectNowError,  # the server is starting or stopping
-        asyncpg.AdminShutdownError,
-        asyncpg.CrashShutdownError,
-        # The server's "terminating connection" reached a connection between statements: its
-        # protocol state is broken ("cannot switch to state 12; another operation (2) is in
-        # progress") and the statement was never sent. Seen on every fast restart and every
-        # pg_terminate_backend of an idle connection; the connection is discarded.
-        asyncpg.InternalClientError,
-    )
-
-
-def _translated(exc: BaseException, location: str, *, writing: bool = False) -> Exception:
-    """Return our error for one of asyncpg's; raise it ``from`` the original."""
-    import asyncpg  # noqa: PLC0415
-
-    if isinstance(exc, asyncpg.LockNotAvailableError):
-        return LockTimeoutError(
-            f"{location}: another connection held a row lock past the timeout "
-            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
-        )
-    if writing and isinstance(exc, asyncpg.InsufficientPrivilegeError):
-        return ReadOnlyStoreError(
-            f"{location}: this role may not write the store ({exc}): GRANT INSERT, UPDATE, "
-            "DELETE ON the table to it, or write as a role that may"
-        )
-    return StorageIOError(f"{location}: {exc}")
 
 
 def parse_pool_size(text: str) -> int:
@@ -171,27 +128,21 @@ class PostgresBackend(StorageBackend):
         read_only: str = "",
     ) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
-        import asyncpg  # noqa: PLC0415
-
         super().__init__(codec)
         self.location = location
         self.read_only = bool(read_only)
         self._read_only_reason = read_only
         self._role = role
-        self._pool = pool
-        # One pooled connection kept for statements that find it free: asyncpg's acquire and
-        # release cost about 50 us here, a third of a primary-key read on loopback.
-        self._held: asyncpg.Connection | None = None
-        self._held_busy = False
-        self._releasing: set[asyncio.Task[object]] = set()
+        self._statements = Statements(
+            pool, location=location, reconnect_timeout=reconnect_timeout,
+            is_closed=lambda: self._closed,
+        )  # fmt: skip
         self._queries = queries
         self._dsn = dsn
         self._connect_settings = connect_settings
         self._writer = writer
         self._reconnect_timeout = reconnect_timeout
-        self._lost = _lost_connection_errors()
-        # What the server answers for a failed statement; the connection stays usable.
-        self._server_errors: type[Exception] = asyncpg.PostgresError
+        self._lost = self._statements.lost
         self._listener: ChangeListener | None = None
 
     @classmethod
@@ -283,10 +234,10 @@ class PostgresBackend(StorageBackend):
             await pool.close()
             refused = (asyncpg.InvalidAuthorizationSpecificationError,
                        asyncpg.InvalidCatalogNameError)  # fmt: skip
-            if isinstance(exc, (*_lost_connection_errors(), *refused)):
+            if isinstance(exc, (*lost_connection_errors(), *refused)):
                 raise StorageIOError(f"cannot connect to {location}: {exc}") from exc
             if isinstance(exc, asyncpg.PostgresError):
-                raise _translated(exc, location) from exc
+                raise translated(exc, location) from exc
             raise
         table = opened.queries.table
         read_only = ""
@@ -313,90 +264,6 @@ class PostgresBackend(StorageBackend):
             )
 
     # --- running statements -------------------------------------------------------------------
-
-    async def _retrying(
-        self, attempt: Callable[[], Awaitable[T]], max_delay: float = MAX_RETRY_DELAY
-    ) -> T:
-        """Run ``attempt`` again while the server is unreachable, up to ``reconnect_timeout``.
-
-        The pool drops a connection that failed and opens a new one on the next acquire, so
-        each attempt after a server restart reconnects by itself.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._reconnect_timeout
-        delay = FIRST_RETRY_DELAY
-        while True:
-            self._check_open()
-            try:
-                return await attempt()
-            except Exception as exc:
-                if not isinstance(exc, self._lost):
-                    raise self._error(exc) from exc
-                if delay == FIRST_RETRY_DELAY:
-                    logger.info("rapid_dev_storage: %s: %s; retrying for up to %g s",
-                                self.location, exc, self._reconnect_timeout)  # fmt: skip
-                if loop.time() >= deadline:
-                    raise StorageIOError(
-                        f"{self.location}: the server did not answer for "
-                        f"{self._reconnect_timeout:g} s (reconnect_timeout): {exc}"
-                    ) from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
-
-    async def _once(self, method: str, sql: str, params: tuple[Any, ...]) -> Any:
-        """Run one statement on the held connection if it is free, else on a pooled one.
-
-        A connection that was lost is terminated, never handed out again: one whose protocol
-        state a server's termination message broke would fail every statement.
-        """
-        if self._held_busy:
-            async with self._pool.acquire() as connection:
-                try:
-                    return await getattr(connection, method)(sql, *params)
-                except self._lost:
-                    _discard(connection)
-                    raise
-        self._held_busy = True
-        try:
-            if self._held is None:
-                self._held = await self._pool.acquire()
-            return await getattr(self._held, method)(sql, *params)
-        except BaseException as exc:
-            lost = isinstance(exc, self._lost)
-            if lost and self._held is not None:
-                _discard(self._held)
-            if lost or not isinstance(exc, self._server_errors):
-                self._drop_held()  # lost, or cancelled mid-statement: the pool sorts it out
-            raise
-        finally:
-            self._held_busy = False
-
-    def _drop_held(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            task = asyncio.ensure_future(self._pool.release(held))
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
-
-    async def _statement(self, method: str, sql: str, *params: Any, writing: bool = False) -> Any:
-        """Run one statement (``fetchval``, ``fetchrow``, ``execute``), retrying while lost."""
-        try:  # the hot path: one attempt, no closure
-            return await self._once(method, sql, params)
-        except Exception as exc:
-            if not isinstance(exc, self._lost):
-                raise self._error(exc, writing=writing) from exc
-        return await self._retrying(lambda: self._once(method, sql, params))
-
-    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
-        return await self._retrying(lambda: self._once("fetch", sql, params))
-
-    def _error(self, exc: Exception, *, writing: bool = False) -> Exception:
-        """Return our error for a failed statement (the caller raises it ``from`` ``exc``)."""
-        if self._closed:
-            return StoreClosedError(f"PostgresBackend at {self.location} is closed")
-        if isinstance(exc, self._server_errors):
-            return _translated(exc, self.location, writing=writing)
-        return StorageIOError(f"{self.location}: {exc}")
 
     # --- values as stored ---------------------------------------------------------------------
 
@@ -427,7 +294,7 @@ class PostgresBackend(StorageBackend):
     # --- hooks --------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
-        row = await self._statement(
+        row = await self._statements.statement(
             "fetchrow", self._queries.select, *stored_record_params(group, keys)
         )
         if row is None:
@@ -439,7 +306,7 @@ class PostgresBackend(StorageBackend):
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         params = stored_record_params(group, keys)
         _check_size(group, params)
-        await self._statement(
+        await self._statements.statement(
             "execute", self._queries.upsert, *params, *self._stored(data), writing=True
         )
 
@@ -463,10 +330,10 @@ class PostgresBackend(StorageBackend):
                 sql, values = queries.swap_update, (*params, *self._stored(new), version, *was)
         while True:
             try:
-                status = await self._once("execute", sql, values)
+                status = await self._statements.once("execute", sql, values)
             except Exception as exc:
                 if not isinstance(exc, self._lost):
-                    raise self._error(exc, writing=True) from exc
+                    raise self._statements.error(exc, writing=True) from exc
                 landed = await self._after_loss(group, keys, expected, new, version, exc)
                 if landed is None:
                     continue  # nothing changed: the same statement again lands at most once
@@ -495,7 +362,9 @@ class PostgresBackend(StorageBackend):
         sql, params = self._queries.recover, stored_record_params(group, keys)
         # Retried at short intervals: each update that lands meanwhile pushes the version we
         # read further back in the record's history.
-        row = await self._retrying(lambda: self._once("fetchrow", sql, params), RECOVERY_DELAY)
+        row = await self._statements.retrying(
+            lambda: self._statements.once("fetchrow", sql, params), RECOVERY_DELAY
+        )
         history = (row[2] or []) if row is not None else []
         if row is not None and (row[1] == version or version in history):
             return True  # the row holds our write, or later updates built on it
@@ -522,39 +391,37 @@ class PostgresBackend(StorageBackend):
 
     async def _delete(self, group: str, keys: Keys) -> None:
         params = stored_record_params(group, keys)
-        await self._statement("execute", self._queries.delete, *params, writing=True)
+        await self._statements.statement("execute", self._queries.delete, *params, writing=True)
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         params = (escape(group), *map(escape, prefix))
         sql = self._queries.delete_prefix[len(prefix)]
-        await self._statement("execute", sql, *params, writing=True)
+        await self._statements.statement("execute", sql, *params, writing=True)
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         head = (escape(group), *map(escape, prefix))
         after: tuple[Any, ...] = ("",) * (MAX_KEYS - len(prefix)) + (0,)
         sql = self._queries.scan_page[len(prefix)]
         while True:
-            rows = await self._fetch(sql, *head, *after)
+            rows = await self._statements.fetch(sql, *head, *after)
             yield [(keys_of(row), self._as_bytes(row[-1]), None) for row in rows]  # type: ignore[misc]
             if len(rows) < PAGE_SIZE:
                 return
             after = tuple(rows[-1])[len(prefix) : -1]
 
     async def _list_groups(self) -> list[str]:
-        rows = await self._fetch(self._queries.groups)
+        rows = await self._statements.fetch(self._queries.groups)
         return [unescape(row[0]) for row in rows]
 
     async def _close(self) -> None:
-        self._drop_held()
-        await asyncio.gather(*self._releasing, return_exceptions=True)
-        await self._pool.close()
+        await self._statements.close()
 
     # --- watching other writers ---------------------------------------------------------------
 
     async def _start_watching(self) -> None:
         self._listener = ChangeListener(
             location=self.location, dsn=self._dsn, settings=self._connect_settings,
-            channel=self._queries.channel, writer=self._writer, retrying=self._retrying,
+            channel=self._queries.channel, writer=self._writer, retrying=self._statements.retrying,
             fetch_values=self._fetch_values, hub=self._active_hub, canonical=self._canonical,
         )  # fmt: skip
         try:
@@ -573,17 +440,11 @@ class PostgresBackend(StorageBackend):
         for group, keys in records:
             for column, value in zip(columns, stored_record_params(group, keys), strict=True):
                 column.append(value)
-        rows = await self._fetch(self._queries.fetch_many, *columns)
+        rows = await self._statements.fetch(self._queries.fetch_many, *columns)
         return {row[0] - 1: self._as_bytes(row[1]) for row in rows}
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.location!r}, codec={self.codec.name!r})"
-
-
-def _discard(connection: asyncpg.Connection) -> None:
-    """Close a lost connection at once (the pool may have detached it already)."""
-    with contextlib.suppress(Exception):
-        connection.terminate()
 
 
 def _version_of(expected: bytes) -> int | None:

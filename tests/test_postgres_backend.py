@@ -267,7 +267,7 @@ async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str
             # still waiting for the lock: only then is the lock released.
             backend = store.backend
             assert isinstance(backend, PostgresBackend)
-            await asyncio.gather(*backend._releasing)
+            await asyncio.gather(*backend._statements.releasing)
         assert await handle.get_value() == 1  # the cancelled write never landed
         await asyncio.gather(*(store.get_group("G")[str(i)].set_value(i) for i in range(20)))
         assert await handle.update(lambda current: current + 1) == 2
@@ -281,7 +281,10 @@ async def test_durability_maps_to_synchronous_commit(dsn: str) -> None:
             dsn, "app", 1, durability=durability
         )
         try:
-            assert await backend._statement("fetchval", "SHOW synchronous_commit") == expected
+            assert (
+                await backend._statements.statement("fetchval", "SHOW synchronous_commit")
+                == expected
+            )
         finally:
             await backend.close()
 
