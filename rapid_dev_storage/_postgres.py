@@ -124,15 +124,13 @@ class PostgresBackend(StorageBackend):
         connect_settings: dict[str, str],
         writer: str,
         reconnect_timeout: float,
-        role: str = "",
-        read_only: str = "",
+        read_only_reason: str = "",
     ) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
         super().__init__(codec)
         self.location = location
-        self.read_only = bool(read_only)
-        self._read_only_reason = read_only
-        self._role = role
+        self.read_only = bool(read_only_reason)
+        self._read_only_reason = read_only_reason
         self._statements = Statements(
             pool, location=location, reconnect_timeout=reconnect_timeout,
             is_closed=lambda: self._closed,
@@ -141,7 +139,6 @@ class PostgresBackend(StorageBackend):
         self._dsn = dsn
         self._connect_settings = connect_settings
         self._writer = writer
-        self._reconnect_timeout = reconnect_timeout
         self._lost = self._statements.lost
         self._listener: ChangeListener | None = None
 
@@ -240,7 +237,7 @@ class PostgresBackend(StorageBackend):
                 raise translated(exc, location) from exc
             raise
         table = opened.queries.table
-        read_only = ""
+        read_only = ""  # why, when it is
         if not opened.upgraded:
             read_only = (
                 f"it was made by an older rapid_dev_storage and role {opened.role!r} may not "
@@ -254,7 +251,7 @@ class PostgresBackend(StorageBackend):
         return cls(
             pool=pool, queries=opened.queries, codec=opened.codec,
             location=f"{location} table {table}", dsn=dsn, connect_settings=settings,
-            writer=writer, reconnect_timeout=retry_for, role=opened.role, read_only=read_only,
+            writer=writer, reconnect_timeout=retry_for, read_only_reason=read_only,
         )  # fmt: skip
 
     def _check_writable(self) -> None:

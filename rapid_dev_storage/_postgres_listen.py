@@ -39,6 +39,9 @@ RELISTEN_DELAY = 0.05
 """Most seconds between attempts to listen again: every one of them is a window of missed writes
 (an attempt costs one refused connection)."""
 
+REFUSED_DELAY = 1.0
+"""Seconds before listening is tried again after the server refused it (a revoked grant)."""
+
 Retrying = Callable[[Callable[[], Awaitable[Any]], float], Awaitable[Any]]
 
 
@@ -147,8 +150,9 @@ class ChangeListener:
                 await self._listen()
             except StoreClosedError:
                 return
-            except StorageError as exc:
+            except StorageError as exc:  # refused, or away past reconnect_timeout
                 logger.warning("rapid_dev_storage: %s", exc)
+                await asyncio.sleep(REFUSED_DELAY)
                 continue
             self.blind.append((started, loop.time()))
             self.relistened.set()
