@@ -43,6 +43,7 @@ from ._validate import MAX_KEYS
 from .errors import (
     InvalidKeyError,
     ReadOnlyStoreError,
+    StorageError,
     StorageIOError,
     UnsupportedOperationError,
 )
@@ -229,6 +230,8 @@ class PostgresBackend(StorageBackend):
                                           options.codec, location)  # fmt: skip
         except BaseException as exc:
             await pool.close()
+            if isinstance(exc, StorageError):  # already says what went wrong
+                raise
             refused = (asyncpg.InvalidAuthorizationSpecificationError,
                        asyncpg.InvalidCatalogNameError)  # fmt: skip
             if isinstance(exc, (*lost_connection_errors(), *refused)):

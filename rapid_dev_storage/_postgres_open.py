@@ -83,8 +83,8 @@ async def open_store(
             raise StorageIOError(
                 f"{location}: role {role!r} may not create store ({name!r}, {identifier!r}) in "
                 f"schema {schema!r} ({exc}): have a role that may create it open it once, or "
-                f"GRANT CREATE ON SCHEMA and SELECT, INSERT ON {STORES_TABLE} to {role!r} "
-                "(README: roles sharing a schema)"
+                f"GRANT CREATE ON SCHEMA, SELECT, INSERT ON {STORES_TABLE} and SELECT, INSERT, "
+                f"DELETE ON {LISTENERS_TABLE} TO {role} (README: roles sharing a schema)"
             ) from exc
     role, *rights = await connection.fetchrow(PRIVILEGES, opened.queries.quoted_table)
     opened.role = role

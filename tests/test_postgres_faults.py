@@ -292,6 +292,8 @@ async def test_a_role_that_may_only_read_opens_an_existing_store(dsn: str) -> No
     async with new_role() as reader:
         await admin(f"GRANT USAGE ON SCHEMA {schema} TO {reader}; "
                     f"GRANT SELECT ON {schema}.{STORES}, {schema}.{table} TO {reader}")  # fmt: skip
+        with pytest.raises(StorageIOError, match=f"role '{reader}' may not create store"):
+            await open_store(dsn_for(schema, reader), "missing", 1)
         async with await open_store(dsn_for(schema, reader)) as store:
             assert store.backend.read_only
             group = store.get_group("G")
