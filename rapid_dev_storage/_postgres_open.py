@@ -37,6 +37,7 @@ from ._postgres_sql import (
     table_name,
     truncate_trigger,
 )
+from ._sql import quote_identifier
 from .errors import StorageIOError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ async def _current(connection: asyncpg.Connection, table: str) -> bool:
     Its version columns and TRUNCATE trigger are added in one transaction: the trigger stands
     for both.
     """
-    quoted = '"' + table.replace('"', '""') + '"'
+    quoted = quote_identifier(table)
     if not await connection.fetchval(RELATION_EXISTS, quoted):
         return False
     return bool(await connection.fetchval(TRIGGER_EXISTS, quoted, truncate_trigger(table)))
