@@ -328,17 +328,22 @@ class PostgresBackend(StorageBackend):
                 sql, values = queries.swap_delete, (*params, *was)
             else:
                 sql, values = queries.swap_update, (*params, *self._stored(new), version, *was)
+        lost: Exception | None = None  # once a connection was lost mid-statement
         while True:
             try:
                 status = await self._statements.once("execute", sql, values)
             except Exception as exc:
                 if not isinstance(exc, self._lost):
                     raise self._statements.error(exc, writing=True) from exc
-                landed = await self._after_loss(group, keys, expected, new, version, exc)
-                if landed is None:
-                    continue  # nothing changed: the same statement again lands at most once
+                lost = exc
+            else:
+                if lost is None or not status.endswith(" 0"):
+                    return not status.endswith(" 0")
+                # Sent again and matched nothing: the lost one may have landed meanwhile.
+            landed = await self._after_loss(group, keys, expected, new, version, lost)
+            if landed is not None:
                 return landed
-            return not status.endswith(" 0")
+            # Otherwise nothing changed: the same statement again lands at most once.
 
     async def _after_loss(
         self,
