@@ -13,7 +13,6 @@ Statements live in `_postgres_sql`, opening in `_postgres_open`, watching in `_p
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
@@ -25,14 +24,15 @@ from ._postgres_open import list_stores, open_store
 from ._postgres_run import Statements, lost_connection_errors, translated
 from ._postgres_sql import (
     DSN_PREFIXES,
-    MAX_KEY_BYTES,
     PAGE_SIZE,
     WRITER_SETTING,
     Queries,
+    check_size,
     escape,
     keys_of,
     redact,
     stored_record_params,
+    stored_value,
     table_name,
     unescape,
 )
@@ -41,7 +41,6 @@ from ._sql import RECORD_COLUMNS
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import (
-    InvalidKeyError,
     ReadOnlyStoreError,
     StorageError,
     StorageIOError,
@@ -61,29 +60,6 @@ RECONNECT_TIMEOUT = 30.0
 
 RECOVERY_DELAY = 0.05
 """Most seconds between attempts to read back a record whose update lost its connection."""
-
-# JSON that jsonb would not give back as written: a NUL escape (jsonb refuses it), -0.0 and
-# floats in exponent form (numeric prints 1e+16 as an integer). A match inside a string only
-# costs an unneeded exact copy.
-_JSONB_INEXACT = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000|[0-9]e\+|-0\.0(?![0-9])")
-_JSONB_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def _check_size(group: str, params: tuple[Any, ...]) -> None:
-    """Refuse a record whose names the primary key's index cannot hold, before writing it."""
-    names = params[: MAX_KEYS + 1]
-    if sum(map(len, names)) * 4 <= MAX_KEY_BYTES:  # 4 bytes per character at most
-        return
-    size = sum(len(name.encode()) for name in names)
-    if size > MAX_KEY_BYTES:
-        keys = tuple(map(unescape, names[1 : 1 + params[MAX_KEYS + 1]]))
-        raise InvalidKeyError(
-            f"group {group!r} and its keys take {size} bytes: PostgresBackend holds at most "
-            f"{MAX_KEY_BYTES} (PostgreSQL's index limit); use shorter keys, or put long text "
-            "in the value",
-            group=group,
-            keys=keys,
-        )
 
 
 def parse_pool_size(text: str) -> int:
@@ -269,12 +245,7 @@ class PostgresBackend(StorageBackend):
 
     def _stored(self, data: bytes) -> tuple[Any, ...]:
         """Return the value columns for a record's bytes."""
-        if not self._queries.jsonb:
-            return (data,)
-        text = data.decode()
-        if _JSONB_INEXACT.search(data) is None:
-            return (text, None)
-        return (None if _JSONB_NUL.search(data) else text, text)
+        return stored_value(self._queries.jsonb, data)
 
     def _as_bytes(self, value: Any) -> bytes | None:
         """Return a stored value (bytea, or jsonb text) as the record's bytes."""
@@ -305,7 +276,7 @@ class PostgresBackend(StorageBackend):
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         params = stored_record_params(group, keys)
-        _check_size(group, params)
+        check_size(group, params)
         await self._statements.statement(
             "execute", self._queries.upsert, *params, *self._stored(data), writing=True
         )
@@ -315,7 +286,7 @@ class PostgresBackend(StorageBackend):
     ) -> bool:
         params = stored_record_params(group, keys)
         if new is not None:
-            _check_size(group, params)
+            check_size(group, params)
         queries = self._queries
         version = secrets.randbits(62)  # this write's own: no other write has it
         if expected is None:

@@ -1,7 +1,8 @@
-"""PostgresBackend's SQL text: names, key escaping, every statement, the trigger functions.
+"""PostgresBackend's SQL text: names, keys and values as stored, every statement, the functions.
 
-Nothing here talks to a server. The only text ever formatted into SQL is quoted identifiers (a
-store's table, the schema) and names this module builds itself; values travel as parameters.
+Nothing here talks to a server (a record too long for the index is refused here, before it is
+sent). The only text ever formatted into SQL is quoted identifiers (a store's table, the schema)
+and names this module builds itself; values travel as parameters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ._sql import (
 )
 from ._types import Keys
 from ._validate import MAX_KEYS
+from .errors import InvalidKeyError
 
 FORMAT_VERSION = 1
 DSN_PREFIXES = ("postgresql://", "postgres://")
@@ -67,6 +69,40 @@ def unescape(text: str) -> str:
 def stored_record_params(group: str, keys: Keys) -> tuple[Any, ...]:
     """Return a record's key column values, escaped."""
     return record_params(escape(group), tuple(map(escape, keys)))
+
+
+# JSON that jsonb would not give back as written: a NUL escape (jsonb refuses it), -0.0 and
+# floats in exponent form (numeric prints 1e+16 as an integer). A match inside a string only
+# costs an unneeded exact copy.
+_JSONB_INEXACT = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000|[0-9]e\+|-0\.0(?![0-9])")
+_JSONB_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def check_size(group: str, params: tuple[Any, ...]) -> None:
+    """Refuse a record whose names the primary key's index cannot hold, before writing it."""
+    names = params[: MAX_KEYS + 1]
+    if sum(map(len, names)) * 4 <= MAX_KEY_BYTES:  # 4 bytes per character at most
+        return
+    size = sum(len(name.encode()) for name in names)
+    if size > MAX_KEY_BYTES:
+        keys = tuple(map(unescape, names[1 : 1 + params[MAX_KEYS + 1]]))
+        raise InvalidKeyError(
+            f"group {group!r} and its keys take {size} bytes: PostgresBackend holds at most "
+            f"{MAX_KEY_BYTES} (PostgreSQL's index limit); use shorter keys, or put long text "
+            "in the value",
+            group=group,
+            keys=keys,
+        )
+
+
+def stored_value(jsonb: bool, data: bytes) -> tuple[Any, ...]:
+    """Return the value columns for a record's bytes: bytea, or jsonb and its exact text."""
+    if not jsonb:
+        return (data,)
+    text = data.decode()
+    if _JSONB_INEXACT.search(data) is None:
+        return (text, None)
+    return (None if _JSONB_NUL.search(data) else text, text)
 
 
 def keys_of(row: Any) -> Keys:
