@@ -16,6 +16,7 @@ from rapid_dev_storage import (
     SQLiteBackend,
     Storage,
     StorageBackend,
+    StorageIOError,
 )
 
 
@@ -45,6 +46,33 @@ async def increment(kind: str, path: str, count: int, *, atomic: bool) -> None:
                 await asyncio.gather(*(counter.update(add_one) for _ in range(10)))
             else:
                 await asyncio.gather(*(unsafe_add_one() for _ in range(10)))
+
+
+async def increment_counting(path: str, count: int) -> None:
+    """Increment under faults: print "ready" once open, then how many landed and how many failed.
+
+    An increment that raised StorageIOError (the backend could not tell whether it landed) is
+    counted as failed, and the worker goes on.
+    """
+    # Durability full: each commit waits for its WAL flush, so the run spans many terminations.
+    backend = await PostgresBackend.create_backend_instance(path, "shared", 1)
+    async with Storage(backend) as store:
+        counter = store.get_group("G")["counter"]
+        print("ready", flush=True)
+        acknowledged = failed = 0
+
+        async def add_one() -> None:
+            nonlocal acknowledged, failed
+            try:
+                await counter.update(lambda current: current + 1)
+            except StorageIOError:
+                failed += 1
+            else:
+                acknowledged += 1
+
+        for _ in range(count // 10):
+            await asyncio.gather(*(add_one() for _ in range(10)))
+        print(acknowledged, failed, flush=True)
 
 
 async def count_in_processes(
@@ -174,6 +202,8 @@ if __name__ == "__main__":
     command, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
     if command in ("increment", "increment-unsafe"):
         asyncio.run(increment(kind, path, int(sys.argv[4]), atomic=command == "increment"))
+    elif command == "increment-counting":
+        asyncio.run(increment_counting(path, int(sys.argv[4])))
     elif command == "write-forever":
         asyncio.run(write_forever(path, kind))
     elif command == "burst":

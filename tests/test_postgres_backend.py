@@ -25,11 +25,11 @@ from rapid_dev_storage import (
     StorageIOError,
     Watch,
 )
-from rapid_dev_storage._postgres import (
+from rapid_dev_storage._postgres_sql import (
     LISTENERS_TABLE,
     MAX_KEY_BYTES,
     STORES_TABLE,
-    _Queries,
+    Queries,
     table_name,
 )
 
@@ -267,7 +267,7 @@ async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str
             # still waiting for the lock: only then is the lock released.
             backend = store.backend
             assert isinstance(backend, PostgresBackend)
-            await asyncio.gather(*backend._releasing)
+            await asyncio.gather(*backend._statements.releasing)
         assert await handle.get_value() == 1  # the cancelled write never landed
         await asyncio.gather(*(store.get_group("G")[str(i)].set_value(i) for i in range(20)))
         assert await handle.update(lambda current: current + 1) == 2
@@ -281,7 +281,10 @@ async def test_durability_maps_to_synchronous_commit(dsn: str) -> None:
             dsn, "app", 1, durability=durability
         )
         try:
-            assert await backend._statement("fetchval", "SHOW synchronous_commit") == expected
+            assert (
+                await backend._statements.statement("fetchval", "SHOW synchronous_commit")
+                == expected
+            )
         finally:
             await backend.close()
 
@@ -295,11 +298,11 @@ async def test_every_query_uses_the_primary_key_index(dsn: str) -> None:
         )
         table = table_name("app", "1")
         await sql(dsn, f"ANALYZE {table}")
-        queries = _Queries(table, jsonb=False, channel="unused")
+        queries = Queries(table, jsonb=False, channel="unused")
         record = ("G", "1", "2", "", "", "", 2)
         plans = {
             "select": (queries.select, record),
-            "swap": (queries.swap_update, (*record, b"x", b"y")),
+            "swap": (queries.swap_update, (*record, b"x", 1, b"y", 2)),
             "delete prefix": (queries.delete_prefix[1], ("G", "7")),
             "scan page": (queries.scan_page[1], ("G", "7", "", "", "", "", 0)),
             "groups": (queries.groups, ()),
