@@ -11,15 +11,25 @@ still works with `Storage`: `update_data` falls back to a read and a write under
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from pathlib import Path
+from time import perf_counter
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec
 from ._locks import KeyLocks, check_not_updating, running_update_function
+from ._slices import LARGE_RECORD
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
-from ._validate import check_group_name, check_keys, check_prefix, check_value
+from ._validate import (
+    check_group_name,
+    check_keys,
+    check_prefix,
+    check_value,
+    unwritable_reason,
+    value_fits,
+)
 from ._watch import Callback, ChangeHub, Filter, Subscription, Watch
 from .errors import (
     CorruptRecordError,
@@ -31,10 +41,16 @@ from .errors import (
 )
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
+T = TypeVar("T")
 ScanItem = tuple[Keys | None, bytes, str | None]
 """What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes, and
 where it lives (None: the backend's ``location``)."""
 CorruptHandler = Callable[[CorruptRecordError], object]
+
+TURN_EVERY = 0.001
+"""Seconds of back-to-back inline operations after which the event loop gets a turn."""
+TURN_GAP = 0.001
+"""Operations this far apart are not back to back: whoever ran between them had the loop."""
 
 
 def record_label(group: str, keys: Keys) -> str:
@@ -56,6 +72,8 @@ class StorageBackend:
     """Where the records are (a path, a table), for error messages."""
 
     _closed: bool = False
+    _turn_start: float = 0.0  # when the current run of inline operations began (_turn_due)
+    _turn_last: float = 0.0  # when the last operation began
     read_only: bool = False
     """A read-only backend refuses every write with `ReadOnlyStoreError`."""
 
@@ -112,6 +130,8 @@ class StorageBackend:
         check_not_updating(
             self._lock_id(group, checked), "clear_value()", lambda: record_label(group, checked)
         )
+        if self._turn_due():
+            await self._give_turn()
         async with self._publishing(group, [checked], None):
             await self._delete(group, checked)
 
@@ -160,8 +180,16 @@ class StorageBackend:
         width = len(prefix)
         async for batch in self._scan(group, prefix):
             for known_keys, data, source in batch:
+                # A batch is decoded on the loop: without turns, a task iterating a group whose
+                # batches are already read would hold the loop for the whole group.
+                if self._turn_due():
+                    await self._give_turn()
                 try:
-                    if known_keys is None:
+                    if len(data) > LARGE_RECORD:
+                        record_keys, value = await self._off_loop(
+                            self._decode, group, known_keys, data, source
+                        )
+                    elif known_keys is None:
                         record_keys, value = self._decode(group, None, data, source)
                     else:
                         record_keys = known_keys
@@ -192,6 +220,8 @@ class StorageBackend:
         self._check_writable()
         lock_id = self._lock_id(group, checked)
         check_not_updating(lock_id, "update()", lambda: record_label(group, checked))
+        if self._turn_due():
+            await self._give_turn()
         async with self._key_locks.hold(lock_id):
             if type(self)._swap is StorageBackend._swap:
                 current = await self.get_data(group, *checked)
@@ -203,7 +233,7 @@ class StorageBackend:
                 return new
             while True:
                 data = await self._read(group, checked)
-                current = NoValue if data is None else self._decode(group, checked, data)[1]
+                current = NoValue if data is None else await self._value_async(group, checked, data)
                 new = await self._call_update_function(fn, current, lock_id)
                 new_data = None if new is NoValue else self._encode(group, checked, new)
                 async with self._publishing(group, [checked], new_data) as outcome:
@@ -423,9 +453,15 @@ class StorageBackend:
         """`get_data` for a group and keys already checked (by a `StorageValue`)."""
         if type(self).get_data is not StorageBackend.get_data:  # written for the original API
             return await self.get_data(group, *keys)
+        if self._turn_due():
+            await self._give_turn()
         self._check_open()
         data = await self._read(group, keys)
-        return NoValue if data is None else self._value_of(group, keys, data)
+        if data is None:
+            return NoValue
+        if len(data) > LARGE_RECORD:
+            return await self._off_loop(self._value_of, group, keys, data)
+        return self._value_of(group, keys, data)
 
     async def _set_checked(self, group: str, keys: Keys, value: Any) -> None:
         """`write_data` for a group and keys already checked (by a `StorageValue`)."""
@@ -437,6 +473,8 @@ class StorageBackend:
         check_not_updating(
             self._lock_id(group, keys), "set_value()", lambda: record_label(group, keys)
         )
+        if self._turn_due():
+            await self._give_turn()
         data = self._encode(group, keys, value)
         async with self._publishing(group, [keys], data):
             await self._write(group, keys, data)
@@ -502,28 +540,86 @@ class StorageBackend:
         record counts over 100,000 of them); one that fails takes the long one, to report well.
         """
         if type(self)._decode_record is StorageBackend._decode_record:
+            codec = self.codec
             try:
-                return self.codec.loads(data)
+                value = codec.loads(data)
             except Exception:  # decoded again below, to raise a CorruptRecordError
                 pass
+            else:
+                if value_fits(value, 0, codec.allows_bytes, codec.allows_non_finite):
+                    return value
         return self._decode(group, keys, data, source)[1]
 
     def _decode(
         self, group: str, keys: Keys | None, data: bytes, source: str | None = None
     ) -> tuple[Keys, Any]:
+        """Return a record's ``(keys, value)``, or raise `CorruptRecordError` naming it.
+
+        One rule for both directions: a value a write would refuse (an int out of range, a NaN
+        in JSON, a bytes dict key...) is a corrupt record, so that whatever a read returns can
+        be written back (``update(lambda v: v)`` never fails on it).
+        """
         try:
-            return self._decode_record(group, keys, data, source)
+            record_keys, value = self._decode_record(group, keys, data, source)
         except CorruptRecordError:
             raise
         except Exception as exc:
-            where = source or self._describe_record(group, keys)
-            what = f"group {group!r} keys {keys!r}" if keys is not None else f"group {group!r}"
-            raise CorruptRecordError(
-                f"record of {what} in {where} does not decode as {self.codec.name}: {exc}",
-                group=group,
-                keys=keys,
-                location=where,
+            raise self._corrupt(
+                group, keys, source, f"does not decode as {self.codec.name}: {exc}"
             ) from exc
+        codec = self.codec
+        reason = unwritable_reason(
+            value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+        )
+        if reason is not None:
+            raise self._corrupt(
+                group, record_keys, source, f"holds what cannot be written back: {reason}"
+            )
+        return record_keys, value
+
+    def _corrupt(
+        self, group: str, keys: Keys | None, source: str | None, problem: str
+    ) -> CorruptRecordError:
+        where = source or self._describe_record(group, keys)
+        what = f"group {group!r} keys {keys!r}" if keys is not None else f"group {group!r}"
+        return CorruptRecordError(
+            f"record of {what} in {where} {problem} (fix it by hand, or clear it)",
+            group=group,
+            keys=keys,
+            location=where,
+        )
+
+    async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
+        """`_value_of`, on a thread for a large record (see `_off_loop`)."""
+        if len(data) > LARGE_RECORD:
+            return await self._off_loop(self._value_of, group, keys, data)
+        return self._value_of(group, keys, data)
+
+    async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
+        """Run a decode of a large record on a thread, leaving the loop free meanwhile.
+
+        The codecs decode a large record in slices (`rapid_dev_storage._slices`), so the
+        thread lets the loop take the GIL between slices.
+        """
+        return await asyncio.get_running_loop().run_in_executor(None, decode, *args)
+
+    def _turn_due(self) -> bool:
+        """Whether inline operations have held the loop for `TURN_EVERY`: call once per one.
+
+        Operations that complete without suspending (a cached read, a small write at
+        durability ``fast``, anything in memory) would let a task looping over them starve
+        every other task: a turn (``await asyncio.sleep(0)``) is given after about a
+        millisecond of them. One clock read per operation (about 60 ns).
+        """
+        now = perf_counter()
+        if now - self._turn_last > TURN_GAP:
+            self._turn_start = now  # a new run: the caller did other things since the last one
+        self._turn_last = now
+        return now - self._turn_start > TURN_EVERY
+
+    async def _give_turn(self) -> None:
+        await asyncio.sleep(0)
+        self._turn_start = self._turn_last = perf_counter()
 
     async def _call_update_function(
         self, fn: UpdateFunction, current: Any, lock_id: tuple[int, str, Keys]

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, NoReturn, Protocol, runtime_checkable
 
 import msgpack
 
+from ._slices import (
+    LARGE_RECORD,
+    collector_paused,
+    json_in_slices,
+    text_in_slices,
+    unpack_in_slices,
+)
+from ._validate import lone_surrogate_path
 from .errors import IncompatibleStoreError
 
 
@@ -57,8 +66,18 @@ class MsgpackCodec:
         return packer.pack(value)  # type: ignore[no-any-return]  # msgpack's stubs say Any
 
     def loads(self, data: bytes) -> Any:
-        """Decode msgpack; arrays come back as lists."""
-        return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+        """Decode msgpack; arrays come back as lists; ext types are refused (we write none).
+
+        A large document is decoded in slices (see `rapid_dev_storage._slices`).
+        """
+        if len(data) > LARGE_RECORD:
+            with collector_paused:
+                return unpack_in_slices(
+                    data, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext
+                )
+        return msgpack.unpackb(
+            data, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext
+        )
 
     def __repr__(self) -> str:
         return "MsgpackCodec()"
@@ -82,11 +101,56 @@ class JSONCodec:
         return (text + "\n").encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
-        """Decode UTF-8 JSON; a byte-order mark left by an editor is accepted."""
-        return json.loads(data.decode("utf-8-sig"))
+        r"""Decode UTF-8 JSON; a byte-order mark left by an editor is accepted.
+
+        Stricter than `json.loads`, refusing what `dumps` could not write back: ``NaN`` and
+        ``Infinity``, an object with a key twice (a hand edit or a merge; one of them would be
+        lost without a word), and a ``\ud800`` escape that makes a lone surrogate. A large
+        document is decoded in slices (see `rapid_dev_storage._slices`).
+        """
+        if len(data) > LARGE_RECORD:
+            with collector_paused:
+                text = text_in_slices(data)
+                value = json_in_slices(text, _JSON_DECODER)
+        else:
+            text = data.decode("utf-8-sig")
+            value = _JSON_DECODER.decode(text)
+        # Our dumps writes no \u escape but for control characters: the walk is rare.
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+            where = lone_surrogate_path(value)
+            if where is not None:
+                raise ValueError(
+                    f"{where}: a \\u escape makes a lone surrogate, which UTF-8 cannot carry"
+                )
+        return value
 
     def __repr__(self) -> str:
         return "JSONCodec()"
+
+
+def _refuse_ext(code: int, data: bytes) -> NoReturn:
+    raise ValueError(
+        f"msgpack ext type {code} ({len(data)} bytes) is not a value rapid_dev_storage stores"
+    )
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON (and JSON stores cannot hold it)")
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):  # rare: find the key to name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"an object has the key {key!r} twice: keep one of them")
+            seen.add(key)
+    return found
+
+
+_JSON_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_pairs)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class CallableCodec:
@@ -159,7 +223,11 @@ def codec_by_name(name: str) -> Codec:
 
 
 def codec_for_existing_store(
-    where: str, stored_codec: str, version: object, readable_version: int, requested: Codec | None
+    where: str,
+    stored_codec: object,
+    version: object,
+    readable_version: int,
+    requested: Codec | None,
 ) -> Codec:
     """Return the codec to open a store that records ``stored_codec`` and format ``version``.
 
@@ -168,10 +236,29 @@ def codec_for_existing_store(
             codec that was not passed in.
 
     """
-    if not isinstance(version, int) or version > readable_version:
+    # bool is an int in Python, but a stored version True is no version.
+    if type(version) is not int or version < 1:
+        raise IncompatibleStoreError(
+            f"{where}: the stored format version is {type(version).__name__} {version!r}, "
+            f"expected an integer from 1 to {readable_version}: it was damaged or edited; "
+            "restore it from a backup",
+            location=where,
+            field="version",
+        )
+    if version > readable_version:
         raise IncompatibleStoreError(
             f"{where}: format version {version!r} is newer than this rapid_dev_storage reads "
-            f"({readable_version}): upgrade rapid_dev_storage"
+            f"({readable_version}): upgrade rapid_dev_storage",
+            location=where,
+            field="version",
+        )
+    if type(stored_codec) is not str or not stored_codec:
+        raise IncompatibleStoreError(
+            f"{where}: the stored codec is {type(stored_codec).__name__} {stored_codec!r}, "
+            'expected a codec name such as "json" or "msgpack": it was damaged or edited; '
+            "restore it from a backup",
+            location=where,
+            field="codec",
         )
     if requested is None:
         try:
@@ -179,11 +266,15 @@ def codec_for_existing_store(
         except KeyError:
             raise IncompatibleStoreError(
                 f"{where}: the store uses codec {stored_codec!r}: pass that codec (or its "
-                "serializer= and deserializer=) to open it"
+                "serializer= and deserializer=) to open it",
+                location=where,
+                field="codec",
             ) from None
     if requested.name != stored_codec:
         raise IncompatibleStoreError(
             f"{where}: the store was written with codec {stored_codec!r}, not "
-            f"{requested.name!r}: open it with codec={stored_codec!r}, or copy it to convert"
+            f"{requested.name!r}: open it with codec={stored_codec!r}, or copy it to convert",
+            location=where,
+            field="codec",
         )
     return requested
