@@ -546,7 +546,10 @@ class StorageBackend:
             except Exception:  # decoded again below, to raise a CorruptRecordError
                 pass
             else:
-                if value_fits(value, 0, codec.allows_bytes, codec.allows_non_finite):
+                surely = getattr(codec, "surely_storable", None)  # _surely_storable, inlined
+                if (surely is not None and len(data) <= LARGE_RECORD and surely(data)) or (
+                    value_fits(value, 0, codec.allows_bytes, codec.allows_non_finite)
+                ):
                     return value
         return self._decode(group, keys, data, source)[1]
 
@@ -567,6 +570,8 @@ class StorageBackend:
             raise self._corrupt(
                 group, keys, source, f"does not decode as {self.codec.name}: {exc}"
             ) from exc
+        if self._surely_storable(data):
+            return record_keys, value
         codec = self.codec
         reason = unwritable_reason(
             value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
@@ -576,6 +581,15 @@ class StorageBackend:
                 group, record_keys, source, f"holds what cannot be written back: {reason}"
             )
         return record_keys, value
+
+    def _surely_storable(self, data: bytes) -> bool:
+        """Whether the codec proves from ``data`` alone that its value passes `check_value`.
+
+        Not asked for a large record: a C pass over it would hold the GIL, where the walk
+        (on a thread) lets the loop run.
+        """
+        check = getattr(self.codec, "surely_storable", None)
+        return check is not None and len(data) <= LARGE_RECORD and bool(check(data))
 
     def _corrupt(
         self, group: str, keys: Keys | None, source: str | None, problem: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from math import isfinite
 from typing import Any, Callable, NoReturn, Protocol, runtime_checkable
 
 import msgpack
@@ -16,7 +17,7 @@ from ._slices import (
     text_in_slices,
     unpack_in_slices,
 )
-from ._validate import lone_surrogate_path
+from ._validate import INT_MAX, INT_MIN, MAX_DEPTH, lone_surrogate_path
 from .errors import IncompatibleStoreError
 
 
@@ -28,6 +29,10 @@ class Codec(Protocol):
     misreading records; ``extension`` names record files. ``allows_bytes`` and
     ``allows_non_finite`` say which optional values it carries; every other value type is checked
     before ``dumps`` is called. Errors from ``dumps`` and ``loads`` are wrapped by the caller.
+
+    Every value ``loads`` returns is checked as a write would check it (a value that could not
+    be written back is a corrupt record). A codec may offer ``surely_storable(data) -> bool``,
+    a cheap look at the bytes proving the decoded value passes, so reads skip that walk.
     """
 
     name: str
@@ -79,6 +84,19 @@ class MsgpackCodec:
             data, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext
         )
 
+    def surely_storable(self, data: bytes) -> bool:
+        """Whether what ``loads(data)`` returns needs no check: judged from the bytes alone.
+
+        msgpack cannot carry an int out of our range; ``loads`` refuses ext types. What is
+        left needs a type byte: a bytes dict key a bin header (0xc4-0xc6), a timestamp an ext
+        header (0xc7-0xc9, 0xd4-0xd8), and nesting over `MAX_DEPTH` that many container headers.
+        A `bytes.translate` finds them: 0.15 us for a small record, against 0.7 for the walk.
+        """
+        # Every byte is counted, header or not (a str's UTF-8, an int's bytes): a false alarm
+        # only costs the walk.
+        headers = data.translate(_MSGPACK_HEADERS)
+        return headers.isascii() and headers.count(b"c") <= MAX_DEPTH
+
     def __repr__(self) -> str:
         return "MsgpackCodec()"
 
@@ -124,8 +142,25 @@ class JSONCodec:
                 )
         return value
 
+    def surely_storable(self, data: bytes) -> bool:
+        """Whether what ``loads(data)`` returns needs no check: judged from the bytes alone.
+
+        ``loads`` refuses what a write would refuse but nesting, and nesting over `MAX_DEPTH`
+        needs that many brackets.
+        """
+        return data.count(b"[") + data.count(b"{") <= MAX_DEPTH
+
     def __repr__(self) -> str:
         return "JSONCodec()"
+
+
+_MSGPACK_CONTAINERS = {*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF}
+_MSGPACK_UNCHECKED = {0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8}  # bin, ext
+# Container headers become "c", bin and ext headers 0x80 (not ASCII), every other byte 0.
+_MSGPACK_HEADERS = bytes(
+    ord("c") if byte in _MSGPACK_CONTAINERS else 0x80 if byte in _MSGPACK_UNCHECKED else 0
+    for byte in range(256)
+)
 
 
 def _refuse_ext(code: int, data: bytes) -> NoReturn:
@@ -136,6 +171,21 @@ def _refuse_ext(code: int, data: bytes) -> NoReturn:
 
 def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON (and JSON stores cannot hold it)")
+
+
+def _checked_int(text: str) -> int:
+    value = int(text)
+    # 18 digits are always in range: the bounds are compared only for longer numbers.
+    if len(text) > 18 and not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"int {text} is outside the storable range {INT_MIN} to {INT_MAX}")
+    return value
+
+
+def _checked_float(text: str) -> float:
+    value = float(text)
+    if not isfinite(value):
+        raise ValueError(f"{text} is too large for a float (JSON stores hold no infinity)")
+    return value
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -149,7 +199,12 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-_JSON_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_pairs)
+_JSON_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_unique_pairs,
+    parse_int=_checked_int,
+    parse_float=_checked_float,
+)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
