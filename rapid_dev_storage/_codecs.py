@@ -13,6 +13,7 @@ import msgpack
 from ._slices import (
     LARGE_RECORD,
     collector_paused,
+    contains_in_slices,
     json_in_slices,
     text_in_slices,
     unpack_in_slices,
@@ -130,11 +131,13 @@ class JSONCodec:
             with collector_paused:
                 text = text_in_slices(data)
                 value = json_in_slices(text, _JSON_DECODER)
+            escaped = contains_in_slices(text, "\\u")
         else:
             text = data.decode("utf-8-sig")
             value = _JSON_DECODER.decode(text)
+            escaped = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
         # Our dumps writes no \u escape but for control characters: the walk is rare.
-        if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        if escaped:
             where = lone_surrogate_path(value)
             if where is not None:
                 raise ValueError(

@@ -31,10 +31,12 @@ import msgpack
 
 LARGE_RECORD = 256 * 1024
 """Records of more stored bytes than this are decoded off the event loop, in slices."""
-MSGPACK_SLICE = 1024 * 1024
-"""Bytes fed to the msgpack unpacker at a time: about 15 ms of decoding, GIL held."""
+MSGPACK_SLICE = 256 * 1024
+"""Bytes fed to the msgpack unpacker at a time: 2 to 5 ms of decoding, GIL held."""
 JSON_WINDOW = 1024 * 1024
 """Most characters of JSON one C call decodes (apart from a single string)."""
+JSON_BATCH = 256 * 1024
+"""Most characters of small elements decoded in one C call (about a millisecond)."""
 TEXT_SLICE = 8 * 1024 * 1024
 """Bytes of UTF-8 turned into text at a time."""
 
@@ -110,6 +112,14 @@ def text_in_slices(data: bytes) -> str:
     return "".join(parts)
 
 
+def contains_in_slices(text: str, needle: str) -> bool:
+    """``needle in text``, searched a slice at a time (one search of 200 MB holds the GIL)."""
+    for start in range(0, len(text), TEXT_SLICE):
+        if text.find(needle, start, start + TEXT_SLICE + len(needle) - 1) != -1:
+            return True
+    return False
+
+
 def json_in_slices(text: str, decoder: json.JSONDecoder) -> Any:
     """Decode a JSON document as ``decoder.decode`` would, a container element at a time."""
     reader = _JSONSlices(text, decoder)
@@ -127,7 +137,8 @@ class _JSONSlices:
         self.text = text
         self.scan: Callable[[str, int], tuple[Any, int]] = decoder.scan_once  # type: ignore[attr-defined]
         self.pairs_hook = decoder.object_pairs_hook
-        self.window = 4096
+        self.window = 1024
+        self.batching = True
 
     def value(self, index: int) -> tuple[Any, int]:
         """Decode the value at ``index`` (no whitespace before it); return it and its end."""
@@ -143,7 +154,7 @@ class _JSONSlices:
             except (json.JSONDecodeError, StopIteration):
                 pass
             else:
-                self.window = min(max(4096, 8 * end), JSON_WINDOW)  # siblings are alike
+                self.window = min(max(1024, 8 * end), JSON_WINDOW)  # siblings are alike
                 return value, index + end
         else:
             return self._scan(index)  # all that is left fits in a window
@@ -170,13 +181,9 @@ class _JSONSlices:
         while True:
             item, index = self.value(index)
             items.append(item)
-            index = self.skip(index)
-            separator = text[index : index + 1]
-            if separator == "]":
-                return items, index + 1
-            if separator != ",":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-            index = self.skip(index + 1)
+            index, more = self._next(index, "[]", items.extend)
+            if not more:
+                return items, index
 
     def _object(self, index: int) -> tuple[Any, int]:
         text = self.text
@@ -195,13 +202,61 @@ class _JSONSlices:
                 raise json.JSONDecodeError("Expecting ':' delimiter", text, index)
             item, index = self.value(self.skip(index + 1))
             pairs.append((key, item))
+            index, more = self._next(index, "{}", lambda batch: pairs.extend(batch.items()))
+            if not more:
+                return self._build(pairs), index
+
+    def _next(self, index: int, brackets: str, take: Callable[[Any], object]) -> tuple[int, bool]:
+        """After an element: return where the next one starts, or the container's end.
+
+        Runs of small elements are decoded a batch at a time (`_batch`), handed to ``take``.
+        """
+        text = self.text
+        while True:
             index = self.skip(index)
             separator = text[index : index + 1]
-            if separator == "}":
-                return self._build(pairs), index + 1
+            if separator == brackets[1]:
+                return index + 1, False
             if separator != ",":
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-            index = self.skip(index + 1)
+            start = self.skip(index + 1)
+            batch = self._batch(index, start, brackets) if self.batching else None
+            if batch is None:
+                return start, True
+            take(batch[0])
+            index = batch[1]
+
+    def _batch(self, comma: int, start: int, brackets: str) -> tuple[Any, int] | None:
+        r"""Decode the elements from ``start`` up to a later separator in one C call, or None.
+
+        Elements written by `json.dumps` are parted by the same text (``",\n    "``), and a
+        deeper element's by that text and more indentation. Cut just before such a separator
+        and bracketed, the run parses only if the cut lies between elements of this container:
+        anywhere inside one, a bracket or a quote is left open; past this container's end, the
+        bracket closes before the run does. A run that fails (a hand edit in another layout)
+        turns batching off, and elements are decoded one at a time.
+        """
+        text = self.text
+        separator = text[comma:start]
+        cut = text.rfind(separator, start, min(start + JSON_BATCH, len(text)))
+        for _attempt in range(64):
+            if cut <= start:
+                return None
+            after = text[cut + len(separator) : cut + len(separator) + 1]
+            if after not in (" ", "\t", "\n", "\r"):
+                break
+            cut = text.rfind(separator, start, cut)  # a deeper element's separator
+        else:
+            return None
+        run = brackets[0] + text[start:cut] + brackets[1]
+        try:
+            value, end = self.scan(run, 0)
+        except (json.JSONDecodeError, StopIteration):
+            end = -1
+        if end != len(run):
+            self.batching = False
+            return None
+        return value, cut
 
     def _build(self, pairs: list[tuple[str, Any]]) -> Any:
         return dict(pairs) if self.pairs_hook is None else self.pairs_hook(pairs)
