@@ -228,8 +228,9 @@ def _check(value: object, path: str, depth: int, allow_bytes: bool, allow_non_fi
 
 def _check_depth(path: str, depth: int) -> None:
     if depth >= MAX_DEPTH:
+        shown = path if len(path) <= 80 else f"{path[:40]}...{path[-20:]}"
         raise InvalidValueError(
-            f"{path}: nested deeper than {MAX_DEPTH} levels (does the value contain itself?)",
+            f"{shown}: nested deeper than {MAX_DEPTH} levels (does the value contain itself?)",
             path=path,
         )
 
