@@ -75,6 +75,8 @@ class StorageBackend:
     _turn_start: float = 0.0  # when the current run of inline operations began (_turn_due)
     _turn_last: float = 0.0  # when the last operation began
     _turn_pending: bool = False  # a _turn_given callback waits for the loop's next round
+    _proof_codec: Codec | None = None  # the codec whose surely_storable _proof is
+    _proof: Callable[[bytes], bool] | None = None
     read_only: bool = False
     """A read-only backend refuses every write with `ReadOnlyStoreError`."""
 
@@ -466,7 +468,7 @@ class StorageBackend:
             if data is None:
                 return NoValue
             if len(data) > LARGE_RECORD:
-                return await self._off_loop(self._value_of, group, keys, data)
+                return (await self._off_loop(self._decode, group, keys, data))[1]
             return self._value_of(group, keys, data)
         finally:
             self._turn_last = perf_counter()  # see _turn_due
@@ -557,9 +559,10 @@ class StorageBackend:
             except Exception:  # decoded again below, to raise a CorruptRecordError
                 pass
             else:
-                surely = getattr(codec, "surely_storable", None)  # _surely_storable, inlined
-                if (surely is not None and len(data) <= LARGE_RECORD and surely(data)) or (
-                    value_fits(value, 0, codec.allows_bytes, codec.allows_non_finite)
+                # _surely_storable, inlined; callers send no large record down this path.
+                proof = self._proof if self._proof_codec is codec else self._find_proof()
+                if (proof is not None and proof(data)) or value_fits(
+                    value, 0, codec.allows_bytes, codec.allows_non_finite
                 ):
                     return value
         return self._decode(group, keys, data, source)[1]
@@ -599,8 +602,15 @@ class StorageBackend:
         Not asked for a large record: a C pass over it would hold the GIL, where the walk
         (on a thread) lets the loop run.
         """
-        check = getattr(self.codec, "surely_storable", None)
-        return check is not None and len(data) <= LARGE_RECORD and bool(check(data))
+        proof = self._proof if self._proof_codec is self.codec else self._find_proof()
+        return proof is not None and len(data) <= LARGE_RECORD and bool(proof(data))
+
+    def _find_proof(self) -> Callable[[bytes], bool] | None:
+        """Return the codec's ``surely_storable`` (or None), remembered per codec object."""
+        codec = self.codec
+        self._proof = getattr(codec, "surely_storable", None)
+        self._proof_codec = codec
+        return self._proof
 
     def _corrupt(
         self, group: str, keys: Keys | None, source: str | None, problem: str
@@ -617,7 +627,7 @@ class StorageBackend:
     async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
         """`_value_of`, on a thread for a large record (see `_off_loop`)."""
         if len(data) > LARGE_RECORD:
-            return await self._off_loop(self._value_of, group, keys, data)
+            return (await self._off_loop(self._decode, group, keys, data))[1]
         return self._value_of(group, keys, data)
 
     async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
