@@ -11,7 +11,6 @@ still works with `Storage`: `update_data` falls back to a read and a write under
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 from ._codecs import Codec, MsgpackCodec
 from ._locks import KeyLocks, check_not_updating, running_update_function
 from ._slices import LARGE_RECORD
+from ._turns import TakesTurns
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import (
     check_group_name,
@@ -41,16 +41,10 @@ from .errors import (
 )
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
-T = TypeVar("T")
 ScanItem = tuple[Keys | None, bytes, str | None]
 """What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes, and
 where it lives (None: the backend's ``location``)."""
 CorruptHandler = Callable[[CorruptRecordError], object]
-
-TURN_EVERY = 0.001
-"""Seconds of back-to-back inline operations after which the event loop gets a turn."""
-TURN_GAP = 0.001
-"""Operations this far apart are not back to back: whoever ran between them had the loop."""
 
 
 def record_label(group: str, keys: Keys) -> str:
@@ -58,7 +52,7 @@ def record_label(group: str, keys: Keys) -> str:
     return f"group {group!r} keys {keys!r}"
 
 
-class StorageBackend:
+class StorageBackend(TakesTurns):
     """Where a store's records live. Subclass it to add a backend.
 
     A new backend sets ``codec`` (in ``__init__``, by calling ours) and implements the hooks:
@@ -72,9 +66,6 @@ class StorageBackend:
     """Where the records are (a path, a table), for error messages."""
 
     _closed: bool = False
-    _turn_start: float = 0.0  # when the current run of inline operations began (_turn_due)
-    _turn_last: float = 0.0  # when the last operation began
-    _turn_pending: bool = False  # a _turn_given callback waits for the loop's next round
     _proof_codec: Codec | None = None  # the codec whose surely_storable _proof is
     _proof: Callable[[bytes], bool] | None = None
     read_only: bool = False
@@ -238,15 +229,24 @@ class StorageBackend:
                 else:
                     await self.write_data(group, *checked, value=new)
                 return new
-            while True:
-                data = await self._read(group, checked)
-                current = NoValue if data is None else await self._value_async(group, checked, data)
-                new = await self._call_update_function(fn, current, lock_id)
-                new_data = None if new is NoValue else self._encode(group, checked, new)
-                async with self._publishing(group, [checked], new_data) as outcome:
-                    outcome.landed = await self._swap(group, checked, data, new_data)
-                if outcome.landed:
-                    return new
+            try:
+                return await self._swap_until_landed(group, checked, fn, lock_id)
+            finally:
+                self._turn_last = perf_counter()  # see _turn_due
+
+    async def _swap_until_landed(
+        self, group: str, keys: Keys, fn: UpdateFunction, lock_id: tuple[int, str, Keys]
+    ) -> Any:
+        """Run update()'s compare-and-swap: read, call ``fn``, swap; again if another won."""
+        while True:
+            data = await self._read(group, keys)
+            current = NoValue if data is None else await self._value_async(group, keys, data)
+            new = await self._call_update_function(fn, current, lock_id)
+            new_data = None if new is NoValue else self._encode(group, keys, new)
+            async with self._publishing(group, [keys], new_data) as outcome:
+                outcome.landed = await self._swap(group, keys, data, new_data)
+            if outcome.landed:
+                return new
 
     async def list_groups(self) -> list[str]:
         """Return the names of the groups that hold at least one record, sorted."""
@@ -629,47 +629,6 @@ class StorageBackend:
         if len(data) > LARGE_RECORD:
             return (await self._off_loop(self._decode, group, keys, data))[1]
         return self._value_of(group, keys, data)
-
-    async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
-        """Run a decode of a large record on a thread, leaving the loop free meanwhile.
-
-        The codecs decode a large record in slices (`rapid_dev_storage._slices`), so the
-        thread lets the loop take the GIL between slices.
-        """
-        return await asyncio.get_running_loop().run_in_executor(None, decode, *args)
-
-    def _turn_due(self) -> bool:
-        """Whether inline operations have held the loop for `TURN_EVERY`: call as one starts.
-
-        Operations that complete without suspending (a cached read, a small write at
-        durability ``fast``, anything in memory) would let a task looping over them starve
-        every other task: a turn is given after about a millisecond of them. An operation
-        starting more than `TURN_GAP` after the previous one ended (``_turn_last``, set as each
-        ends) begins a new run: its caller did something else meanwhile. Measuring from the
-        end, not the start, keeps a run of slow operations (a write meeting a busy disk) one
-        run. Two clock reads per operation (about 120 ns).
-        """
-        now = perf_counter()
-        if now - self._turn_last > TURN_GAP:
-            self._turn_start = now  # a new run: the caller did other things since the last one
-        self._turn_last = now
-        return now - self._turn_start > TURN_EVERY
-
-    async def _give_turn(self) -> None:
-        """Let the loop run: timers and I/O are served once every task ready now has run.
-
-        The run's clock restarts only when the loop begins its next round (a callback
-        scheduled now runs then), not when this task resumes: 64 tasks each given a fresh
-        millisecond within one round would hold the loop for 64.
-        """
-        if not self._turn_pending:
-            self._turn_pending = True
-            asyncio.get_running_loop().call_soon(self._turn_given)
-        await asyncio.sleep(0)
-
-    def _turn_given(self) -> None:
-        self._turn_pending = False
-        self._turn_start = self._turn_last = perf_counter()
 
     async def _call_update_function(
         self, fn: UpdateFunction, current: Any, lock_id: tuple[int, str, Keys]
