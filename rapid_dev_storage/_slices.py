@@ -25,6 +25,7 @@ import gc
 import json
 import re
 import threading
+import time
 from typing import Any, Callable
 
 import msgpack
@@ -86,13 +87,15 @@ def unpack_in_slices(data: bytes, **options: Any) -> Any:
     ``options`` are `msgpack.Unpacker`'s. Raises what `msgpack.unpackb` raises, and
     `ValueError` for a truncated document or trailing bytes.
     """
-    unpacker = msgpack.Unpacker(max_buffer_size=len(data) + 1, **options)
+    # The buffer is allocated whole at once: growing it would copy it, GIL held.
+    unpacker = msgpack.Unpacker(read_size=len(data), max_buffer_size=len(data) + 1, **options)
     view = memoryview(data)
     for start in range(0, len(data), MSGPACK_SLICE):
         unpacker.feed(view[start : start + MSGPACK_SLICE])
         try:
             value = unpacker.unpack()
         except msgpack.OutOfData:
+            time.sleep(0)  # release the GIL now: a loop waiting for it need not wait 5 ms
             continue
         if start + MSGPACK_SLICE < len(data) or unpacker.tell() != len(data):
             raise ValueError(f"extra data after the msgpack document, at byte {unpacker.tell()}")
@@ -248,6 +251,7 @@ class _JSONSlices:
             cut = text.rfind(separator, start, cut)  # a deeper element's separator
         else:
             return None
+        time.sleep(0)  # release the GIL between runs (see unpack_in_slices)
         run = brackets[0] + text[start:cut] + brackets[1]
         try:
             value, end = self.scan(run, 0)
