@@ -8,7 +8,11 @@ The target: no stall over 50 ms from any operation.
     python tools/measure_loop_stalls.py [--large-mb 200] [--only SUBSTRING]
 
 ``--large-mb`` sizes the "huge record" workloads (stored bytes; 200 by default, as in the issue;
-building and writing it takes a while, so a smaller size gives a quicker, rougher run).
+building and writing it takes a while, so a smaller size gives a quicker, rougher run). A read's
+value is kept until its measurement ends; "then dropping the value" is measured apart: freeing
+millions of objects is the interpreter's doing, wherever the last reference goes. Stalls are
+wall-clock: on a machine whose cores are busy with other work they include time the loop's
+thread waited for a core (compare with ``uptime``'s load average).
 """
 
 from __future__ import annotations
