@@ -15,12 +15,22 @@ import asyncio
 import contextlib
 import inspect
 from pathlib import Path
+from time import perf_counter
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec
 from ._locks import KeyLocks, check_not_updating, running_update_function
+from ._slices import LARGE_RECORD
+from ._turns import TakesTurns
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
-from ._validate import check_group_name, check_keys, check_prefix, check_value
+from ._validate import (
+    check_group_name,
+    check_keys,
+    check_prefix,
+    check_value,
+    unwritable_reason,
+    value_fits,
+)
 from ._watch import Callback, ChangeHub, Filter, Subscription, Watch
 from .errors import (
     CorruptRecordError,
@@ -48,7 +58,7 @@ def record_label(group: str, keys: Keys) -> str:
     return f"group {group!r} keys {keys!r}"
 
 
-class StorageBackend:
+class StorageBackend(TakesTurns):
     """Where a store's records live. Subclass it to add a backend.
 
     A new backend sets ``codec`` (in ``__init__``, by calling ours) and implements the hooks:
@@ -62,6 +72,8 @@ class StorageBackend:
     """Where the records are (a path, a table), for error messages."""
 
     _closed: bool = False
+    _proof_codec: Codec | None = None  # the codec whose surely_storable _proof is
+    _proof: Callable[[bytes], bool] | None = None
     read_only: bool = False
     """A read-only backend refuses every write with `ReadOnlyStoreError`."""
 
@@ -118,8 +130,13 @@ class StorageBackend:
         check_not_updating(
             self._lock_id(group, checked), "clear_value()", lambda: record_label(group, checked)
         )
-        async with self._publishing(group, [checked], None):
-            await self._delete(group, checked)
+        if self._turn_due():
+            await self._give_turn()
+        try:
+            async with self._publishing(group, [checked], None):
+                await self._delete(group, checked)
+        finally:
+            self._turn_last = perf_counter()  # see _turn_due
 
     async def clear_group(self, group_name: str) -> None:
         """Remove every record of the group."""
@@ -166,10 +183,18 @@ class StorageBackend:
         width = len(prefix)
         async for batch in self._scan(group, prefix):
             for known_keys, data, source in batch:
+                # A batch is decoded on the loop: without turns, a task iterating a group whose
+                # batches are already read would hold the loop for the whole group.
+                if self._turn_due():
+                    await self._give_turn()
                 try:
                     if isinstance(data, CorruptRecordError):
                         raise data
-                    if known_keys is None:
+                    if len(data) > LARGE_RECORD:
+                        record_keys, value = await self._off_loop(
+                            self._decode, group, known_keys, data, source
+                        )
+                    elif known_keys is None:
                         record_keys, value = self._decode(group, None, data, source)
                     else:
                         record_keys = known_keys
@@ -182,6 +207,7 @@ class StorageBackend:
                 # A backend that learns keys only by decoding leaves the prefix test to us.
                 if known_keys is None and record_keys[:width] != prefix:
                     continue
+                self._turn_last = perf_counter()  # see _turn_due
                 yield record_keys, value
 
     # --- what the original contract lacked --------------------------------------------------
@@ -200,6 +226,8 @@ class StorageBackend:
         self._check_writable()
         lock_id = self._lock_id(group, checked)
         check_not_updating(lock_id, "update()", lambda: record_label(group, checked))
+        if self._turn_due():
+            await self._give_turn()
         async with self._key_locks.hold(lock_id):
             if type(self)._swap is StorageBackend._swap:
                 current = await self.get_data(group, *checked)
@@ -209,14 +237,23 @@ class StorageBackend:
                 else:
                     await self.write_data(group, *checked, value=new)
                 return new
-            while True:
-                data, current = await self._read_value(group, checked)
-                new = await self._call_update_function(fn, current, lock_id)
-                new_data = None if new is NoValue else self._encode(group, checked, new)
-                async with self._publishing(group, [checked], new_data) as outcome:
-                    outcome.landed = await self._swap(group, checked, data, new_data)
-                if outcome.landed:
-                    return new
+            try:
+                return await self._swap_until_landed(group, checked, fn, lock_id)
+            finally:
+                self._turn_last = perf_counter()  # see _turn_due
+
+    async def _swap_until_landed(
+        self, group: str, keys: Keys, fn: UpdateFunction, lock_id: tuple[int, str, Keys]
+    ) -> Any:
+        """Run update()'s compare-and-swap: read, call ``fn``, swap; again if another won."""
+        while True:
+            data, current = await self._read_value(group, keys)
+            new = await self._call_update_function(fn, current, lock_id)
+            new_data = None if new is NoValue else self._encode(group, keys, new)
+            async with self._publishing(group, [keys], new_data) as outcome:
+                outcome.landed = await self._swap(group, keys, data, new_data)
+            if outcome.landed:
+                return new
 
     async def list_groups(self) -> list[str]:
         """Return the names of the groups that hold at least one record, sorted."""
@@ -430,15 +467,20 @@ class StorageBackend:
         """`get_data` for a group and keys already checked (by a `StorageValue`)."""
         if type(self).get_data is not StorageBackend.get_data:  # written for the original API
             return await self.get_data(group, *keys)
+        if self._turn_due():
+            await self._give_turn()
         self._check_open()
-        return (await self._read_value(group, keys))[1]
+        try:
+            return (await self._read_value(group, keys))[1]
+        finally:
+            self._turn_last = perf_counter()  # see _turn_due
 
     async def _read_value(self, group: str, keys: Keys) -> tuple[bytes | None, Any]:
         """Return a record's bytes and value (None and `NoValue` when absent).
 
         A record that does not decode but changed a moment ago may be half-way through a save
         by a tool that writes in place (nano, ``cp`` over it): it is read again for a moment
-        (`_changed_recently`) before it is called corrupt.
+        (`_changed_recently`) before it is called corrupt. A large record decodes off the loop.
         """
         attempts = 0
         while True:
@@ -446,7 +488,7 @@ class StorageBackend:
             if data is None:
                 return None, NoValue
             try:
-                return data, self._value_of(group, keys, data)
+                return data, await self._value_async(group, keys, data)
             except CorruptRecordError:
                 attempts += 1
                 if attempts > SETTLE_ATTEMPTS or not self._changed_recently(group, keys):
@@ -471,9 +513,14 @@ class StorageBackend:
         check_not_updating(
             self._lock_id(group, keys), "set_value()", lambda: record_label(group, keys)
         )
-        data = self._encode(group, keys, value)
-        async with self._publishing(group, [keys], data):
-            await self._write(group, keys, data)
+        if self._turn_due():
+            await self._give_turn()
+        try:
+            data = self._encode(group, keys, value)
+            async with self._publishing(group, [keys], data):
+                await self._write(group, keys, data)
+        finally:
+            self._turn_last = perf_counter()  # see _turn_due
 
     @property
     def _key_locks(self) -> KeyLocks:
@@ -536,28 +583,82 @@ class StorageBackend:
         record counts over 100,000 of them); one that fails takes the long one, to report well.
         """
         if type(self)._decode_record is StorageBackend._decode_record:
+            codec = self.codec
             try:
-                return self.codec.loads(data)
+                value = codec.loads(data)
             except Exception:  # decoded again below, to raise a CorruptRecordError
                 pass
+            else:
+                # _surely_storable, inlined; callers send no large record down this path.
+                proof = self._proof if self._proof_codec is codec else self._find_proof()
+                if (proof is not None and proof(data)) or value_fits(
+                    value, 0, codec.allows_bytes, codec.allows_non_finite
+                ):
+                    return value
         return self._decode(group, keys, data, source)[1]
 
     def _decode(
         self, group: str, keys: Keys | None, data: bytes, source: str | None = None
     ) -> tuple[Keys, Any]:
+        """Return a record's ``(keys, value)``, or raise `CorruptRecordError` naming it.
+
+        One rule for both directions: a value a write would refuse (an int out of range, a NaN
+        in JSON, a bytes dict key...) is a corrupt record, so that whatever a read returns can
+        be written back (``update(lambda v: v)`` never fails on it).
+        """
         try:
-            return self._decode_record(group, keys, data, source)
+            record_keys, value = self._decode_record(group, keys, data, source)
         except CorruptRecordError:
             raise
         except Exception as exc:
-            where = source or self._describe_record(group, keys)
-            what = f"group {group!r} keys {keys!r}" if keys is not None else f"group {group!r}"
-            raise CorruptRecordError(
-                f"record of {what} in {where} does not decode as {self.codec.name}: {exc}",
-                group=group,
-                keys=keys,
-                location=where,
+            raise self._corrupt(
+                group, keys, source, f"does not decode as {self.codec.name}: {exc}"
             ) from exc
+        if self._surely_storable(data):
+            return record_keys, value
+        codec = self.codec
+        reason = unwritable_reason(
+            value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+        )
+        if reason is not None:
+            raise self._corrupt(
+                group, record_keys, source, f"holds what cannot be written back: {reason}"
+            )
+        return record_keys, value
+
+    def _surely_storable(self, data: bytes) -> bool:
+        """Whether the codec proves from ``data`` alone that its value passes `check_value`.
+
+        Not asked for a large record: a C pass over it would hold the GIL, where the walk
+        (on a thread) lets the loop run.
+        """
+        proof = self._proof if self._proof_codec is self.codec else self._find_proof()
+        return proof is not None and len(data) <= LARGE_RECORD and bool(proof(data))
+
+    def _find_proof(self) -> Callable[[bytes], bool] | None:
+        """Return the codec's ``surely_storable`` (or None), remembered per codec object."""
+        codec = self.codec
+        self._proof = getattr(codec, "surely_storable", None)
+        self._proof_codec = codec
+        return self._proof
+
+    def _corrupt(
+        self, group: str, keys: Keys | None, source: str | None, problem: str
+    ) -> CorruptRecordError:
+        where = source or self._describe_record(group, keys)
+        what = f"group {group!r} keys {keys!r}" if keys is not None else f"group {group!r}"
+        return CorruptRecordError(
+            f"record of {what} in {where} {problem} (fix it by hand, or clear it)",
+            group=group,
+            keys=keys,
+            location=where,
+        )
+
+    async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
+        """`_value_of`, on a thread for a large record (see `_off_loop`)."""
+        if len(data) > LARGE_RECORD:
+            return (await self._off_loop(self._decode, group, keys, data))[1]
+        return self._value_of(group, keys, data)
 
     async def _call_update_function(
         self, fn: UpdateFunction, current: Any, lock_id: tuple[int, str, Keys]

@@ -73,7 +73,7 @@ from ._settings import (
     resolve_store_options,
 )
 from ._types import Keys
-from ._validate import MAX_KEYS
+from ._validate import MAX_KEYS, stored_keys_fit
 from .errors import (
     CorruptRecordError,
     IncompatibleStoreError,
@@ -765,15 +765,16 @@ class FileBackend(StorageBackend):
             or len(record) != 2
             or "keys" not in record
             or "value" not in record
+            # A msgpack map holding a key twice decodes to a smaller dict, one of them lost:
+            # our records are a map of exactly two entries (JSON's decoder refuses duplicates).
+            or (self.codec.name == "msgpack" and data[:1] != b"\x82")
         ):
-            raise ValueError('a record is a map of exactly "keys" and "value"')
+            raise ValueError('a record is a map of exactly "keys" and "value", each once')
         found = record["keys"]
-        if (
-            type(found) is not list
-            or not 1 <= len(found) <= MAX_KEYS
-            or any(type(key) is not str for key in found)
-        ):
-            raise ValueError(f'"keys" must be a list of 1 to {MAX_KEYS} strings, not {found!r}')
+        if type(found) is not list or not stored_keys_fit(found):
+            raise ValueError(
+                f'"keys" must be a list of 1 to {MAX_KEYS} strings of valid Unicode, not {found!r}'
+            )
         found_keys = tuple(found)
         # Read by keys, the file was named from them; found by listing, its name must match.
         if keys is not None:
@@ -884,20 +885,81 @@ def _create_once(directory: str, target: str, data: bytes, durable: bool) -> Non
 def _check_marker(
     directory: str, data: bytes, name: str, identifier: str, requested: Codec | None
 ) -> Codec:
+    """Return the codec of the store whose marker holds ``data``, checking every field.
+
+    Raises:
+        IncompatibleStoreError: naming the field that is wrong, what it holds and what is
+            expected; or the store is another one, or needs another codec or a newer reader.
+
+    """
     where = os.path.join(directory, MARKER)
+
+    def invalid(problem: str, field: str | None = None) -> IncompatibleStoreError:
+        return IncompatibleStoreError(
+            f"{where} is not a valid store marker: {problem}; restore it (from git or a "
+            "backup) or fix it by hand (docs/format.md describes it)",
+            location=where,
+            field=field,
+        )
+
     try:
-        marker = json.loads(data.decode("utf-8-sig"))
-        version, stored_codec = marker["version"], marker["codec"]
-        stored_names = (marker["name"], marker["unique_identifier"])
-        if marker["format"] != FORMAT_NAME:
-            raise ValueError(f"format is {marker['format']!r}")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IncompatibleStoreError(f"{where} is not a valid store marker: {exc}") from exc
+        marker = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_marker_fields)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a field twice
+        raise invalid(f"it does not decode as JSON: {exc}") from exc
+    if type(marker) is not dict:
+        raise invalid(f"it holds {type(marker).__name__} {marker!r}, expected a JSON object")
+    for field, expected in _MARKER_FIELDS.items():
+        if field not in marker:
+            raise invalid(f'field "{field}" is missing (expected {expected})', field)
+        found = marker[field]
+        # bool is an int in Python, but a marker's version true is no version.
+        if type(found) is not (int if field == "version" else str) or found in ("", False):
+            raise invalid(
+                f'field "{field}" is {type(found).__name__} {found!r}, expected {expected}', field
+            )
+    if marker["format"] != FORMAT_NAME:
+        raise invalid(f'field "format" is {marker["format"]!r}, expected {FORMAT_NAME!r}', "format")
+    if marker["version"] < 1:
+        raise invalid(
+            f'field "version" is {marker["version"]}, expected a version from 1 to '
+            f"{FORMAT_VERSION}",
+            "version",
+        )
+    stored_names = (marker["name"], marker["unique_identifier"])
     if stored_names != (name, identifier):
         raise IncompatibleStoreError(
-            f"{where} belongs to store {stored_names!r}, not {(name, identifier)!r}"
+            f"{where} belongs to store {stored_names!r}, not {(name, identifier)!r}",
+            location=where,
         )
-    return codec_for_existing_store(where, stored_codec, version, FORMAT_VERSION, requested)
+    codec = codec_for_existing_store(
+        where, marker["codec"], marker["version"], FORMAT_VERSION, requested
+    )
+    if marker["extension"] != codec.extension:
+        raise invalid(
+            f'field "extension" is {marker["extension"]!r}, but codec {codec.name!r} names '
+            f"record files {codec.extension!r}",
+            "extension",
+        )
+    return codec
+
+
+_MARKER_FIELDS = {
+    "format": f"the string {FORMAT_NAME!r}",
+    "version": f"an integer from 1 to {FORMAT_VERSION}",
+    "codec": 'a codec name such as "json" or "msgpack"',
+    "extension": 'the record files\' extension, such as ".json"',
+    "name": "the store's name, a string",
+    "unique_identifier": "the store's identifier, a string",
+}
+"""The marker's fields and what each must hold (``key_digest`` is a reminder for people)."""
+
+
+def _marker_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        twice = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+        raise ValueError(f"field {twice[0]!r} appears twice")
+    return fields
 
 
 def _sweep_orphans(directory: str) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from math import isfinite as _isfinite
+from typing import Any, Iterable, cast
 
 from ._types import Keys
 from .errors import InvalidKeyError, InvalidNameError, InvalidValueError
@@ -20,10 +21,11 @@ _SUPPORTED = "None, bool, int, float, str, list, tuple, dict with str keys"
 
 
 def _is_utf8_encodable(text: str) -> bool:
-    if text.isascii():
+    """Whether ``text`` (a plain `str`: a subclass could lie in its methods) is valid UTF-8."""
+    if str.isascii(text):
         return True
     try:
-        text.encode("utf-8")
+        str.encode(text, "utf-8")
     except UnicodeEncodeError:
         return False
     return True
@@ -59,13 +61,16 @@ def check_keys(keys: object, group: str | None = None) -> Keys:
             group=group,
             keys=keys,
         )
+    elif type(keys) is not tuple:
+        keys = tuple(keys)  # a tuple subclass, materialised once: what is checked is what is kept
     count = len(keys)
     if not 0 < count <= MAX_KEYS:
         raise InvalidKeyError(
             f"a record has 1 to {MAX_KEYS} keys, got {count}: {keys!r}", group=group, keys=keys
         )
     needs_copy = False
-    for position, key in enumerate(keys):
+    for position, given in enumerate(keys):
+        key = given
         if type(key) is not str:
             if not isinstance(key, str):
                 raise InvalidKeyError(
@@ -73,16 +78,27 @@ def check_keys(keys: object, group: str | None = None) -> Keys:
                     group=group,
                     keys=keys,
                 )
-            needs_copy = True  # a str subclass (StrEnum...) is stored as the plain str it holds
+            # A str subclass (StrEnum...) is stored as the plain str it holds; the copy is made
+            # before any check, so that a subclass overriding isascii() or encode() cannot lie.
+            key = str.__str__(key)
+            needs_copy = True
         if not _is_utf8_encodable(key):
             raise InvalidKeyError(
-                f"key {position} of {keys!r} holds a lone surrogate and cannot be stored as UTF-8",
+                f"key {position} of {keys!r} holds a lone surrogate and cannot be stored as UTF-8: "
+                "use valid Unicode text",
                 group=group,
                 keys=keys,
             )
     if needs_copy:
         return tuple(str.__str__(key) for key in keys)
-    return cast(Keys, keys)  # checked above: every item is a str
+    return cast(Keys, keys)  # checked above: every item is a plain str
+
+
+def stored_keys_fit(keys: list[Any]) -> bool:
+    """Whether keys read from a record are 1 to 5 plain `str` that `check_keys` would accept."""
+    return 0 < len(keys) <= MAX_KEYS and all(
+        type(key) is str and _is_utf8_encodable(key) for key in keys
+    )
 
 
 def check_prefix(prefix: tuple[object, ...], group: str | None = None) -> Keys:
@@ -97,8 +113,98 @@ def check_value(value: object, *, allow_bytes: bool, allow_non_finite: bool) -> 
 
     Codecs alone would quietly change some values (msgpack stores ``{1: 2}``, json turns the key
     into ``"1"``, both accept an IntEnum and give back an int), so we check the type of every part.
+    A fast walk answers yes or no; only a value it refuses is walked again, building the path
+    (``value['a'][2]``) the error names: paths cost more than the whole check of a good value.
     """
-    _check(value, "value", 0, allow_bytes, allow_non_finite)
+    if not value_fits(value, 0, allow_bytes, allow_non_finite):
+        _check(value, "value", 0, allow_bytes, allow_non_finite)
+        raise InvalidValueError("value: cannot be stored")  # not reached: both walks agree
+
+
+def unwritable_reason(value: object, *, allow_bytes: bool, allow_non_finite: bool) -> str | None:
+    """Return why a value read from a store could not be written back (None: it could).
+
+    Reads apply the same rule as writes, so that ``update(lambda v: v)`` never fails on a value
+    ``get_value`` returned: what a write would refuse is reported as a corrupt record instead.
+    """
+    if value_fits(value, 0, allow_bytes, allow_non_finite):
+        return None
+    try:
+        _check(value, "value", 0, allow_bytes, allow_non_finite)
+    except InvalidValueError as exc:
+        return str(exc)
+    return "value: cannot be stored"  # not reached: both walks agree
+
+
+def value_fits(value: Any, depth: int, allow_bytes: bool, allow_non_finite: bool) -> bool:
+    """Whether `_check` would accept ``value`` at nesting ``depth`` (0 at the top).
+
+    The same rules as `_check`, without building any path: the fast answer for good values.
+    """
+    kind = type(value)
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        for key in value:  # a loop: twice as fast as all() over a generator
+            if type(key) is not str:
+                return False
+        return _items_fit(value.values(), depth + 1, allow_bytes, allow_non_finite)
+    if kind is list or kind is tuple:
+        return depth < MAX_DEPTH and _items_fit(value, depth + 1, allow_bytes, allow_non_finite)
+    return _scalar_fits(value, allow_bytes, allow_non_finite)
+
+
+def _items_fit(items: Iterable[Any], depth: int, allow_bytes: bool, allow_non_finite: bool) -> bool:
+    # The common scalars are tested inline: a call per item would double the cost.
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            fits = INT_MIN <= item <= INT_MAX
+        elif kind is float:
+            fits = allow_non_finite or _isfinite(item)
+        elif kind is dict or kind is list or kind is tuple:
+            fits = value_fits(item, depth, allow_bytes, allow_non_finite)
+        else:
+            fits = kind is bytes and allow_bytes
+        if not fits:
+            return False
+    return True
+
+
+def _scalar_fits(value: object, allow_bytes: bool, allow_non_finite: bool) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return INT_MIN <= cast(int, value) <= INT_MAX
+    if kind is float:
+        return allow_non_finite or _isfinite(cast(float, value))
+    return kind is bytes and allow_bytes
+
+
+def lone_surrogate_path(value: object, path: str = "value") -> str | None:
+    r"""Return where ``value`` holds a str (or dict key) with a lone surrogate, or None.
+
+    No codec writes one (UTF-8 cannot carry it), but a JSON ``"\ud800"`` escape reads as one.
+    """
+    kind = type(value)
+    if kind is str:
+        return None if _is_utf8_encodable(cast(str, value)) else path
+    if kind is dict:
+        for key, item in cast("dict[Any, Any]", value).items():
+            if type(key) is str and not _is_utf8_encodable(key):
+                return f"{path}: dict key {key!r}"
+            found = lone_surrogate_path(item, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+    elif kind is list or kind is tuple:
+        for index, item in enumerate(cast("list[Any]", value)):
+            found = lone_surrogate_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _check(value: object, path: str, depth: int, allow_bytes: bool, allow_non_finite: bool) -> None:
@@ -122,8 +228,9 @@ def _check(value: object, path: str, depth: int, allow_bytes: bool, allow_non_fi
 
 def _check_depth(path: str, depth: int) -> None:
     if depth >= MAX_DEPTH:
+        shown = path if len(path) <= 80 else f"{path[:40]}...{path[-20:]}"
         raise InvalidValueError(
-            f"{path}: nested deeper than {MAX_DEPTH} levels (does the value contain itself?)",
+            f"{shown}: nested deeper than {MAX_DEPTH} levels (does the value contain itself?)",
             path=path,
         )
 
@@ -180,10 +287,15 @@ def check_store_name(name: object, unique_identifier: object) -> tuple[str, str]
             f"{unique_identifier!r}",
             name=unique_identifier,
         )
-    identifier = str(unique_identifier)
+    # Plain copies first: a subclass could lie in __contains__, __str__ or encode().
+    name = str.__str__(name)
+    if isinstance(unique_identifier, int):
+        identifier = int.__repr__(unique_identifier)
+    else:
+        identifier = str.__str__(unique_identifier)
     for label, text in (("store name", name), ("unique_identifier", identifier)):
         if "\x00" in text or not _is_utf8_encodable(text):
             raise InvalidNameError(
                 f"{label} {text!r} holds a NUL or a lone surrogate: use printable text", name=text
             )
-    return str.__str__(name), identifier
+    return name, identifier

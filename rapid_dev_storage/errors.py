@@ -94,7 +94,19 @@ class CorruptRecordError(StorageError, ValueError):
 
 
 class IncompatibleStoreError(StorageError, ValueError):
-    """A store exists but was written with another codec, or a newer format than we read."""
+    """A store exists but was written with another codec, or a newer format than we read.
+
+    Also raised for a store whose marker or stored settings are malformed. Attributes:
+    ``location`` (the marker file, or the database and store) and ``field`` (the marker field
+    found wrong, else None), where known.
+    """
+
+    def __init__(
+        self, message: str, *, location: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.location = location
+        self.field = field
 
 
 class LockTimeoutError(StorageError, TimeoutError):

@@ -40,6 +40,8 @@ from hypothesis.stateful import (
 
 from ._api import Storage, StorageGroup
 from ._backend import StorageBackend
+from ._conformance_bad_day import BadDayCases
+from ._conformance_bad_day import case as _case
 from ._types import Keys, NoValue
 from ._validate import INT_MAX, INT_MIN
 from .errors import (
@@ -175,19 +177,7 @@ def _resources() -> tuple[int, int]:
     return threading.active_count(), descriptors
 
 
-def _case(body: Case) -> Callable[[Any, str, Path], None]:
-    """Turn ``async def check(self, store)`` into a pytest test of ``codec`` and ``tmp_path``."""
-
-    def test(self: BackendConformance, codec: str, tmp_path: Path) -> None:
-        self.run_case(body, codec, tmp_path)
-
-    test.__name__ = body.__name__
-    test.__qualname__ = body.__qualname__
-    test.__doc__ = body.__doc__
-    return test
-
-
-class BackendConformance:
+class BackendConformance(BadDayCases):
     """Every behaviour the `StorageBackend` contract promises, as pytest tests."""
 
     codecs: ClassVar[tuple[str, ...]] = ("msgpack", "json")
