@@ -36,8 +36,9 @@ import watchfiles
 from ._file_events import Batch, DirectoryEvents
 from ._file_io import record_name_pattern
 from ._names import decode_name
+from ._turns import Yielder
 from ._types import Keys, NoValue
-from ._watch import UNDECODABLE, Yielder, digest_of
+from ._watch import UNDECODABLE, digest_of
 from .errors import StorageError
 
 logger = logging.getLogger(__name__)

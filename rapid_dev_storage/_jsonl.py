@@ -16,10 +16,10 @@ import contextlib
 import json
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
+from ._turns import Yielder
 from ._types import Keys
 from ._validate import check_group_name, check_keys, check_value
 
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 """Bytes written or read per hop to aiofiles' thread."""
-SLICE_SECONDS = 0.002
-"""Work on the loop between two turns given to other tasks."""
 
 
 def encode_line(group: str, keys: Keys, value: Any) -> str:
@@ -89,18 +87,6 @@ def parse_lines(lines: Iterable[tuple[int, str]], codec: Codec) -> list[tuple[st
     return records
 
 
-class _Turns:
-    """Gives the loop a turn when `SLICE_SECONDS` of work have passed since the last one."""
-
-    def __init__(self) -> None:
-        self._since = time.perf_counter()
-
-    async def maybe(self) -> None:
-        if time.perf_counter() - self._since >= SLICE_SECONDS:
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()
-
-
 async def dump(store: Storage, path: str | os.PathLike[str], groups: list[str] | None) -> int:
     """Write the store's records (or those of ``groups``) to ``path``; return how many.
 
@@ -134,17 +120,17 @@ async def dump(store: Storage, path: str | os.PathLike[str], groups: list[str] |
 
 
 async def _lines(store: Storage, groups: list[str] | None) -> AsyncIterator[str]:
-    turns = _Turns()
+    pause = Yielder()
     for group in sorted(groups) if groups is not None else await store.list_groups():
         lines = []
         async for keys, value in store.get_group(group).all_items():
             lines.append((keys, encode_line(group, keys, value)))
-            await turns.maybe()
+            await pause()
         # Sorting a large group takes a while: on a thread (the loop runs meanwhile).
         ordered = await asyncio.to_thread(sorted, lines, key=lambda item: item[0])
         for _, line in ordered:
             yield line
-            await turns.maybe()
+            await pause()
 
 
 async def load(store: Storage, path: str | os.PathLike[str]) -> int:
@@ -153,23 +139,16 @@ async def load(store: Storage, path: str | os.PathLike[str]) -> int:
     Every line is checked first (read in large chunks); if any is bad, nothing is written and
     the ValueError lists the bad lines.
     """
-    codec = store.backend.codec
-    turns = _Turns()
-    records = []
-    problems: list[str] = []
-    async for number, line in _read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            records.append(parse_line(line, codec))
-        except (ValueError, TypeError) as exc:
-            problems.append(f"line {number}: {exc}")
-        await turns.maybe()
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        raise ValueError(f"{path}: {len(problems)} bad lines, nothing was written:\n  {shown}")
+    lines = [numbered async for numbered in _read_lines(path)]
+    # Parsing and checking many lines is Python work: on a thread, so the loop keeps running.
+    try:
+        records = await asyncio.to_thread(parse_lines, lines, store.backend.codec)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    pause = Yielder()
     for group, keys, value in records:
         await store.get_group(group)[keys].set_value(value)
+        await pause()
     return len(records)
 
 

@@ -38,9 +38,10 @@ from ._sql import (
     record_params,
     scan_page_statements,
 )
+from ._turns import Yielder
 from ._types import Keys, NoValue
 from ._validate import MAX_KEYS
-from ._watch import UNDECODABLE, Yielder, digest_of
+from ._watch import UNDECODABLE, digest_of
 from .errors import LockTimeoutError, StorageIOError
 
 T = TypeVar("T")

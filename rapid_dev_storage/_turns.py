@@ -66,3 +66,24 @@ class TakesTurns:
     def _turn_given(self) -> None:
         self._turn_pending = False
         self._turn_start = self._turn_last = perf_counter()
+
+
+YIELD_SECONDS = 0.001
+"""Seconds of a loop's own work (a watcher's backlog, a dump) between two turns it gives."""
+
+
+class Yielder:
+    """Gives the event loop a turn when about a millisecond of work has passed since the last.
+
+    For loops doing many small pieces of work in one task (a watcher publishing a backlog,
+    a dump encoding records). Time-based, not every N items: an item may cost a microsecond (a
+    small record) or far more (a large value, a slow callback).
+    """
+
+    def __init__(self) -> None:
+        self._since = perf_counter()
+
+    async def __call__(self) -> None:
+        if perf_counter() - self._since >= YIELD_SECONDS:
+            await asyncio.sleep(0)
+            self._since = perf_counter()

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import inspect
 import logging
-import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
 
@@ -44,10 +43,6 @@ TOUCHED_RECORDS = 10_000
 WATCH_BACKLOG = 256
 """Undelivered changes a watch keeps as they came; beyond, a record's pending change is
 replaced by its newest, so a consumer that falls behind costs memory per record, not per write."""
-
-
-YIELD_SECONDS = 0.001
-"""A watcher working on the loop gives other tasks a turn this often."""
 
 
 def digest_of(data: bytes) -> bytes:
@@ -82,22 +77,6 @@ class Filter:
         if self.group is not None and group != self.group:
             return False
         return keys[: len(self.prefix)] == self.prefix
-
-
-class Yielder:
-    """Gives the event loop a turn when about a millisecond of work has passed since the last.
-
-    Time-based, not every N items: an item may cost a microsecond (a small record) or far more
-    (a large value, a slow callback).
-    """
-
-    def __init__(self) -> None:
-        self._since = time.perf_counter()
-
-    async def __call__(self) -> None:
-        if time.perf_counter() - self._since >= YIELD_SECONDS:
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()
 
 
 class ChangeHub:

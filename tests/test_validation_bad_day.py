@@ -28,6 +28,7 @@ from rapid_dev_storage import (
     MsgpackCodec,
     Storage,
 )
+from rapid_dev_storage._conformance_bad_day import _LyingStr
 from rapid_dev_storage._file import MARKER
 from rapid_dev_storage._slices import LARGE_RECORD, collector_paused
 from rapid_dev_storage._validate import (
@@ -199,19 +200,6 @@ def test_bad_values_report_their_path() -> None:
     with pytest.raises(InvalidValueError, match=f"nested deeper than {MAX_DEPTH}") as caught:
         check_value(deep, allow_bytes=True, allow_non_finite=True)
     assert len(str(caught.value)) < 200
-
-
-class _LyingStr(str):
-    __slots__ = ()
-
-    def isascii(self) -> bool:
-        return True
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return b"x"
-
-    def __contains__(self, item: object) -> bool:
-        return False
 
 
 class _LyingInt(int):
