@@ -92,14 +92,19 @@ async def dump(store: Storage, path: str | os.PathLike[str], groups: list[str] |
 
     The file appears whole or not at all: it is written beside ``path`` and renamed over it.
     """
-    import aiofiles  # noqa: PLC0415  (only dump and load need it: start-up time is measured)
-    import aiofiles.os  # noqa: PLC0415
+    import aiofiles.os  # noqa: PLC0415  (only dump and load need it: start-up time is measured)
 
     target = Path(path)
+    if groups is not None and (isinstance(groups, str) or not isinstance(groups, list)):
+        raise TypeError(f"groups must be a list of group names, not {groups!r}")
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     count = 0
     try:
-        async with aiofiles.open(temp, "w", encoding="utf-8") as file:
+        try:
+            file = _opened(temp, "w")
+        except OSError as exc:  # name what the caller asked for, not our temp file
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+        try:
             buffer: list[str] = []
             size = 0
             async for line in _lines(store, groups):
@@ -110,6 +115,8 @@ async def dump(store: Storage, path: str | os.PathLike[str], groups: list[str] |
                     await file.write("".join(buffer))
                     buffer, size = [], 0
             await file.write("".join(buffer))
+        finally:
+            await asyncio.shield(file.close())  # closed even when the dump is cancelled
         await aiofiles.os.replace(temp, target)
     except BaseException:
         # One unlink, even when cancelled: no await here, so the temp file never stays behind.
@@ -117,6 +124,18 @@ async def dump(store: Storage, path: str | os.PathLike[str], groups: list[str] |
             os.remove(temp)
         raise
     return count
+
+
+def _opened(path: str | os.PathLike[str], mode: str) -> Any:
+    """Open ``path`` on the loop and hand it to aiofiles for the chunked reads and writes.
+
+    Opening is one quick system call; opened on a thread instead, a file whose caller was
+    cancelled meanwhile would be left open, with no one to close it.
+    """
+    import aiofiles.threadpool  # noqa: PLC0415  (only dump and load need it: start-up time)
+
+    file = open(path, mode, encoding="utf-8")  # noqa: SIM115  (closed by the caller; see above)
+    return aiofiles.threadpool.wrap(file)
 
 
 async def _lines(store: Storage, groups: list[str] | None) -> AsyncIterator[str]:
@@ -153,16 +172,17 @@ async def load(store: Storage, path: str | os.PathLike[str]) -> int:
 
 
 async def _read_lines(path: str | os.PathLike[str]) -> AsyncIterator[tuple[int, str]]:
-    import aiofiles  # noqa: PLC0415  (only dump and load need it: start-up time is measured)
-
     number = 0
     rest = ""
-    async with aiofiles.open(path, encoding="utf-8") as file:
+    file = _opened(path, "r")
+    try:
         while chunk := await file.read(CHUNK):
             lines = (rest + chunk).split("\n")
             rest = lines.pop()
             for line in lines:
                 number += 1
                 yield number, line
+    finally:
+        await asyncio.shield(file.close())
     if rest:
         yield number + 1, rest
