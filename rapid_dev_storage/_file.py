@@ -377,15 +377,26 @@ class FileBackend(StorageBackend):
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     async def _record_operation(
-        self, group: str, keys: Keys, operation: Callable[[bool], T], *, size: int = 0
+        self,
+        group: str,
+        keys: Keys,
+        operation: Callable[[threading.Event | None], T],
+        *,
+        size: int = 0,
     ) -> T:
         """Run a write, swap or delete of one record, inline or on the record's writer thread.
 
-        ``operation(inline)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
+        ``operation(None)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
         for a record within ``inline_limit``, when the jobs of the record's writer thread
         have all finished and no clear covering the record is unfinished; it raises `WouldWait`
-        rather than wait for a lock, and then runs on the thread instead. On the thread, it
-        first waits for the clears covering the record that were started before it.
+        rather than wait for a lock, and then runs on the thread instead. On the thread,
+        ``operation(abandon)`` first waits for the clears covering the record that were started
+        before it.
+
+        Cancellation follows the work: a caller cancelled before the job started cancels it; one
+        cancelled while it runs sets ``abandon`` (the job gives up if it has not renamed yet)
+        and waits until the job has given up or landed. So when the caller hears of its
+        cancellation, the write will never land later, in this process or for any other.
         """
         path = self.record_path(group, keys)
         index = int(path[-len(self._extension) - DIGEST_LENGTH :][:8], 16) % WRITER_THREADS
@@ -394,20 +405,24 @@ class FileBackend(StorageBackend):
         if not self._durable and size <= self._inline_limit and not clears and not queued:
             try:
                 with _os_errors(path):
-                    return operation(True)
+                    return operation(None)
             except WouldWait:
                 pass
+        abandon = threading.Event()
 
         def job() -> T:
             concurrent.futures.wait(clears)
             with _os_errors(path):
-                return operation(False)
+                return operation(abandon)
 
         future = self._writers[index].submit(job)
         self._jobs[index].add(future)
-        # Cancelling the caller cancels the job only if it has not started; either way the job's
-        # own future says when it is over, for the operations after it.
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            abandon.set()
+            await _settled(future)
+            raise
 
     def _unfinished_clears(self, group: str, keys: Keys) -> list[concurrent.futures.Future[Any]]:
         if not self._clears:
@@ -478,7 +493,7 @@ class FileBackend(StorageBackend):
         await self._record_operation(
             group,
             keys,
-            lambda inline: self._replace(group, keys, None, data, inline),
+            lambda abandon: self._replace(group, keys, None, data, abandon),
             size=len(data),
         )
 
@@ -488,13 +503,13 @@ class FileBackend(StorageBackend):
         return await self._record_operation(
             group,
             keys,
-            lambda inline: self._replace(group, keys, (expected,), new, inline),
+            lambda abandon: self._replace(group, keys, (expected,), new, abandon),
             size=len(new or b""),
         )
 
     async def _delete(self, group: str, keys: Keys) -> None:
         await self._record_operation(
-            group, keys, lambda inline: self._replace(group, keys, None, None, inline)
+            group, keys, lambda abandon: self._replace(group, keys, None, None, abandon)
         )
 
     def _replace(
@@ -503,9 +518,12 @@ class FileBackend(StorageBackend):
         keys: Keys,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        inline: bool,
+        abandon: threading.Event | None,
     ) -> bool:
         """Write ``new`` (None: delete) over the record, if it holds ``expected`` (when given).
+
+        ``abandon`` is None inline; on a thread, once set, the write gives up if it has not
+        renamed yet (raising `Abandoned`).
 
         The temp file is written and fsynced before the lock is taken, so the lock is held only
         for the compare and the rename: sets and updates of one record, in any process, take
@@ -523,7 +541,7 @@ class FileBackend(StorageBackend):
                 if directory is None:  # no group directory: the record is absent
                     return expected is None or expected[0] is None
                 try:
-                    landed, removed = self._replace_in(directory, name, expected, new, inline)
+                    landed, removed = self._replace_in(directory, name, expected, new, abandon)
                 except FileNotFoundError:
                     # The group directory (another process's clear, `git clean`, `rm -rf`) or
                     # our temp file (`git clean -x`) was removed under us: nothing landed, so
@@ -546,7 +564,7 @@ class FileBackend(StorageBackend):
         name: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        inline: bool,
+        abandon: threading.Event | None,
     ) -> tuple[bool, bool]:
         """`_replace` in an open group directory: return (landed, a file was removed)."""
         if new is not None and not os.path.lexists(self._marker_path):
@@ -554,7 +572,7 @@ class FileBackend(StorageBackend):
         temp = None if new is None else TempFile(self._io, directory, new, self._durable)
         stripe = stripe_of(os.path.basename(directory.path), name)
         try:
-            with self._stripes.hold(stripe, wait=not inline):
+            with self._stripes.hold(stripe, wait=abandon is not None, abandon=abandon):
                 if expected is not None and read_in(directory, name) != expected[0]:
                     return False, False
                 if temp is None:
@@ -572,16 +590,25 @@ class FileBackend(StorageBackend):
         # covers that start after it (they wait for it on their thread, never inline).
         earlier = [job for jobs in self._jobs for job in jobs.unfinished()]
 
+        abandon = threading.Event()
+
         def job() -> None:
             concurrent.futures.wait(earlier)
             with _os_errors(directory):
-                self._delete_matching(group, directory, prefix)
+                self._delete_matching(group, directory, prefix, abandon)
 
         future = self._readers.submit(job)
         self._clears.append((group, prefix, future))
-        await asyncio.wrap_future(future)
+        try:
+            await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            abandon.set()  # it stops before its next lock stripe; what it removed stays removed
+            await _settled(future)
+            raise
 
-    def _delete_matching(self, group: str, directory_path: str, prefix: Keys) -> None:
+    def _delete_matching(
+        self, group: str, directory_path: str, prefix: Keys, abandon: threading.Event
+    ) -> None:
         """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time.
 
         Only record files (by their exact name) are removed: a person's notes beside them stay.
@@ -605,7 +632,7 @@ class FileBackend(StorageBackend):
                 by_stripe.setdefault(stripe, []).append(name)
             removed = False
             for stripe, names in by_stripe.items():
-                with self._stripes.hold(stripe, wait=True):
+                with self._stripes.hold(stripe, wait=True, abandon=abandon):
                     for name in names:
                         with contextlib.suppress(UnsafeEntryError):  # a directory: left alone
                             removed = _unlink(directory, name) or removed
@@ -982,6 +1009,12 @@ def _sweep_orphans(directory: str) -> None:
                     swept = abandoned_temp(handle, name, now, remove=True) or swept
             if swept:
                 _remove_if_empty(group.path)
+
+
+async def _settled(job: concurrent.futures.Future[Any]) -> None:
+    """Wait until a job whose caller was cancelled has landed or given up (or never started)."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.shield(asyncio.wrap_future(job))
 
 
 def _unlink(directory: Directory, name: str) -> bool:

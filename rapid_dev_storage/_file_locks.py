@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 import time
 import zlib
 from typing import Callable, Iterator
@@ -58,6 +59,10 @@ class WouldWait(Exception):
     """An inline operation met a held lock: run it on a thread, where waiting is harmless."""
 
 
+class Abandoned(Exception):
+    """The operation's caller was cancelled before it took effect: it gives up, and never will."""
+
+
 class StripeLocks:
     """The lock stripes of one store.
 
@@ -74,17 +79,22 @@ class StripeLocks:
         self.flock_unsupported = fcntl is None
 
     @contextlib.contextmanager
-    def hold(self, stripe: int, *, wait: bool) -> Iterator[None]:
+    def hold(
+        self, stripe: int, *, wait: bool, abandon: threading.Event | None = None
+    ) -> Iterator[None]:
         """Hold ``stripe``; without ``wait``, raise `WouldWait` if it is held elsewhere.
 
         Raises:
             LockTimeoutError: held elsewhere for longer than the store's lock timeout.
+            Abandoned: ``abandon`` was set before the lock was taken (checked while waiting).
 
         """
         timeout = self._timeout if wait else 0.0
+        if abandon is not None and abandon.is_set():
+            raise Abandoned
         if not self.flock_unsupported:
             try:
-                descriptor = self._acquire(stripe, timeout)
+                descriptor = self._acquire(stripe, timeout, abandon)
             except _FlockUnsupported:
                 self.flock_unsupported = True
             else:
@@ -100,7 +110,7 @@ class StripeLocks:
         with self._filelock(stripe, timeout, wait):
             yield
 
-    def _acquire(self, stripe: int, timeout: float) -> int:
+    def _acquire(self, stripe: int, timeout: float, abandon: threading.Event | None) -> int:
         """Return a descriptor holding the flock of the stripe's current lock file."""
         assert fcntl is not None
         name = f"{stripe:02d}.lock"
@@ -125,7 +135,7 @@ class StripeLocks:
                         ) from exc
                     raise
                 try:
-                    _flock(descriptor, directory.join(name), timeout, deadline)
+                    _flock(descriptor, directory.join(name), timeout, deadline, abandon)
                     if _still_at_path(descriptor, directory, name, self._path):
                         return descriptor
                 except BaseException:
@@ -160,7 +170,13 @@ class _FlockUnsupported(Exception):
     """The file system has no flock(2): use filelock's fallback."""
 
 
-def _flock(descriptor: int, path: str, timeout: float, deadline: float) -> None:
+def _flock(
+    descriptor: int,
+    path: str,
+    timeout: float,
+    deadline: float,
+    abandon: threading.Event | None = None,
+) -> None:
     assert fcntl is not None
     delay = 0.0005
     while True:
@@ -172,6 +188,8 @@ def _flock(descriptor: int, path: str, timeout: float, deadline: float) -> None:
                 raise WouldWait from None
             if time.monotonic() >= deadline:
                 raise lock_timeout_error(path, timeout) from None
+            if abandon is not None and abandon.is_set():
+                raise Abandoned from None
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
         except OSError as exc:

@@ -198,3 +198,23 @@ async def test_sqlite_writes_queued_behind_a_cancelled_clear_keep_their_order(
     await store.close()
     async with await open_store("sqlite", tmp_path, "fast") as reopened:
         assert await reopened.get_group("G")["p", "1"].get_value() == "LATEST"
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+async def test_a_cancelled_write_never_lands_after_another_writers_later_write(
+    tmp_path: Path, durability: str
+) -> None:
+    """Once a caller hears of its cancellation, its write has landed or never will: another
+    store (another process, here another instance) writing after that always wins."""
+    late = 0
+    for number in range(15):
+        first = await open_store("file", tmp_path, durability)
+        second = await open_store("file", tmp_path, durability)
+        handle = first.get_group("G")["k"]
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(handle.set_value({"big": "x" * 3_000_000}), 0.0001)
+        await second.get_group("G")["k"].set_value(f"Y{number}")
+        await first.close()  # the cancelled write's job, if any, is over
+        late += await second.get_group("G")["k"].get_value() != f"Y{number}"
+        await second.close()
+    assert late == 0, f"{late} of 15 cancelled writes landed after a later write"
