@@ -45,7 +45,11 @@ async def cancel_soon(operation: Any, kind: str = "", number: int = 0) -> bool:
     some statements are cancelled before they reach the server and some while it runs them.
     """
     task = asyncio.ensure_future(operation)
-    await asyncio.sleep(0.0005 * (number % 6) if kind == "postgres" else 0)
+    if kind in ("postgres", "file"):
+        await asyncio.sleep(0.0005 * (number % 6))
+    else:
+        for _ in range(1 + number % 3):  # the operation may give the loop a turn as it starts
+            await asyncio.sleep(0)
     cancelled = task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -71,7 +75,7 @@ async def test_a_cancelled_clear_never_removes_a_later_acknowledged_write(
             store = await open_store(kind, directory, durability)
             group = store.get_group("G")
         clear = group.clear_group() if number % 2 else group.clear_prefix("p")
-        if not await cancel_soon(clear, kind, number):
+        if not await cancel_soon(clear, kind, number + (kind == "file")):
             await store.close()
             continue
         await group["p", "7"].set_value("after")  # acknowledged after the cancelled clear
@@ -81,7 +85,8 @@ async def test_a_cancelled_clear_never_removes_a_later_acknowledged_write(
             lost += await group["p", "7"].get_value() != "after"
             cleared_in_background += await group["p", "8"].get_value() != 8
     assert lost == 0, f"{lost} of {ROUNDS} acknowledged writes removed by an earlier clear"
-    # The test can fail: some clears went on running after their caller was cancelled.
+    # The test can fail: some clears had removed records when their caller was cancelled (a
+    # FileBackend clear stops at its next lock stripe then; the others run to their end).
     assert cleared_in_background > 0
 
 
