@@ -738,8 +738,12 @@ class FileBackend(StorageBackend):
 
     async def _list_groups(self) -> list[str]:
         def list_groups() -> list[str]:
-            names = []
-            with os.scandir(self._directory) as entries:
+            names: list[str] = []
+            try:
+                entries = os.scandir(self._directory)
+            except FileNotFoundError:
+                return names  # the store's directory was removed: the next write makes it again
+            with entries:
                 for entry in entries:
                     if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                         continue
