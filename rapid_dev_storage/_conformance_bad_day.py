@@ -82,6 +82,14 @@ def _planted_record(backend: StorageBackend, keys: tuple[str, ...], raw: bytes) 
     return template.replace(marker, raw)
 
 
+async def _reads_fine(handle: Any) -> bool:
+    try:
+        await handle.get_value()
+    except CorruptRecordError:
+        return False
+    return True
+
+
 class BadDayCases:
     """Checks that every backend refuses alike what no write could have stored."""
 
@@ -95,12 +103,15 @@ class BadDayCases:
         await group["good"].set_value({"fine": [1, 2.5, "é"]})
         for label, raw in PLANTED[backend.codec.name]:
             keys = (label,)
+            planted = _planted_record(backend, keys, raw)
             try:
-                await backend._write("planted", keys, _planted_record(backend, keys, raw))
+                await backend._write("planted", keys, planted)
             except Exception:  # the store cannot hold it (PostgreSQL jsonb): nothing to read
                 continue
             stored = await backend._read("planted", keys)
             handle = group[keys]
+            if stored != planted and await _reads_fine(handle):
+                continue  # the store made it storable (jsonb keeps one of duplicate keys)
             with pytest.raises(CorruptRecordError) as caught:
                 await handle.get_value()
             error = caught.value
