@@ -253,9 +253,10 @@ class FileBackend(StorageBackend):
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = _ReadCache()
         self._directory_sync = DirectorySync()
-        # The unfinished jobs of each writer thread, and the clears not finished yet: what
-        # orders later operations. Both are the jobs' own futures, done when the job is.
-        self._jobs = [UnfinishedJobs() for _ in range(WRITER_THREADS)]
+        # The unfinished jobs (all, and by record), and the clears not finished yet: what
+        # orders later operations. All are the jobs' own futures, done when the job is.
+        self._jobs = UnfinishedJobs()
+        self._record_jobs: dict[str, UnfinishedJobs] = {}  # by record file: only those running
         self._clears: list[tuple[str, Keys, concurrent.futures.Future[Any]]] = []
         self._writers = [
             ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
@@ -387,8 +388,8 @@ class FileBackend(StorageBackend):
         """Run a write, swap or delete of one record, inline or on the record's writer thread.
 
         ``operation(None)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
-        for a record within ``inline_limit``, when the jobs of the record's writer thread
-        have all finished and no clear covering the record is unfinished; it raises `WouldWait`
+        for a record within ``inline_limit``, when the record's earlier jobs have all finished
+        and no clear covering the record is unfinished; it raises `WouldWait`
         rather than wait for a lock, and then runs on the thread instead. On the thread,
         ``operation(abandon)`` first waits for the clears covering the record that were started
         before it.
@@ -401,7 +402,7 @@ class FileBackend(StorageBackend):
         path = self.record_path(group, keys)
         index = int(path[-len(self._extension) - DIGEST_LENGTH :][:8], 16) % WRITER_THREADS
         clears = self._unfinished_clears(group, keys)
-        queued = self._jobs[index].unfinished()
+        queued = self._unfinished_jobs(path)
         if not self._durable and size <= self._inline_limit and not clears and not queued:
             try:
                 with _os_errors(path):
@@ -416,13 +417,30 @@ class FileBackend(StorageBackend):
                 return operation(abandon)
 
         future = self._writers[index].submit(job)
-        self._jobs[index].add(future)
+        self._jobs.add(future)
+        if len(self._record_jobs) >= 4096:  # bounded: records whose jobs are over are dropped
+            self._record_jobs = {key: jobs for key, jobs in self._record_jobs.items() if jobs}
+        self._record_jobs.setdefault(path, UnfinishedJobs()).add(future)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             abandon.set()
             await _settled(future)
             raise
+
+    def _unfinished_jobs(self, path: str) -> list[concurrent.futures.Future[Any]]:
+        """Return the unfinished jobs of one record: a write may run inline only without any.
+
+        Jobs of other records on the same thread do not matter: order is kept per record (and
+        clears wait for every job before them).
+        """
+        jobs = self._record_jobs.get(path)
+        if jobs is None:
+            return []
+        unfinished = jobs.unfinished()
+        if not unfinished:
+            del self._record_jobs[path]
+        return unfinished
 
     def _unfinished_clears(self, group: str, keys: Keys) -> list[concurrent.futures.Future[Any]]:
         if not self._clears:
@@ -588,7 +606,7 @@ class FileBackend(StorageBackend):
         directory = self._group_directory(group)
         # A clear lands after every write started before it, and holds back the writes it
         # covers that start after it (they wait for it on their thread, never inline).
-        earlier = [job for jobs in self._jobs for job in jobs.unfinished()]
+        earlier = self._jobs.unfinished()
 
         abandon = threading.Event()
 

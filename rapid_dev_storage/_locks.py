@@ -77,7 +77,12 @@ class UnfinishedJobs:
         self._jobs: list[concurrent.futures.Future[Any]] = []
 
     def add(self, job: concurrent.futures.Future[Any]) -> None:
+        if len(self._jobs) >= 256:  # bounded: finished jobs are dropped as new ones come
+            self._jobs = [earlier for earlier in self._jobs if not earlier.done()]
         self._jobs.append(job)
+
+    def __bool__(self) -> bool:
+        return bool(self.unfinished())
 
     def unfinished(self) -> list[concurrent.futures.Future[Any]]:
         """Return the jobs not finished yet (and forget the others)."""
