@@ -25,6 +25,7 @@ from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._locks import UnfinishedJobs
 from ._settings import Durability, StoreOptions, resolve_store_options
+from ._slices import LARGE_RECORD
 from ._sql import (
     KEY_COLUMNS,
     ORDER,
@@ -62,6 +63,8 @@ PAGE_SIZE = 256
 """Rows per query while iterating: large enough to amortise a query, small enough to stay flat."""
 
 _Row = Sequence[Any]
+_LARGE = object()
+"""What an inline read returns for a value over `LARGE_RECORD`: read it on the worker."""
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes; sqlite3 names them only from Python 3.11
 
 
@@ -94,10 +97,15 @@ class _Queries:
             f"PRIMARY KEY (group_name, {ORDER}))"
         )
         self.select = f"SELECT data FROM {t} WHERE {record}"
+        # Inline reads leave a large value in the database (NULL here, its length beside it):
+        # copying it out holds the GIL, so it is read on the worker thread instead. SQLite
+        # knows a BLOB's length without reading it.
+        small = f"CASE WHEN length(data) <= {LARGE_RECORD} THEN data END, length(data)"
+        self.select_small = f"SELECT {small} FROM {t} WHERE {record}"
         self.upsert = f"INSERT OR REPLACE INTO {t} ({columns}, data) VALUES ({', '.join('?' * 8)})"
         self.delete = f"DELETE FROM {t} WHERE {record}"
         self.delete_prefix = delete_prefix_statements(t, qmark)
-        self.scan_page = scan_page_statements(t, "data", qmark, limit="?")
+        self.scan_page = scan_page_statements(t, small, qmark, limit="?")
         self.groups = groups_statement(t)
         # The change log other processes' watchers read: filled by triggers, so every writer
         # (this library, the sqlite3 shell, another program) is seen. Created on first watch.
@@ -184,6 +192,17 @@ def _read(
 ) -> bytes | None:
     rows = connection.execute(queries.select, record_params(group, keys)).fetchall()
     return rows[0][0] if rows else None  # a BLOB comes back as bytes
+
+
+def _read_small(
+    connection: sqlite3.Connection, queries: _Queries, group: str, keys: Keys
+) -> bytes | object | None:
+    """`_read` for inline use: `_LARGE` (having copied nothing) for a large value."""
+    rows = connection.execute(queries.select_small, record_params(group, keys)).fetchall()
+    if not rows:
+        return None
+    data, size = rows[0]
+    return _LARGE if data is None and size is not None else data
 
 
 def _write(
@@ -454,9 +473,18 @@ class SQLiteBackend(StorageBackend):
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         try:  # _read_op's inline attempt, written out: this is the hottest path
-            return _read(self._inline, self._queries, group, keys)
+            data = _read_small(self._inline, self._queries, group, keys)
         except sqlite3.Error:
-            return await self._read_op(_read, self._queries, group, keys)
+            data = await self._read_op(_read_small, self._queries, group, keys)
+        if data is _LARGE:
+            return await self._large_read(group, keys)
+        return data  # type: ignore[return-value]  # bytes or None
+
+    async def _large_read(self, group: str, keys: Keys) -> bytes | None:
+        """Read a large value off the loop (inline, in memory: there is no thread)."""
+        if self._worker is None:
+            return _read(self._inline, self._queries, group, keys)
+        return await self._on_worker(_read, self._queries, group, keys)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._write_op(_write, self._queries, group, keys, data)
@@ -478,10 +506,16 @@ class SQLiteBackend(StorageBackend):
         while True:
             self._check_open()
             rows = await self._read_op(_scan_page, self._queries, group, prefix, after)
-            yield [(keys_of(row), row[-1], None) for row in rows]
+            items: list[ScanItem] = []
+            for row in rows:  # (k1..k5, key_count, small value or NULL, length)
+                keys = keys_of(row)
+                data = row[-2] if row[-2] is not None else await self._large_read(group, keys)
+                if data is not None:  # None: cleared since the page was read
+                    items.append((keys, data, None))
+            yield items
             if len(rows) < PAGE_SIZE:
                 return
-            after = rows[-1][:-1]
+            after = rows[-1][: MAX_KEYS + 1]
             await asyncio.sleep(0)  # pages are read inline: let other tasks run between them
 
     async def _list_groups(self) -> list[str]:
