@@ -194,8 +194,8 @@ class ChangeListener:
                     found = await self._fetch_values(batch)
                 except StorageError as exc:
                     logger.warning("fetching changed records failed: %s", exc)
-                    for record in batch:  # try them again with the next notification
-                        self._pending.setdefault(record, None)
+                    # Try them again first: changes are published in the order they were made.
+                    self._pending = {**dict.fromkeys(batch), **self._pending}
                     await asyncio.sleep(0.5)
                     continue
                 hub = self._hub()
