@@ -86,8 +86,11 @@ async def test_a_cancelled_clear_never_removes_a_later_acknowledged_write(
             cleared_in_background += await group["p", "8"].get_value() != 8
     assert lost == 0, f"{lost} of {ROUNDS} acknowledged writes removed by an earlier clear"
     # The test can fail: some clears had removed records when their caller was cancelled (a
-    # FileBackend clear stops at its next lock stripe then; the others run to their end).
-    assert cleared_in_background > 0
+    # FileBackend clear stops at its next lock stripe then; the others run to their end). An
+    # SQLite clear is over in a moment, so it is mostly cancelled before it starts or not at
+    # all: test_sqlite_writes_queued_behind_a_cancelled_clear_keep_their_order holds one open.
+    if kind != "sqlite":
+        assert cleared_in_background > 0
 
 
 @pytest.mark.parametrize(("kind", "durability"), [*KINDS[:3], POSTGRES])  # SQLite fast: inline
