@@ -21,37 +21,14 @@ import argparse
 import asyncio
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from loop_ticker import longest_stall
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 
 Workload = Callable[[Storage], Awaitable[None]]
-
-
-async def longest_stall(workload: Callable[[], Awaitable[None]]) -> tuple[float, float]:
-    """Return (longest stall in ms, the workload's seconds) while ``workload`` runs."""
-    stall = 0.0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal stall
-        last = time.perf_counter()
-        while not stop:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            stall = max(stall, now - last - 0.001)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    start = time.perf_counter()
-    await workload()
-    took = time.perf_counter() - start
-    stop = True
-    await tick
-    return stall * 1000, took
 
 
 def rows(count: int) -> list[dict[str, Any]]:

@@ -39,7 +39,9 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+
+from loop_ticker import longest_stall
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 from rapid_dev_storage._sqlite import table_name
@@ -76,32 +78,6 @@ def _rss_mb() -> float:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-async def _longest_stall(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
-    """Return (longest stall in ms, seconds taken) while ``work`` runs."""
-    stall = 0.0
-    running = True
-
-    async def ticker() -> None:
-        nonlocal stall
-        last = time.perf_counter()
-        while running:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            stall = max(stall, now - last - 0.001)
-            last = now
-
-    ticking = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0.01)
-    began = time.perf_counter()
-    try:
-        await work()
-    finally:
-        taken = time.perf_counter() - began
-        running = False
-        await ticking
-    return stall * 1000, taken
-
-
 async def _file_store(root: Path, count: int, value: Any) -> Storage:
     """A json FileBackend store of ``count`` records, written straight to their files (fast)."""
     backend = await FileBackend.create_backend_instance(
@@ -131,7 +107,7 @@ async def measure_start(root: Path, scale: float) -> str:
     store = await _file_store(root, count, {"index": 1, "pad": "x" * 100})
     async with store:
         watch = store.watch()
-        stall, taken = await _longest_stall(watch.start)
+        stall, taken = await longest_stall(watch.start)
         await watch.close()
     return f"start a watch on {count} file records: longest stall {stall:.1f} ms ({taken:.2f} s)"
 
@@ -153,7 +129,7 @@ async def measure_sqlite(root: Path, scale: float) -> str:
             assert await process.wait() == 0
             await asyncio.wait_for(_drain_until(changes, count), 600)
 
-        stall, taken = await _longest_stall(work)
+        stall, taken = await longest_stall(work)
     return f"SQLite backlog of {count} rows from another process: longest stall {stall:.1f} ms " \
         f"({taken:.2f} s until every change arrived)"  # fmt: skip
 
@@ -172,7 +148,7 @@ async def measure_rewrite(root: Path, scale: float) -> str:
             assert await process.wait() == 0
             await asyncio.wait_for(_drain_until(changes, count), 600)
 
-        stall, taken = await _longest_stall(work)
+        stall, taken = await longest_stall(work)
     return f"{count} files rewritten by another process: longest stall {stall:.1f} ms " \
         f"({taken:.2f} s until every change arrived)"  # fmt: skip
 
@@ -243,7 +219,7 @@ async def measure_noise(root: Path, scale: float) -> str:
             process = await asyncio.create_subprocess_exec(sys.executable, "-c", _REWRITER, *paths)
             assert await process.wait() == 0
 
-        stall, _taken = await _longest_stall(work)
+        stall, _taken = await longest_stall(work)
     return f"{count} files rewritten by another process, nobody watching: longest stall " \
         f"{stall:.1f} ms"  # fmt: skip
 
