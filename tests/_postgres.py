@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import urllib.parse
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
+
+from rapid_dev_storage import PostgresBackend, Storage
 
 DSN = os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES", "")
 CLUSTER = os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES_DIR", "")
@@ -30,3 +33,17 @@ async def fresh_schema() -> str:
         await connection.close()
     separator = "&" if urllib.parse.urlsplit(DSN).query else "?"
     return f"{DSN}{separator}search_path={schema}"
+
+
+async def open_store(dsn: str, name: str = "app", uid: int | str = 1, **options: Any) -> Storage:
+    """Open a PostgreSQL store (as ``Storage``) on ``dsn``."""
+    return Storage(await PostgresBackend.create_backend_instance(dsn, name, uid, **options))
+
+
+async def sql(dsn: str, statement: str, *params: Any) -> list[Any]:
+    """Run one statement as a psql session would, on a connection of its own."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return list(await connection.fetch(statement, *params))
+    finally:
+        await connection.close()

@@ -7,11 +7,11 @@ import contextlib
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import asyncpg
 import pytest
-from _postgres import CLUSTER, DSN, fresh_schema, requires_postgres
+from _postgres import CLUSTER, DSN, fresh_schema, open_store, requires_postgres, sql
 from _worker import count_in_processes
 
 from rapid_dev_storage import (
@@ -21,7 +21,6 @@ from rapid_dev_storage import (
     LockTimeoutError,
     NoValue,
     PostgresBackend,
-    Storage,
     StorageIOError,
     Watch,
 )
@@ -72,18 +71,6 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
 async def dsn() -> str:
     """A schema of the test's own on the server: tables, functions and all."""
     return await fresh_schema()
-
-
-async def open_store(dsn: str, name: str = "app", uid: int | str = 1, **options: Any) -> Storage:
-    return Storage(await PostgresBackend.create_backend_instance(dsn, name, uid, **options))
-
-
-async def sql(dsn: str, statement: str, *params: Any) -> list[Any]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return list(await connection.fetch(statement, *params))
-    finally:
-        await connection.close()
 
 
 @requires_postgres

@@ -13,12 +13,11 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 import pytest
-from _postgres import CLUSTER, DSN, fresh_schema, requires_postgres
+from _postgres import CLUSTER, DSN, fresh_schema, open_store, requires_postgres, sql
 
 from rapid_dev_storage import (
     Change,
     NoValue,
-    PostgresBackend,
     ReadOnlyStoreError,
     Storage,
     StorageIOError,
@@ -43,18 +42,6 @@ TERMINATE_OTHERS = (
 @pytest.fixture
 async def dsn() -> str:
     return await fresh_schema()
-
-
-async def open_store(dsn: str, name: str = "app", uid: int | str = 1, **options: Any) -> Storage:
-    return Storage(await PostgresBackend.create_backend_instance(dsn, name, uid, **options))
-
-
-async def sql(dsn: str, statement: str, *params: Any) -> list[Any]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return list(await connection.fetch(statement, *params))
-    finally:
-        await connection.close()
 
 
 async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
