@@ -5,7 +5,7 @@
 """
 
 from ._api import Storage, StorageGroup, StorageValue, StoredValue
-from ._backend import StorageBackend
+from ._backend import ScanItem, StorageBackend
 from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._file import FileBackend
 from ._memory import MemoryBackend
@@ -20,8 +20,10 @@ from .errors import (
     InvalidKeyError,
     InvalidNameError,
     InvalidValueError,
+    LocationError,
     LockTimeoutError,
     ReadOnlyStoreError,
+    ReentrantUpdateError,
     StorageError,
     StorageIOError,
     StoreClosedError,
@@ -43,6 +45,7 @@ __all__ = [
     "InvalidValueError",
     "JSONCodec",
     "Keys",
+    "LocationError",
     "LockTimeoutError",
     "MemoryBackend",
     "MsgpackCodec",
@@ -50,7 +53,9 @@ __all__ = [
     "OverlayBackend",
     "PostgresBackend",
     "ReadOnlyStoreError",
+    "ReentrantUpdateError",
     "SQLiteBackend",
+    "ScanItem",
     "Storage",
     "StorageBackend",
     "StorageError",

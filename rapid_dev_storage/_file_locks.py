@@ -47,12 +47,12 @@ def stripe_of(directory_name: str, file_name: str) -> int:
 
 def lock_timeout_error(path: str, timeout: float) -> LockTimeoutError:
     """Return the error for a lock held elsewhere past ``timeout``."""
-    error = LockTimeoutError(
+    return LockTimeoutError(
         f"{path}: another process held the lock for more than {timeout:g} s (raise "
-        "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT, or find the process holding it)"
+        "lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT, or find the process holding it)",
+        location=path,
+        timeout=timeout,
     )
-    error.filename = path
-    return error
 
 
 class WouldWait(Exception):

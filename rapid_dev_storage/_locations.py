@@ -16,12 +16,9 @@ from ._file_io import read_regular_file as read_file_at
 from ._memory import MemoryBackend
 from ._postgres import DSN_PREFIXES, PostgresBackend, list_stores
 from ._sqlite import STORES_TABLE, SQLiteBackend
+from .errors import LocationError
 
 SCHEMES = ("file", "sqlite", "memory")
-
-
-class LocationError(ValueError):
-    """A location that does not parse, or does not say which store it means."""
 
 
 def parse_location(location: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import contextlib
 import contextvars
 from typing import Any, AsyncIterator, Callable, Hashable, Iterator
 
-from .errors import StorageError
+from .errors import ReentrantUpdateError
 
 # The records whose update function is running in this task (and in tasks it starts). A write to
 # one of them from inside its own update function would be overwritten, and a nested update of it
@@ -18,13 +18,20 @@ _updating: contextvars.ContextVar[frozenset[Hashable]] = contextvars.ContextVar(
 )
 
 
-def check_not_updating(record: Hashable, action: str, describe: Callable[[], str]) -> None:
-    """Raise if ``record``'s update function is what is calling; ``describe()`` names it."""
+def check_not_updating(
+    record: tuple[int, str, tuple[str, ...]], action: str, describe: Callable[[], str]
+) -> None:
+    """Raise if ``record`` (backend id, group, keys) is what the calling update is updating.
+
+    ``describe()`` names the record for the message.
+    """
     active = _updating.get()
     if active and record in active:
-        raise StorageError(
+        raise ReentrantUpdateError(
             f"{action} of {describe()} from inside its own update() function: return the new "
-            "value from the function instead"
+            "value from the function instead",
+            group=record[1],
+            keys=record[2],
         )
 
 

@@ -41,6 +41,7 @@ from ._sql import RECORD_COLUMNS
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import (
+    LocationError,
     ReadOnlyStoreError,
     StorageError,
     StorageIOError,
@@ -180,8 +181,10 @@ class PostgresBackend(StorageBackend):
         )
         dsn = str(path) if isinstance(path, str) else ""
         if not dsn.startswith(DSN_PREFIXES):
-            raise ValueError(
-                f"PostgresBackend needs a DSN such as postgresql://user@host/database, not {path!r}"
+            raise LocationError(
+                f"PostgresBackend needs a DSN such as postgresql://user@host/database, not "
+                f"{path!r}",
+                location=str(path),
             )
         location = redact(dsn)
         writer = secrets.token_hex(8)

@@ -50,7 +50,8 @@ def translated(exc: BaseException, location: str, *, writing: bool = False) -> E
     if isinstance(exc, asyncpg.LockNotAvailableError):
         return LockTimeoutError(
             f"{location}: another connection held a row lock past the timeout "
-            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
+            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)",
+            location=location,
         )
     if writing and isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return ReadOnlyStoreError(

@@ -152,7 +152,8 @@ def _translated(exc: sqlite3.Error, location: str) -> StorageIOError | LockTimeo
     if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
         return LockTimeoutError(
             f"{location}: another connection held the database lock past the timeout "
-            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)"
+            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)",
+            location=location,
         )
     return StorageIOError(f"{location}: {exc}")
 

@@ -29,10 +29,10 @@ from ._file import FileBackend
 from ._file_io import read_regular_file
 from ._fsck import Problem, check
 from ._jsonl import encode_line, parse_lines
-from ._locations import LocationError, choose_store, open_location, stores_at
+from ._locations import choose_store, open_location, stores_at
 from ._types import Keys, NoValue
 from ._validate import check_group_name, check_keys
-from .errors import StorageError
+from .errors import LocationError, StorageError
 
 T = TypeVar("T")
 

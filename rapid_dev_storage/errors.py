@@ -14,8 +14,10 @@ __all__ = [
     "InvalidKeyError",
     "InvalidNameError",
     "InvalidValueError",
+    "LocationError",
     "LockTimeoutError",
     "ReadOnlyStoreError",
+    "ReentrantUpdateError",
     "StorageError",
     "StorageIOError",
     "StoreClosedError",
@@ -110,7 +112,46 @@ class IncompatibleStoreError(StorageError, ValueError):
 
 
 class LockTimeoutError(StorageError, TimeoutError):
-    """Another process held the store's lock for longer than the configured timeout."""
+    """Another process held the store's lock for longer than the configured timeout.
+
+    Attributes: ``location`` (the lock file, database or table) and ``timeout`` (seconds), where
+    known.
+    """
+
+    def __init__(
+        self, message: str, *, location: str | None = None, timeout: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.location = location
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ReentrantUpdateError(StorageError, RuntimeError):
+    """An update function wrote (or updated) its own record: the write would be lost.
+
+    Attributes: ``group`` and ``keys`` of the record.
+    """
+
+    def __init__(
+        self, message: str, *, group: str | None = None, keys: tuple[str, ...] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.group = group
+        self.keys = keys
+
+
+class LocationError(StorageError, ValueError):
+    """A store location (``file:DIR``, ``sqlite:FILE``, a DSN) that does not parse or fit.
+
+    Also when it does not say which store it means. Attribute: ``location``, as given.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 class StorageIOError(StorageError, OSError):
