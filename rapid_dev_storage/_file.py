@@ -56,7 +56,6 @@ from ._file_io import (
 from ._file_locks import (
     LOCK_DIRECTORY,
     StripeLocks,
-    WouldWait,
     abandoned_temp,
     lock_timeout_error,
     stripe_of,
@@ -91,8 +90,12 @@ MARKER = ".rapid-dev-storage.json"
 GITIGNORE = ".gitignore"
 DIGEST_LENGTH = 32
 WRITER_THREADS = 16
-"""Writes of one record always use the same thread; many threads let concurrent fsyncs overlap
-and share directory fsyncs (measured: 2,180 sets/s with 4, 2,860 with 16, at 64 tasks)."""
+FAST_WRITER_THREADS = 4
+"""Writes of one record always use the same thread. At durability ``full`` many threads let
+concurrent fsyncs overlap and share directory fsyncs (measured: 2,180 sets/s with 4, 2,860 with
+16, at 64 tasks); at ``fast`` there is no fsync to overlap and the threads' Python work contends
+for the GIL (64 tasks: about 1,200 sets/s with 16 threads, 1,700-1,950 with 4, 1,900-2,200 with
+2), so four."""
 SCAN_BATCH = 128
 """Records read per hop while iterating; two batches are in flight at a time."""
 SETTLE_SECONDS = 0.25
@@ -253,14 +256,14 @@ class FileBackend(StorageBackend):
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = _ReadCache()
         self._directory_sync = DirectorySync()
-        # The unfinished jobs (all, and by record), and the clears not finished yet: what
-        # orders later operations. All are the jobs' own futures, done when the job is.
+        # The unfinished jobs, and the clears not finished yet: what orders later operations.
+        # Both are the jobs' own futures, done when the job is.
         self._jobs = UnfinishedJobs()
-        self._record_jobs: dict[str, UnfinishedJobs] = {}  # by record file: only those running
         self._clears: list[tuple[str, Keys, concurrent.futures.Future[Any]]] = []
+        self._writer_count = WRITER_THREADS if self._durable else FAST_WRITER_THREADS
         self._writers = [
             ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
-            for _ in range(WRITER_THREADS)
+            for _ in range(self._writer_count)
         ]
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="rapid-dev-storage-read")
 
@@ -378,21 +381,15 @@ class FileBackend(StorageBackend):
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     async def _record_operation(
-        self,
-        group: str,
-        keys: Keys,
-        operation: Callable[[threading.Event | None], T],
-        *,
-        size: int = 0,
+        self, group: str, keys: Keys, operation: Callable[[threading.Event], T]
     ) -> T:
-        """Run a write, swap or delete of one record, inline or on the record's writer thread.
+        """Run a write, swap or delete of one record on the record's writer thread.
 
-        ``operation(None)`` runs inline (on the loop) only at durability ``fast`` (no fsync),
-        for a record within ``inline_limit``, when the record's earlier jobs have all finished
-        and no clear covering the record is unfinished; it raises `WouldWait`
-        rather than wait for a lock, and then runs on the thread instead. On the thread,
-        ``operation(abandon)`` first waits for the clears covering the record that were started
-        before it.
+        Never on the loop, at any durability: a rename or an unlink can block for hundreds of
+        milliseconds in the kernel (measured: 100-425 ms for single inline renames while 64
+        tasks wrote at ``fast``, on ext4 under its journal's commits), and the loop must never
+        stall that long. The record's operations keep their order on its thread; the job first
+        waits for the clears covering the record that were started before it.
 
         Cancellation follows the work: a caller cancelled before the job started cancels it; one
         cancelled while it runs sets ``abandon`` (the job gives up if it has not renamed yet)
@@ -400,15 +397,8 @@ class FileBackend(StorageBackend):
         cancellation, the write will never land later, in this process or for any other.
         """
         path = self.record_path(group, keys)
-        index = int(path[-len(self._extension) - DIGEST_LENGTH :][:8], 16) % WRITER_THREADS
+        index = int(path[-len(self._extension) - DIGEST_LENGTH :][:8], 16) % self._writer_count
         clears = self._unfinished_clears(group, keys)
-        queued = self._unfinished_jobs(path)
-        if not self._durable and size <= self._inline_limit and not clears and not queued:
-            try:
-                with _os_errors(path):
-                    return operation(None)
-            except WouldWait:
-                pass
         abandon = threading.Event()
 
         def job() -> T:
@@ -418,29 +408,12 @@ class FileBackend(StorageBackend):
 
         future = self._writers[index].submit(job)
         self._jobs.add(future)
-        if len(self._record_jobs) >= 4096:  # bounded: records whose jobs are over are dropped
-            self._record_jobs = {key: jobs for key, jobs in self._record_jobs.items() if jobs}
-        self._record_jobs.setdefault(path, UnfinishedJobs()).add(future)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             abandon.set()
             await _settled(future)
             raise
-
-    def _unfinished_jobs(self, path: str) -> list[concurrent.futures.Future[Any]]:
-        """Return the unfinished jobs of one record: a write may run inline only without any.
-
-        Jobs of other records on the same thread do not matter: order is kept per record (and
-        clears wait for every job before them).
-        """
-        jobs = self._record_jobs.get(path)
-        if jobs is None:
-            return []
-        unfinished = jobs.unfinished()
-        if not unfinished:
-            del self._record_jobs[path]
-        return unfinished
 
     def _unfinished_clears(self, group: str, keys: Keys) -> list[concurrent.futures.Future[Any]]:
         if not self._clears:
@@ -512,7 +485,6 @@ class FileBackend(StorageBackend):
             group,
             keys,
             lambda abandon: self._replace(group, keys, None, data, abandon),
-            size=len(data),
         )
 
     async def _swap(
@@ -522,7 +494,6 @@ class FileBackend(StorageBackend):
             group,
             keys,
             lambda abandon: self._replace(group, keys, (expected,), new, abandon),
-            size=len(new or b""),
         )
 
     async def _delete(self, group: str, keys: Keys) -> None:
@@ -536,12 +507,12 @@ class FileBackend(StorageBackend):
         keys: Keys,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: threading.Event | None,
+        abandon: threading.Event,
     ) -> bool:
         """Write ``new`` (None: delete) over the record, if it holds ``expected`` (when given).
 
-        ``abandon`` is None inline; on a thread, once set, the write gives up if it has not
-        renamed yet (raising `Abandoned`).
+        Once ``abandon`` is set, the write gives up if it has not renamed yet (raising
+        `Abandoned`).
 
         The temp file is written and fsynced before the lock is taken, so the lock is held only
         for the compare and the rename: sets and updates of one record, in any process, take
@@ -582,7 +553,7 @@ class FileBackend(StorageBackend):
         name: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: threading.Event | None,
+        abandon: threading.Event,
     ) -> tuple[bool, bool]:
         """`_replace` in an open group directory: return (landed, a file was removed)."""
         if new is not None and not os.path.lexists(self._marker_path):
@@ -590,7 +561,7 @@ class FileBackend(StorageBackend):
         temp = None if new is None else TempFile(self._io, directory, new, self._durable)
         stripe = stripe_of(os.path.basename(directory.path), name)
         try:
-            with self._stripes.hold(stripe, wait=abandon is not None, abandon=abandon):
+            with self._stripes.hold(stripe, wait=True, abandon=abandon):
                 if expected is not None and read_in(directory, name) != expected[0]:
                     return False, False
                 if temp is None:
