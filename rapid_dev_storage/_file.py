@@ -10,10 +10,10 @@ updates of one record are linearizable across processes. The system calls themse
 rules that keep them inside the store (no links followed, no FIFO opened blocking), are in
 `_file_io`; the locks in `_file_locks`.
 
-Order: the operations of one record go to the same writer thread (or run inline when nothing of
-that thread is still running), and a clear waits for the writes before it and holds back the
-writes after it that it covers. What decides "still running" is the job itself, never the task
-that awaited it: a cancelled caller does not let later writes overtake its job.
+Order: the operations of one record go to the same writer thread (writes never run on the loop:
+a rename can block for long in the kernel), and a clear waits for the writes before it and
+holds back the writes after it that it covers. What decides "still running" is the job itself,
+never the task that awaited it: a cancelled caller does not let later writes overtake its job.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Generator, Iterator, TypeVar
 
-import filelock
-
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._file_io import (
+    DIGEST_LENGTH,
     READ_FLAGS,
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -51,13 +50,11 @@ from ._file_io import (
     read_in,
     read_rest,
     record_name_pattern,
-    sync_directory,
 )
 from ._file_locks import (
     LOCK_DIRECTORY,
     StripeLocks,
     abandoned_temp,
-    lock_timeout_error,
     stripe_of,
 )
 from ._file_watch import FileWatcher
@@ -88,7 +85,6 @@ FORMAT_NAME = "rapid_dev_storage"
 FORMAT_VERSION = 1
 MARKER = ".rapid-dev-storage.json"
 GITIGNORE = ".gitignore"
-DIGEST_LENGTH = 32
 WRITER_THREADS = 16
 FAST_WRITER_THREADS = 4
 """Writes of one record always use the same thread. At durability ``full`` many threads let
@@ -182,8 +178,6 @@ def _os_errors(location: str, *, reading: tuple[str, Keys] | None = None) -> Ite
         yield
     except StorageError:
         raise  # ours already (LockTimeoutError is an OSError too, through TimeoutError)
-    except filelock.Timeout as exc:
-        raise lock_timeout_error(exc.lock_file, 0) from exc
     except UnsafeEntryError as exc:
         where = exc.filename or location
         if reading is not None and exc.expected == "regular file":
@@ -242,7 +236,6 @@ class FileBackend(StorageBackend):
         self.read_only = read_only
         self._directory = directory
         self._durable = durability == "full"
-        self._lock_timeout = lock_timeout
         self._inline_limit = inline_limit
         self._force_polling = force_polling
         self._marker = marker
@@ -373,9 +366,18 @@ class FileBackend(StorageBackend):
             if text and not os.path.lexists(target):
                 _create_once(self._directory, target, text, self._durable)
 
-    async def _run(self, executor: ThreadPoolExecutor, function: Callable[[], T]) -> T:
+    async def _run(
+        self,
+        executor: ThreadPoolExecutor,
+        function: Callable[[], T],
+        *,
+        reading: tuple[str, Keys] | None = None,
+    ) -> T:
+        """Run ``function`` on ``executor``, its OS errors made ours (see `_os_errors`)."""
+        location = self._directory if reading is None else self.record_path(*reading)
+
         def call() -> T:
-            with _os_errors(self._directory):
+            with _os_errors(location, reading=reading):
                 return function()
 
         return await asyncio.get_running_loop().run_in_executor(executor, call)
@@ -438,7 +440,7 @@ class FileBackend(StorageBackend):
             if data is not _LARGE:
                 return data  # type: ignore[return-value]  # bytes or None
         # A large record (or no inline reads): opened, read and closed in one job on a thread.
-        return await self._run_reading(group, keys, lambda: read_file(path))
+        return await self._run(self._readers, lambda: read_file(path), reading=(group, keys))
 
     def _read_inline(self, path: str) -> bytes | object | None:
         """Read a small record on the loop; return `_LARGE` (having read nothing) for a big one."""
@@ -470,15 +472,6 @@ class FileBackend(StorageBackend):
         except OSError:
             return False
         return time.time() - status.st_mtime < SETTLE_SECONDS
-
-    async def _run_reading(
-        self, group: str, keys: Keys, function: Callable[[], bytes | None]
-    ) -> bytes | None:
-        def call() -> bytes | None:
-            with _os_errors(self.record_path(group, keys), reading=(group, keys)):
-                return function()
-
-        return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._record_operation(
@@ -541,7 +534,7 @@ class FileBackend(StorageBackend):
                 if not landed:
                     return False
                 if self._durable and (new is not None or removed):
-                    sync_directory(self._io, directory, self._directory_sync)
+                    self._directory_sync.sync(self._io, directory)
             if removed:
                 _remove_if_empty(directory_path)
             return True
@@ -561,7 +554,7 @@ class FileBackend(StorageBackend):
         temp = None if new is None else TempFile(self._io, directory, new, self._durable)
         stripe = stripe_of(os.path.basename(directory.path), name)
         try:
-            with self._stripes.hold(stripe, wait=True, abandon=abandon):
+            with self._stripes.hold(stripe, abandon):
                 if expected is not None and read_in(directory, name) != expected[0]:
                     return False, False
                 if temp is None:
@@ -576,7 +569,7 @@ class FileBackend(StorageBackend):
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory = self._group_directory(group)
         # A clear lands after every write started before it, and holds back the writes it
-        # covers that start after it (they wait for it on their thread, never inline).
+        # covers that start after it (they wait for it on their thread).
         earlier = self._jobs.unfinished()
 
         abandon = threading.Event()
@@ -621,12 +614,12 @@ class FileBackend(StorageBackend):
                 by_stripe.setdefault(stripe, []).append(name)
             removed = False
             for stripe, names in by_stripe.items():
-                with self._stripes.hold(stripe, wait=True, abandon=abandon):
+                with self._stripes.hold(stripe, abandon):
                     for name in names:
                         with contextlib.suppress(UnsafeEntryError):  # a directory: left alone
                             removed = _unlink(directory, name) or removed
             if removed and self._durable:
-                sync_directory(self._io, directory, self._directory_sync)
+                self._directory_sync.sync(self._io, directory)
         if removed:
             _remove_if_empty(directory_path)
 
@@ -665,13 +658,13 @@ class FileBackend(StorageBackend):
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         path = self._group_directory(group)
-        try:
-            with _os_errors(path), Directory(path) as directory:  # one open: inline
+        with _os_errors(path):
+            try:
+                directory = Directory(path)  # one open: inline
+            except (FileNotFoundError, NotADirectoryError):
+                return  # no such group
+            with directory:
                 entries = os.scandir(directory.fd) if directory.fd is not None else None
-        except StorageIOError as exc:
-            if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
-                return
-            raise
         # The listing (its own descriptor) is shared by the reading threads; each batch opens
         # the directory again, never through a link, so nothing is shared across a hop.
         listing = threading.Lock()
@@ -681,7 +674,7 @@ class FileBackend(StorageBackend):
 
         def next_batch() -> tuple[bool, list[ScanItem]]:
             with listing:
-                batch = [name for name in itertools.islice(names, SCAN_BATCH)]
+                batch = list(itertools.islice(names, SCAN_BATCH))
             records = [name for name in batch if self._record_name.fullmatch(name) is not None]
             found: list[ScanItem] = []
             if not records:

@@ -292,21 +292,6 @@ def read_rest(descriptor: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def list_names(path: str, pattern: re.Pattern[str]) -> list[str]:
-    """Return the names in directory ``path`` matching ``pattern`` ([] if it does not exist).
-
-    Raises:
-        UnsafeEntryError: ``path`` is a link or not a directory.
-
-    """
-    try:
-        directory = Directory(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    with directory:
-        return [name for name in directory.names() if pattern.fullmatch(name)]
-
-
 # --- writing --------------------------------------------------------------------------------
 
 
@@ -416,34 +401,6 @@ class TempFile:
         descriptor, self._lock = self._lock, None
         if descriptor is not None:
             os.close(descriptor)
-
-
-def write_atomically(
-    io: type[FileIO] | FileIO,
-    directory: Directory,
-    name: str,
-    data: bytes,
-    durable: bool,
-    directory_sync: DirectorySync | None = None,
-) -> None:
-    """Replace ``name`` in ``directory`` with ``data``: temp file, write, fsync, rename, sync.
-
-    On any failure before the rename the old file is untouched and the temp file is removed.
-    A failure of the final directory fsync is raised too, though the new file is in place.
-    """
-    TempFile(io, directory, data, durable).commit(name)
-    if durable:
-        sync_directory(io, directory, directory_sync)
-
-
-def sync_directory(
-    io: type[FileIO] | FileIO, directory: Directory, directory_sync: DirectorySync | None
-) -> None:
-    """Sync ``directory`` through the descriptor we hold: that works even once it is removed."""
-    if directory_sync is None:
-        directory.sync(io)
-    else:
-        directory_sync.sync(io, directory)
 
 
 class DirectorySync:

@@ -55,10 +55,6 @@ def lock_timeout_error(path: str, timeout: float) -> LockTimeoutError:
     )
 
 
-class WouldWait(Exception):
-    """An inline operation met a held lock: run it on a thread, where waiting is harmless."""
-
-
 class Abandoned(Exception):
     """The operation's caller was cancelled before it took effect: it gives up, and never will."""
 
@@ -71,7 +67,6 @@ class StripeLocks:
     """
 
     def __init__(self, root: str, timeout: float, recreate: Callable[[], None]) -> None:
-        self._root = root
         self._path = os.path.join(root, LOCK_DIRECTORY)
         self._timeout = timeout
         self._recreate = recreate
@@ -79,18 +74,17 @@ class StripeLocks:
         self.flock_unsupported = fcntl is None
 
     @contextlib.contextmanager
-    def hold(
-        self, stripe: int, *, wait: bool, abandon: threading.Event | None = None
-    ) -> Iterator[None]:
-        """Hold ``stripe``; without ``wait``, raise `WouldWait` if it is held elsewhere.
+    def hold(self, stripe: int, abandon: threading.Event) -> Iterator[None]:
+        """Hold ``stripe``, waiting up to the store's lock timeout for another holder.
 
         Raises:
             LockTimeoutError: held elsewhere for longer than the store's lock timeout.
-            Abandoned: ``abandon`` was set before the lock was taken (checked while waiting).
+            Abandoned: ``abandon`` was set before the lock was taken (checked while waiting
+                for flock; filelock's fallback waits without looking).
 
         """
-        timeout = self._timeout if wait else 0.0
-        if abandon is not None and abandon.is_set():
+        timeout = self._timeout
+        if abandon.is_set():
             raise Abandoned
         if not self.flock_unsupported:
             try:
@@ -107,10 +101,10 @@ class StripeLocks:
                     finally:
                         os.close(descriptor)
                 return
-        with self._filelock(stripe, timeout, wait):
+        with self._filelock(stripe, timeout):
             yield
 
-    def _acquire(self, stripe: int, timeout: float, abandon: threading.Event | None) -> int:
+    def _acquire(self, stripe: int, timeout: float, abandon: threading.Event) -> int:
         """Return a descriptor holding the flock of the stripe's current lock file."""
         assert fcntl is not None
         name = f"{stripe:02d}.lock"
@@ -146,7 +140,7 @@ class StripeLocks:
                 os.close(descriptor)
 
     @contextlib.contextmanager
-    def _filelock(self, stripe: int, timeout: float, wait: bool) -> Iterator[None]:
+    def _filelock(self, stripe: int, timeout: float) -> Iterator[None]:
         path = os.path.join(self._path, f"{stripe:02d}.lock")
         if not os.path.isdir(self._path):
             self._recreate()
@@ -157,9 +151,7 @@ class StripeLocks:
         try:
             lock.acquire(timeout=timeout)
         except filelock.Timeout:
-            if wait:
-                raise lock_timeout_error(path, timeout) from None
-            raise WouldWait from None
+            raise lock_timeout_error(path, timeout) from None
         try:
             yield
         finally:
@@ -175,7 +167,7 @@ def _flock(
     path: str,
     timeout: float,
     deadline: float,
-    abandon: threading.Event | None = None,
+    abandon: threading.Event,
 ) -> None:
     assert fcntl is not None
     delay = 0.0005
@@ -184,11 +176,9 @@ def _flock(
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            if timeout == 0:
-                raise WouldWait from None
             if time.monotonic() >= deadline:
                 raise lock_timeout_error(path, timeout) from None
-            if abandon is not None and abandon.is_set():
+            if abandon.is_set():
                 raise Abandoned from None
             time.sleep(delay)
             delay = min(delay * 2, 0.02)

@@ -88,9 +88,6 @@ class UnfinishedJobs:
             self._jobs = [earlier for earlier in self._jobs if not earlier.done()]
         self._jobs.append(job)
 
-    def __bool__(self) -> bool:
-        return bool(self.unfinished())
-
     def unfinished(self) -> list[concurrent.futures.Future[Any]]:
         """Return the jobs not finished yet (and forget the others)."""
         if self._jobs:
