@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 
-async def longest_stall(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
-    """Return (longest stall in ms, the work's seconds) while ``work()`` runs.
+@contextlib.asynccontextmanager
+async def ticking() -> AsyncIterator[list[float]]:
+    """Run a 1 ms ticker for the block; yield a list whose one item ends as the stall in ms.
 
-    A ticker task sleeps 1 ms at a time; a stall is how much later than that it woke up.
+    The ticker sleeps 1 ms at a time; a stall is how much later than that it woke up.
     """
-    stall = 0.0
+    stall = [0.0]
     running = True
 
     async def ticker() -> None:
-        nonlocal stall
         last = time.perf_counter()
         while running:
             await asyncio.sleep(0.001)
             now = time.perf_counter()
-            stall = max(stall, now - last - 0.001)
+            stall[0] = max(stall[0], (now - last - 0.001) * 1000)
             last = now
 
-    ticking = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0.01)
-    began = time.perf_counter()
+    ticks = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.01)  # the ticker is running before the work starts
     try:
-        await work()
+        yield stall
     finally:
-        taken = time.perf_counter() - began
         running = False
-        await ticking
-    return stall * 1000, taken
+        await ticks
+
+
+async def longest_stall(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+    """Return (longest stall in ms, the work's seconds) while ``work()`` runs."""
+    async with ticking() as stall:
+        began = time.perf_counter()
+        await work()
+        taken = time.perf_counter() - began
+    return stall[0], taken

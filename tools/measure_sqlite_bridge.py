@@ -21,35 +21,22 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from loop_ticker import ticking
+
 from rapid_dev_storage import SQLiteBackend, Storage
 from rapid_dev_storage._sqlite import _read, table_name
 
 
 async def _timed(operation: Callable[[int], Awaitable[Any]], count: int) -> tuple[float, float]:
     """Return (median microseconds per operation, longest loop stall in ms) over ``count`` runs."""
-    stall = 0.0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal stall
-        last = time.perf_counter()
-        while not stop:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            stall = max(stall, now - last - 0.001)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    await asyncio.sleep(0.005)
     samples = []
-    for index in range(count):
-        start = time.perf_counter_ns()
-        await operation(index)
-        samples.append(time.perf_counter_ns() - start)
-        await asyncio.sleep(0)  # let the ticker run: a stall is one operation's blocking time
-    stop = True
-    await tick
-    return statistics.median(samples) / 1000, stall * 1000
+    async with ticking() as stall:
+        for index in range(count):
+            start = time.perf_counter_ns()
+            await operation(index)
+            samples.append(time.perf_counter_ns() - start)
+            await asyncio.sleep(0)  # let the ticker run: a stall is one operation's blocking time
+    return statistics.median(samples) / 1000, stall[0]
 
 
 def _plain_sqlite(

@@ -121,17 +121,19 @@ async def measure_sqlite(root: Path, scale: float) -> str:
     async with Storage(backend) as store, store.watch() as changes:
         data = backend._encode("G", ("k",), {"inserted": True, "pad": "z" * 50})
 
-        async def work() -> None:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _INSERTER, str(path), table_name("measure", "1"),
-                str(count), data.decode(),
-            )  # fmt: skip
-            assert await process.wait() == 0
-            await asyncio.wait_for(_drain_until(changes, count), 600)
-
-        stall, taken = await longest_stall(work)
+        arguments = (str(path), table_name("measure", "1"), str(count), data.decode())
+        stall, taken = await longest_stall(
+            lambda: _write_elsewhere(changes, count, _INSERTER, *arguments)
+        )
     return f"SQLite backlog of {count} rows from another process: longest stall {stall:.1f} ms " \
         f"({taken:.2f} s until every change arrived)"  # fmt: skip
+
+
+async def _write_elsewhere(changes: Any, count: int, script: str, *arguments: str) -> None:
+    """Run ``script`` in another process, then wait until ``count`` changes have arrived."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, *arguments)
+    assert await process.wait() == 0
+    await asyncio.wait_for(_drain_until(changes, count), 600)
 
 
 async def measure_rewrite(root: Path, scale: float) -> str:
@@ -140,15 +142,9 @@ async def measure_rewrite(root: Path, scale: float) -> str:
     async with store, store.watch() as changes:
         paths = [store.backend.record_path("G", (f"k{i}",)) for i in range(count)]  # type: ignore[attr-defined]
 
-        async def work() -> None:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _REWRITER,
-                *paths,
-            )  # fmt: skip
-            assert await process.wait() == 0
-            await asyncio.wait_for(_drain_until(changes, count), 600)
-
-        stall, taken = await longest_stall(work)
+        stall, taken = await longest_stall(
+            lambda: _write_elsewhere(changes, count, _REWRITER, *paths)
+        )
     return f"{count} files rewritten by another process: longest stall {stall:.1f} ms " \
         f"({taken:.2f} s until every change arrived)"  # fmt: skip
 
