@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
+from ._json_view import from_view, to_view
 from ._turns import Yielder
 from ._types import Keys
 from ._validate import check_group_name, check_keys, check_value
@@ -34,20 +35,11 @@ CHUNK = 1 << 20
 def encode_line(group: str, keys: Keys, value: Any) -> str:
     """Return one record as a line of JSON (with its newline).
 
-    NaN and infinities (which msgpack stores carry) are written as Python's json module writes
-    and reads them (``NaN``, ``Infinity``), so they load back.
-
-    Raises:
-        ValueError: the value holds bytes, which JSON cannot show.
-
+    The value is written in its JSON view (`_json_view`: bytes as ``{"$bytes": ...}``), so a
+    msgpack store dumps and loads back without loss.
     """
-    record = {"group": group, "keys": list(keys), "value": value}
-    try:
-        return json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-    except TypeError as exc:
-        raise ValueError(
-            f"group {group!r} keys {keys!r}: JSON cannot show this value ({exc}): it holds bytes"
-        ) from exc
+    record = {"group": group, "keys": list(keys), "value": to_view(value)}
+    return json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def parse_line(line: str, codec: Codec) -> tuple[str, Keys, Any]:
@@ -65,10 +57,9 @@ def parse_line(line: str, codec: Codec) -> tuple[str, Keys, Any]:
     if not isinstance(found, list):
         raise ValueError(f'"keys" must be a list of 1 to 5 strings, got {json.dumps(found)}')
     keys = check_keys(tuple(found), group)
-    check_value(
-        record["value"], allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
-    )
-    return group, keys, record["value"]
+    value = from_view(record["value"])
+    check_value(value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite)
+    return group, keys, value
 
 
 def parse_lines(lines: Iterable[tuple[int, str]], codec: Codec) -> list[tuple[str, Keys, Any]]:

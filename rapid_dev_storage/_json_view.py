@@ -1,0 +1,91 @@
+"""The JSON view of a value: one reversible JSON form for everything a store can hold.
+
+People read and write values as JSON (``show``, ``get``, ``dump``, ``load``, ``edit``, git's
+textconv), but msgpack stores also hold bytes, which JSON has no type for. In the view, bytes
+are a one-entry object ``{"$bytes": "<base64>"}``; a real dict that would read as such a tag
+(exactly one entry, named ``$bytes`` or ``$dict``) is written ``{"$dict": {...}}``. Every other
+dict, including dicts with other ``$`` names or with several entries, stands for itself, so a
+person's ``{"$ref": "x"}`` means just that. ``from_view(to_view(v)) == v`` for every storable
+value, and the text tells bytes from a string that looks like them.
+
+NaN and the infinities (msgpack stores carry them) are written the way Python's json module
+writes and reads them (``NaN``, ``Infinity``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+BYTES_TAG = "$bytes"
+DICT_TAG = "$dict"
+_TAGS = frozenset((BYTES_TAG, DICT_TAG))
+
+
+def to_view(value: Any) -> Any:
+    """Return ``value`` with bytes as ``{"$bytes": ...}`` and tag-shaped dicts escaped."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        viewed = {key: to_view(item) for key, item in value.items()}
+        return {DICT_TAG: viewed} if len(value) == 1 and next(iter(value)) in _TAGS else viewed
+    if isinstance(value, (list, tuple)):
+        return [to_view(item) for item in value]
+    return value
+
+
+def from_view(view: Any, where: str = "value") -> Any:
+    """Return the value ``view`` stands for (the inverse of `to_view`).
+
+    ``where`` names the place in error messages (``value["a"][0]``).
+
+    Raises:
+        ValueError: a ``$bytes`` tag whose content is not base64 text, or a ``$dict`` tag whose
+            content is not an object.
+
+    """
+    if isinstance(view, dict):
+        if len(view) == 1:
+            ((name, content),) = view.items()
+            if name == BYTES_TAG:
+                return _bytes_of(content, where)
+            if name == DICT_TAG:
+                if not isinstance(content, dict):
+                    raise ValueError(
+                        f'{where}: {{"$dict": ...}} holds an object (a dict written literally), '
+                        f"not {json.dumps(content)[:60]}"
+                    )
+                return {key: from_view(item, f"{where}[{key!r}]") for key, item in content.items()}
+        return {key: from_view(item, f"{where}[{key!r}]") for key, item in view.items()}
+    if isinstance(view, list):
+        return [from_view(item, f"{where}[{index}]") for index, item in enumerate(view)]
+    return view
+
+
+def _bytes_of(content: Any, where: str) -> bytes:
+    if not isinstance(content, str):
+        raise ValueError(
+            f'{where}: {{"$bytes": ...}} holds base64 text, not {json.dumps(content)[:60]}'
+        )
+    try:
+        return base64.b64decode(content.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f'{where}: {{"$bytes": ...}} is not valid base64 ({exc})') from None
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """Return the JSON text of ``value``'s view: sorted keys, non-ASCII kept as is."""
+    return json.dumps(to_view(value), ensure_ascii=False, sort_keys=True, indent=indent)
+
+
+def loads(text: str, where: str = "value") -> Any:
+    """Return the value the JSON text ``text`` stands for.
+
+    Raises:
+        ValueError: the text is not JSON (`json.JSONDecodeError`, with line and column), or a
+            tag in it is malformed.
+
+    """
+    return from_view(json.loads(text), where)
