@@ -1,0 +1,231 @@
+"""Editing one record's value in a person's own editor, safely (the command line's ``edit``).
+
+The editor gets the *value* in its JSON view (`_json_view`), never the record's wrapper, under a
+few ``#`` comment lines that say what is being edited. When the editor exits, the text is checked
+and written as a compare-and-swap against the value the editor was opened on: a change another
+process made meanwhile is never overwritten silently. Whatever goes wrong (text that is not JSON,
+a value the codec cannot carry, a change meanwhile), nothing is written and the text is kept in
+a file, as ``git commit`` and ``kubectl edit`` keep theirs; a person at a terminal is offered to
+re-open it, a script gets an exit status and the file's name. An unchanged or emptied buffer
+writes nothing.
+
+Lines whose first non-blank character is ``#`` are comments: JSON has no token that starts with
+``#`` and its strings never span lines, so such a line can never be part of the value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ._api import StorageValue
+from ._codecs import Codec
+from ._json_view import dumps, from_view
+from ._types import NoValue
+from ._validate import check_value
+
+DEFAULT_EDITORS = ("nano", "vi")
+"""Tried in order when neither ``$VISUAL`` nor ``$EDITOR`` is set (``notepad`` on Windows)."""
+
+
+_ERROR = "# ERROR:"
+
+
+class EditorError(Exception):
+    """The editor could not be started, or exited with a failure status."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How an edit ended: ``saved``, ``unchanged`` or ``kept`` (the text is in ``kept``)."""
+
+    status: str
+    message: str
+    kept: Path | None = None
+
+
+def editor_command(environ: dict[str, str] | None = None) -> list[str]:
+    """Return the editor to run: ``$VISUAL``, then ``$EDITOR``, then a default that exists.
+
+    Raises:
+        EditorError: none is set and no default editor is installed.
+
+    """
+    environ = dict(os.environ) if environ is None else environ
+    for variable in ("VISUAL", "EDITOR"):
+        if environ.get(variable, "").strip():
+            return shlex.split(environ[variable])
+    defaults = ("notepad",) if sys.platform == "win32" else DEFAULT_EDITORS
+    for name in defaults:
+        if shutil.which(name):
+            return [name]
+    raise EditorError("no editor found: set $VISUAL or $EDITOR (for example EDITOR=nano)")
+
+
+def parse_buffer(text: str) -> Any:
+    """Return the value the edited text stands for, or `NoValue` for an empty buffer.
+
+    Comment lines are blanked, not removed, so the line numbers in errors match the file.
+
+    Raises:
+        ValueError: what is wrong and where (line and column for text that is not JSON).
+
+    """
+    lines = ["" if _comment(line) else line for line in text.split("\n")]
+    body = "\n".join(lines)
+    if not body.strip():
+        return NoValue
+    try:
+        view = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return from_view(view)
+
+
+def _comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _text_for(value: Any, header: list[str]) -> str:
+    comments = "".join(f"# {line}\n" if line else "#\n" for line in header)
+    return comments + ("" if value is NoValue else dumps(value, indent=2) + "\n")
+
+
+async def edit_value(
+    handle: StorageValue,
+    codec: Codec,
+    *,
+    editor: list[str],
+    interactive: bool,
+    describe: str,
+    say: Callable[[str], None],
+    ask: Callable[[str], bool],
+    start_from: str | None = None,
+) -> Outcome:
+    """Let a person edit ``handle``'s value in ``editor``; write it if it is valid and current.
+
+    ``codec`` is the store's (`Storage.backend.codec`): it decides what a value may hold.
+
+    ``interactive``: a person answers ``ask`` (re-open after a problem?); otherwise the first
+    problem ends the edit with the text kept. ``start_from``: text to open instead of the
+    stored value (a kept file from an earlier attempt); the compare-and-swap is then against the
+    value stored when this edit began.
+    """
+    opened_on = await handle.get_value()
+    header = [
+        f"Editing {describe}.",
+        'The value as JSON; bytes are {"$bytes": "<base64>"}. Lines starting with \'#\' are',
+        "ignored. Save and quit to write it; an empty or unchanged buffer writes nothing.",
+    ]
+    if opened_on is NoValue:
+        header.append("There is no value yet: what you write creates the record.")
+    initial = _text_for(opened_on, header)
+    text = initial if start_from is None else start_from
+    path = await asyncio.to_thread(_buffer_holding, text)
+    while True:
+        text = await asyncio.to_thread(_edited, editor, path)
+        if text == initial:
+            await asyncio.to_thread(path.unlink)
+            return Outcome("unchanged", "no change: nothing written")
+        try:
+            value = parse_buffer(text)
+            if value is NoValue:
+                await asyncio.to_thread(path.unlink)
+                return Outcome("unchanged", "empty buffer: nothing written")
+            check_value(
+                value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+            )
+        except ValueError as exc:
+            problem = f"{path}: {exc}"
+            # Said in the file too, on top, where the next round of editing starts.
+            kept = [line for line in text.splitlines(True) if not line.startswith(_ERROR)]
+            marked = f"{_ERROR} {exc}\n" + "".join(kept)
+            await asyncio.to_thread(path.write_text, marked, encoding="utf-8")
+        else:
+            landed, current = await _swap(handle, opened_on, value)
+            if landed:
+                await asyncio.to_thread(path.unlink)
+                return Outcome("saved", f"saved {describe}")
+            # Re-open on the person's text, with what is stored now shown above it in comments;
+            # the next save compares against that.
+            now = "(no value)" if current is NoValue else dumps(current, indent=2)
+            header_now = [*header, "It changed while you edited it; it now holds:"]
+            header_now += now.split("\n")
+            opened_on = current
+            initial = _text_for(current, header)
+            body = "".join(line for line in text.splitlines(True) if not _comment(line))
+            reopened = _text_for(NoValue, header_now) + body
+            await asyncio.to_thread(path.write_text, reopened, encoding="utf-8")
+            problem = f"{describe} changed while you edited it (another process wrote it)"
+        if not interactive or not ask(f"{problem}\nRe-open the editor?"):
+            return Outcome("kept", f"{problem}; nothing written, your text is in {path}", path)
+        say(problem)
+
+
+class _ChangedMeanwhile(Exception):
+    def __init__(self, current: Any) -> None:
+        super().__init__("the record changed meanwhile")
+        self.current = current
+
+
+def _same(one: Any, other: Any) -> bool:
+    """Compare values by their JSON text: tells 1 from 1.0 and True; NaN equals itself."""
+    if one is NoValue or other is NoValue:
+        return one is other
+    return dumps(one) == dumps(other)
+
+
+async def _swap(handle: StorageValue, expected: Any, value: Any) -> tuple[bool, Any]:
+    """Write ``value`` if the record still holds ``expected``.
+
+    Returns ``(True, value)``, or ``(False, what it holds)`` having written nothing (the update
+    function raises before anything is written).
+    """
+
+    def replace(current: Any) -> Any:
+        if not _same(current, expected):
+            raise _ChangedMeanwhile(current)
+        return value
+
+    try:
+        await handle.update(replace)
+    except _ChangedMeanwhile as changed:
+        return False, changed.current
+    return True, value
+
+
+def _buffer_holding(text: str) -> Path:
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="rapid-dev-storage-edit-", suffix=".json", delete=False, encoding="utf-8"
+    ) as buffer:
+        buffer.write(text)
+    return Path(buffer.name)
+
+
+def _edited(editor: list[str], path: Path) -> str:
+    """Run the editor on ``path``, with the terminal; return the saved text.
+
+    It runs on a thread: a person takes minutes, and the event loop keeps running meanwhile.
+    """
+    try:
+        status = subprocess.run([*editor, str(path)], check=False).returncode
+    except OSError as exc:
+        raise EditorError(
+            f"cannot start the editor {shlex.join(editor)!r} ({exc.strerror}): set $VISUAL or "
+            f"$EDITOR; the text is in {path}"
+        ) from exc
+    if status != 0:
+        raise EditorError(
+            f"the editor {shlex.join(editor)!r} exited with status {status}: nothing written; "
+            f"the text is in {path}"
+        )
+    return path.read_text(encoding="utf-8")

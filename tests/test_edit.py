@@ -1,0 +1,200 @@
+"""Editing a value in a person's editor: a scripted $EDITOR, real files, another real process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rapid_dev_storage import FileBackend, NoValue, Storage
+from rapid_dev_storage._edit import EditorError, Outcome, edit_value, editor_command, parse_buffer
+
+# The editor: each run takes the next step of a plan (a JSON list in a file) and applies it to
+# the file it was given. A step may first write the record from this other process, the way a
+# colleague's script would while the person is still typing.
+EDITOR = """
+import asyncio, json, sys
+from pathlib import Path
+plan_file, target = Path(sys.argv[1]), Path(sys.argv[2])
+plan = json.loads(plan_file.read_text())
+step = plan.pop(0)
+plan_file.write_text(json.dumps(plan))
+Path(str(plan_file) + ".seen").open("a").write(json.dumps(target.read_text()) + "\\n")
+if "elsewhere" in step:
+    from rapid_dev_storage import FileBackend, Storage
+    async def write():
+        backend = await FileBackend.create_backend_instance(step["store"], "app", 1)
+        async with Storage(backend) as store:
+            await store.get_group("USER")["u1"].set_value(step["elsewhere"])
+    asyncio.run(write())
+if "write" in step:
+    target.write_text(step["write"])
+if "replace" in step:
+    old, new = step["replace"]
+    target.write_text(target.read_text().replace(old, new))
+sys.exit(step.get("status", 0))
+"""
+
+
+class Editor:
+    def __init__(self, tmp_path: Path, steps: list[dict[str, Any]]) -> None:
+        self.plan = tmp_path / "plan.json"
+        self.plan.write_text(json.dumps(steps))
+        Path(f"{self.plan}.seen").unlink(missing_ok=True)
+        script = tmp_path / "editor.py"
+        script.write_text(EDITOR)
+        self.command = [sys.executable, str(script), str(self.plan)]
+
+    @property
+    def seen(self) -> list[str]:
+        """The text the editor was opened on, each time."""
+        seen = Path(f"{self.plan}.seen")
+        return [json.loads(line) for line in seen.read_text().splitlines()] if seen.exists() else []
+
+    @property
+    def steps_left(self) -> int:
+        return len(json.loads(self.plan.read_text()))
+
+
+async def run(
+    store: Storage, editor: Editor, *, answers: list[bool] | None = None, **options: Any
+) -> Outcome:
+    asked: list[str] = []
+
+    def ask(question: str) -> bool:
+        asked.append(question)
+        assert answers, f"asked {question!r} with no answer left"
+        return answers.pop(0)
+
+    options["editor"] = options.pop("command", editor.command)
+    return await edit_value(
+        store.get_group("USER")["u1"],
+        store.backend.codec,
+        interactive=answers is not None,
+        describe="USER ('u1',)",
+        say=lambda _: None,
+        ask=ask,
+        **options,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    backend = await FileBackend.create_backend_instance(tmp_path / "data", "app", 1)
+    async with Storage(backend) as opened:
+        yield opened
+
+
+async def test_a_change_is_saved_and_the_editor_sees_the_value_not_the_wrapper(
+    store: Storage, tmp_path: Path
+) -> None:
+    await store.get_group("USER")["u1"].set_value({"theme": "dark", "blob": b"\x00\x01"})
+    editor = Editor(tmp_path, [{"replace": ['"dark"', '"light"']}])
+    outcome = await run(store, editor)
+    assert outcome.status == "saved"
+    assert await store.get_group("USER")["u1"].get_value() == {
+        "theme": "light",
+        "blob": b"\x00\x01",
+    }
+    (opened,) = editor.seen
+    assert '"keys"' not in opened
+    assert '"blob": {\n    "$bytes": "AAE="\n  }' in opened
+    assert parse_buffer(opened) == {"theme": "dark", "blob": b"\x00\x01"}
+
+
+async def test_an_unchanged_or_empty_buffer_writes_nothing(store: Storage, tmp_path: Path) -> None:
+    record = store.get_group("USER")["u1"]
+    assert (await run(store, Editor(tmp_path, [{}]))).status == "unchanged"
+    assert await record.get_value() is NoValue
+    assert not list((tmp_path / "data").rglob("*.msgpack"))
+    await record.set_value(1)
+    files = {path: path.stat().st_mtime_ns for path in (tmp_path / "data").rglob("*.msgpack")}
+    assert (await run(store, Editor(tmp_path, [{}]))).status == "unchanged"
+    assert (await run(store, Editor(tmp_path, [{"write": "# all gone\n\n"}]))).status == "unchanged"
+    assert {path: path.stat().st_mtime_ns for path in files} == files
+
+
+async def test_an_absent_record_is_created(store: Storage, tmp_path: Path) -> None:
+    outcome = await run(
+        store,
+        Editor(tmp_path, [{"replace": ["creates the record.\n", "creates the record.\n[1, 2]\n"]}]),
+    )
+    assert outcome.status == "saved"
+    assert await store.get_group("USER")["u1"].get_value() == [1, 2]
+
+
+async def test_invalid_json_keeps_the_text_and_writes_nothing(
+    store: Storage, tmp_path: Path
+) -> None:
+    await store.get_group("USER")["u1"].set_value({"a": 1})
+    outcome = await run(store, Editor(tmp_path, [{"write": '{"a": 2,\n  "b": }\n'}]))
+    assert outcome.status == "kept"
+    assert outcome.kept is not None
+    assert "not JSON" in outcome.message
+    assert "line 2" in outcome.message
+    assert str(outcome.kept) in outcome.message
+    assert outcome.kept.read_text().endswith('{"a": 2,\n  "b": }\n')
+    assert outcome.kept.read_text().startswith("# ERROR: not JSON")
+    assert await store.get_group("USER")["u1"].get_value() == {"a": 1}
+    # The next attempt starts from the kept text and fixes it.
+    fixed = Editor(tmp_path, [{"replace": ['"b": }', '"b": 3}']}])
+    again = await run(store, fixed, start_from=outcome.kept.read_text())
+    assert again.status == "saved"
+    assert await store.get_group("USER")["u1"].get_value() == {"a": 2, "b": 3}
+
+
+async def test_at_a_terminal_the_editor_reopens_until_the_text_is_right(
+    store: Storage, tmp_path: Path
+) -> None:
+    editor = Editor(tmp_path, [{"write": "[1, 2"}, {"replace": ["[1, 2", "[1, 2]"]}])
+    outcome = await run(store, editor, answers=[True])
+    assert outcome.status == "saved"
+    assert await store.get_group("USER")["u1"].get_value() == [1, 2]
+    assert editor.seen[1].startswith("# ERROR: not JSON")
+
+
+async def test_a_value_the_codec_cannot_carry_is_refused(tmp_path: Path) -> None:
+    backend = await FileBackend.create_backend_instance(tmp_path / "j", "app", 1, codec="json")
+    async with Storage(backend) as store:
+        outcome = await run(store, Editor(tmp_path, [{"write": '{"$bytes": "AA=="}'}]))
+        assert outcome.status == "kept"
+        assert "bytes" in outcome.message
+        assert await store.get_group("USER")["u1"].get_value() is NoValue
+
+
+async def test_a_change_made_meanwhile_is_never_overwritten(store: Storage, tmp_path: Path) -> None:
+    record = store.get_group("USER")["u1"]
+    await record.set_value({"n": 1})
+    data = str(tmp_path / "data")
+    editor = Editor(tmp_path, [{"elsewhere": {"n": 100}, "store": data, "write": '{"n": 2}'}])
+    outcome = await run(store, editor)
+    assert outcome.status == "kept"
+    assert "changed while you edited it" in outcome.message
+    assert await record.get_value() == {"n": 100}
+    assert outcome.kept is not None
+    assert '{"n": 2}' in outcome.kept.read_text()
+    # At a terminal: re-opened on the person's text with the new value shown; saving writes it.
+    editor = Editor(tmp_path, [{"elsewhere": {"n": 200}, "store": data, "write": '{"n": 3}'}, {}])
+    outcome = await run(store, editor, answers=[True])
+    assert outcome.status == "saved"
+    assert await record.get_value() == {"n": 3}
+    assert (
+        '# It changed while you edited it; it now holds:\n# {\n#   "n": 200\n# }' in editor.seen[1]
+    )
+
+
+async def test_an_editor_that_fails_writes_nothing(store: Storage, tmp_path: Path) -> None:
+    with pytest.raises(EditorError, match="exited with status 3: nothing written"):
+        await run(store, Editor(tmp_path, [{"write": "[1]", "status": 3}]))
+    assert await store.get_group("USER")["u1"].get_value() is NoValue
+    with pytest.raises(EditorError, match="cannot start the editor"):
+        await run(store, Editor(tmp_path, []), command=[str(tmp_path / "nope")])
+
+
+def test_the_editor_comes_from_visual_then_editor() -> None:
+    assert editor_command({"VISUAL": "code --wait", "EDITOR": "vi"}) == ["code", "--wait"]
+    assert editor_command({"EDITOR": "nano -w"}) == ["nano", "-w"]
+    assert editor_command({"VISUAL": " ", "EDITOR": "vim"}) == ["vim"]
