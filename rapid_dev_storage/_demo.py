@@ -1,14 +1,49 @@
-"""The ``demo`` command: a short tour on a copy of the bundled sample store."""
+"""The ``demo`` command: a short tour of a sample store, built from data that ships with us.
+
+The sample data is ``sample_app.jsonl`` inside the package (a small app's users, settings and
+feature flags, one ``{"group", "keys", "value"}`` per line), so the demo works from any working
+directory once the package is installed. ``fixtures/store`` in the repository is the same data as
+a store, made by `build_sample_store` (``tools/make_fixtures.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ._api import Storage
 from ._file import FileBackend
+from ._json_view import from_view
 from ._types import NoValue
+
+SAMPLE_NAME, SAMPLE_IDENTIFIER = "sample app", 1
+
+
+def sample_records() -> list[tuple[str, tuple[str, ...], Any]]:
+    """Return the bundled sample data: ``(group, keys, value)`` per record."""
+    text = resources.files(__package__).joinpath("sample_app.jsonl").read_text(encoding="utf-8")
+    return [
+        (record["group"], tuple(record["keys"]), from_view(record["value"]))
+        for record in map(json.loads, text.splitlines())
+    ]
+
+
+async def build_sample_store(root: Path) -> FileBackend:
+    """Write the sample store (JSON codec: git shows its records as readable diffs) at ``root``.
+
+    Returns the open backend; the caller closes it (``async with Storage(backend)``).
+    """
+    records = await asyncio.to_thread(sample_records)
+    backend = await FileBackend.create_backend_instance(
+        root, SAMPLE_NAME, SAMPLE_IDENTIFIER, codec="json"
+    )
+    store = Storage(backend)
+    for group, keys, value in records:
+        await store.get_group(group)[keys].set_value(value)
+    return backend
 
 
 def _show(label: str, value: Any) -> None:

@@ -23,7 +23,8 @@ from click.testing import CliRunner, Result
 from rapid_dev_storage import FileBackend, PostgresBackend, SQLiteBackend, Storage
 from rapid_dev_storage.cli import main
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "sample_app.jsonl"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "rapid_dev_storage" / "sample_app.jsonl"
 
 
 def run(*arguments: str, stdin: str | None = None) -> Result:
@@ -217,7 +218,7 @@ def _read_line_within(process: subprocess.Popen[str], seconds: float) -> str:
 
 
 def test_demo_tours_a_copy_of_the_fixture_store() -> None:
-    store = FIXTURE.parent / "store"
+    store = ROOT / "fixtures" / "store"
     before = {path: path.read_bytes() for path in store.rglob("*.json")}
     result = run("demo", "--fixtures", str(store))
     assert result.exit_code == 0, result.output
@@ -227,7 +228,7 @@ def test_demo_tours_a_copy_of_the_fixture_store() -> None:
 
 
 def test_the_fixture_store_is_what_its_source_makes() -> None:
-    script = FIXTURE.parent.parent / "tools" / "make_fixtures.py"
+    script = ROOT / "tools" / "make_fixtures.py"
     check = subprocess.run(
         [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
     )

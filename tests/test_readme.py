@@ -78,7 +78,7 @@ def test_the_store_shown_on_disk_is_what_the_fixture_makes(tmp_path: Path) -> No
     listing = text[text.index("data/\n└── my%20app~1/") :]
     shown_record = re.search(r"reads:\n\n```json\n(.*?)```", text, re.DOTALL)
     assert shown_record is not None
-    fixture = README.parent / "fixtures" / "sample_app.jsonl"
+    fixture = README.parent / "rapid_dev_storage" / "sample_app.jsonl"
     records = [json.loads(line) for line in fixture.read_text(encoding="utf-8").splitlines()]
 
     async def load() -> None:

@@ -1,8 +1,9 @@
-"""Regenerate ``fixtures/store``, the sample store the demo and the tests use, from its source.
+"""Regenerate ``fixtures/store``, the sample store the tests use, from its source.
 
-The source is ``fixtures/sample_app.jsonl`` (one ``{"group", "keys", "value"}`` per line, as
-``rapid-dev-storage dump`` writes): a small app's users, settings and feature flags. The store is
-a FileBackend store in the JSON codec, so git shows its records as readable diffs.
+The source is ``rapid_dev_storage/sample_app.jsonl`` (one ``{"group", "keys", "value"}`` per
+line, as ``rapid-dev-storage dump`` writes; it ships with the package for the demo): a small
+app's users, settings and feature flags. The store is a FileBackend store in the JSON codec, so
+git shows its records as readable diffs.
 
     python tools/make_fixtures.py [--check]
 """
@@ -12,27 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import filecmp
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from rapid_dev_storage import FileBackend, Storage
+from rapid_dev_storage import Storage
+from rapid_dev_storage._demo import build_sample_store
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-SOURCE = FIXTURES / "sample_app.jsonl"
-STORE = FIXTURES / "store"
-NAME, IDENTIFIER = "sample app", 1
+STORE = Path(__file__).resolve().parent.parent / "fixtures" / "store"
 
 
 async def build(root: Path) -> None:
     """Write the sample store under ``root``."""
-    records = [json.loads(line) for line in SOURCE.read_text(encoding="utf-8").splitlines()]
-    backend = await FileBackend.create_backend_instance(root, NAME, IDENTIFIER, codec="json")
-    async with Storage(backend) as store:
-        for record in records:
-            await store.get_group(record["group"])[tuple(record["keys"])].set_value(record["value"])
+    async with Storage(await build_sample_store(root)):
+        pass
 
 
 def differences(left: Path, right: Path) -> list[str]:
