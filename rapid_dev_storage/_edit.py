@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ._api import StorageValue
 from ._codecs import Codec
@@ -95,45 +95,48 @@ def _comment(line: str) -> bool:
     return line.lstrip().startswith("#")
 
 
-def _text_for(value: Any, header: list[str]) -> str:
+def text_for(value: Any, header: list[str]) -> str:
     comments = "".join(f"# {line}\n" if line else "#\n" for line in header)
     return comments + ("" if value is NoValue else dumps(value, indent=2) + "\n")
 
 
-async def edit_value(
-    handle: StorageValue,
-    codec: Codec,
+@dataclasses.dataclass
+class Refused:
+    """What a ``save`` says when it cannot write: why, and the buffer to re-open on."""
+
+    problem: str
+    reopen_with: str
+    unchanged: str
+    """The text that from now on counts as "no change"."""
+
+
+Save = Callable[[Any, str], Awaitable["Refused | None"]]
+"""Write a checked value (the second argument is the saved text); None when it landed."""
+
+
+async def edit_loop(
+    text: str,
     *,
+    unchanged: str,
+    codec: Codec,
     editor: list[str],
     interactive: bool,
-    describe: str,
     say: Callable[[str], None],
     ask: Callable[[str], bool],
-    start_from: str | None = None,
+    save: Save,
+    saved: str,
 ) -> Outcome:
-    """Let a person edit ``handle``'s value in ``editor``; write it if it is valid and current.
+    """Open ``text`` in ``editor`` until ``save`` takes a valid value or the person gives up.
 
-    ``codec`` is the store's (`Storage.backend.codec`): it decides what a value may hold.
-
-    ``interactive``: a person answers ``ask`` (re-open after a problem?); otherwise the first
-    problem ends the edit with the text kept. ``start_from``: text to open instead of the
-    stored value (a kept file from an earlier attempt); the compare-and-swap is then against the
-    value stored when this edit began.
+    ``unchanged``: the text that means "no change" (nothing is saved). ``codec`` decides what a
+    value may hold. ``interactive``: a person answers ``ask`` (re-open after a problem?);
+    otherwise the first problem ends the edit, the text kept in a file. ``saved``: the message
+    when it landed.
     """
-    opened_on = await handle.get_value()
-    header = [
-        f"Editing {describe}.",
-        'The value as JSON; bytes are {"$bytes": "<base64>"}. Lines starting with \'#\' are',
-        "ignored. Save and quit to write it; an empty or unchanged buffer writes nothing.",
-    ]
-    if opened_on is NoValue:
-        header.append("There is no value yet: what you write creates the record.")
-    initial = _text_for(opened_on, header)
-    text = initial if start_from is None else start_from
     path = await asyncio.to_thread(_buffer_holding, text)
     while True:
         text = await asyncio.to_thread(_edited, editor, path)
-        if text == initial:
+        if text == unchanged:
             await asyncio.to_thread(path.unlink)
             return Outcome("unchanged", "no change: nothing written")
         try:
@@ -151,24 +154,78 @@ async def edit_value(
             marked = f"{_ERROR} {exc}\n" + "".join(kept)
             await asyncio.to_thread(path.write_text, marked, encoding="utf-8")
         else:
-            landed, current = await _swap(handle, opened_on, value)
-            if landed:
+            refused = await save(value, text)
+            if refused is None:
                 await asyncio.to_thread(path.unlink)
-                return Outcome("saved", f"saved {describe}")
-            # Re-open on the person's text, with what is stored now shown above it in comments;
-            # the next save compares against that.
-            now = "(no value)" if current is NoValue else dumps(current, indent=2)
-            header_now = [*header, "It changed while you edited it; it now holds:"]
-            header_now += now.split("\n")
-            opened_on = current
-            initial = _text_for(current, header)
-            body = "".join(line for line in text.splitlines(True) if not _comment(line))
-            reopened = _text_for(NoValue, header_now) + body
-            await asyncio.to_thread(path.write_text, reopened, encoding="utf-8")
-            problem = f"{describe} changed while you edited it (another process wrote it)"
+                return Outcome("saved", saved)
+            problem, unchanged = refused.problem, refused.unchanged
+            await asyncio.to_thread(path.write_text, refused.reopen_with, encoding="utf-8")
         if not interactive or not ask(f"{problem}\nRe-open the editor?"):
             return Outcome("kept", f"{problem}; nothing written, your text is in {path}", path)
         say(problem)
+
+
+def header_lines(describe: str) -> list[str]:
+    """Return the comment lines above a value being edited."""
+    return [
+        f"Editing {describe}.",
+        'The value as JSON; bytes are {"$bytes": "<base64>"}. Lines starting with \'#\' are',
+        "ignored. Save and quit to write it; an empty or unchanged buffer writes nothing.",
+    ]
+
+
+async def edit_value(
+    handle: StorageValue,
+    codec: Codec,
+    *,
+    editor: list[str],
+    interactive: bool,
+    describe: str,
+    say: Callable[[str], None],
+    ask: Callable[[str], bool],
+    start_from: str | None = None,
+) -> Outcome:
+    """Let a person edit ``handle``'s value in ``editor``; write it if it is valid and current.
+
+    ``codec`` is the store's (`Storage.backend.codec`): it decides what a value may hold.
+    ``start_from``: text to open instead of the stored value (a kept file from an earlier
+    attempt); the compare-and-swap is then against the value stored when this edit began.
+    For the rest, see `edit_loop`.
+    """
+    opened_on = await handle.get_value()
+    header = header_lines(describe)
+    if opened_on is NoValue:
+        header.append("There is no value yet: what you write creates the record.")
+    initial = text_for(opened_on, header)
+
+    async def save(value: Any, text: str) -> Refused | None:
+        nonlocal opened_on
+        landed, current = await _swap(handle, opened_on, value)
+        if landed:
+            return None
+        # Re-open on the person's text, with what is stored now shown above it in comments;
+        # the next save compares against that.
+        now = "(no value)" if current is NoValue else dumps(current, indent=2)
+        header_now = [*header, "It changed while you edited it; it now holds:", *now.split("\n")]
+        opened_on = current
+        body = "".join(line for line in text.splitlines(True) if not _comment(line))
+        return Refused(
+            f"{describe} changed while you edited it (another process wrote it)",
+            reopen_with=text_for(NoValue, header_now) + body,
+            unchanged=text_for(current, header),
+        )
+
+    return await edit_loop(
+        initial if start_from is None else start_from,
+        unchanged=initial,
+        codec=codec,
+        editor=editor,
+        interactive=interactive,
+        say=say,
+        ask=ask,
+        save=save,
+        saved=f"saved {describe}",
+    )
 
 
 class _ChangedMeanwhile(Exception):

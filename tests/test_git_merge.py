@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from rapid_dev_storage import FileBackend, Storage
+from rapid_dev_storage import FileBackend, Storage, _resolve
+from rapid_dev_storage._merge import pick
+from rapid_dev_storage._resolve import ResolveError, conflicted, describe, resolve_in_editor
 
 DRIVER = (
     f"{shlex.quote(sys.executable)} -c 'import sys; from rapid_dev_storage._merge_driver "
@@ -144,3 +146,45 @@ async def test_a_side_that_does_not_decode_falls_back_to_git_text_merge(tmp_path
     merged = git(tmp_path, "merge", "-q", "--no-edit", "other", check=False)
     assert "merged as text" in merged.stderr or "keeping ours" in merged.stderr
     assert "Traceback" not in merged.stderr
+
+
+@pytest.mark.parametrize("side", ["ours", "theirs"])
+async def test_resolve_settles_a_msgpack_conflict_keeping_what_both_agree_on(
+    tmp_path: Path, side: str
+) -> None:
+    record = await branches(
+        tmp_path,
+        "msgpack",
+        {"a": 1, "b": 1, "c": 1},
+        {"a": 1, "b": 2, "c": 1},
+        {"a": 1, "b": 3, "c": 9},
+    )
+    git(tmp_path, "merge", "-q", "--no-edit", "other", check=False)
+    found = conflicted(record)
+    assert [where for where, _ in found.places()] == ["value['b']"]
+    shown = describe(found)
+    assert "value['b']:" in shown
+    assert "ours   2" in shown
+    assert "theirs 3" in shown
+    _resolve.write(found, pick(found.merged, side))
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "--no-edit")
+    assert await read(tmp_path, "msgpack") == {"a": 1, "b": 2 if side == "ours" else 3, "c": 9}
+    with pytest.raises(ResolveError, match="no unresolved merge"):
+        conflicted(record)
+
+
+async def test_resolve_in_the_editor(tmp_path: Path) -> None:
+    record = await branches(tmp_path, "msgpack", {"b": 1}, {"b": 2}, {"b": 3})
+    git(tmp_path, "merge", "-q", "--no-edit", "other", check=False)
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import sys, pathlib\np = pathlib.Path(sys.argv[1])\n"
+        "assert '#     theirs 3' in p.read_text(), p.read_text()\n"
+        "p.write_text(p.read_text().replace('\"b\": 2', '\"b\": 23'))\n"
+    )
+    editor = [sys.executable, str(script)]
+    found = conflicted(record)
+    outcome = await resolve_in_editor(found, editor=editor, interactive=False, say=print, ask=any)
+    assert outcome.status == "saved"
+    assert await read(tmp_path, "msgpack") == {"b": 23}
