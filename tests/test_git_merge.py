@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import subprocess
@@ -188,3 +189,19 @@ async def test_resolve_in_the_editor(tmp_path: Path) -> None:
     outcome = await resolve_in_editor(found, editor=editor, interactive=False, say=print, ask=any)
     assert outcome.status == "saved"
     assert await read(tmp_path, "msgpack") == {"b": 23}
+
+
+async def test_a_watcher_sees_the_merged_record_once(tmp_path: Path) -> None:
+    await branches(tmp_path, "json", {"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 2})
+    backend = await FileBackend.create_backend_instance(tmp_path / "data", "app", 1, codec="json")
+    async with Storage(backend) as store, store.watch("USER") as changes:
+        merging = ["merge", "-q", "--no-edit", "other"]
+        assert await asyncio.to_thread(lambda: git(tmp_path, *merging).returncode) == 0
+        # A later write to another record marks the end: every change before it has arrived.
+        await store.get_group("USER")["end"].set_value(True)
+        seen = []
+        async for change in changes:
+            if change.keys == ("end",):
+                break
+            seen.append((change.keys, change.value))
+    assert seen == [(("u1",), {"a": 2, "b": 2})]
