@@ -16,7 +16,8 @@ a conflicted file differs from them only by its marked blocks::
 
 Commas are placed so that keeping either side of every block (deleting the markers and the
 other side) leaves valid JSON: consecutive conflicting entries share one block, and a block that
-ends an object and is empty on one side (an entry removed there) takes the entry before it in.
+ends an object and is empty on one side (an entry removed there) takes the entry before it in
+(each side with its own version of that entry, so markers never nest).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import json
 import re
 from typing import Any
 
-from ._merge import MISSING, Conflict, conflicts
+from ._merge import MISSING, Conflict, conflicts, pick
 
 MARKER_LINE = re.compile(rb"^(<{7,}|>{7,})(?: |$)", re.MULTILINE)
-_Item = tuple[list[str], list[list[str]], list[list[str]]]  # plain lines, or a block's sides
+_Item = tuple["str | None", list[list[str]], list[list[str]]]
+"""A plain entry's key, or None and a block's two sides (each a list of entries' lines)."""
 
 
 def has_conflict_markers(data: bytes) -> bool:
@@ -61,24 +63,29 @@ def _dict_lines(value: dict[str, Any], depth: int, size: int) -> list[str]:
     for key in sorted(value):
         entry = value[key]
         if not isinstance(entry, Conflict):
-            items.append((_entry_lines(key, entry, depth, size), [], []))
+            items.append((key, [], []))
             continue
         ours = [] if entry.ours is MISSING else [_entry_lines(key, entry.ours, depth, size)]
         theirs = [] if entry.theirs is MISSING else [_entry_lines(key, entry.theirs, depth, size)]
-        if items and not items[-1][0]:  # the previous item is a block: this joins it
+        if items and items[-1][0] is None:  # the previous item is a block: this joins it
             items[-1][1].extend(ours)
             items[-1][2].extend(theirs)
         else:
-            items.append(([], ours, theirs))
+            items.append((None, ours, theirs))
     last = items[-1]
-    if len(items) > 1 and not last[0] and not (last[1] and last[2]):
-        plain = items[-2][0]
-        items[-2:] = [([], [plain, *last[1]], [plain, *last[2]])]
+    if len(items) > 1 and last[0] is None and not (last[1] and last[2]):
+        # The entry before takes the comma's place in the block, each side with its own version
+        # of it (it may hold conflicts of its own: markers never nest).
+        before = items[-2][0]
+        assert before is not None  # blocks never follow blocks
+        ours_before = _entry_lines(before, pick(value[before], "ours"), depth, size)
+        theirs_before = _entry_lines(before, pick(value[before], "theirs"), depth, size)
+        items[-2:] = [(None, [ours_before, *last[1]], [theirs_before, *last[2]])]
     lines = ["{"]
     for index, (plain, ours, theirs) in enumerate(items):
         more = index < len(items) - 1
-        if plain:
-            lines += _joined([plain], more)
+        if plain is not None:
+            lines += _joined([_entry_lines(plain, value[plain], depth, size)], more)
             continue
         lines.append("<" * size + " ours")
         lines += _joined(ours, more)

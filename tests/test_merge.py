@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapid_dev_storage._merge import MISSING, Conflict, conflicts, merge, pick
@@ -44,6 +44,7 @@ def overlaps(one: tuple[str, ...], other: tuple[str, ...]) -> bool:
     return one[:shorter] == other[:shorter]
 
 
+@settings(max_examples=400)
 @given(DOCUMENTS, EDITS, EDITS)
 def test_edits_in_different_places_merge_to_both_applied(
     base: dict[str, Any], ours: dict[tuple[str, ...], Any], theirs: dict[tuple[str, ...], Any]
@@ -58,6 +59,7 @@ def test_edits_in_different_places_merge_to_both_applied(
     assert merged == expected
 
 
+@settings(max_examples=400)
 @given(DOCUMENTS, DOCUMENTS, DOCUMENTS)
 def test_keeping_either_side_of_every_block_gives_valid_json_of_that_side(
     base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
@@ -121,3 +123,15 @@ def test_conflict_markers_are_told_from_text_that_mentions_them() -> None:
     assert has_conflict_markers(b'{\n<<<<<<< ours\n"a": 1\n=======\n"a": 2\n>>>>>>> theirs\n}')
     assert not has_conflict_markers(b'{"a": "<<<<<<< ours"}')
     assert not has_conflict_markers(b"<<<<<<< only an opening line\n")
+
+
+def test_an_entry_taken_into_a_block_brings_its_own_conflicts_settled_per_side() -> None:
+    # Found by hypothesis: "d" holds a conflict and precedes a last block empty on one side.
+    base = {"a": None, "b": None, "d": {"a": None}, "c": None, "é": None}
+    ours = {"a": None, "d": {}, "b": {}, "é": 1.0}
+    theirs = {"d": {"a": False}}
+    merged = merge(base, ours, theirs)
+    text = render_record(["k"], merged)
+    assert text.count("<<<<<<<") == 2
+    for side in ("ours", "theirs"):
+        assert json.loads(keep(text, side)) == {"keys": ["k"], "value": pick(merged, side)}
