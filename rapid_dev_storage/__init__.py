@@ -5,9 +5,10 @@
 """
 
 from ._api import Storage, StorageGroup, StorageValue, StoredValue
-from ._backend import ScanItem, StorageBackend
+from ._backend import StorageBackend
 from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._file import FileBackend
+from ._hooks import ScanItem
 from ._memory import MemoryBackend
 from ._overlay import OverlayBackend
 from ._postgres import PostgresBackend

@@ -1,4 +1,9 @@
-"""The user-facing handles: `Storage` → `StorageGroup` → `StorageValue`."""
+"""The user-facing handles: `Storage` → `StorageGroup` → `StorageValue`.
+
+Handles call only the backend's public methods, so a backend subclass overriding one (and
+calling ``super()``) is seen by every handle. A backend written for the original seven-method
+contract is run through its adapter (`_original.adapt`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from types import TracebackType
 from typing import Any, AsyncIterator, TypeVar
 
 from ._backend import CorruptHandler, StorageBackend
+from ._original import adapt
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys
 from ._watch import Callback, Subscription, Watch
@@ -21,7 +27,7 @@ class StorageValue:
     __slots__ = ("_backend", "_group_name", "_keys")
 
     def __init__(self, backend: StorageBackend, group_name: str, *keys: str) -> None:
-        self._backend = backend
+        self._backend = adapt(backend)
         self._group_name = check_group_name(group_name)
         self._keys = check_keys(keys, self._group_name)
 
@@ -47,8 +53,7 @@ class StorageValue:
 
         A stored ``None`` is returned as ``None``. Lists and tuples come back as lists.
         """
-        # The handle's group and keys were checked when it was made: skip checking them again.
-        value = await self._backend._get_checked(self._group_name, self._keys)
+        value = await self._backend.get_data(self._group_name, *self._keys)
         return default if value is NoValue else value
 
     async def set_value(self, value: AnyStorable) -> None:
@@ -59,7 +64,7 @@ class StorageValue:
                 datetime, a non-str dict key, an int out of range...); nothing is written.
 
         """
-        await self._backend._set_checked(self._group_name, self._keys, value)
+        await self._backend.write_data(self._group_name, *self._keys, value=value)
 
     async def clear_value(self) -> None:
         """Remove the stored value; clearing an absent value is not an error."""
@@ -97,7 +102,7 @@ class StorageGroup:
     __slots__ = ("_backend", "_group_name")
 
     def __init__(self, backend: StorageBackend, group_name: str) -> None:
-        self._backend = backend
+        self._backend = adapt(backend)
         self._group_name = check_group_name(group_name)
 
     @property
@@ -127,7 +132,7 @@ class StorageGroup:
         skipped and its error passed to ``on_corrupt`` instead (``on_corrupt=bad.append``).
         """
         backend, group = self._backend, self._group_name
-        # Backends written for the original contract take no on_corrupt: pass it only if given.
+        # A subclass overriding these methods may take no on_corrupt: pass it only if given.
         options = {} if on_corrupt is None else {"on_corrupt": on_corrupt}
         if prefix:
             return backend.get_all_by_key_prefix(group, *prefix, **options)
@@ -171,12 +176,13 @@ class Storage:
     """
 
     def __init__(self, backend: StorageBackend) -> None:
-        self._backend = backend
+        self._given = backend
+        self._backend = adapt(backend)
 
     @property
     def backend(self) -> StorageBackend:
-        """The backend this store reads and writes."""
-        return self._backend
+        """The backend this store reads and writes, as it was given."""
+        return self._given
 
     def get_group(self, name: str) -> StorageGroup:
         """Return the group called ``name`` (it exists once it holds a record).
@@ -258,4 +264,4 @@ class Storage:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._backend!r}>"
+        return f"<{type(self).__name__} {self._given!r}>"

@@ -19,7 +19,7 @@ class MemoryBackend(StorageBackend):
     """
 
     def __init__(self, codec: str | Codec | None = None) -> None:
-        super().__init__(resolve_codec(codec))
+        super().__init__(codec)
         self.location = "memory"
         self._groups: dict[str, dict[Keys, bytes]] = {}
 
@@ -82,6 +82,9 @@ class MemoryBackend(StorageBackend):
 
     async def _list_groups(self) -> list[str]:
         return list(self._groups)
+
+    async def _close(self) -> None:
+        """Nothing to release: the records go with the object."""
 
     def __repr__(self) -> str:
         return f"MemoryBackend(codec={self.codec.name!r})"

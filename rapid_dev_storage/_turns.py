@@ -21,7 +21,7 @@ TURN_GAP = 0.001
 class TakesTurns:
     """Gives the event loop a turn after about a millisecond of inline operations."""
 
-    # Class defaults: backends written for the original contract never call our __init__.
+    # Class defaults, so that a backend works without calling StorageBackend.__init__.
     _turn_start: float = 0.0  # when the current run of inline operations began (_turn_due)
     _turn_last: float = 0.0  # when the last operation ended (or began, while it runs)
     _turn_pending: bool = False  # a _turn_given callback waits for the loop's next round

@@ -21,12 +21,9 @@ import hashlib
 import inspect
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 from ._types import Keys, NoValue
-
-if TYPE_CHECKING:
-    from ._backend import StorageBackend
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +77,23 @@ class Filter:
 
 
 class ChangeHub:
-    """Fans a backend's changes out to its watches and subscriptions."""
+    """Fans a backend's changes out to its watches and subscriptions.
 
-    def __init__(self, backend: StorageBackend) -> None:
-        self._backend = backend
+    All the hub asks of its backend is given to it: ``decode(group, keys, data)`` returns the
+    value of a record's stored bytes (raising if they do not decode); ``start()`` and ``stop()``
+    begin and end watching other writers, as the first listener comes and the last one goes.
+    """
+
+    def __init__(
+        self,
+        *,
+        decode: Callable[[str, Keys, bytes], Any],
+        start: Callable[[], Awaitable[None]],
+        stop: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._decode = decode
+        self._start_watching = start
+        self._stop_watching = stop
         self._queues: dict[ChangeQueue, Filter] = {}
         self._callbacks: dict[Subscription, Filter] = {}
         self._tasks: set[asyncio.Task[object]] = set()
@@ -126,13 +136,13 @@ class ChangeHub:
             else:
                 found = self._queues.pop(listener, None) is not None
             if found and not self.active:
-                await self._backend._stop_watching()
+                await self._stop_watching()
                 self._known.clear()
                 self._touched.clear()
 
     async def _start(self) -> None:
         try:
-            await self._backend._start_watching()
+            await self._start_watching()
         except BaseException:
             self._queues.clear()
             self._callbacks.clear()
@@ -146,7 +156,7 @@ class ChangeHub:
         self._queues.clear()
         self._callbacks.clear()
         if was_active:
-            await self._backend._stop_watching()
+            await self._stop_watching()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -199,7 +209,7 @@ class ChangeHub:
             change = Change("cleared", group, keys, NoValue, origin)
         else:
             try:
-                value = self._backend._decode(group, keys, data)[1]
+                value = self._decode(group, keys, data)
             except Exception:  # a corrupt record is reported by reads, not by the watcher
                 _warn_undecodable(group, keys)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from _custom_backends import AuditedBackend, WithSwap
 from _postgres import fresh_schema, requires_postgres
 
 from rapid_dev_storage import (
@@ -20,6 +21,20 @@ from rapid_dev_storage.testing import BackendConformance
 class TestMemoryBackend(BackendConformance):
     async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
         return MemoryBackend(codec)
+
+
+class TestBackendOverridingPublicMethods(BackendConformance):
+    """A subclass overriding get_data and write_data, calling super(): the contract holds."""
+
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return AuditedBackend(codec)
+
+
+class TestSmallestBackend(BackendConformance):
+    """A dict and the eight hooks, written as a backend author would (tests/_custom_backends.py)."""
+
+    async def open_backend(self, codec: str, directory: Path) -> StorageBackend:
+        return WithSwap(codec)
 
 
 class TestSQLiteFile(BackendConformance):

@@ -6,15 +6,21 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from _original_backend import Keys, OriginalStyleBackend
 
 from rapid_dev_storage import (
+    InvalidKeyError,
+    InvalidNameError,
     MemoryBackend,
     NoValue,
+    ReentrantUpdateError,
     Storage,
     StorageBackend,
+    StorageGroup,
     StorageValue,
+    StoreClosedError,
     StoredValue,
     UnsupportedOperationError,
 )
@@ -50,6 +56,46 @@ async def test_storage_works_on_an_original_style_backend() -> None:
             await store.list_groups()
         await group.clear_group()
         assert backend.rows == {}
+
+
+async def test_the_adapter_checks_what_reaches_an_original_style_backend() -> None:
+    backend = OriginalStyleBackend()
+    store = Storage(backend)
+    assert store.backend is backend
+    group = store.get_group("G")
+    await group["a", "b"].set_value(1)
+    with pytest.raises(InvalidKeyError):
+        group.all_items("a", 2)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError):
+        await group.clear_prefix("a", None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidNameError):
+        await StorageGroup(backend, "").clear_group()
+
+    async def writes_itself(current: Any) -> Any:
+        await group["a", "b"].set_value(99)
+        return current
+
+    with pytest.raises(ReentrantUpdateError):
+        await group["a", "b"].update(writes_itself)
+    assert backend.rows == {("G", ("a", "b")): msgpack.packb(1)}
+    with pytest.raises(UnsupportedOperationError, match="OriginalStyleBackend"):
+        await store.subscribe(print)
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await group["a", "b"].get_value()
+    assert backend.rows == {("G", ("a", "b")): msgpack.packb(1)}  # nothing to release
+
+
+async def test_handles_made_directly_share_one_adapter_and_its_locks() -> None:
+    backend = OriginalStyleBackend()
+
+    async def add_one(current: Any) -> int:
+        await asyncio.sleep(0)
+        return (0 if current is NoValue else current) + 1
+
+    handles = [StoredValue(backend, "G", "n"), StorageGroup(backend, "G")["n"]]
+    await asyncio.gather(*(handles[i % 2].update(add_one) for i in range(100)))
+    assert await handles[0].get_value() == 100
 
 
 def test_original_names_are_kept() -> None:

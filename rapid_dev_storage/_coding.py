@@ -1,0 +1,193 @@
+"""Encoding and decoding records: one rule for both directions, and reads that let saves settle.
+
+What a write refuses a read refuses too: a value a write would refuse (an int out of range, a
+NaN in JSON, a bytes dict key...) is read as a corrupt record, so that whatever a read returns can
+be written back (``update(lambda v: v)`` never fails on it). A backend refines how a record's
+bytes carry its value through the optional hooks here (`RecordCoding._encode_record` and
+`RecordCoding._decode_record`: files wrap the keys in), names where a record lives
+(`RecordCoding._describe_record`) and says whether one may be half-way through an in-place save
+(`RecordCoding._changed_recently`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from ._codecs import Codec
+from ._hooks import BackendHooks
+from ._slices import LARGE_RECORD
+from ._types import Keys, NoValue
+from ._validate import check_value, unwritable_reason, value_fits
+from .errors import CorruptRecordError, InvalidValueError
+
+SETTLE_WAIT = 0.02
+SETTLE_ATTEMPTS = 50
+"""A record that changed a moment ago and does not decode is read again every 20 ms while it
+keeps changing, for up to a second: long enough for an editor's in-place save to finish."""
+
+
+def record_label(group: str, keys: Keys) -> str:
+    """How errors name a record: ``group 'USER' keys ('42', 'settings')``."""
+    return f"group {group!r} keys {keys!r}"
+
+
+class RecordCoding(BackendHooks):
+    """Turns values into a record's bytes and back, refusing alike in both directions."""
+
+    _proof_codec: Codec | None = None  # the codec whose surely_storable _proof is
+    _proof: Callable[[bytes], bool] | None = None
+
+    # --- optional hooks ---------------------------------------------------------------------
+
+    def _encode_record(self, keys: Keys, value: Any) -> bytes:
+        """Return the stored bytes of a checked value; by default the codec's bytes of the value.
+
+        A backend whose records carry their own keys (files) wraps them in here.
+        """
+        return self.codec.dumps(value)
+
+    def _decode_record(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None
+    ) -> tuple[Keys, Any]:
+        """Return ``(keys, value)`` from stored bytes; the inverse of `_encode_record`.
+
+        ``keys`` is None when the caller learns them from the record. Raise anything on bad
+        bytes (it becomes a `CorruptRecordError`), or a `CorruptRecordError` of your own.
+        """
+        if keys is None:  # a backend whose _scan yields no keys must override this hook
+            raise self._missing_hook("_decode_record")
+        return keys, self.codec.loads(data)
+
+    def _describe_record(self, group: str, keys: Keys | None) -> str:
+        """Return where a record lives, for error messages; by default the backend's location."""
+        return self.location
+
+    def _changed_recently(self, group: str, keys: Keys) -> bool:
+        """Whether the record was written within the last moment (by default never).
+
+        A backend whose records people and tools edit in place (files) says so, so that a read
+        racing a non-atomic save is retried instead of reported as corrupt.
+        """
+        return False
+
+    # --- encoding ---------------------------------------------------------------------------
+
+    def _encode(self, group: str, keys: Keys, value: Any) -> bytes:
+        """Return the bytes to store, or raise `InvalidValueError` naming the record."""
+        codec = self.codec
+        try:
+            check_value(
+                value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+            )
+            return self._encode_record(keys, value)
+        except InvalidValueError as exc:
+            message = f"cannot store {record_label(group, keys)}: {exc}"
+            raise InvalidValueError(message, group=group, keys=keys, path=exc.path) from None
+        except Exception as exc:
+            raise InvalidValueError(
+                f"cannot store {record_label(group, keys)}: the {codec.name} codec failed: {exc}",
+                group=group,
+                keys=keys,
+            ) from exc
+
+    # --- decoding ---------------------------------------------------------------------------
+
+    async def _read_value(self, group: str, keys: Keys) -> tuple[bytes | None, Any]:
+        """Return a record's bytes and value (None and `NoValue` when absent).
+
+        A record that does not decode but changed a moment ago may be half-way through a save
+        by a tool that writes in place (nano, ``cp`` over it): it is read again for a moment
+        (`_changed_recently`) before it is called corrupt. A large record decodes off the loop.
+        """
+        attempts = 0
+        while True:
+            data = await self._read(group, keys)
+            if data is None:
+                return None, NoValue
+            try:
+                return data, await self._value_async(group, keys, data)
+            except CorruptRecordError:
+                attempts += 1
+                if attempts > SETTLE_ATTEMPTS or not self._changed_recently(group, keys):
+                    raise
+            await asyncio.sleep(SETTLE_WAIT)
+
+    async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
+        """`_value_of`, on a thread for a large record (see `_off_loop`)."""
+        if len(data) > LARGE_RECORD:
+            return (await self._off_loop(self._decode, group, keys, data))[1]
+        return self._value_of(group, keys, data)
+
+    def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
+        """Return the value of a record whose keys are known, raising `CorruptRecordError`.
+
+        The short path of `_decode` (a microsecond a record counts over 100,000 of them): a
+        record that fails it takes the long one, to report well. Callers send no large record
+        down this path.
+        """
+        codec = self.codec
+        try:
+            value = self._decode_record(group, keys, data, source)[1]
+        except Exception:  # decoded again below, to raise a CorruptRecordError
+            pass
+        else:
+            # _surely_storable, inlined.
+            proof = self._proof if self._proof_codec is codec else self._find_proof()
+            if (proof is not None and proof(data)) or value_fits(
+                value, 0, codec.allows_bytes, codec.allows_non_finite
+            ):
+                return value
+        return self._decode(group, keys, data, source)[1]
+
+    def _decode(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
+    ) -> tuple[Keys, Any]:
+        """Return a record's ``(keys, value)``, or raise `CorruptRecordError` naming it."""
+        try:
+            record_keys, value = self._decode_record(group, keys, data, source)
+        except CorruptRecordError:
+            raise
+        except Exception as exc:
+            raise self._corrupt(
+                group, keys, source, f"does not decode as {self.codec.name}: {exc}"
+            ) from exc
+        if self._surely_storable(data):
+            return record_keys, value
+        codec = self.codec
+        reason = unwritable_reason(
+            value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+        )
+        if reason is not None:
+            raise self._corrupt(
+                group, record_keys, source, f"holds what cannot be written back: {reason}"
+            )
+        return record_keys, value
+
+    def _surely_storable(self, data: bytes) -> bool:
+        """Whether the codec proves from ``data`` alone that its value passes `check_value`.
+
+        Not asked for a large record: a C pass over it would hold the GIL, where the walk
+        (on a thread) lets the loop run.
+        """
+        proof = self._proof if self._proof_codec is self.codec else self._find_proof()
+        return proof is not None and len(data) <= LARGE_RECORD and bool(proof(data))
+
+    def _find_proof(self) -> Callable[[bytes], bool] | None:
+        """Return the codec's ``surely_storable`` (or None), remembered per codec object."""
+        codec = self.codec
+        self._proof = getattr(codec, "surely_storable", None)
+        self._proof_codec = codec
+        return self._proof
+
+    def _corrupt(
+        self, group: str, keys: Keys | None, source: str | None, problem: str
+    ) -> CorruptRecordError:
+        where = source or self._describe_record(group, keys)
+        what = record_label(group, keys) if keys is not None else f"group {group!r}"
+        return CorruptRecordError(
+            f"record of {what} in {where} {problem} (fix it by hand, or clear it)",
+            group=group,
+            keys=keys,
+            location=where,
+        )

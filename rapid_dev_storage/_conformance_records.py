@@ -1,0 +1,108 @@
+"""Conformance checks of clearing, groups and iteration: exactly the records asked for.
+
+Part of `rapid_dev_storage.testing.BackendConformance` (a mixin, one concern of the suite).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ._api import Storage
+from ._conformance_support import DISTINCT_KEYS, case, contents, distinct_records
+from .errors import InvalidKeyError
+
+
+class RecordCases:
+    """Checks that clears, listings and iteration touch exactly the records they name."""
+
+    # --- clearing -----------------------------------------------------------------------------
+
+    @case
+    async def test_clear_value(self, store: Storage) -> None:
+        """Clearing removes one record; clearing an absent one is fine; others stay."""
+        group = store.get_group("G")
+        await group["a"].set_value(1)
+        await group["a", "b"].set_value(2)
+        await group["a"].clear_value()
+        await group["a"].clear_value()
+        await group["never"].clear_value()
+        assert await contents(group) == {("a", "b"): 2}
+
+    @case
+    async def test_clear_prefix_removes_exactly_the_prefix(self, store: Storage) -> None:
+        """clear_prefix(p) removes records whose keys start with p, and nothing else."""
+        group = await distinct_records(store)
+        await store.get_group("other")["a"].set_value("other group")
+        await group.clear_prefix("a", "")
+        expected = {keys: list(keys) for keys in DISTINCT_KEYS if keys[:2] != ("a", "")}
+        assert await contents(group) == expected
+        await group.clear_prefix("a")
+        expected = {keys: value for keys, value in expected.items() if keys[0] != "a"}
+        assert await contents(group) == expected
+        assert await store.get_group("other")["a"].get_value() == "other group"
+        with pytest.raises(InvalidKeyError):
+            await group.clear_prefix()
+        assert await contents(group) == expected
+
+    @case
+    async def test_clear_group(self, store: Storage) -> None:
+        """clear_group empties one group; the group disappears from list_groups."""
+        await store.get_group("A")["k"].set_value(1)
+        await store.get_group("A")["k", "l"].set_value(2)
+        await store.get_group("B")["k"].set_value(3)
+        await store.get_group("A").clear_group()
+        assert await contents(store.get_group("A")) == {}
+        assert await store.get_group("B")["k"].get_value() == 3
+        assert await store.list_groups() == ["B"]
+        await store.get_group("never").clear_group()
+
+    # --- groups and iteration -----------------------------------------------------------------
+
+    @case
+    async def test_groups_are_separate(self, store: Storage) -> None:
+        """The same keys in two groups are two records."""
+        names = ["USER", "user", "main store", "ключи", "a/b", "..", "G\x00"]
+        for name in names:
+            await store.get_group(name)["k"].set_value(name)
+        for name in names:
+            assert await store.get_group(name)["k"].get_value() == name
+        assert await store.list_groups() == sorted(names)
+
+    @case
+    async def test_all_items_by_prefix(self, store: Storage) -> None:
+        """all_items() yields the whole group; all_items(*p) the records starting with p."""
+        group = await distinct_records(store)
+        await store.get_group("H")["a"].set_value("elsewhere")
+        everything = {keys: list(keys) for keys in DISTINCT_KEYS}
+        assert await contents(group) == everything
+        assert {keys: value async for keys, value in group} == everything
+        prefixes = {keys[:width] for keys in DISTINCT_KEYS for width in range(1, len(keys) + 1)}
+        prefixes |= {("zz",), ("a", "b", "c", "d", "e")}
+        for prefix in prefixes:
+            expected = {k: v for k, v in everything.items() if k[: len(prefix)] == prefix}
+            assert await contents(group, *prefix) == expected, prefix
+
+    @case
+    async def test_all_items_streams_many_records(self, store: Storage) -> None:
+        """Thousands of records are each yielded once, even while the group is being written."""
+        group = store.get_group("many")
+        for i in range(1_500):
+            await group[f"{i:05}", "x"].set_value(i)
+        seen = set()
+        async for keys, value in group.all_items():
+            assert keys not in seen
+            seen.add(keys)
+            assert value == int(keys[0])
+            await group[keys].set_value(value)  # rewriting seen records must not repeat them
+        assert len(seen) == 1_500
+        assert len(await contents(group, "00042")) == 1
+
+    @case
+    async def test_list_groups(self, store: Storage) -> None:
+        """list_groups names the groups holding records, sorted."""
+        assert await store.list_groups() == []
+        for name in ("b", "a", "c"):
+            await store.get_group(name)["k"].set_value(None)
+        assert await store.list_groups() == ["a", "b", "c"]
+        await store.get_group("b")["k"].clear_value()
+        assert await store.list_groups() == ["a", "c"]
