@@ -19,7 +19,8 @@ from rapid_dev_storage import (
     SQLiteBackend,
     Storage,
 )
-from rapid_dev_storage._sqlite import STORES_TABLE, _Queries, table_name
+from rapid_dev_storage._sql_stores import STORES_TABLE
+from rapid_dev_storage._sqlite_sql import Queries, table_name
 
 WORKER = Path(__file__).with_name("_worker.py")
 
@@ -176,7 +177,7 @@ async def test_durability_maps_to_synchronous(
     def synchronous(store: Storage) -> int:
         backend = store.backend
         assert isinstance(backend, SQLiteBackend)
-        return int(backend._writer.execute("PRAGMA synchronous").fetchone()[0])
+        return int(backend._connections.writer.execute("PRAGMA synchronous").fetchone()[0])
 
     async with await open_store(tmp_path / "a.sqlite3") as store:
         assert synchronous(store) == 2  # FULL
@@ -193,7 +194,7 @@ async def test_durability_maps_to_synchronous(
 
 
 def test_every_query_uses_the_primary_key_index() -> None:
-    queries = _Queries("rds:t:1")
+    queries = Queries("rds:t:1")
     connection = sqlite3.connect(":memory:")
     connection.execute(queries.create)
     statements = [
@@ -247,13 +248,13 @@ async def test_reads_run_inline_and_writes_on_the_worker(tmp_path: Path) -> None
         assert isinstance(backend, SQLiteBackend)
         threads: dict[str, str] = {}
         loop_thread = threading.current_thread().name
-        connection = backend._writer
+        connection = backend._connections.writer
 
         def trace(statement: str) -> None:
             threads.setdefault(statement.split(maxsplit=1)[0], threading.current_thread().name)
 
         connection.set_trace_callback(trace)
-        backend._inline.set_trace_callback(trace)
+        backend._connections.inline.set_trace_callback(trace)
         await store.get_group("G")["k"].set_value(1)
         assert await store.get_group("G")["k"].get_value() == 1
         await asyncio.sleep(0)
@@ -272,8 +273,8 @@ async def test_fast_writes_run_inline_and_queue_behind_a_lock_in_order(tmp_path:
             if statement.startswith("INSERT"):
                 threads.append(threading.current_thread().name)
 
-        backend._inline.set_trace_callback(trace)
-        backend._writer.set_trace_callback(trace)
+        backend._connections.inline.set_trace_callback(trace)
+        backend._connections.writer.set_trace_callback(trace)
         handle = store.get_group("G")["k"]
         await handle.set_value("inline")
         assert threads == [threading.current_thread().name]
