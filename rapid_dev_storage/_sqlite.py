@@ -89,13 +89,7 @@ class SQLiteBackend(StorageBackend):
 
         """
         options = resolve_store_options(
-            name,
-            unique_identifier,
-            codec=codec,
-            serializer=serializer,
-            deserializer=deserializer,
-            durability=durability,
-            lock_timeout=lock_timeout,
+            name, unique_identifier, serializer, deserializer, codec, durability, lock_timeout
         )
         connections, queries, chosen = await open_store(location_of(path), options)
         return cls(connections=connections, queries=queries, codec=chosen)

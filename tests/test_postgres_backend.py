@@ -24,13 +24,8 @@ from rapid_dev_storage import (
     StorageIOError,
     Watch,
 )
-from rapid_dev_storage._postgres_sql import (
-    LISTENERS_TABLE,
-    MAX_KEY_BYTES,
-    STORES_TABLE,
-    Queries,
-    table_name,
-)
+from rapid_dev_storage._postgres_sql import LISTENERS_TABLE, MAX_KEY_BYTES, Queries, table_name
+from rapid_dev_storage._sql_stores import STORES_TABLE
 
 ROOT = Path(__file__).parents[1]
 WORKER = Path(__file__).with_name("_worker.py")
