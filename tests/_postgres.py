@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import urllib.parse
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import asyncpg
 import pytest
@@ -47,3 +49,44 @@ async def sql(dsn: str, statement: str, *params: Any) -> list[Any]:
         return list(await connection.fetch(statement, *params))
     finally:
         await connection.close()
+
+
+async def wait_for_row(connection: asyncpg.Connection, query: str, timeout: float = 10) -> Any:
+    """Poll the server's own view until ``query`` returns a row (the event is on the server)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (row := await connection.fetchrow(query)) is None:
+        if loop.time() > deadline:
+            raise AssertionError(f"no row after {timeout} s: {query}")
+        await asyncio.sleep(0.005)
+    return row
+
+
+class Progress:
+    """A count of finished operations that a test waits on, instead of sleeping and hoping."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._moved = asyncio.Event()
+
+    def add(self) -> None:
+        """Count one more finished operation (on the test's event loop)."""
+        self.count += 1
+        self._moved.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        """Return once ``condition()`` holds, asked after each operation; fail after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            self._moved.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"not there after {timeout} s ({self.count} operations)")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), remaining)
+
+    async def beyond(self, operations: int, timeout: float = 30) -> None:
+        """Return once ``operations`` more have finished than now."""
+        target = self.count + operations
+        await self.until(lambda: self.count >= target, timeout)

@@ -11,7 +11,16 @@ from typing import AsyncIterator
 
 import asyncpg
 import pytest
-from _postgres import CLUSTER, DSN, fresh_schema, open_store, requires_postgres, sql
+from _postgres import (
+    CLUSTER,
+    DSN,
+    Progress,
+    fresh_schema,
+    open_store,
+    requires_postgres,
+    sql,
+    wait_for_row,
+)
 from _worker import count_in_processes
 
 from rapid_dev_storage import (
@@ -210,14 +219,20 @@ async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
     return await asyncio.wait_for(watch.__anext__(), timeout)
 
 
+WAITING_FOR_A_LOCK = (
+    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+    "datname = current_database()"
+)
+
+
 @contextlib.asynccontextmanager
-async def rows_locked(dsn: str) -> AsyncIterator[None]:
+async def rows_locked(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """Hold a row lock on every record of store ('app', 1), as another machine's transaction."""
     holder = await asyncpg.connect(dsn)
     try:
         async with holder.transaction():
             await holder.execute(f"SELECT 1 FROM {table_name('app', '1')} FOR UPDATE")
-            yield
+            yield holder
     finally:
         await holder.close()
 
@@ -239,9 +254,9 @@ async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str
     async with await open_store(dsn) as store:
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
-        async with rows_locked(dsn):
-            waiting = asyncio.ensure_future(handle.set_value(2))  # waits for the row lock
-            await asyncio.sleep(0.2)
+        async with rows_locked(dsn) as holder:
+            waiting = asyncio.ensure_future(handle.set_value(2))
+            await wait_for_row(holder, WAITING_FOR_A_LOCK)  # the set waits for the row lock
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting
@@ -316,31 +331,37 @@ requires_cluster = pytest.mark.skipif(
 @pytest.mark.timeout(180)
 async def test_acknowledged_writes_survive_a_server_crash_and_restart(dsn: str) -> None:
     acknowledged: dict[tuple[str, ...], int] = {}
-    updates = 0
+    writes = updates = 0
     stop = asyncio.Event()
+    progress = Progress()  # acknowledged sets and updates
     async with await open_store(dsn, "restart", 1) as store:
         group = store.get_group("G")
 
         async def write(writer: int) -> None:
+            nonlocal writes
             sequence = 0
             while not stop.is_set():
                 sequence += 1
                 keys = (f"w{writer}", str(sequence % 50))
                 await group[keys].set_value(sequence)
                 acknowledged[keys] = sequence
+                writes += 1
+                progress.add()
 
         async def increment() -> None:
             nonlocal updates
             while not stop.is_set():
                 await group["counter"].update(lambda current: (current or 0) + 1)
                 updates += 1
+                progress.add()
 
         tasks = [asyncio.ensure_future(write(n)) for n in range(4)]
         tasks += [asyncio.ensure_future(increment()) for _ in range(2)]
-        await asyncio.sleep(0.5)
-        before = dict(acknowledged)
+        await progress.until(lambda: len(acknowledged) == 200 and updates > 0)
+        before, writes_before, updates_before = dict(acknowledged), writes, updates
         await restart_server(immediate=True)  # as after a crash: recovery replays the WAL
-        await asyncio.sleep(0.5)
+        # Sets and updates acknowledged after the restart.
+        await progress.until(lambda: writes > writes_before + 200 and updates > updates_before + 10)
         stop.set()
         await asyncio.gather(*tasks)
     assert len(acknowledged) == 200
@@ -363,17 +384,15 @@ async def test_watchers_listen_again_after_a_restart(dsn: str) -> None:
         await writer.get_group("G")["k"].set_value("before")
         assert (await next_change(changes)).value == "before"
         await restart_server(immediate=False)
-        # Writes made once the server is back reach the watcher as soon as it listens again.
-        for attempt in range(100):
-            await writer.get_group("G")["k"].set_value(f"after {attempt}")
-            try:
-                change = await next_change(changes, 0.1)
-            except asyncio.TimeoutError:
-                continue
-            assert change.value.startswith("after")
-            break
-        else:
+        listener = watcher.backend._listener  # type: ignore[attr-defined]
+        try:
+            await asyncio.wait_for(listener.relistened.wait(), 30)
+        except asyncio.TimeoutError:
             pytest.fail("the watcher never listened again")
+        # Writes made once it listens again reach the watcher.
+        await writer.get_group("G")["k"].set_value("after")
+        change = await next_change(changes)
+        assert change.value.startswith("after")
 
 
 @requires_postgres
@@ -391,8 +410,8 @@ async def test_an_unreachable_server_fails_after_reconnect_timeout(dsn: str) -> 
                 await store.get_group("G")["k"].get_value()
         finally:
             starting = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "start", CLUSTER,
+                *(sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "start", CLUSTER),
                 stdout=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
+            )
             assert await starting.wait() == 0
         assert await store.get_group("G")["k"].get_value() == 1

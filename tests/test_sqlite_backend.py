@@ -267,26 +267,31 @@ async def test_fast_writes_run_inline_and_queue_behind_a_lock_in_order(tmp_path:
     async with await open_store(path, durability="fast", lock_timeout=5) as store:
         backend = store.backend
         assert isinstance(backend, SQLiteBackend)
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.current_thread().name
         threads: list[str] = []
+        on_the_worker = asyncio.Event()  # a write began on the worker (and waits for the lock)
 
         def trace(statement: str) -> None:
             if statement.startswith("INSERT"):
                 threads.append(threading.current_thread().name)
+                if threads[-1] != loop_thread:
+                    loop.call_soon_threadsafe(on_the_worker.set)
 
         backend._connections.inline.set_trace_callback(trace)
         backend._connections.writer.set_trace_callback(trace)
         handle = store.get_group("G")["k"]
         await handle.set_value("inline")
-        assert threads == [threading.current_thread().name]
+        assert threads == [loop_thread]
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
         # The first write meets the lock and waits on the worker; the second is made later, so
         # it must land later, even though the lock is free by the time it could run inline.
         first = asyncio.ensure_future(handle.set_value("first"))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(on_the_worker.wait(), 10)
+        other.execute("COMMIT")
         await handle.set_value("second")
         await first
         other.close()
         assert await handle.get_value() == "second"
-        assert any(name != threading.current_thread().name for name in threads)  # the worker
+        assert any(name != loop_thread for name in threads)  # the worker
