@@ -1,4 +1,4 @@
-"""What PostgresBackend adds to the conformance suite: a server, processes, SQL, restarts."""
+"""What PostgresBackend adds to the conformance suite: a server, processes, SQL."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncpg
 import pytest
 from _postgres import (
-    CLUSTER,
     DSN,
-    Progress,
     fresh_schema,
+    next_change,
     open_store,
     requires_postgres,
     sql,
@@ -24,20 +22,15 @@ from _postgres import (
 from _worker import count_in_processes
 
 from rapid_dev_storage import (
-    Change,
     IncompatibleStoreError,
     InvalidKeyError,
     LockTimeoutError,
     NoValue,
     PostgresBackend,
     StorageIOError,
-    Watch,
 )
 from rapid_dev_storage._postgres_sql import LISTENERS_TABLE, MAX_KEY_BYTES, Queries, table_name
 from rapid_dev_storage._sql_stores import STORES_TABLE
-
-ROOT = Path(__file__).parents[1]
-WORKER = Path(__file__).with_name("_worker.py")
 
 
 def test_the_package_imports_without_asyncpg() -> None:
@@ -215,10 +208,6 @@ async def test_writes_notify_only_while_someone_watches(dsn: str) -> None:
             assert (await sql(dsn, listeners))[0][0] == 1
 
 
-async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
-    return await asyncio.wait_for(watch.__anext__(), timeout)
-
-
 WAITING_FOR_A_LOCK = (
     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
     "datname = current_database()"
@@ -309,109 +298,3 @@ async def test_every_query_uses_the_primary_key_index(dsn: str) -> None:
             plan = "\n".join(row[0] for row in rows)
             assert "_pkey" in plan, f"{label}:\n{plan}"
             assert "Seq Scan" not in plan, f"{label}:\n{plan}"
-
-
-async def restart_server(*, immediate: bool) -> None:
-    command = [sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "restart", CLUSTER]
-    if immediate:
-        command.append("--immediate")
-    process = await asyncio.create_subprocess_exec(*command)
-    assert await process.wait() == 0
-
-
-requires_cluster = pytest.mark.skipif(
-    not (DSN and CLUSTER),
-    reason="no PostgreSQL cluster to restart: set RAPID_DEV_STORAGE_TEST_POSTGRES_DIR to the "
-    "directory given to `python tools/pg_cluster.py start` (bash .ci/run does)",
-)
-
-
-@requires_postgres
-@requires_cluster
-@pytest.mark.timeout(180)
-async def test_acknowledged_writes_survive_a_server_crash_and_restart(dsn: str) -> None:
-    acknowledged: dict[tuple[str, ...], int] = {}
-    writes = updates = 0
-    stop = asyncio.Event()
-    progress = Progress()  # acknowledged sets and updates
-    async with await open_store(dsn, "restart", 1) as store:
-        group = store.get_group("G")
-
-        async def write(writer: int) -> None:
-            nonlocal writes
-            sequence = 0
-            while not stop.is_set():
-                sequence += 1
-                keys = (f"w{writer}", str(sequence % 50))
-                await group[keys].set_value(sequence)
-                acknowledged[keys] = sequence
-                writes += 1
-                progress.add()
-
-        async def increment() -> None:
-            nonlocal updates
-            while not stop.is_set():
-                await group["counter"].update(lambda current: (current or 0) + 1)
-                updates += 1
-                progress.add()
-
-        tasks = [asyncio.ensure_future(write(n)) for n in range(4)]
-        tasks += [asyncio.ensure_future(increment()) for _ in range(2)]
-        await progress.until(lambda: len(acknowledged) == 200 and updates > 0)
-        before, writes_before, updates_before = dict(acknowledged), writes, updates
-        await restart_server(immediate=True)  # as after a crash: recovery replays the WAL
-        # Sets and updates acknowledged after the restart.
-        await progress.until(lambda: writes > writes_before + 200 and updates > updates_before + 10)
-        stop.set()
-        await asyncio.gather(*tasks)
-    assert len(acknowledged) == 200
-    assert sum(acknowledged.values()) > sum(before.values())  # writes went on after the restart
-    async with await open_store(dsn, "restart", 1) as reopened:
-        stored = {keys: value async for keys, value in reopened.get_group("G").all_items()}
-    assert stored.pop(("counter",)) == updates
-    assert stored == acknowledged
-
-
-@requires_postgres
-@requires_cluster
-@pytest.mark.timeout(180)
-async def test_watchers_listen_again_after_a_restart(dsn: str) -> None:
-    async with (
-        await open_store(dsn, "restart", 1) as writer,
-        await open_store(dsn, "restart", 1) as watcher,
-        watcher.watch("G") as changes,
-    ):
-        await writer.get_group("G")["k"].set_value("before")
-        assert (await next_change(changes)).value == "before"
-        await restart_server(immediate=False)
-        listener = watcher.backend._listener  # type: ignore[attr-defined]
-        try:
-            await asyncio.wait_for(listener.relistened.wait(), 30)
-        except asyncio.TimeoutError:
-            pytest.fail("the watcher never listened again")
-        # Writes made once it listens again reach the watcher.
-        await writer.get_group("G")["k"].set_value("after")
-        change = await next_change(changes)
-        assert change.value.startswith("after")
-
-
-@requires_postgres
-@requires_cluster
-@pytest.mark.timeout(180)
-async def test_an_unreachable_server_fails_after_reconnect_timeout(dsn: str) -> None:
-    async with await open_store(dsn, "restart", 1, reconnect_timeout=0.5) as store:
-        await store.get_group("G")["k"].set_value(1)
-        stopping = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "stop", CLUSTER
-        )
-        assert await stopping.wait() == 0
-        try:
-            with pytest.raises(StorageIOError, match=r"did not answer for 0\.5 s"):
-                await store.get_group("G")["k"].get_value()
-        finally:
-            starting = await asyncio.create_subprocess_exec(
-                *(sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "start", CLUSTER),
-                stdout=asyncio.subprocess.DEVNULL,
-            )
-            assert await starting.wait() == 0
-        assert await store.get_group("G")["k"].get_value() == 1

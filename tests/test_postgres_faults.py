@@ -14,34 +14,28 @@ from typing import Any, AsyncIterator
 import asyncpg
 import pytest
 from _postgres import (
-    CLUSTER,
     DSN,
     Progress,
+    cluster,
     fresh_schema,
+    next_change,
     open_store,
+    requires_cluster,
     requires_postgres,
     sql,
     wait_for_row,
 )
 
 from rapid_dev_storage import (
-    Change,
     NoValue,
     ReadOnlyStoreError,
     Storage,
     StorageIOError,
-    Watch,
 )
 from rapid_dev_storage._postgres import list_stores, table_name
 
-ROOT = Path(__file__).parents[1]
 WORKER = Path(__file__).with_name("_worker.py")
 
-requires_cluster = pytest.mark.skipif(
-    not (DSN and CLUSTER),
-    reason="no PostgreSQL cluster to restart: set RAPID_DEV_STORAGE_TEST_POSTGRES_DIR to the "
-    "directory given to `python tools/pg_cluster.py start` (bash .ci/run does)",
-)
 TERMINATE_OTHERS = (
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
     "pg_backend_pid() AND backend_type = 'client backend' AND datname = current_database()"
@@ -51,10 +45,6 @@ TERMINATE_OTHERS = (
 @pytest.fixture
 async def dsn() -> str:
     return await fresh_schema()
-
-
-async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
-    return await asyncio.wait_for(watch.__anext__(), timeout)
 
 
 def quoted(name: str) -> str:
@@ -218,14 +208,6 @@ async def test_reads_sets_and_clears_survive_terminated_backends(dsn: str) -> No
     assert errors == []
 
 
-async def restart_server() -> float:
-    """Restart the test cluster fast (-m fast); return when it answers again (loop time)."""
-    command = [sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "restart", CLUSTER]
-    process = await asyncio.create_subprocess_exec(*command)
-    assert await process.wait() == 0
-    return asyncio.get_running_loop().time()
-
-
 @requires_postgres
 @requires_cluster
 @pytest.mark.slow
@@ -237,12 +219,99 @@ async def test_reads_sets_and_clears_survive_ten_fast_restarts(dsn: str) -> None
     async with await open_store(dsn, "restart", 1) as store:
         working = asyncio.ensure_future(churn(store, stop, errors, progress))
         for _ in range(10):
-            await restart_server()
+            await cluster("restart")
             await progress.beyond(20)  # writes go on between restarts
         stop.set()
         expected = await working
         await check_stored(store, expected)
     assert errors == []
+
+
+# --- a server that crashes, restarts or stops -----------------------------------------------------
+
+
+@requires_postgres
+@requires_cluster
+@pytest.mark.timeout(180)
+async def test_acknowledged_writes_survive_a_server_crash_and_restart(dsn: str) -> None:
+    acknowledged: dict[tuple[str, ...], int] = {}
+    writes = updates = 0
+    stop = asyncio.Event()
+    progress = Progress()  # acknowledged sets and updates
+    async with await open_store(dsn, "restart", 1) as store:
+        group = store.get_group("G")
+
+        async def write(writer: int) -> None:
+            nonlocal writes
+            sequence = 0
+            while not stop.is_set():
+                sequence += 1
+                keys = (f"w{writer}", str(sequence % 50))
+                await group[keys].set_value(sequence)
+                acknowledged[keys] = sequence
+                writes += 1
+                progress.add()
+
+        async def increment() -> None:
+            nonlocal updates
+            while not stop.is_set():
+                await group["counter"].update(lambda current: (current or 0) + 1)
+                updates += 1
+                progress.add()
+
+        tasks = [asyncio.ensure_future(write(n)) for n in range(4)]
+        tasks += [asyncio.ensure_future(increment()) for _ in range(2)]
+        await progress.until(lambda: len(acknowledged) == 200 and updates > 0)
+        before, writes_before, updates_before = dict(acknowledged), writes, updates
+        await cluster("restart", "--immediate")  # as after a crash: recovery replays the WAL
+        # Sets and updates acknowledged after the restart.
+        await progress.until(lambda: writes > writes_before + 200 and updates > updates_before + 10)
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert len(acknowledged) == 200
+    assert sum(acknowledged.values()) > sum(before.values())  # writes went on after the restart
+    async with await open_store(dsn, "restart", 1) as reopened:
+        stored = {keys: value async for keys, value in reopened.get_group("G").all_items()}
+    assert stored.pop(("counter",)) == updates
+    assert stored == acknowledged
+
+
+@requires_postgres
+@requires_cluster
+@pytest.mark.timeout(180)
+async def test_watchers_listen_again_after_a_restart(dsn: str) -> None:
+    async with (
+        await open_store(dsn, "restart", 1) as writer,
+        await open_store(dsn, "restart", 1) as watcher,
+        watcher.watch("G") as changes,
+    ):
+        await writer.get_group("G")["k"].set_value("before")
+        assert (await next_change(changes)).value == "before"
+        await cluster("restart")
+        listener = watcher.backend._listener  # type: ignore[attr-defined]
+        try:
+            await asyncio.wait_for(listener.relistened.wait(), 30)
+        except asyncio.TimeoutError:
+            pytest.fail("the watcher never listened again")
+        # Writes made once it listens again reach the watcher.
+        await writer.get_group("G")["k"].set_value("after")
+        change = await next_change(changes)
+        assert change.value.startswith("after")
+
+
+@requires_postgres
+@requires_cluster
+@pytest.mark.timeout(180)
+async def test_an_unreachable_server_fails_after_reconnect_timeout(dsn: str) -> None:
+    async with await open_store(dsn, "restart", 1, reconnect_timeout=0.5) as store:
+        await store.get_group("G")["k"].set_value(1)
+        await cluster("stop")
+        try:
+            with pytest.raises(StorageIOError, match=r"did not answer for 0\.5 s"):
+                await store.get_group("G")["k"].get_value()
+        finally:
+            await cluster("start")
+        assert await store.get_group("G")["k"].get_value() == 1
 
 
 # --- least-privilege roles ------------------------------------------------------------------------
@@ -492,7 +561,7 @@ async def test_a_watcher_misses_only_writes_between_a_restart_and_listening_agai
         writing = [asyncio.ensure_future(write(task)) for task in range(2)]
         await progress.beyond(20)  # writes before the restart
         restart_began = loop.time()
-        await restart_server()
+        await cluster("restart")
         listener = watcher.backend._listener  # type: ignore[attr-defined]
         await asyncio.wait_for(listener.relistened.wait(), 30)
         ((lost, listening_again),) = listener.blind
