@@ -15,17 +15,16 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
 from ._postgres_listen import ChangeListener
-from ._postgres_open import Server, connect_pool, list_stores, resolve_server
+from ._postgres_open import OpenedStore, Server, connect_pool, list_stores, resolve_server
 from ._postgres_run import Statements, require_asyncpg
 from ._postgres_sql import (
     DSN_PREFIXES,
     PAGE_SIZE,
-    Queries,
     check_size,
     escape,
     keys_of,
@@ -40,6 +39,9 @@ from ._sql_stores import StoreRequest
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import ReadOnlyStoreError, StorageIOError
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["DSN_PREFIXES", "PostgresBackend", "list_stores", "table_name"]
 
@@ -69,22 +71,20 @@ class PostgresBackend(StorageBackend):
     made in SQL by hand. A role that may only read the table opens the store read-only.
     """
 
-    def __init__(
-        self,
-        *,
-        statements: Statements,
-        queries: Queries,
-        codec: Codec,
-        server: Server,
-        read_only_reason: str = "",
-    ) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, opened: OpenedStore, server: Server) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
-        super().__init__(codec)
-        self.location = statements.location
-        self.read_only = bool(read_only_reason)
-        self._read_only_reason = read_only_reason
-        self._statements = statements
-        self._queries = queries
+        super().__init__(opened.codec)
+        self.location = f"{server.location} table {opened.queries.table}"
+        self._read_only_reason = opened.read_only_reason
+        self.read_only = bool(self._read_only_reason)
+        self._statements = Statements(
+            pool,
+            location=self.location,
+            reconnect_timeout=server.reconnect_timeout,
+            lock_timeout=server.lock_timeout,
+            is_closed=lambda: self._closed,
+        )
+        self._queries = opened.queries
         self._server = server
         self._lost = self._statements.lost
         self._listener: ChangeListener | None = None
@@ -135,20 +135,7 @@ class PostgresBackend(StorageBackend):
         )
         request = StoreRequest(options.name, options.identifier, options.codec, server.location)
         pool, opened = await connect_pool(server, request)
-        backend = cls(
-            statements=Statements(
-                pool,
-                location=f"{server.location} table {opened.queries.table}",
-                reconnect_timeout=server.reconnect_timeout,
-                lock_timeout=options.lock_timeout,
-                is_closed=lambda: backend.closed,
-            ),
-            queries=opened.queries,
-            codec=opened.codec,
-            server=server,
-            read_only_reason=opened.read_only_reason,
-        )
-        return backend
+        return cls(pool=pool, opened=opened, server=server)
 
     def _check_writable(self) -> None:
         if self.read_only:

@@ -1,4 +1,6 @@
-"""Opening a PostgresBackend store: create it, or check and upgrade it, and learn what we may do.
+"""Opening a PostgresBackend store: its server settings and pool, then the store itself.
+
+The store is created, or checked and upgraded, and opening learns what this role may do.
 
 Opening an existing, up-to-date store runs no DDL and takes no lock, so a role that may only read
 can open it. Creating or upgrading runs under one advisory lock, and each shared object (the
@@ -70,6 +72,7 @@ class Server:
     """The DSN without its password: it names the server in messages."""
     pool_size: int
     reconnect_timeout: float
+    lock_timeout: float
     settings: dict[str, str]
     """Set on every connection: this backend's writer id, its durability and lock timeout."""
 
@@ -112,7 +115,7 @@ def resolve_server(
         "synchronous_commit": "on" if options.durability == "full" else "off",
         "lock_timeout": str(max(1, round(options.lock_timeout * 1000))),  # 0 would mean forever
     }
-    return Server(dsn, redact(dsn), size, retry_for, settings)
+    return Server(dsn, redact(dsn), size, retry_for, options.lock_timeout, settings)
 
 
 @dataclass

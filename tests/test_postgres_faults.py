@@ -232,6 +232,7 @@ async def test_reads_sets_and_clears_survive_ten_fast_restarts(dsn: str) -> None
 
 @requires_postgres
 @requires_cluster
+@pytest.mark.slow  # a crash restart replays the WAL: 1.4 s on a quiet machine, up to 9 s loaded
 @pytest.mark.timeout(180)
 async def test_acknowledged_writes_survive_a_server_crash_and_restart(dsn: str) -> None:
     acknowledged: dict[tuple[str, ...], int] = {}
