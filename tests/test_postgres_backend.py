@@ -232,8 +232,10 @@ async def test_a_held_row_lock_times_out_as_lock_timeout_error(dsn: str) -> None
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
         async with rows_locked(dsn):
-            with pytest.raises(LockTimeoutError, match="lock_timeout"):
+            with pytest.raises(LockTimeoutError, match="lock_timeout") as caught:
                 await handle.update(lambda current: current + 1)
+            assert caught.value.timeout == 0.2
+            assert caught.value.location == store.backend.location
             assert await handle.get_value() == 1  # reads never wait for row locks
         assert await handle.update(lambda current: current + 1) == 2
 

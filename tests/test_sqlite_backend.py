@@ -159,8 +159,9 @@ async def test_writes_time_out_on_a_held_lock_while_reads_go_on(tmp_path: Path) 
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(LockTimeoutError, match="lock"):
+            with pytest.raises(LockTimeoutError, match="lock") as caught:
                 await handle.set_value("blocked")
+            assert (caught.value.location, caught.value.timeout) == (str(path), 0.2)
             with pytest.raises(LockTimeoutError):
                 await handle.update(lambda current: "blocked")
             assert await handle.get_value() == "before"
