@@ -6,8 +6,8 @@ thread and no transaction held between awaits. ``update`` is a compare-and-swap 
 WHERE value = expected``: PostgreSQL re-checks the condition on the row it locked, so two
 machines never both win) that also writes a version of its own, which proves after a lost
 connection whether it landed. Every operation is retried on a new connection while the server
-is away.
-Statements live in `_postgres_sql`, opening in `_postgres_open`, watching in `_postgres_listen`.
+is away. Statements live in `_postgres_sql`, opening a store in `_postgres_open`, running
+statements (the pool, retries) in `_postgres_run`, watching in `_postgres_listen`.
 """
 
 from __future__ import annotations
@@ -20,33 +20,25 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
 from ._postgres_listen import ChangeListener
-from ._postgres_open import list_stores, open_store
-from ._postgres_run import Statements, lost_connection_errors, translated
+from ._postgres_open import OpenedStore, Server, connect_pool, list_stores, resolve_server
+from ._postgres_run import Statements, require_asyncpg
 from ._postgres_sql import (
     DSN_PREFIXES,
     PAGE_SIZE,
-    WRITER_SETTING,
-    Queries,
     check_size,
     escape,
     keys_of,
-    redact,
     stored_record_params,
     stored_value,
     table_name,
     unescape,
 )
-from ._settings import parse_seconds, resolve, resolve_store_options
+from ._settings import resolve_store_options
 from ._sql import RECORD_COLUMNS
+from ._sql_stores import StoreRequest
 from ._types import Keys
 from ._validate import MAX_KEYS
-from .errors import (
-    LocationError,
-    ReadOnlyStoreError,
-    StorageError,
-    StorageIOError,
-    UnsupportedOperationError,
-)
+from .errors import ReadOnlyStoreError, StorageIOError
 
 if TYPE_CHECKING:
     import asyncpg
@@ -55,20 +47,8 @@ __all__ = ["DSN_PREFIXES", "PostgresBackend", "list_stores", "table_name"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POOL_SIZE = 10
-RECONNECT_TIMEOUT = 30.0
-"""Seconds an operation keeps retrying while the server is unreachable (a restart takes a few)."""
-
 RECOVERY_DELAY = 0.05
 """Most seconds between attempts to read back a record whose update lost its connection."""
-
-
-def parse_pool_size(text: str) -> int:
-    """Accept a whole number of connections >= 1."""
-    size = int(text)
-    if size < 1:
-        raise ValueError(f"a pool holds at least 1 connection, not {text!r}")
-    return size
 
 
 class _Read(bytes):
@@ -91,32 +71,21 @@ class PostgresBackend(StorageBackend):
     made in SQL by hand. A role that may only read the table opens the store read-only.
     """
 
-    def __init__(
-        self,
-        *,
-        pool: asyncpg.Pool,
-        queries: Queries,
-        codec: Codec,
-        location: str,
-        dsn: str,
-        connect_settings: dict[str, str],
-        writer: str,
-        reconnect_timeout: float,
-        read_only_reason: str = "",
-    ) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, opened: OpenedStore, server: Server) -> None:
         """Use `create_backend_instance`; this only assembles what it opened."""
-        super().__init__(codec)
-        self.location = location
-        self.read_only = bool(read_only_reason)
-        self._read_only_reason = read_only_reason
+        super().__init__(opened.codec)
+        self.location = f"{server.location} table {opened.queries.table}"
+        self._read_only_reason = opened.read_only_reason
+        self.read_only = bool(self._read_only_reason)
         self._statements = Statements(
-            pool, location=location, reconnect_timeout=reconnect_timeout,
+            pool,
+            location=self.location,
+            reconnect_timeout=server.reconnect_timeout,
+            lock_timeout=server.lock_timeout,
             is_closed=lambda: self._closed,
-        )  # fmt: skip
-        self._queries = queries
-        self._dsn = dsn
-        self._connect_settings = connect_settings
-        self._writer = writer
+        )
+        self._queries = opened.queries
+        self._server = server
         self._lost = self._statements.lost
         self._listener: ChangeListener | None = None
 
@@ -157,92 +126,22 @@ class PostgresBackend(StorageBackend):
             UnsupportedOperationError: asyncpg is not installed.
 
         """
-        try:
-            import asyncpg  # noqa: PLC0415
-        except ImportError:
-            raise UnsupportedOperationError(
-                "PostgresBackend needs asyncpg: pip install 'rapid_dev_storage[postgres]'"
-            ) from None
+        require_asyncpg()
         options = resolve_store_options(
-            name, unique_identifier, codec=codec, serializer=serializer,
-            deserializer=deserializer, durability=durability, lock_timeout=lock_timeout,
-        )  # fmt: skip
-        size = resolve(
-            "pool_size",
-            parse_pool_size(str(pool_size)) if pool_size is not None else None,
-            DEFAULT_POOL_SIZE,
-            parse_pool_size,
+            name, unique_identifier, serializer, deserializer, codec, durability, lock_timeout
         )
-        retry_for = resolve(
-            "reconnect_timeout",
-            parse_seconds(str(reconnect_timeout)) if reconnect_timeout is not None else None,
-            RECONNECT_TIMEOUT,
-            parse_seconds,
+        server = resolve_server(
+            path, options, pool_size=pool_size, reconnect_timeout=reconnect_timeout
         )
-        dsn = str(path) if isinstance(path, str) else ""
-        if not dsn.startswith(DSN_PREFIXES):
-            raise LocationError(
-                f"PostgresBackend needs a DSN such as postgresql://user@host/database, not "
-                f"{path!r}",
-                location=str(path),
-            )
-        location = redact(dsn)
-        writer = secrets.token_hex(8)
-        settings = {
-            WRITER_SETTING: writer,
-            "synchronous_commit": "on" if options.durability == "full" else "off",
-            "lock_timeout": str(max(1, round(options.lock_timeout * 1000))),  # 0 would mean forever
-        }
-
-        async def no_reset(connection: asyncpg.Connection) -> None:
-            """Skip the reset query on release: we keep no session state, so it only costs."""
-
-        # min_size=0: no background task re-opens connections while the server is away; the
-        # connection opened here stays in the pool for the first statement.
-        pool = asyncpg.create_pool(
-            dsn, min_size=0, max_size=size, server_settings=settings, reset=no_reset
-        )
-        try:
-            await pool
-            async with pool.acquire() as connection:
-                opened = await open_store(connection, options.name, options.identifier,
-                                          options.codec, location)  # fmt: skip
-        except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, StorageError):  # already says what went wrong
-                raise
-            refused = (asyncpg.InvalidAuthorizationSpecificationError,
-                       asyncpg.InvalidCatalogNameError)  # fmt: skip
-            if isinstance(exc, (*lost_connection_errors(), *refused)):
-                raise StorageIOError(f"cannot connect to {location}: {exc}") from exc
-            if isinstance(exc, asyncpg.PostgresError):
-                raise translated(exc, location) from exc
-            raise
-        table = opened.queries.table
-        read_only = ""  # why, when it is
-        if not opened.upgraded:
-            read_only = (
-                f"it was made by an older rapid_dev_storage and role {opened.role!r} may not "
-                f"upgrade it: open it once as the owner of table {table!r}"
-            )
-        elif not opened.writable:
-            read_only = (
-                f"role {opened.role!r} may only read table {table!r}: GRANT INSERT, UPDATE, "
-                f"DELETE ON it TO {opened.role}, or write as a role that may"
-            )
-        return cls(
-            pool=pool, queries=opened.queries, codec=opened.codec,
-            location=f"{location} table {table}", dsn=dsn, connect_settings=settings,
-            writer=writer, reconnect_timeout=retry_for, read_only_reason=read_only,
-        )  # fmt: skip
+        request = StoreRequest(options.name, options.identifier, options.codec, server.location)
+        pool, opened = await connect_pool(server, request)
+        return cls(pool=pool, opened=opened, server=server)
 
     def _check_writable(self) -> None:
         if self.read_only:
             raise ReadOnlyStoreError(
                 f"PostgresBackend at {self.location} is read-only: {self._read_only_reason}"
             )
-
-    # --- running statements -------------------------------------------------------------------
 
     # --- values as stored ---------------------------------------------------------------------
 
@@ -336,8 +235,7 @@ class PostgresBackend(StorageBackend):
         server) at most one lands. Proof comes only from versions, never from values: another
         writer can write the very value we meant to (every increment from 5 writes 6).
         """
-        logger.info("%s: %s during an update; checking whether it landed",
-                    self.location, exc)  # fmt: skip
+        logger.info("%s: %s during an update; checking whether it landed", self.location, exc)
         sql, params = self._queries.recover, stored_record_params(group, keys)
         # Retried at short intervals: each update that lands meanwhile pushes the version we
         # read further back in the record's history.
@@ -399,10 +297,15 @@ class PostgresBackend(StorageBackend):
 
     async def _start_watching(self) -> None:
         self._listener = ChangeListener(
-            location=self.location, dsn=self._dsn, settings=self._connect_settings,
-            channel=self._queries.channel, writer=self._writer, retrying=self._statements.retrying,
-            fetch_values=self._fetch_values, hub=self._active_hub, canonical=self._canonical,
-        )  # fmt: skip
+            location=self.location,
+            dsn=self._server.dsn,
+            settings=self._server.settings,
+            channel=self._queries.channel,
+            retrying=self._statements.retrying,
+            fetch_values=self._fetch_values,
+            hub=self._active_hub,
+            canonical=self._canonical,
+        )
         try:
             await self._listener.start()
         except BaseException:

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ._postgres_sql import (
     FETCH_BATCH,
@@ -22,6 +22,7 @@ from ._postgres_sql import (
     LISTENER_REMOVE,
     LISTENER_SWEEP,
     LISTENERS_TABLE,
+    WRITER_SETTING,
     unescape,
 )
 from ._types import Keys
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
     from ._watch import ChangeHub
 
-T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 RELISTEN_DELAY = 0.05
@@ -55,7 +55,6 @@ class ChangeListener:
         dsn: str,
         settings: dict[str, str],
         channel: str,
-        writer: str,
         retrying: Retrying,
         fetch_values: Callable[[list[tuple[str, Keys]]], Awaitable[dict[int, bytes | None]]],
         hub: Callable[[], ChangeHub | None],
@@ -65,7 +64,7 @@ class ChangeListener:
         self._dsn = dsn
         self._settings = settings
         self._channel = channel
-        self._writer = writer
+        self._writer = settings[WRITER_SETTING]  # in our own writes' notifications
         self._retrying = retrying
         self._fetch_values = fetch_values
         self._hub = hub
@@ -137,8 +136,7 @@ class ChangeListener:
         if connection is not self._connection or self._fetcher is None:
             return
         self.listening.clear()
-        logger.warning("%s: lost the change listener; reconnecting",
-                       self._location)  # fmt: skip
+        logger.warning("%s: lost the change listener; reconnecting", self._location)
         self._relistening = asyncio.ensure_future(self._relisten())
 
     async def _relisten(self) -> None:
@@ -157,11 +155,11 @@ class ChangeListener:
             self.blind.append((started, loop.time()))
             self.relistened.set()
             logger.warning(
-                "%s: listening again after %.3f s; changes others committed "
-                "in between (and in the last moments before the server went away) were not "
-                "reported",
-                self._location, loop.time() - started,
-            )  # fmt: skip
+                "%s: listening again after %.3f s; changes others committed in between (and in "
+                "the last moments before the server went away) were not reported",
+                self._location,
+                loop.time() - started,
+            )
             return
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:

@@ -11,7 +11,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
-from .errors import LockTimeoutError, ReadOnlyStoreError, StorageIOError, StoreClosedError
+from ._sql_errors import statement_error
+from .errors import (
+    ReadOnlyStoreError,
+    StorageIOError,
+    StoreClosedError,
+    UnsupportedOperationError,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -22,6 +28,16 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY_DELAY = 0.02
 """Seconds before the first retry; doubled after each, up to `MAX_RETRY_DELAY`."""
 MAX_RETRY_DELAY = 0.5
+
+
+def require_asyncpg() -> None:
+    """Raise `UnsupportedOperationError` unless the optional extra, asyncpg, is installed."""
+    try:
+        import asyncpg  # noqa: PLC0415, F401 - imported here, not when the package is
+    except ImportError:
+        raise UnsupportedOperationError(
+            "PostgresBackend needs asyncpg: pip install 'rapid_dev_storage[postgres]'"
+        ) from None
 
 
 def lost_connection_errors() -> tuple[type[BaseException], ...]:
@@ -43,22 +59,19 @@ def lost_connection_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def translated(exc: BaseException, location: str, *, writing: bool = False) -> Exception:
+def translated(
+    exc: BaseException, location: str, *, writing: bool = False, lock_timeout: float | None = None
+) -> Exception:
     """Return our error for one of asyncpg's; raise it ``from`` the original."""
     import asyncpg  # noqa: PLC0415
 
-    if isinstance(exc, asyncpg.LockNotAvailableError):
-        return LockTimeoutError(
-            f"{location}: another connection held a row lock past the timeout "
-            "(raise lock_timeout= or RAPID_DEV_STORAGE_LOCK_TIMEOUT)",
-            location=location,
-        )
     if writing and isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return ReadOnlyStoreError(
             f"{location}: this role may not write the store ({exc}): GRANT INSERT, UPDATE, "
             "DELETE ON the table to it, or write as a role that may"
         )
-    return StorageIOError(f"{location}: {exc}")
+    held_lock = "a row lock" if isinstance(exc, asyncpg.LockNotAvailableError) else None
+    return statement_error(location, exc, held_lock=held_lock, timeout=lock_timeout)
 
 
 class Statements:
@@ -70,6 +83,7 @@ class Statements:
         *,
         location: str,
         reconnect_timeout: float,
+        lock_timeout: float,
         is_closed: Callable[[], bool],
     ) -> None:
         import asyncpg  # noqa: PLC0415 - the optional extra
@@ -82,6 +96,7 @@ class Statements:
         self._held_busy = False
         self.releasing: set[asyncio.Task[object]] = set()
         self._reconnect_timeout = reconnect_timeout
+        self._lock_timeout = lock_timeout
         self._is_closed = is_closed
         self.lost = lost_connection_errors()
         # What the server answers for a failed statement; the connection stays usable.
@@ -107,8 +122,8 @@ class Statements:
                 if not isinstance(exc, self.lost):
                     raise self.error(exc) from exc
                 if delay == FIRST_RETRY_DELAY:
-                    logger.info("%s: %s; retrying for up to %g s",
-                                self.location, exc, self._reconnect_timeout)  # fmt: skip
+                    timeout = self._reconnect_timeout
+                    logger.info("%s: %s; retrying for up to %g s", self.location, exc, timeout)
                 if loop.time() >= deadline:
                     raise StorageIOError(
                         f"{self.location}: the server did not answer for "
@@ -177,8 +192,8 @@ class Statements:
         if self._is_closed():
             return StoreClosedError(f"PostgresBackend at {self.location} is closed")
         if isinstance(exc, self._server_errors):
-            return translated(exc, self.location, writing=writing)
-        return StorageIOError(f"{self.location}: {exc}")
+            return translated(exc, self.location, writing=writing, lock_timeout=self._lock_timeout)
+        return statement_error(self.location, exc)
 
     async def close(self) -> None:
         """Release the kept connection and close the pool."""

@@ -23,13 +23,13 @@ from ._sql import (
     record_params,
     scan_page_statements,
 )
+from ._sql_stores import STORES_TABLE, StoresStatements
 from ._types import Keys
 from ._validate import MAX_KEYS
 from .errors import InvalidKeyError
 
 FORMAT_VERSION = 1
 DSN_PREFIXES = ("postgresql://", "postgres://")
-STORES_TABLE = "rapid_dev_storage_stores"
 LISTENERS_TABLE = "rapid_dev_storage_listeners"
 """Which connections LISTEN on which channel: triggers NOTIFY only when one does, because a
 NOTIFY serialises commits database-wide (measured: 64 writers, 3,300 commits/s with it, 5,800
@@ -335,12 +335,7 @@ def functions_ddl(schema: str) -> list[tuple[str, str]]:
     ]
 
 
-STORES_DDL = (
-    f"CREATE TABLE {STORES_TABLE} (name text NOT NULL, "
-    "unique_identifier text NOT NULL, table_name text NOT NULL UNIQUE, codec text NOT NULL, "
-    "format_version integer NOT NULL, channel text NOT NULL, "
-    "PRIMARY KEY (name, unique_identifier))"
-)
+STORES = StoresStatements(numbered, {"channel": "TEXT NOT NULL"})
 LISTENERS_DDL = (
     f"CREATE TABLE {LISTENERS_TABLE} (channel text NOT NULL, "
     "pid integer NOT NULL, PRIMARY KEY (channel, pid))"
@@ -363,14 +358,6 @@ PRIVILEGES = (
     "SELECT current_user, has_table_privilege($1, 'INSERT'), has_table_privilege($1, 'UPDATE'), "
     "has_table_privilege($1, 'DELETE')"
 )
-STORES_SELECT = (
-    f"SELECT codec, format_version, table_name, channel FROM {STORES_TABLE} "
-    "WHERE name = $1 AND unique_identifier = $2"
-)
-STORES_INSERT = (
-    f"INSERT INTO {STORES_TABLE} (name, unique_identifier, table_name, codec, format_version, "
-    "channel) VALUES ($1, $2, $3, $4, $5, $6)"
-)
 # A watcher registers its listening connection after LISTEN, so every write that starts once
 # watching has started notifies it. Rows of connections that died (a crash, a server restart)
 # are swept by the next watcher of the channel; until then they only cost a NOTIFY.
@@ -383,7 +370,6 @@ LISTENER_ADD = (
     "ON CONFLICT DO NOTHING"
 )
 LISTENER_REMOVE = f"DELETE FROM {LISTENERS_TABLE} WHERE channel = $1 AND pid = pg_backend_pid()"
-STORES_LIST = f"SELECT name, unique_identifier FROM {STORES_TABLE} ORDER BY 1, 2"
 STORES_EXISTS = f"SELECT to_regclass('{STORES_TABLE}') IS NOT NULL"
 CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rapid_dev_storage'))"
 CURRENT_SCHEMA = "SELECT current_schema()"

@@ -110,14 +110,15 @@ class StoreOptions:
 def resolve_store_options(
     name: object,
     unique_identifier: object,
-    *,
-    codec: str | Codec | None,
     serializer: Callable[[Any], bytes] | None,
     deserializer: Callable[[bytes], Any] | None,
+    codec: str | Codec | None,
     durability: str | None,
     lock_timeout: float | None,
 ) -> StoreOptions:
     """Check and resolve the arguments every backend's ``create_backend_instance`` takes.
+
+    They come in the order of its signature, so a backend may pass them on as they stand.
 
     Raises:
         InvalidNameError: unusable store names.

@@ -3,6 +3,8 @@
 A store is named by a location (``file:DIR``, ``sqlite:FILE``, ``postgresql://...``) and, when
 the location holds more than one store, ``--name`` and ``--id``. Values go in and come out as
 JSON. Exit status: 0 done, 1 not found, 2 a usage or input error (nothing written).
+The commands are defined here; what they share is in `_cli_output`, the work behind copy, fsck
+and git-setup in `_cli_work`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Callable
 
 import click
-import tqdm
 
 from ._api import Storage
+from ._cli_output import emit, on_store, open_storage, progress, reported_errors, run
+from ._cli_work import add_textconv_attribute, copy_records, undecodable_records, verify
 from ._codecs import JSONCodec, MsgpackCodec
 from ._demo import show_files, tour
 from ._file import FileBackend
@@ -32,55 +35,32 @@ from ._jsonl import encode_line, parse_lines
 from ._locations import choose_store, open_location, stores_at
 from ._types import Keys, NoValue
 from ._validate import check_group_name, check_keys
-from .errors import LocationError, StorageError
 
-T = TypeVar("T")
+Command = Callable[..., Any]
 
-_store_options = [
+_STORE_OPTIONS = (
     click.option("--name", help="The store's name, when the location holds several."),
     click.option("--id", "identifier", help="The store's unique identifier."),
-]
+)
+_GROUP = (click.argument("location"), click.argument("group", required=False))
+_RECORD = (
+    click.argument("location"),
+    click.argument("group"),
+    click.argument("keys", nargs=-1, required=True),
+)
 
 
-def _with_store_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_store_options):
-        command = option(command)
-    return command
+def _store_command(
+    name: str, *parameters: Callable[[Command], Command]
+) -> Callable[[Command], Any]:
+    """Define a command on one store: its ``parameters`` in order, then --name and --id."""
 
+    def define(function: Command) -> Any:
+        for parameter in reversed((*parameters, *_STORE_OPTIONS)):
+            function = parameter(function)
+        return main.command(name)(function)
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` in an event loop; our errors become a message and exit status 2."""
-    try:
-        return asyncio.run(work())  # type: ignore[arg-type]  # a coroutine, made by work()
-    except (StorageError, LocationError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-
-
-class _NoProgress:
-    def update(self, count: int) -> None:
-        """Count nothing: stderr is not a terminal."""
-
-
-@contextlib.contextmanager
-def _progress(label: str, total: int | None = None) -> Iterator[Any]:
-    """Yield a progress bar on stderr when it is a terminal (never in pipes, logs, scripts)."""
-    if not sys.stderr.isatty():
-        yield _NoProgress()
-        return
-    with tqdm.tqdm(total=total, desc=label, unit=" records", file=sys.stderr) as bar:
-        yield bar
-
-
-def _emit(value: Any) -> None:
-    try:
-        click.echo(json.dumps(value, ensure_ascii=False, sort_keys=True))
-    except TypeError as exc:
-        raise ValueError(f"JSON cannot show this value ({exc}): it holds bytes") from exc
-
-
-async def _open(location: str, name: str | None, identifier: str | None) -> Storage:
-    return Storage(await open_location(location, name, identifier))
+    return define
 
 
 @click.group()
@@ -89,10 +69,7 @@ def main() -> None:
     """Inspect, edit, dump, load and copy rapid_dev_storage stores."""
 
 
-@main.command("ls")
-@click.argument("location")
-@click.argument("group", required=False)
-@_with_store_options
+@_store_command("ls", *_GROUP)
 def list_command(
     location: str, group: str | None, name: str | None, identifier: str | None
 ) -> None:
@@ -102,50 +79,41 @@ def list_command(
         stores = await stores_at(location)
         if group is None and name is None and identifier is None and len(stores) > 1:
             for store_name, store_id in stores:
-                _emit({"name": store_name, "id": store_id})
+                emit({"name": store_name, "id": store_id})
             return
-        async with await _open(location, name, identifier) as store:
+        async with await open_storage(location, name, identifier) as store:
             if group is None:
                 for group_name in await store.list_groups():
                     count = sum([1 async for _ in store.get_group(group_name)])
-                    _emit({"group": group_name, "records": count})
+                    emit({"group": group_name, "records": count})
                 return
             keys = sorted([keys async for keys, _ in store.get_group(group)])
             for record_keys in keys:
-                _emit(list(record_keys))
+                emit(list(record_keys))
 
-    _run(work)
+    run(work)
 
 
-@main.command("get")
-@click.argument("location")
-@click.argument("group")
-@click.argument("keys", nargs=-1, required=True)
-@_with_store_options
+@_store_command("get", *_RECORD)
 def get_command(
     location: str, group: str, keys: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Print the value of GROUP[KEYS...] as JSON (exit status 1 if there is none)."""
-
-    async def work() -> bool:
-        async with await _open(location, name, identifier) as store:
-            value = await store.get_group(group)[keys].get_value()
-        if value is NoValue:
-            click.echo(f"no value at {group} {list(keys)}", err=True)
-            return False
-        _emit(value)
-        return True
-
-    if not _run(work):
+    value = on_store(
+        location, name, identifier, lambda store: store.get_group(group)[keys].get_value()
+    )
+    if value is NoValue:
+        click.echo(f"no value at {group} {list(keys)}", err=True)
         sys.exit(1)
+    with reported_errors():
+        emit(value)
 
 
-@main.command("set")
-@click.argument("location")
-@click.argument("group")
-@click.argument("keys", nargs=-1, required=True)
-@click.option("--value", "-v", "text", required=True, help="The value, as JSON ('-': stdin).")
-@_with_store_options
+@_store_command(
+    "set",
+    *_RECORD,
+    click.option("--value", "-v", "text", required=True, help="The value, as JSON ('-': stdin)."),
+)
 def set_command(
     location: str, group: str, keys: Keys, text: str, name: str | None, identifier: str | None
 ) -> None:
@@ -156,49 +124,32 @@ def set_command(
     except json.JSONDecodeError as exc:
         click.echo(f"error: --value is not JSON: {exc}", err=True)
         sys.exit(2)
-
-    async def work() -> None:
-        async with await _open(location, name, identifier) as store:
-            await store.get_group(group)[keys].set_value(value)
-
-    _run(work)
+    on_store(
+        location, name, identifier, lambda store: store.get_group(group)[keys].set_value(value)
+    )
 
 
-@main.command("rm")
-@click.argument("location")
-@click.argument("group")
-@click.argument("keys", nargs=-1, required=True)
-@_with_store_options
+@_store_command("rm", *_RECORD)
 def remove_command(
     location: str, group: str, keys: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Remove GROUP[KEYS...] (nothing there is not an error)."""
-
-    async def work() -> None:
-        async with await _open(location, name, identifier) as store:
-            await store.get_group(group)[keys].clear_value()
-
-    _run(work)
+    on_store(location, name, identifier, lambda store: store.get_group(group)[keys].clear_value())
 
 
-@main.command("path")
-@click.argument("location")
-@click.argument("group")
-@click.argument("keys", nargs=-1, required=True)
-@_with_store_options
+@_store_command("path", *_RECORD)
 def path_command(
     location: str, group: str, keys: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Print the file GROUP[KEYS...] lives in, even before it exists (file: stores)."""
 
-    async def work() -> str:
-        async with await _open(location, name, identifier) as store:
-            backend = store.backend
-            if not isinstance(backend, FileBackend):
-                raise ValueError(f"{location} is not a file: store; only those have record files")
-            return backend.record_path(check_group_name(group), check_keys(keys, group))
+    async def record_path(store: Storage) -> str:
+        backend = store.backend
+        if not isinstance(backend, FileBackend):
+            raise ValueError(f"{location} is not a file: store; only those have record files")
+        return backend.record_path(check_group_name(group), check_keys(keys, group))
 
-    click.echo(_run(work))
+    click.echo(on_store(location, name, identifier, record_path))
 
 
 @main.command("show")
@@ -217,34 +168,31 @@ def show_command(file: Path) -> None:
         sys.exit(2)
 
 
-@main.command("dump")
-@click.argument("location")
-@click.argument("group", required=False)
-@_with_store_options
+@_store_command("dump", *_GROUP)
 def dump_command(
     location: str, group: str | None, name: str | None, identifier: str | None
 ) -> None:
     """Write the store (or GROUP) as JSON Lines, sorted by group and keys, to stdout."""
 
-    async def work() -> None:
-        async with await _open(location, name, identifier) as store:
-            groups = [group] if group is not None else await store.list_groups()
-            with _progress("dump") as bar:
-                for group_name in groups:
-                    records = [item async for item in store.get_group(group_name)]
-                    for keys, value in sorted(records, key=lambda item: item[0]):
-                        click.echo(encode_line(group_name, keys, value), nl=False)
-                        bar.update(1)
+    async def dump(store: Storage) -> None:
+        groups = [group] if group is not None else await store.list_groups()
+        with progress("dump") as bar:
+            for group_name in groups:
+                records = [item async for item in store.get_group(group_name)]
+                for keys, value in sorted(records, key=lambda item: item[0]):
+                    click.echo(encode_line(group_name, keys, value), nl=False)
+                    bar.update(1)
 
-    _run(work)
+    on_store(location, name, identifier, dump)
 
 
-@main.command("load")
-@click.argument("location")
-@click.argument("source", type=click.File("r", encoding="utf-8"))
-@click.option("--create", is_flag=True, help="Create the store if it does not exist.")
-@click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new store.")
-@_with_store_options
+@_store_command(
+    "load",
+    click.argument("location"),
+    click.argument("source", type=click.File("r", encoding="utf-8")),
+    click.option("--create", is_flag=True, help="Create the store if it does not exist."),
+    click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new store."),
+)
 def load_command(
     location: str,
     source: Any,
@@ -263,13 +211,13 @@ def load_command(
         backend = await open_location(location, name, identifier, create=create, codec=codec)
         async with Storage(backend) as store:
             records = parse_lines(enumerate(lines, start=1), backend.codec)
-            with _progress("load", total=len(records)) as bar:
+            with progress("load", total=len(records)) as bar:
                 for group_name, keys, value in records:
                     await store.get_group(group_name)[keys].set_value(value)
                     bar.update(1)
             return len(records)
 
-    click.echo(f"loaded {_run(work)} records", err=True)
+    click.echo(f"loaded {run(work)} records", err=True)
 
 
 @main.command("copy")
@@ -286,56 +234,32 @@ def copy_command(
     async def work() -> int:
         memory = source.startswith("memory:")
         names = ("memory", "1") if memory else await choose_store(source, name, identifier)
-        async with await _open(source, *names) as origin:
+        async with await open_storage(source, *names) as origin:
             target = await open_location(destination, *names, create=True, codec=codec)
             async with Storage(target) as copy:
-                count = 0
-                with _progress("copy") as bar:
-                    for group_name in await origin.list_groups():
-                        async for keys, value in origin.get_group(group_name):
-                            await copy.get_group(group_name)[keys].set_value(value)
-                            count += 1
-                            bar.update(1)
-                await _verify(origin, copy)
+                with progress("copy") as bar:
+                    count = await copy_records(origin, copy, bar)
+                await verify(origin, copy)
         return count
 
-    click.echo(f"copied and verified {_run(work)} records", err=True)
+    click.echo(f"copied and verified {run(work)} records", err=True)
 
 
-async def _verify(origin: Storage, copy: Storage) -> None:
-    """Raise unless both stores hold the same groups, keys and values."""
-    groups = await origin.list_groups()
-    if await copy.list_groups() != groups:
-        raise StorageError("verification failed: the copy's groups differ from the source's")
-    for group_name in groups:
-        expected = {keys: value async for keys, value in origin.get_group(group_name)}
-        found = {keys: value async for keys, value in copy.get_group(group_name)}
-        if expected != found:
-            raise StorageError(f"verification failed: group {group_name!r} differs after copying")
-
-
-@main.command("watch")
-@click.argument("location")
-@click.argument("group", required=False)
-@click.argument("prefix", nargs=-1)
-@_with_store_options
+@_store_command("watch", *_GROUP, click.argument("prefix", nargs=-1))
 def watch_command(
     location: str, group: str | None, prefix: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Print each change to the store (or GROUP, under PREFIX) as a JSON line, until Ctrl-C."""
 
-    async def work() -> None:
-        async with await _open(location, name, identifier) as store:
-            async for change in store.watch(group, *prefix):
-                value = None if change.value is NoValue else change.value
-                _emit({
-                    "kind": change.kind, "group": change.group, "keys": list(change.keys),
-                    "value": value, "origin": change.origin,
-                })  # fmt: skip
-                sys.stdout.flush()
+    async def watch(store: Storage) -> None:
+        async for change in store.watch(group, *prefix):
+            value = None if change.value is NoValue else change.value
+            shown = {"kind": change.kind, "group": change.group, "keys": list(change.keys)}
+            emit({**shown, "value": value, "origin": change.origin})
+            sys.stdout.flush()
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how watching ends
-        _run(work)
+        on_store(location, name, identifier, watch)
 
 
 @main.command("demo")
@@ -360,14 +284,15 @@ def demo_command(fixtures: Path) -> None:
                 if isinstance(backend, FileBackend):
                     show_files(backend)
 
-    _run(work)
+    run(work)
 
 
-@main.command("fsck")
-@click.argument("location")
-@click.option("--repair", is_flag=True, help="Fix what can be fixed; never deletes data.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per problem.")
-@_with_store_options
+@_store_command(
+    "fsck",
+    click.argument("location"),
+    click.option("--repair", is_flag=True, help="Fix what can be fixed; never deletes data."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object per problem."),
+)
 def fsck_command(
     location: str, repair: bool, as_json: bool, name: str | None, identifier: str | None
 ) -> None:
@@ -387,24 +312,16 @@ def fsck_command(
         async with Storage(backend) as store:
             backend = store.backend
             if isinstance(backend, FileBackend):
-                with _progress("fsck") as bar:
+                with progress("fsck") as bar:
                     return await asyncio.to_thread(
                         check, backend, repair=repair, on_file=lambda: bar.update(1)
                     )
-            problems: list[Problem] = []
-            for group_name in await store.list_groups():
-                async for _ in store.get_group(group_name).all_items(
-                    on_corrupt=lambda error: problems.append(
-                        Problem("undecodable", str(error.location), str(error))
-                    )
-                ):
-                    pass
-            return problems
+            return await undecodable_records(store)
 
-    problems = _run(work)
+    problems = run(work)
     for problem in problems:
         if as_json:
-            _emit(dataclasses.asdict(problem))
+            emit(dataclasses.asdict(problem))
         else:
             done = f" -> {problem.repaired}" if problem.repaired else ""
             click.echo(f"{problem.kind}: {problem.path}: {problem.detail}{done}")
@@ -414,29 +331,24 @@ def fsck_command(
 
 @main.command("git-setup")
 @click.option(
-    "--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
     help="A directory inside the git repository (default: here).",
-)  # fmt: skip
+)
 def git_setup_command(repo: Path) -> None:
     """Make git diff and git log -p show msgpack records as JSON.
 
     Adds ``*.msgpack diff=rapid-dev-storage`` to the repository's .gitattributes and sets
     ``diff.rapid-dev-storage.textconv`` in its git config to this tool's ``show``.
     """
+    command = ["git", "-C", str(repo), "rev-parse", "--show-toplevel"]
     try:
-        top = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+        top = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as exc:
         click.echo(f"error: {repo} is not inside a git repository ({exc})", err=True)
         sys.exit(2)
-    attributes = Path(top, ".gitattributes")
-    line = "*.msgpack diff=rapid-dev-storage"
-    existing = attributes.read_text(encoding="utf-8") if attributes.exists() else ""
-    if line not in existing.splitlines():
-        separator = "" if not existing or existing.endswith("\n") else "\n"
-        attributes.write_text(f"{existing}{separator}{line}\n", encoding="utf-8")
+    add_textconv_attribute(top)
     textconv = f"{shlex.quote(sys.executable)} -m rapid_dev_storage show"
     subprocess.run(
         ["git", "-C", top, "config", "diff.rapid-dev-storage.textconv", textconv], check=True

@@ -1,4 +1,4 @@
-"""What PostgresBackend adds to the conformance suite: a server, processes, SQL, restarts."""
+"""What PostgresBackend adds to the conformance suite: a server, processes, SQL."""
 
 from __future__ import annotations
 
@@ -6,34 +6,31 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncpg
 import pytest
-from _postgres import CLUSTER, DSN, fresh_schema, open_store, requires_postgres, sql
+from _postgres import (
+    DSN,
+    fresh_schema,
+    next_change,
+    open_store,
+    requires_postgres,
+    sql,
+    wait_for_row,
+)
 from _worker import count_in_processes
 
 from rapid_dev_storage import (
-    Change,
     IncompatibleStoreError,
     InvalidKeyError,
     LockTimeoutError,
     NoValue,
     PostgresBackend,
     StorageIOError,
-    Watch,
 )
-from rapid_dev_storage._postgres_sql import (
-    LISTENERS_TABLE,
-    MAX_KEY_BYTES,
-    STORES_TABLE,
-    Queries,
-    table_name,
-)
-
-ROOT = Path(__file__).parents[1]
-WORKER = Path(__file__).with_name("_worker.py")
+from rapid_dev_storage._postgres_sql import LISTENERS_TABLE, MAX_KEY_BYTES, Queries, table_name
+from rapid_dev_storage._sql_stores import STORES_TABLE
 
 
 def test_the_package_imports_without_asyncpg() -> None:
@@ -211,18 +208,20 @@ async def test_writes_notify_only_while_someone_watches(dsn: str) -> None:
             assert (await sql(dsn, listeners))[0][0] == 1
 
 
-async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
-    return await asyncio.wait_for(watch.__anext__(), timeout)
+WAITING_FOR_A_LOCK = (
+    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+    "datname = current_database()"
+)
 
 
 @contextlib.asynccontextmanager
-async def rows_locked(dsn: str) -> AsyncIterator[None]:
+async def rows_locked(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """Hold a row lock on every record of store ('app', 1), as another machine's transaction."""
     holder = await asyncpg.connect(dsn)
     try:
         async with holder.transaction():
             await holder.execute(f"SELECT 1 FROM {table_name('app', '1')} FOR UPDATE")
-            yield
+            yield holder
     finally:
         await holder.close()
 
@@ -233,8 +232,10 @@ async def test_a_held_row_lock_times_out_as_lock_timeout_error(dsn: str) -> None
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
         async with rows_locked(dsn):
-            with pytest.raises(LockTimeoutError, match="lock_timeout"):
+            with pytest.raises(LockTimeoutError, match="lock_timeout") as caught:
                 await handle.update(lambda current: current + 1)
+            assert caught.value.timeout == 0.2
+            assert caught.value.location == store.backend.location
             assert await handle.get_value() == 1  # reads never wait for row locks
         assert await handle.update(lambda current: current + 1) == 2
 
@@ -244,9 +245,9 @@ async def test_a_statement_cancelled_mid_flight_leaves_the_store_usable(dsn: str
     async with await open_store(dsn) as store:
         handle = store.get_group("G")["k"]
         await handle.set_value(1)
-        async with rows_locked(dsn):
-            waiting = asyncio.ensure_future(handle.set_value(2))  # waits for the row lock
-            await asyncio.sleep(0.2)
+        async with rows_locked(dsn) as holder:
+            waiting = asyncio.ensure_future(handle.set_value(2))
+            await wait_for_row(holder, WAITING_FOR_A_LOCK)  # the set waits for the row lock
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting
@@ -299,105 +300,3 @@ async def test_every_query_uses_the_primary_key_index(dsn: str) -> None:
             plan = "\n".join(row[0] for row in rows)
             assert "_pkey" in plan, f"{label}:\n{plan}"
             assert "Seq Scan" not in plan, f"{label}:\n{plan}"
-
-
-async def restart_server(*, immediate: bool) -> None:
-    command = [sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "restart", CLUSTER]
-    if immediate:
-        command.append("--immediate")
-    process = await asyncio.create_subprocess_exec(*command)
-    assert await process.wait() == 0
-
-
-requires_cluster = pytest.mark.skipif(
-    not (DSN and CLUSTER),
-    reason="no PostgreSQL cluster to restart: set RAPID_DEV_STORAGE_TEST_POSTGRES_DIR to the "
-    "directory given to `python tools/pg_cluster.py start` (bash .ci/run does)",
-)
-
-
-@requires_postgres
-@requires_cluster
-@pytest.mark.timeout(180)
-async def test_acknowledged_writes_survive_a_server_crash_and_restart(dsn: str) -> None:
-    acknowledged: dict[tuple[str, ...], int] = {}
-    updates = 0
-    stop = asyncio.Event()
-    async with await open_store(dsn, "restart", 1) as store:
-        group = store.get_group("G")
-
-        async def write(writer: int) -> None:
-            sequence = 0
-            while not stop.is_set():
-                sequence += 1
-                keys = (f"w{writer}", str(sequence % 50))
-                await group[keys].set_value(sequence)
-                acknowledged[keys] = sequence
-
-        async def increment() -> None:
-            nonlocal updates
-            while not stop.is_set():
-                await group["counter"].update(lambda current: (current or 0) + 1)
-                updates += 1
-
-        tasks = [asyncio.ensure_future(write(n)) for n in range(4)]
-        tasks += [asyncio.ensure_future(increment()) for _ in range(2)]
-        await asyncio.sleep(0.5)
-        before = dict(acknowledged)
-        await restart_server(immediate=True)  # as after a crash: recovery replays the WAL
-        await asyncio.sleep(0.5)
-        stop.set()
-        await asyncio.gather(*tasks)
-    assert len(acknowledged) == 200
-    assert sum(acknowledged.values()) > sum(before.values())  # writes went on after the restart
-    async with await open_store(dsn, "restart", 1) as reopened:
-        stored = {keys: value async for keys, value in reopened.get_group("G").all_items()}
-    assert stored.pop(("counter",)) == updates
-    assert stored == acknowledged
-
-
-@requires_postgres
-@requires_cluster
-@pytest.mark.timeout(180)
-async def test_watchers_listen_again_after_a_restart(dsn: str) -> None:
-    async with (
-        await open_store(dsn, "restart", 1) as writer,
-        await open_store(dsn, "restart", 1) as watcher,
-        watcher.watch("G") as changes,
-    ):
-        await writer.get_group("G")["k"].set_value("before")
-        assert (await next_change(changes)).value == "before"
-        await restart_server(immediate=False)
-        # Writes made once the server is back reach the watcher as soon as it listens again.
-        for attempt in range(100):
-            await writer.get_group("G")["k"].set_value(f"after {attempt}")
-            try:
-                change = await next_change(changes, 0.1)
-            except asyncio.TimeoutError:
-                continue
-            assert change.value.startswith("after")
-            break
-        else:
-            pytest.fail("the watcher never listened again")
-
-
-@requires_postgres
-@requires_cluster
-@pytest.mark.timeout(180)
-async def test_an_unreachable_server_fails_after_reconnect_timeout(dsn: str) -> None:
-    async with await open_store(dsn, "restart", 1, reconnect_timeout=0.5) as store:
-        await store.get_group("G")["k"].set_value(1)
-        stopping = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "stop", CLUSTER
-        )
-        assert await stopping.wait() == 0
-        try:
-            with pytest.raises(StorageIOError, match=r"did not answer for 0\.5 s"):
-                await store.get_group("G")["k"].get_value()
-        finally:
-            starting = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "start", CLUSTER,
-                stdout=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            assert await starting.wait() == 0
-        assert await store.get_group("G")["k"].get_value() == 1

@@ -13,26 +13,29 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 import pytest
-from _postgres import CLUSTER, DSN, fresh_schema, open_store, requires_postgres, sql
+from _postgres import (
+    DSN,
+    Progress,
+    cluster,
+    fresh_schema,
+    next_change,
+    open_store,
+    requires_cluster,
+    requires_postgres,
+    sql,
+    wait_for_row,
+)
 
 from rapid_dev_storage import (
-    Change,
     NoValue,
     ReadOnlyStoreError,
     Storage,
     StorageIOError,
-    Watch,
 )
 from rapid_dev_storage._postgres import list_stores, table_name
 
-ROOT = Path(__file__).parents[1]
 WORKER = Path(__file__).with_name("_worker.py")
 
-requires_cluster = pytest.mark.skipif(
-    not (DSN and CLUSTER),
-    reason="no PostgreSQL cluster to restart: set RAPID_DEV_STORAGE_TEST_POSTGRES_DIR to the "
-    "directory given to `python tools/pg_cluster.py start` (bash .ci/run does)",
-)
 TERMINATE_OTHERS = (
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
     "pg_backend_pid() AND backend_type = 'client backend' AND datname = current_database()"
@@ -42,21 +45,6 @@ TERMINATE_OTHERS = (
 @pytest.fixture
 async def dsn() -> str:
     return await fresh_schema()
-
-
-async def next_change(watch: Watch, timeout: float = 5.0) -> Change:
-    return await asyncio.wait_for(watch.__anext__(), timeout)
-
-
-async def wait_for_row(connection: asyncpg.Connection, query: str) -> Any:
-    """Poll the server's own view until ``query`` returns a row (the event is on the server)."""
-
-    for _ in range(2000):
-        row = await connection.fetchrow(query)
-        if row is not None:
-            return row
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"no row after 10 s: {query}")
 
 
 def quoted(name: str) -> str:
@@ -150,8 +138,8 @@ async def test_increments_count_exactly_under_repeated_backend_termination(dsn: 
         failed += unknown
     async with await open_store(dsn, "shared", 1) as store:
         count = await store.get_group("G")["counter"].get_value()
-    print(f"{terminations} rounds, {terminated} backends terminated: {acknowledged} "
-          f"acknowledged, {failed} unknown, counted {count}")  # fmt: skip
+    rounds = f"{terminations} rounds, {terminated} backends terminated"
+    print(f"{rounds}: {acknowledged} acknowledged, {failed} unknown, counted {count}")
     assert acknowledged + failed == 800
     assert terminated > 0
     assert acknowledged <= count <= acknowledged + failed
@@ -160,8 +148,13 @@ async def test_increments_count_exactly_under_repeated_backend_termination(dsn: 
 # --- every lost connection retried ----------------------------------------------------------------
 
 
-async def churn(store: Storage, stop: asyncio.Event, errors: list[BaseException]) -> dict[str, Any]:
-    """Sets, reads and clears on 4 tasks until ``stop``; return what each key should hold."""
+async def churn(
+    store: Storage, stop: asyncio.Event, errors: list[BaseException], progress: Progress
+) -> dict[str, Any]:
+    """Sets, reads and clears on 4 tasks until ``stop``; return what each key should hold.
+
+    ``progress`` counts each round of a task (its write and read, or its error).
+    """
     group = store.get_group("G")
     expected: dict[str, Any] = {}
 
@@ -183,6 +176,7 @@ async def churn(store: Storage, stop: asyncio.Event, errors: list[BaseException]
                     expected[f"t{task}-9"] = NoValue
             except StorageIOError as exc:
                 errors.append(exc)
+            progress.add()
 
     await asyncio.gather(*(work(task) for task in range(4)))
     return expected
@@ -198,12 +192,13 @@ async def check_stored(store: Storage, expected: dict[str, Any]) -> None:
 async def test_reads_sets_and_clears_survive_terminated_backends(dsn: str) -> None:
     errors: list[BaseException] = []
     stop = asyncio.Event()
+    progress = Progress()
     async with await open_store(dsn) as store:
-        working = asyncio.ensure_future(churn(store, stop, errors))
+        working = asyncio.ensure_future(churn(store, stop, errors, progress))
         admin = await asyncpg.connect(dsn)
         try:
             for _ in range(20):
-                await asyncio.sleep(0.05)  # let the writers run between terminations
+                await progress.beyond(20)  # the writers got on between terminations
                 await admin.fetchval(TERMINATE_OTHERS)
         finally:
             await admin.close()
@@ -213,14 +208,6 @@ async def test_reads_sets_and_clears_survive_terminated_backends(dsn: str) -> No
     assert errors == []
 
 
-async def restart_server() -> float:
-    """Restart the test cluster fast (-m fast); return when it answers again (loop time)."""
-    command = [sys.executable, str(ROOT / "tools" / "pg_cluster.py"), "restart", CLUSTER]
-    process = await asyncio.create_subprocess_exec(*command)
-    assert await process.wait() == 0
-    return asyncio.get_running_loop().time()
-
-
 @requires_postgres
 @requires_cluster
 @pytest.mark.slow
@@ -228,15 +215,104 @@ async def restart_server() -> float:
 async def test_reads_sets_and_clears_survive_ten_fast_restarts(dsn: str) -> None:
     errors: list[BaseException] = []
     stop = asyncio.Event()
+    progress = Progress()
     async with await open_store(dsn, "restart", 1) as store:
-        working = asyncio.ensure_future(churn(store, stop, errors))
+        working = asyncio.ensure_future(churn(store, stop, errors, progress))
         for _ in range(10):
-            await restart_server()
-            await asyncio.sleep(0.1)  # writes go on between restarts
+            await cluster("restart")
+            await progress.beyond(20)  # writes go on between restarts
         stop.set()
         expected = await working
         await check_stored(store, expected)
     assert errors == []
+
+
+# --- a server that crashes, restarts or stops -----------------------------------------------------
+
+
+@requires_postgres
+@requires_cluster
+@pytest.mark.slow  # a crash restart replays the WAL: 1.4 s on a quiet machine, up to 9 s loaded
+@pytest.mark.timeout(180)
+async def test_acknowledged_writes_survive_a_server_crash_and_restart(dsn: str) -> None:
+    acknowledged: dict[tuple[str, ...], int] = {}
+    writes = updates = 0
+    stop = asyncio.Event()
+    progress = Progress()  # acknowledged sets and updates
+    async with await open_store(dsn, "restart", 1) as store:
+        group = store.get_group("G")
+
+        async def write(writer: int) -> None:
+            nonlocal writes
+            sequence = 0
+            while not stop.is_set():
+                sequence += 1
+                keys = (f"w{writer}", str(sequence % 50))
+                await group[keys].set_value(sequence)
+                acknowledged[keys] = sequence
+                writes += 1
+                progress.add()
+
+        async def increment() -> None:
+            nonlocal updates
+            while not stop.is_set():
+                await group["counter"].update(lambda current: (current or 0) + 1)
+                updates += 1
+                progress.add()
+
+        tasks = [asyncio.ensure_future(write(n)) for n in range(4)]
+        tasks += [asyncio.ensure_future(increment()) for _ in range(2)]
+        await progress.until(lambda: len(acknowledged) == 200 and updates > 0)
+        before, writes_before, updates_before = dict(acknowledged), writes, updates
+        await cluster("restart", "--immediate")  # as after a crash: recovery replays the WAL
+        # Sets and updates acknowledged after the restart.
+        await progress.until(lambda: writes > writes_before + 200 and updates > updates_before + 10)
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert len(acknowledged) == 200
+    assert sum(acknowledged.values()) > sum(before.values())  # writes went on after the restart
+    async with await open_store(dsn, "restart", 1) as reopened:
+        stored = {keys: value async for keys, value in reopened.get_group("G").all_items()}
+    assert stored.pop(("counter",)) == updates
+    assert stored == acknowledged
+
+
+@requires_postgres
+@requires_cluster
+@pytest.mark.timeout(180)
+async def test_watchers_listen_again_after_a_restart(dsn: str) -> None:
+    async with (
+        await open_store(dsn, "restart", 1) as writer,
+        await open_store(dsn, "restart", 1) as watcher,
+        watcher.watch("G") as changes,
+    ):
+        await writer.get_group("G")["k"].set_value("before")
+        assert (await next_change(changes)).value == "before"
+        await cluster("restart")
+        listener = watcher.backend._listener  # type: ignore[attr-defined]
+        try:
+            await asyncio.wait_for(listener.relistened.wait(), 30)
+        except asyncio.TimeoutError:
+            pytest.fail("the watcher never listened again")
+        # Writes made once it listens again reach the watcher.
+        await writer.get_group("G")["k"].set_value("after")
+        change = await next_change(changes)
+        assert change.value.startswith("after")
+
+
+@requires_postgres
+@requires_cluster
+@pytest.mark.timeout(180)
+async def test_an_unreachable_server_fails_after_reconnect_timeout(dsn: str) -> None:
+    async with await open_store(dsn, "restart", 1, reconnect_timeout=0.5) as store:
+        await store.get_group("G")["k"].set_value(1)
+        await cluster("stop")
+        try:
+            with pytest.raises(StorageIOError, match=r"did not answer for 0\.5 s"):
+                await store.get_group("G")["k"].get_value()
+        finally:
+            await cluster("start")
+        assert await store.get_group("G")["k"].get_value() == 1
 
 
 # --- least-privilege roles ------------------------------------------------------------------------
@@ -277,8 +353,10 @@ async def test_a_role_that_may_only_read_opens_an_existing_store(dsn: str) -> No
         await owner.get_group("G")["k"].set_value({"a": 1})
         await owner.get_group("H")["n"].set_value(1)
     async with new_role() as reader:
-        await admin(f"GRANT USAGE ON SCHEMA {schema} TO {reader}; "
-                    f"GRANT SELECT ON {schema}.{STORES}, {schema}.{table} TO {reader}")  # fmt: skip
+        await admin(
+            f"GRANT USAGE ON SCHEMA {schema} TO {reader}; "
+            f"GRANT SELECT ON {schema}.{STORES}, {schema}.{table} TO {reader}"
+        )
         with pytest.raises(StorageIOError, match=f"role '{reader}' may not create store"):
             await open_store(dsn_for(schema, reader), "missing", 1)
         async with await open_store(dsn_for(schema, reader)) as store:
@@ -419,9 +497,10 @@ async def test_a_store_of_the_previous_version_is_upgraded_in_place(dsn: str) ->
         dsn,
     )
     async with new_role() as reader:
-        await admin(f"GRANT USAGE ON SCHEMA {schema} TO {reader}; "
-                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{STORES}, "
-                    f"{schema}.{table} TO {reader}")  # fmt: skip
+        await admin(
+            f"GRANT USAGE ON SCHEMA {schema} TO {reader}; GRANT SELECT, INSERT, UPDATE, DELETE "
+            f"ON {schema}.{STORES}, {schema}.{table} TO {reader}"
+        )
         async with await open_store(dsn_for(schema, reader)) as store:
             assert await store.get_group("G")["n"].get_value() == 1
             with pytest.raises(ReadOnlyStoreError, match="older rapid_dev_storage"):
@@ -456,6 +535,7 @@ async def test_a_watcher_misses_only_writes_between_a_restart_and_listening_agai
     started: dict[str, float] = {}
     seen: set[str] = set()
     stop = asyncio.Event()
+    progress = Progress()  # acknowledged writes
     async with (
         await open_store(dsn, "restart", 1, durability="fast") as writer,
         await open_store(dsn, "restart", 1) as watcher,
@@ -476,16 +556,20 @@ async def test_a_watcher_misses_only_writes_between_a_restart_and_listening_agai
                 started[key] = loop.time()
                 await writer.get_group("G")[key].set_value(sequence)
                 acknowledged[key] = loop.time()
+                progress.add()
 
         collecting = asyncio.ensure_future(collect())
         writing = [asyncio.ensure_future(write(task)) for task in range(2)]
-        await asyncio.sleep(0.2)  # writes before the restart
+        await progress.beyond(20)  # writes before the restart
         restart_began = loop.time()
-        await restart_server()
+        await cluster("restart")
         listener = watcher.backend._listener  # type: ignore[attr-defined]
         await asyncio.wait_for(listener.relistened.wait(), 30)
         ((lost, listening_again),) = listener.blind
-        await asyncio.sleep(0.2)  # writes after it listens again
+        # Writes begun after it listens again, acknowledged.
+        await progress.until(
+            lambda: sum(started[key] > listening_again for key in acknowledged) >= 20
+        )
         stop.set()
         await asyncio.gather(*writing)
         # Every write begun once the watcher listened again must arrive (in commit order, which
@@ -497,10 +581,13 @@ async def test_a_watcher_misses_only_writes_between_a_restart_and_listening_agai
                 await asyncio.wait_for(arrived.wait(), 5)
         collecting.cancel()
     missed = sorted(acknowledged[key] for key in acknowledged if key not in seen)
-    print(f"restart began +0; listener lost +{lost - restart_began:.3f} s, listening again "
-          f"+{listening_again - restart_began:.3f} s; {len(acknowledged)} writes, {len(missed)} "
-          "missed" + (f", acknowledged +{missed[0] - restart_began:.3f} to "
-                      f"+{missed[-1] - restart_began:.3f} s" if missed else ""))  # fmt: skip
+    window = f"listener lost +{lost - restart_began:.3f} s, listening again "
+    window += f"+{listening_again - restart_began:.3f} s"
+    outcome = f"{len(acknowledged)} writes, {len(missed)} missed"
+    if missed:
+        outcome += f", acknowledged +{missed[0] - restart_began:.3f} to "
+        outcome += f"+{missed[-1] - restart_began:.3f} s"
+    print(f"restart began +0; {window}; {outcome}")
     # A write whose statement began before the watcher registered again found no listener.
     assert all(
         acknowledged[key] >= restart_began and started[key] <= listening_again

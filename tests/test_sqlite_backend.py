@@ -19,7 +19,8 @@ from rapid_dev_storage import (
     SQLiteBackend,
     Storage,
 )
-from rapid_dev_storage._sqlite import STORES_TABLE, _Queries, table_name
+from rapid_dev_storage._sql_stores import STORES_TABLE
+from rapid_dev_storage._sqlite_sql import Queries, table_name
 
 WORKER = Path(__file__).with_name("_worker.py")
 
@@ -158,8 +159,9 @@ async def test_writes_time_out_on_a_held_lock_while_reads_go_on(tmp_path: Path) 
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(LockTimeoutError, match="lock"):
+            with pytest.raises(LockTimeoutError, match="lock") as caught:
                 await handle.set_value("blocked")
+            assert (caught.value.location, caught.value.timeout) == (str(path), 0.2)
             with pytest.raises(LockTimeoutError):
                 await handle.update(lambda current: "blocked")
             assert await handle.get_value() == "before"
@@ -176,7 +178,7 @@ async def test_durability_maps_to_synchronous(
     def synchronous(store: Storage) -> int:
         backend = store.backend
         assert isinstance(backend, SQLiteBackend)
-        return int(backend._writer.execute("PRAGMA synchronous").fetchone()[0])
+        return int(backend._connections.writer.execute("PRAGMA synchronous").fetchone()[0])
 
     async with await open_store(tmp_path / "a.sqlite3") as store:
         assert synchronous(store) == 2  # FULL
@@ -193,7 +195,7 @@ async def test_durability_maps_to_synchronous(
 
 
 def test_every_query_uses_the_primary_key_index() -> None:
-    queries = _Queries("rds:t:1")
+    queries = Queries("rds:t:1")
     connection = sqlite3.connect(":memory:")
     connection.execute(queries.create)
     statements = [
@@ -247,13 +249,13 @@ async def test_reads_run_inline_and_writes_on_the_worker(tmp_path: Path) -> None
         assert isinstance(backend, SQLiteBackend)
         threads: dict[str, str] = {}
         loop_thread = threading.current_thread().name
-        connection = backend._writer
+        connection = backend._connections.writer
 
         def trace(statement: str) -> None:
             threads.setdefault(statement.split(maxsplit=1)[0], threading.current_thread().name)
 
         connection.set_trace_callback(trace)
-        backend._inline.set_trace_callback(trace)
+        backend._connections.inline.set_trace_callback(trace)
         await store.get_group("G")["k"].set_value(1)
         assert await store.get_group("G")["k"].get_value() == 1
         await asyncio.sleep(0)
@@ -266,26 +268,31 @@ async def test_fast_writes_run_inline_and_queue_behind_a_lock_in_order(tmp_path:
     async with await open_store(path, durability="fast", lock_timeout=5) as store:
         backend = store.backend
         assert isinstance(backend, SQLiteBackend)
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.current_thread().name
         threads: list[str] = []
+        on_the_worker = asyncio.Event()  # a write began on the worker (and waits for the lock)
 
         def trace(statement: str) -> None:
             if statement.startswith("INSERT"):
                 threads.append(threading.current_thread().name)
+                if threads[-1] != loop_thread:
+                    loop.call_soon_threadsafe(on_the_worker.set)
 
-        backend._inline.set_trace_callback(trace)
-        backend._writer.set_trace_callback(trace)
+        backend._connections.inline.set_trace_callback(trace)
+        backend._connections.writer.set_trace_callback(trace)
         handle = store.get_group("G")["k"]
         await handle.set_value("inline")
-        assert threads == [threading.current_thread().name]
+        assert threads == [loop_thread]
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
-        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
         # The first write meets the lock and waits on the worker; the second is made later, so
         # it must land later, even though the lock is free by the time it could run inline.
         first = asyncio.ensure_future(handle.set_value("first"))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(on_the_worker.wait(), 10)
+        other.execute("COMMIT")
         await handle.set_value("second")
         await first
         other.close()
         assert await handle.get_value() == "second"
-        assert any(name != threading.current_thread().name for name in threads)  # the worker
+        assert any(name != loop_thread for name in threads)  # the worker

@@ -24,7 +24,8 @@ from typing import Any, Awaitable, Callable
 from loop_ticker import ticking
 
 from rapid_dev_storage import SQLiteBackend, Storage
-from rapid_dev_storage._sqlite import _read, table_name
+from rapid_dev_storage._sqlite import table_name
+from rapid_dev_storage._sqlite_core import read
 
 
 async def _timed(operation: Callable[[int], Awaitable[Any]], count: int) -> tuple[float, float]:
@@ -74,7 +75,8 @@ async def _measure_backend(
             return await group[random.choice(keys)].get_value()
 
         async def get_via_worker(index: int) -> Any:
-            return await backend._on_worker(_read, backend._queries, "G", (random.choice(keys),))
+            connections = backend._connections
+            return await connections.on_worker(read, backend._queries, "G", (random.choice(keys),))
 
         async def set_value(index: int) -> None:
             await group[random.choice(keys)].set_value({"n": index})
