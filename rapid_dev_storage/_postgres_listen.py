@@ -125,8 +125,8 @@ class ChangeListener:
             if isinstance(exc.__cause__, asyncpg.InsufficientPrivilegeError):
                 raise StorageIOError(
                     f"{self._location}: this role may not register as a watcher ({exc.__cause__})"
-                    f": GRANT SELECT, INSERT, DELETE ON {LISTENERS_TABLE} to it (README: roles "
-                    "sharing a schema)"
+                    f": GRANT SELECT, INSERT, DELETE ON {LISTENERS_TABLE} to it "
+                    "(docs/backends.md: roles sharing a schema)"
                 ) from exc.__cause__
             raise
         self.listening.set()

@@ -208,7 +208,7 @@ async def open_store(connection: asyncpg.Connection, request: StoreRequest) -> O
                 f"{request.identifier!r}) in schema {schema!r} ({exc}): have a role that may "
                 f"create it open it once, or GRANT CREATE ON SCHEMA, SELECT, INSERT ON "
                 f"{STORES_TABLE} and SELECT, INSERT, DELETE ON {LISTENERS_TABLE} TO {role} "
-                "(README: roles sharing a schema)"
+                "(docs/backends.md: roles sharing a schema)"
             ) from exc
     role, *rights = await connection.fetchrow(PRIVILEGES, opened.queries.quoted_table)
     opened.role = role

@@ -4,6 +4,8 @@ Name the fixture store's directory in your pytest configuration::
 
     [tool.pytest.ini_options]
     rapid_dev_storage_fixtures = "fixtures/store"
+    asyncio_mode = "auto"    # async tests need an asyncio plugin: here pytest-asyncio
+    asyncio_default_fixture_loop_scope = "function"
 
 or per test with ``@pytest.mark.rapid_dev_storage_fixtures("path")``. Then::
 

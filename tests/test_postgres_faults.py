@@ -395,7 +395,7 @@ async def test_two_roles_make_their_own_stores_in_one_schema(dsn: str) -> None:
         await admin(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {first}, {second}")
         async with await open_store(dsn_for(schema, first), "one", 1) as store:
             await store.get_group("G")["k"].set_value("first's")
-        # What the README tells the owner of the shared tables to grant a second role.
+        # What docs/backends.md tells the owner of the shared tables to grant a second role.
         connection = await asyncpg.connect(dsn_for(schema, first))
         try:
             await connection.execute(
