@@ -16,6 +16,7 @@ from typing import Any
 
 from ._api import Storage
 from ._file import FileBackend
+from ._file_layout import LOCK_DIRECTORY
 from ._json_view import from_view
 from ._types import NoValue
 
@@ -93,7 +94,7 @@ def show_files(backend: FileBackend) -> None:
     root = Path(backend.location)
     print(f"\nOn disk, in {root}:")
     for path in sorted(root.rglob("*")):
-        if ".locks" not in path.parts:
+        if LOCK_DIRECTORY not in path.parts:
             print(f"  {path.relative_to(root)}{'/' if path.is_dir() else ''}")
     settings = Path(backend.record_path("USER", ("u1001", "settings")))
     print(f"\n{settings.relative_to(root)}:\n{settings.read_text(encoding='utf-8')}")

@@ -78,11 +78,19 @@ async def file_events(
     def watch() -> None:
         first, quiet = True, 0
         for batch in watchfiles.watch(
-            *directories(), watch_filter=None, debounce=debounce_ms, step=step_ms,
-            stop_event=stopping, rust_timeout=SETUP_PROBE_MS, yield_on_timeout=True,
-            raise_interrupt=False, force_polling=polling, poll_delay_ms=poll_delay_ms,
-            recursive=False, ignore_permission_denied=True,
-        ):  # fmt: skip
+            *directories(),
+            watch_filter=None,
+            debounce=debounce_ms,
+            step=step_ms,
+            stop_event=stopping,
+            rust_timeout=SETUP_PROBE_MS,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+            force_polling=polling,
+            poll_delay_ms=poll_delay_ms,
+            recursive=False,
+            ignore_permission_denied=True,
+        ):
             quiet = 0 if batch else quiet + SETUP_PROBE_MS
             if first or batch or quiet >= quiet_ms:
                 hand(batch)
@@ -141,8 +149,12 @@ class DirectoryEvents:
         """Watch the ``directories()`` (see `file_events` for the other arguments)."""
         self._directories = directories
         self._stop = stop
-        self._timing = {"quiet_ms": quiet_ms, "step_ms": step_ms, "debounce_ms": debounce_ms,
-                        "poll_delay_ms": poll_delay_ms}  # fmt: skip
+        self._timing = {
+            "quiet_ms": quiet_ms,
+            "step_ms": step_ms,
+            "debounce_ms": debounce_ms,
+            "poll_delay_ms": poll_delay_ms,
+        }
         self._batches: asyncio.Queue[tuple[int, Batch | BaseException | None]] = asyncio.Queue(2)
         self._sources: dict[int, asyncio.Task[None]] = {}  # watches by generation
         self._ending: set[asyncio.Task[None]] = set()
@@ -209,9 +221,10 @@ class DirectoryEvents:
 
     async def _feed(self, generation: int) -> None:
         try:
-            async with contextlib.aclosing(file_events(
+            batches = file_events(
                 self._directories, stop=self._stop, polling=self.polling, **self._timing
-            )) as batches:  # fmt: skip
+            )
+            async with contextlib.aclosing(batches):
                 async for batch in batches:
                     await self._batches.put((generation, batch))
             await self._batches.put((generation, None))

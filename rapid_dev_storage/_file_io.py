@@ -18,21 +18,11 @@ import contextlib
 import dataclasses
 import errno
 import os
-import re
-import secrets
 import stat
 import threading
 import time
 from typing import Callable, Iterator
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
-TEMP_PREFIX = ".rds-"
-TEMP_SUFFIX = ".tmp"
-DIGEST_LENGTH = 32
 _DIR_FD = os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -48,26 +38,8 @@ READ_FLAGS = (
 )
 """A link is refused (ELOOP) and a FIFO opens at once instead of waiting for a writer."""
 _DIRECTORY_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW | _O_CLOEXEC
-
-
-def record_name_pattern(extension: str) -> re.Pattern[str]:
-    """Return the pattern of record file names: exactly 32 lower-case hex digits + extension.
-
-    Only such names are records: a person's ``notes-from-the-design-meeting-v2.json`` beside
-    them is never read as one, and never deleted by a clear.
-    """
-    return re.compile(f"[0-9a-f]{{{DIGEST_LENGTH}}}{re.escape(extension)}")
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether ``name`` is one of our temp files (a write in progress, or abandoned)."""
-    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
-
-
-def temp_name() -> str:
-    """Return a fresh temp file name (the pid helps a person; liveness is proven by a lock)."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW | _O_CLOEXEC
+"""A new file, never an existing one or through a link."""
 
 
 class UnsafeEntryError(OSError):
@@ -295,6 +267,32 @@ def read_rest(descriptor: int, size: int) -> bytes:
 # --- writing --------------------------------------------------------------------------------
 
 
+def remove_file(directory: Directory, name: str) -> bool:
+    """Remove the file (or link, or FIFO) ``name``, never a directory; return whether it existed.
+
+    Raises:
+        UnsafeEntryError: a directory stands under the name.
+
+    """
+    try:
+        directory.unlink(name)
+    except FileNotFoundError:
+        return False
+    except (IsADirectoryError, PermissionError) as exc:
+        if not os.path.isdir(directory.join(name)):
+            raise
+        raise UnsafeEntryError(
+            directory.join(name), "directory", "regular file", errno.EISDIR
+        ) from exc
+    return True
+
+
+def remove_if_empty(directory: str) -> None:
+    """Remove ``directory`` if it is empty (a group whose last record went)."""
+    with contextlib.suppress(OSError):  # not empty, already gone, a link: all fine
+        os.rmdir(directory)
+
+
 @contextlib.contextmanager
 def group_directory(
     io: type[FileIO] | FileIO,
@@ -331,76 +329,6 @@ def group_directory(
                         parent.sync(io)
     with directory:
         yield directory
-
-
-class TempFile:
-    """A new record's bytes in a temp file beside it, locked by its writer until renamed.
-
-    The lock proves the writer alive to anyone sweeping abandoned temp files, across processes,
-    PID namespaces and hosts sharing the directory: a process that dies releases it. It is held
-    through a second descriptor, so the written one is closed (and its errors seen: NFS reports
-    write errors at close) before the rename.
-    """
-
-    def __init__(
-        self, io: type[FileIO] | FileIO, directory: Directory, data: bytes, durable: bool
-    ) -> None:
-        self._io = io
-        self._directory = directory
-        self._lock: int | None = None
-        descriptor = self._create()
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[io.write(descriptor, view) :]
-                if durable:
-                    io.fsync(descriptor)
-            finally:
-                io.close(descriptor)
-        except BaseException:
-            self.discard()
-            raise
-
-    def _create(self) -> int:
-        """Create and lock a new temp file; return a descriptor to write it through."""
-        while True:
-            self.name = temp_name()
-            descriptor = self._directory.open(self._io, self.name, _TEMP_FLAGS, 0o644)
-            if fcntl is None or self._directory.fd is None:
-                return descriptor
-            self._lock = os.dup(descriptor)
-            try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # a sweeper took it for abandoned in the instant before we locked it
-            except OSError:
-                return descriptor  # no flock on this file system: the sweep judges by pid
-            else:
-                if os.fstat(self._lock).st_nlink > 0:
-                    return descriptor
-                # ...and already removed it: start again under another name.
-            self._io.close(descriptor)
-            self.discard()
-
-    def commit(self, target: str) -> None:
-        """Rename over ``target`` (in the same directory); on failure the temp file is removed."""
-        try:
-            self._directory.rename(self._io, self.name, target)
-        except BaseException:
-            self.discard()
-            raise
-        self._unlock()
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self._directory.unlink(self.name)
-        self._unlock()
-
-    def _unlock(self) -> None:
-        descriptor, self._lock = self._lock, None
-        if descriptor is not None:
-            os.close(descriptor)
 
 
 class DirectorySync:

@@ -1,4 +1,4 @@
-"""FileBackend's locks: record stripes under ``.locks/``, and proof that a temp file's writer lives.
+"""FileBackend's locks: a record's writes take its lock stripe, a file under ``.locks/``.
 
 Stripe locks are flock(2) on ``.locks/NN.lock`` (filelock where flock is missing). Those files
 are bookkeeping a person's tools may delete at any moment (``git clean -fdx``, ``rsync
@@ -6,8 +6,7 @@ are bookkeeping a person's tools may delete at any moment (``git clean -fdx``, `
 meanwhile is dropped and taken again on the file now at the path, so two processes never both
 hold "the" lock of one stripe through two different files.
 
-A temp file is locked by its writer for its whole life; whoever finds it unlocked knows the writer
-is gone, whatever PID namespace, container or host it ran in.
+(Temp files carry a lock of their own, which proves their writer alive: see `_file_temps`.)
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import stat
 import threading
 import time
-import zlib
 from typing import Callable, Iterator
 
 import filelock
 
-from ._file_io import TEMP_PREFIX, Directory, FileIO, UnsafeEntryError, is_temp_name
+from ._file_io import Directory, FileIO, UnsafeEntryError
+from ._file_layout import LOCK_DIRECTORY, lock_file_name
 from .errors import LockTimeoutError
 
 try:
@@ -31,18 +29,8 @@ try:
 except ImportError:  # Windows: filelock locks with msvcrt there
     fcntl = None  # type: ignore[assignment]
 
-LOCK_DIRECTORY = ".locks"
-LOCK_STRIPES = 64
-"""Lock files per store: records share them by hash, so their number stays fixed."""
-ORPHAN_AGE = 3600.0
-"""Where flock is missing: seconds after which a temp file is swept even if its pid lives."""
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
-
-
-def stripe_of(directory_name: str, file_name: str) -> int:
-    """Return the lock stripe of a record: see docs/format.md."""
-    return zlib.crc32(f"{directory_name}/{file_name}".encode()) % LOCK_STRIPES
 
 
 def lock_timeout_error(path: str, timeout: float) -> LockTimeoutError:
@@ -107,7 +95,7 @@ class StripeLocks:
     def _acquire(self, stripe: int, timeout: float, abandon: threading.Event) -> int:
         """Return a descriptor holding the flock of the stripe's current lock file."""
         assert fcntl is not None
-        name = f"{stripe:02d}.lock"
+        name = lock_file_name(stripe)
         deadline = time.monotonic() + timeout
         while True:
             # .locks is opened for each lock (a few microseconds): a descriptor kept open
@@ -141,7 +129,7 @@ class StripeLocks:
 
     @contextlib.contextmanager
     def _filelock(self, stripe: int, timeout: float) -> Iterator[None]:
-        path = os.path.join(self._path, f"{stripe:02d}.lock")
+        path = os.path.join(self._path, lock_file_name(stripe))
         if not os.path.isdir(self._path):
             self._recreate()
         lock = self._filelocks.get(stripe)
@@ -200,77 +188,3 @@ def _still_at_path(descriptor: int, directory: Directory, name: str, path: str) 
         at_path.st_dev,
         at_path.st_ino,
     ) == directory.identity()
-
-
-# --- temp files -----------------------------------------------------------------------------
-
-
-def abandoned_temp(directory: Directory, name: str, now: float, *, remove: bool) -> bool:
-    """Whether ``name`` is a temp file no writer will finish; if ``remove``, remove it.
-
-    Its writer holds a flock on it while it lives, so a temp file we can lock is abandoned. (A
-    writer that finds its new temp file locked, or removed, by a sweep in the instant between
-    creating and locking it starts again under another name: see `TempFile`.) Where flock is
-    missing, a dead pid in its name (or great age) is the evidence instead.
-    """
-    status = _temp_status(directory, name, now)
-    if status is None:
-        return False
-    try:
-        descriptor = directory.open(FileIO, name, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return False  # gone, or not ours to touch
-    try:
-        if not _unlocked(descriptor, name, now - status.st_mtime):
-            return False
-        if remove:
-            held = os.fstat(descriptor)
-            with contextlib.suppress(FileNotFoundError):
-                current = directory.lstat(name)
-                if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-                    directory.unlink(name)
-        return True
-    finally:
-        os.close(descriptor)
-
-
-def _temp_status(directory: Directory, name: str, now: float) -> os.stat_result | None:
-    """Return a temp file's status if it may be abandoned (judged by its lock next)."""
-    if not is_temp_name(name):
-        return None
-    try:
-        status = directory.lstat(name)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(status.st_mode):
-        return None  # not a temp file of ours, whatever its name: fsck reports it
-    return status
-
-
-def _unlocked(descriptor: int, name: str, age: float) -> bool:
-    """Whether no writer holds the temp file open (we then hold its lock until we close it)."""
-    try:
-        if fcntl is None:
-            raise _FlockUnsupported
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # its writer is alive
-    except (_FlockUnsupported, OSError):
-        return _abandoned_by_pid(name, age)
-    return True
-
-
-def _abandoned_by_pid(name: str, age: float) -> bool:
-    pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
-    if not pid_text.isdigit():
-        return age > ORPHAN_AGE
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        pass  # exists, but not ours to signal
-    return age > ORPHAN_AGE

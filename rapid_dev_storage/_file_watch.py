@@ -13,7 +13,7 @@ A FileBackend owns one while anyone watches it. What it promises on a bad day:
   again in the background for half a second, all such files together, while other changes keep
   flowing; it never holds them up.
 - A file that cannot be read (gone, a symlink or FIFO `read_file` refuses) is skipped, logged at
-  debug: one bad file never stops the watcher.
+  debug: one bad file never stops the watcher. (What it reads, and how: `_file_watch_read`.)
 - The OS watches an inode, not a name: when the store's directory is replaced (``rm -rf`` and
   created again, a move-swap by rsync, a restore or a deploy) the watch would go deaf. Its
   identity is checked every `DIRECTORY_CHECK_MS` and after every batch of events, which also
@@ -25,28 +25,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable
 
 import watchfiles
 
 from ._file_events import Batch, DirectoryEvents
-from ._file_io import record_name_pattern
-from ._names import decode_name
+from ._file_jobs import FileJobs
+from ._file_layout import group_of_directory
+from ._file_watch_read import SKIPPED, RecordFileReader
 from ._turns import Yielder
 from ._types import Keys, NoValue
-from ._watch import UNDECODABLE, digest_of
-from .errors import StorageError
+from ._watch import UNDECODABLE
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ._file import FileBackend
-
-T = TypeVar("T")
 
 WATCH_STEP_MS = 10
 WATCH_DEBOUNCE_MS = 100
@@ -59,37 +56,33 @@ UNDECODABLE_WAIT = 0.02
 """A changed record that does not decode is read again for half a second before a warning."""
 UNDECODABLE_PENDING = 1024
 """Undecodable files read again at a time; beyond, one is warned about at once."""
-READ_SLICE = 256
-"""Record files read and decoded per hop to a thread."""
 AGAIN_ROUNDS = 5
 """Times a record a local write raced is read again at once; later, that write's event brings it."""
-
-_SKIPPED: Any = object()  # the file could not be read: leave the record as it was
-_Read = tuple[str, str, "Keys | None", "bytes | None", Any]
-"""What reading a record file found: (path, group, keys, digest, value); keys None: the file is
-gone (value `NoValue`), unreadable (`_SKIPPED`) or undecodable (`UNDECODABLE`)."""
-
-
-def group_of_directory(name: str) -> str | None:
-    """Return the group a directory of the store holds, or None for one that is not ours."""
-    if name.startswith("."):
-        return None
-    try:
-        return decode_name(name)
-    except ValueError:
-        return None  # not a directory of ours
 
 
 class FileWatcher:
     """Publishes what other writers do to a FileBackend's files, while anyone watches."""
 
-    def __init__(self, backend: FileBackend, read_file: Callable[[str], bytes | None]) -> None:
-        """Watch ``backend``'s directory, reading record files with its ``read_file``."""
+    def __init__(
+        self,
+        backend: FileBackend,
+        *,
+        read_file: Callable[[str], bytes | None],
+        jobs: FileJobs,
+        force_polling: bool,
+    ) -> None:
+        """Watch ``backend``'s directory, reading record files with ``read_file`` on ``jobs``."""
         self._backend = backend
-        self._read_file = read_file
+        self._jobs = jobs
+        self._force_polling = force_polling
         self._directory = backend.location
-        self._extension = backend.codec.extension
-        self._record_name = record_name_pattern(self._extension)  # the exact rule: docs/format.md
+        self._files = RecordFileReader(
+            backend.location,
+            backend.codec.extension,
+            read_file=read_file,
+            decode=lambda group, data, path: backend._decode_record(group, None, data, path),
+            jobs=jobs,
+        )
         self._index: dict[str, tuple[str, Keys]] = {}  # record file -> the record it holds
         self._task: asyncio.Future[None] | None = None
         self._stop = asyncio.Event()
@@ -140,99 +133,13 @@ class FileWatcher:
             else:
                 self._index[path] = (group, keys)
 
-    # --- on threads -------------------------------------------------------------------------
-
-    async def _run(self, function: Callable[[], T]) -> T:
-        return await self._backend._run(self._backend._readers, function)
-
-    def _list_record_files(self) -> list[str]:
-        """Return every record file of the store (none if its directory is gone)."""
-        return [path for group in self._watched_directories()[1:] for path in self._files_of(group)]
-
-    def _files_of(self, directory: str) -> list[str]:
-        """Return a group directory's record files; none if it cannot be listed."""
-        try:
-            return list(self._backend._record_files(directory))
-        except (OSError, StorageError) as exc:
-            logger.debug("watcher skipped %s: %s", directory, exc)
-            return []
-
-    def _read_records(self, paths: list[str]) -> list[_Read]:
-        return [self._read_record(path) for path in paths]
-
-    def _read_record(self, path: str) -> _Read:
-        group = group_of_directory(os.path.basename(os.path.dirname(path))) or ""
-        try:
-            data = self._read_file(path)
-        except (OSError, StorageError) as exc:  # a symlink, a FIFO, no permission...
-            logger.debug("watcher skipped %s: %s", path, exc)
-            return path, group, None, None, _SKIPPED
-        if data is None:
-            return path, group, None, None, NoValue
-        try:
-            keys, value = self._backend._decode_record(group, None, data, path)
-        except Exception:  # an editor may be half-way through rewriting it: look again
-            return path, group, None, None, UNDECODABLE
-        return path, group, keys, digest_of(data), value
-
-    def _records_behind(self, events: Batch) -> tuple[set[str], list[str]]:
-        """Return the record files that changed paths stand for, and group directories changed.
-
-        A group directory created, moved in, removed or moved out stands for every record file
-        in it now (listed here) and every one the index holds under it (the caller adds those).
-        """
-        records: set[str] = set()
-        groups: list[str] = []
-        for _change, path in events:
-            parts = os.path.relpath(path, self._directory).split(os.sep)
-            if group_of_directory(parts[0]) is None:
-                continue  # bookkeeping (.locks, the marker, temp files) or not ours
-            if len(parts) == 1:
-                groups.append(path)
-                if os.path.isdir(path):
-                    records.update(self._files_of(path))
-            elif len(parts) == 2 and self._is_record_name(parts[1]):
-                records.add(path)
-        return records, groups
-
-    def _is_record_name(self, name: str) -> bool:
-        return self._record_name.fullmatch(name) is not None
-
-    async def _read_slices(self, find: Callable[[], list[str]]) -> AsyncIterator[list[_Read]]:
-        """Yield the records in the files ``find`` names, a slice at a time.
-
-        ``find`` runs on a thread, in one hop with the first slice's reads; while the loop
-        publishes a slice, a thread reads the next.
-        """
-
-        def first() -> tuple[list[str], list[_Read]]:
-            paths = find()
-            return paths, self._read_records(paths[:READ_SLICE])
-
-        paths, found = await self._run(first)
-        pending: asyncio.Future[list[_Read]] | None = None
-        try:
-            for start in range(READ_SLICE, len(paths), READ_SLICE):
-                part = paths[start : start + READ_SLICE]
-                pending = asyncio.ensure_future(
-                    self._run(functools.partial(self._read_records, part))
-                )
-                yield found
-                if self._stop.is_set():
-                    return
-                found, pending = await pending, None
-            yield found
-        finally:
-            if pending is not None and not pending.cancel() and not pending.cancelled():
-                pending.exception()  # retrieve it: an error in a slice nobody reads is no news
-
     # --- on the loop ------------------------------------------------------------------------
 
     async def _build_index(self) -> None:
         hub = self._backend._active_hub()
         self._index = {}
         pause = Yielder()
-        async for found in self._read_slices(self._list_record_files):
+        async for found in self._files.read_slices(self._files.list_record_files, self._stop):
             for path, group, keys, digest, _value in found:
                 await pause()
                 if keys is not None:  # undecodable or unreadable: a read reports it
@@ -255,10 +162,10 @@ class FileWatcher:
             mark = hub.mark()
             pause = Yielder()
             async with self._applying:
-                async for found in self._read_slices(find):
+                async for found in self._files.read_slices(find, self._stop):
                     for path, group, keys, digest, value in found:
                         await pause()
-                        if value is _SKIPPED:
+                        if value is SKIPPED:
                             continue
                         if value is UNDECODABLE:
                             if not again:
@@ -295,15 +202,14 @@ class FileWatcher:
             try:
                 await self._apply_records(list(self._retrying).copy, again=True)
             except Exception:  # the store's directory gone, say: warn below, never stop
-                logger.debug("reading undecodable files again failed",
-                             exc_info=True)  # fmt: skip
+                logger.debug("reading undecodable files again failed", exc_info=True)
             # Still undecodable, and half a second has passed since the latest change to it.
             for path in [path for path, give_up in self._retrying.items() if give_up <= began]:
                 del self._retrying[path]
                 logger.warning("%s changed and stays undecodable", path)
 
     async def _apply_events(self, events: Batch) -> None:
-        records, groups = await self._run(lambda: self._records_behind(events))
+        records, groups = await self._jobs.read(lambda: self._files.records_behind(events))
         if groups:
             under = tuple(group + os.sep for group in groups)
             records.update(path for path in self._index if path.startswith(under))
@@ -312,7 +218,9 @@ class FileWatcher:
     async def _rescan(self) -> None:
         """Publish every difference between the index and the files there now."""
         indexed = list(self._index)
-        await self._apply_records(lambda: sorted(set(self._list_record_files()).union(indexed)))
+        await self._apply_records(
+            lambda: sorted(set(self._files.list_record_files()).union(indexed))
+        )
 
     async def _apply(self, events: Batch, rescan: bool) -> bool:
         """Apply a batch of events (first rescan, if asked); return whether to rescan next."""
@@ -333,24 +241,17 @@ class FileWatcher:
             return None
         return status.st_dev, status.st_ino
 
-    def _watched_directories(self) -> list[str]:
-        """On a thread: the store's directory and each group directory in it (no symlinks)."""
-        directories = [self._directory]
-        with contextlib.suppress(OSError), os.scandir(self._directory) as entries:
-            for entry in entries:
-                if group_of_directory(entry.name) is not None and entry.is_dir(
-                    follow_symlinks=False
-                ):
-                    directories.append(entry.path)
-        return directories
-
     async def _watch(self) -> None:
         """Turn file events (ours, other processes', hand edits, git) into published changes."""
         events = DirectoryEvents(
-            self._watched_directories, stop=self._stop, quiet_ms=DIRECTORY_CHECK_MS,
-            step_ms=WATCH_STEP_MS, debounce_ms=WATCH_DEBOUNCE_MS, poll_delay_ms=WATCH_POLL_MS,
-        )  # fmt: skip
-        events.begin(polling=self._backend._force_polling)
+            self._files.watched_directories,
+            stop=self._stop,
+            quiet_ms=DIRECTORY_CHECK_MS,
+            step_ms=WATCH_STEP_MS,
+            debounce_ms=WATCH_DEBOUNCE_MS,
+            poll_delay_ms=WATCH_POLL_MS,
+        )
+        events.begin(polling=self._force_polling)
         rescan = False  # events may have been lost: compare everything once a watch is set up
         groups: set[str] = set()  # group directories that came or went: list them again then
         try:
@@ -376,8 +277,7 @@ class FileWatcher:
                     return  # stopped
                 self._watching.set()
                 await self._ready.wait()
-                changed = {path for _, path in batch if os.path.dirname(path) == self._directory
-                           and group_of_directory(os.path.basename(path)) is not None}  # fmt: skip
+                changed = self._group_directories_in(batch)
                 if changed:  # watch the group directories there are now
                     groups |= changed
                     events.begin()
@@ -405,6 +305,15 @@ class FileWatcher:
         finally:
             self._watching.set()
             await events.close()
+
+    def _group_directories_in(self, batch: Batch) -> set[str]:
+        """Return the group directories of the store that came or went in ``batch``."""
+        return {
+            path
+            for _, path in batch
+            if os.path.dirname(path) == self._directory
+            and group_of_directory(os.path.basename(path)) is not None
+        }
 
     async def _await_directory(self) -> None:
         """Wait until the store's directory exists (again), and take its new identity."""

@@ -15,13 +15,22 @@ import stat
 import time
 from typing import Callable
 
-from ._file import GITIGNORE, MARKER, FileBackend
-from ._file_io import Directory, is_temp_name, kind_of, read_file, read_in, record_name_pattern
-from ._file_locks import LOCK_DIRECTORY, abandoned_temp
-from ._names import decode_name, key_digest
-from .errors import CorruptRecordError
-
-QUARANTINE = ".quarantine"
+from ._file import FileBackend
+from ._file_io import Directory, kind_of, read_file, read_in
+from ._file_layout import (
+    GITIGNORE,
+    LOCK_DIRECTORY,
+    MARKER,
+    QUARANTINE,
+    decode_record,
+    group_of_directory,
+    is_bookkeeping,
+    is_record_name,
+    is_temp_name,
+    misnamed_record,
+    record_file_name,
+)
+from ._file_temps import abandoned_temp
 
 
 @dataclasses.dataclass
@@ -47,7 +56,7 @@ def check(
     problems = _bookkeeping_problems(root)
     now = time.time()
     for entry in sorted(os.scandir(root), key=lambda item: item.name):
-        if entry.name.startswith("."):
+        if is_bookkeeping(entry.name):
             continue
         if entry.is_symlink():
             problems.append(_link_problem(entry.path))
@@ -55,9 +64,8 @@ def check(
         if not entry.is_dir(follow_symlinks=False):
             problems.append(Problem("unknown-file", entry.path, "not a group directory"))
             continue
-        try:
-            group = decode_name(entry.name)
-        except ValueError:
+        group = group_of_directory(entry.name)
+        if group is None:
             problems.append(
                 Problem("unknown-directory", entry.path, "not a group name this library writes")
             )
@@ -130,7 +138,7 @@ def _check_file(
     if not stat.S_ISREG(status.st_mode):
         kind = kind_of(status.st_mode)
         return [Problem("not-a-file", path, f"a {kind}, not a record file")]
-    if record_name_pattern(backend.codec.extension).fullmatch(name) is None:
+    if not is_record_name(name, backend.codec.extension):
         return [Problem("unknown-file", path, "not a record file of this store")]
     problem = _record_problem(backend, group, directory, name)
     return [] if problem is None else [problem]
@@ -146,11 +154,12 @@ def _record_problem(
     except OSError as exc:  # not its content's fault: left where it is
         return Problem("unreadable", path, f"cannot be read: {exc.strerror or exc}")
     try:
-        backend._decode_record(group, None, data, path)
-    except CorruptRecordError as exc:  # it decodes, but holds another record's keys
-        return Problem("misnamed", path, str(exc))
+        keys = decode_record(backend.codec, data)[0]
     except Exception as exc:
         return Problem("undecodable", path, f"does not decode as {backend.codec.name}: {exc}")
+    extension = backend.codec.extension
+    if record_file_name(keys, extension) != name:  # it decodes, but holds another record's keys
+        return Problem("misnamed", path, str(misnamed_record(group, keys, path, extension)))
     return None
 
 
@@ -178,9 +187,8 @@ def _repair(backend: FileBackend, problem: Problem) -> str:
 
 
 def _rename_misnamed(backend: FileBackend, path: str) -> str:
-    record = backend.codec.loads(read_file(path) or b"")
-    keys = tuple(record["keys"])
-    target = os.path.join(os.path.dirname(path), key_digest(keys) + backend.codec.extension)
+    keys = decode_record(backend.codec, read_file(path) or b"")[0]
+    target = os.path.join(os.path.dirname(path), record_file_name(keys, backend.codec.extension))
     if os.path.lexists(target):  # the record exists under its own name too: keep both
         moved = _quarantine(backend, path)
         return "" if moved is None else "moved to " + moved

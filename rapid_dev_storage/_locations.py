@@ -6,16 +6,17 @@ given or, when the location holds exactly one store, found.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import sqlite3
 
 from ._backend import StorageBackend
-from ._file import MARKER, FileBackend
-from ._file_io import read_regular_file as read_file_at
+from ._file import FileBackend
+from ._file_open import stores_in
 from ._memory import MemoryBackend
 from ._postgres import DSN_PREFIXES, PostgresBackend, list_stores
 from ._sqlite import STORES_TABLE, SQLiteBackend
+from ._store_choice import only_store
 from .errors import LocationError
 
 SCHEMES = ("file", "sqlite", "memory")
@@ -44,19 +45,13 @@ async def stores_at(location: str) -> list[tuple[str, str]]:
     scheme, path = parse_location(location)
     if scheme == "postgresql":
         return await list_stores(path)
-    return _stores_on_disk(scheme, path)
+    return await asyncio.get_running_loop().run_in_executor(None, _stores_on_disk, scheme, path)
 
 
 def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
-    """Read the stores of a directory or SQLite file: a few small reads, for the tools."""
+    """Read the stores of a directory or SQLite file (on a thread): a few small reads."""
     if scheme == "file":
-        found = []
-        if os.path.isdir(path):
-            for entry in sorted(os.listdir(path)):
-                names = _marker_names(os.path.join(path, entry, MARKER))
-                if names is not None:
-                    found.append(names)
-        return found
+        return stores_in(path)
     if scheme == "sqlite" and os.path.isfile(path):
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -69,35 +64,11 @@ def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
     return []
 
 
-def _marker_names(path: str) -> tuple[str, str] | None:
-    """Return the names a marker gives, or None for no marker (or one that is not a store's).
-
-    Read like the store reads it: never through a link, never waiting on a FIFO.
-    """
-    try:
-        data = read_file_at(path)
-        marker = json.loads(data.decode("utf-8-sig")) if data is not None else None
-        return (str(marker["name"]), str(marker["unique_identifier"])) if marker else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # opening it names the problem; a listing just leaves it out
-
-
 async def choose_store(location: str, name: str | None, identifier: str | None) -> tuple[str, str]:
     """Return the store meant: the one given, or the only one there is."""
     if name is not None and identifier is not None:
         return name, identifier
-    candidates = [
-        store
-        for store in await stores_at(location)
-        if (name is None or store[0] == name) and (identifier is None or store[1] == identifier)
-    ]
-    if len(candidates) == 1:
-        return candidates[0]
-    listed = ", ".join(f"--name {n!r} --id {u!r}" for n, u in candidates) or "none"
-    raise LocationError(
-        f"{location} holds {len(candidates)} matching stores ({listed}): say which with --name "
-        "and --id"
-    )
+    return only_store(location, await stores_at(location), name, identifier)
 
 
 async def open_location(
@@ -128,7 +99,11 @@ async def open_location(
         )
     if scheme == "file":
         return await FileBackend.create_backend_instance(
-            path, store_name, store_id, codec=codec, sweep_orphans=sweep_orphans,
+            path,
+            store_name,
+            store_id,
+            codec=codec,
+            sweep_orphans=sweep_orphans,
             read_only=read_only,
-        )  # fmt: skip
+        )
     return await SQLiteBackend.create_backend_instance(path, store_name, store_id, codec=codec)

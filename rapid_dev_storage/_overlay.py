@@ -7,12 +7,14 @@ can write and clear freely and the next test starts from the same data.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend, ignore_corrupt
 from ._file import FileBackend
-from ._locations import choose_store
+from ._file_open import stores_in
+from ._store_choice import only_store
 from ._types import Keys
 from .errors import CorruptRecordError, IncompatibleStoreError
 
@@ -50,8 +52,17 @@ class OverlayBackend(StorageBackend):
         """Open the file store in directory ``fixture`` read-only, under a layer in ``layer``.
 
         The store is the only one in ``fixture``, or the one named.
+
+        Raises:
+            LocationError: ``fixture`` holds no such store, or several (name the one meant).
+
         """
-        store_name, identifier = await choose_store(f"file:{fixture}", name, unique_identifier)
+        store_name, identifier = name, unique_identifier
+        if store_name is None or identifier is None:
+            found = await asyncio.get_running_loop().run_in_executor(None, stores_in, str(fixture))
+            store_name, identifier = only_store(
+                str(fixture), found, name, identifier, options=("name=", "unique_identifier=")
+            )
         base = await FileBackend.create_backend_instance(
             fixture, store_name, identifier, read_only=True
         )

@@ -34,7 +34,8 @@ from rapid_dev_storage import (
     Storage,
     StorageIOError,
 )
-from rapid_dev_storage._file import MARKER, TEMP_PREFIX, TEMP_SUFFIX, FileIO
+from rapid_dev_storage._file_io import FileIO
+from rapid_dev_storage._file_layout import MARKER, TEMP_PREFIX, TEMP_SUFFIX
 from rapid_dev_storage._names import key_digest
 
 WORKER = Path(__file__).with_name("_worker.py")

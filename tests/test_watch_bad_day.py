@@ -131,9 +131,8 @@ async def test_conflicted_files_do_not_delay_other_changes(
                 await run_worker("write-once", "file", str(tmp_path), "fresh", "valid")
                 # Before: each conflicted file was retried for 0.5 s in turn, 25 s in all.
                 change = await next_change(changes, timeout=2.0)
-                assert (change.keys, change.value, change.origin) == (
-                    ("fresh",), "valid", "external",
-                )  # fmt: skip
+                fresh = (("fresh",), "valid", "external")
+                assert (change.keys, change.value, change.origin) == fresh
                 # A conflict resolved by hand arrives too.
                 paths[7].write_text('{"keys": ["k7"], "value": "resolved"}', encoding="utf-8")
                 change = await next_change(changes)

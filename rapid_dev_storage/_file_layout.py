@@ -1,0 +1,275 @@
+"""The file store's layout: what each name in a store's directory is, and what its files hold.
+
+Every rule of docs/format.md that names or reads a file is here, once, and nothing here touches
+the disk: the backend, its writes and sweeps, its watcher, fsck and the store listing all ask
+this module, so a rule changed here changes for all of them. ::
+
+    <path>/<store>/               store_directory(path, name, unique_identifier)
+        .rapid-dev-storage.json   MARKER: marker_bytes, check_marker
+        .gitignore                GITIGNORE: GITIGNORE_TEXT
+        .locks/NN.lock            LOCK_DIRECTORY, lock_file_name(stripe_of(group dir, file))
+        .quarantine/              QUARANTINE: what fsck --repair could not fix
+        <group>/                  group_directory_name(group), group_of_directory(name)
+            <digest><extension>   record_file_name(keys, extension), is_record_name
+            .rds-<pid>-<hex>.tmp  temp_name(), is_temp_name, temp_writer_pid
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import secrets
+import zlib
+from pathlib import Path
+from typing import Any
+
+from ._codecs import Codec, codec_for_existing_store
+from ._names import decode_name, encode_name, key_digest
+from ._types import Keys
+from ._validate import MAX_KEYS, stored_keys_fit
+from .errors import CorruptRecordError, IncompatibleStoreError
+
+FORMAT_NAME = "rapid_dev_storage"
+FORMAT_VERSION = 1
+MARKER = ".rapid-dev-storage.json"
+GITIGNORE = ".gitignore"
+LOCK_DIRECTORY = ".locks"
+QUARANTINE = ".quarantine"
+"""Where fsck --repair moves what it cannot fix, for a person to look at."""
+LOCK_STRIPES = 64
+"""Lock files per store: records share them by hash, so their number stays fixed."""
+TEMP_PREFIX = ".rds-"
+TEMP_SUFFIX = ".tmp"
+DIGEST_LENGTH = 32
+GITIGNORE_TEXT = (
+    "# Written by rapid_dev_storage: lock files and unfinished writes are not data.\n"
+    f"/{LOCK_DIRECTORY}/\n"
+    f"{TEMP_PREFIX}*{TEMP_SUFFIX}\n"
+)
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def store_directory(root: Path | str, name: str, identifier: str) -> str:
+    """Return the absolute directory of store ``(name, identifier)`` under ``root``."""
+    return os.path.join(os.path.abspath(root), f"{encode_name(name)}~{encode_name(identifier)}")
+
+
+def is_bookkeeping(name: str) -> bool:
+    """Whether ``name`` in a store's or group's directory is bookkeeping (a dot name), not data."""
+    return name.startswith(".")
+
+
+def group_directory_name(group: str) -> str:
+    """Return the name of the directory that holds ``group``'s records."""
+    return encode_name(group)
+
+
+def group_of_directory(name: str) -> str | None:
+    """Return the group a directory of the store holds, or None for one that is not ours."""
+    if is_bookkeeping(name):
+        return None
+    try:
+        return decode_name(name)
+    except ValueError:
+        return None  # not a directory of ours
+
+
+def record_file_name(keys: Keys, extension: str) -> str:
+    """Return the name of the file that holds the record ``keys``."""
+    return key_digest(keys) + extension
+
+
+def is_record_name(name: str, extension: str) -> bool:
+    """Whether ``name`` is a record file's: exactly 32 lower-case hex digits + ``extension``.
+
+    Only such names are records: a person's ``notes-from-the-design-meeting-v2.json`` beside
+    them is never read as one, and never deleted by a clear.
+    """
+    return _record_name_pattern(extension).fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _record_name_pattern(extension: str) -> re.Pattern[str]:
+    return re.compile(f"[0-9a-f]{{{DIGEST_LENGTH}}}{re.escape(extension)}")
+
+
+def stripe_of(directory_name: str, file_name: str) -> int:
+    """Return the lock stripe of a record, from its group directory's name and its file name."""
+    return zlib.crc32(f"{directory_name}/{file_name}".encode()) % LOCK_STRIPES
+
+
+def lock_file_name(stripe: int) -> str:
+    """Return the name, inside `LOCK_DIRECTORY`, of ``stripe``'s lock file."""
+    return f"{stripe:02d}.lock"
+
+
+def temp_name() -> str:
+    """Return a fresh temp file name (the pid helps a person; liveness is proven by a lock)."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temp files (a write in progress, or abandoned)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def temp_writer_pid(name: str) -> int | None:
+    """Return the pid a temp file's name gives for its writer (None if it gives none)."""
+    pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    return int(pid_text) if pid_text.isdigit() else None
+
+
+# --- what record files hold -------------------------------------------------------------------
+
+
+def encode_record(codec: Codec, keys: Keys, value: Any) -> bytes:
+    """Return a record file's bytes: a map of exactly ``keys`` and ``value``."""
+    return codec.dumps({"keys": list(keys), "value": value})
+
+
+def decode_record(codec: Codec, data: bytes) -> tuple[Keys, Any]:
+    """Return the keys and value a record file's bytes hold.
+
+    Raises:
+        ValueError: the bytes do not decode, or are not a record (what the codec raises, or
+            a message saying what a record is).
+
+    """
+    record = codec.loads(data)
+    if (
+        type(record) is not dict
+        or len(record) != 2
+        or "keys" not in record
+        or "value" not in record
+        # A msgpack map holding a key twice decodes to a smaller dict, one of them lost:
+        # our records are a map of exactly two entries (JSON's decoder refuses duplicates).
+        or (codec.name == "msgpack" and data[:1] != b"\x82")
+    ):
+        raise ValueError('a record is a map of exactly "keys" and "value", each once')
+    found = record["keys"]
+    if type(found) is not list or not stored_keys_fit(found):
+        raise ValueError(
+            f'"keys" must be a list of 1 to {MAX_KEYS} strings of valid Unicode, not {found!r}'
+        )
+    return tuple(found), record["value"]
+
+
+def misnamed_record(group: str, keys: Keys, where: str, extension: str) -> CorruptRecordError:
+    """Return the error for the record ``keys`` found in ``where``, which is not its file."""
+    return CorruptRecordError(
+        f"{where} holds the record of keys {keys!r}, whose file is "
+        f"{record_file_name(keys, extension)}: it was copied or renamed by hand "
+        "(fsck --repair renames it)",
+        group=group,
+        keys=keys,
+        location=where,
+    )
+
+
+# --- the marker -------------------------------------------------------------------------------
+
+
+def marker_bytes(codec: Codec, name: str, identifier: str) -> bytes:
+    """Return the marker of a new store ``(name, identifier)`` whose records use ``codec``."""
+    marker = {
+        "codec": codec.name,
+        "extension": codec.extension,
+        "format": FORMAT_NAME,
+        "key_digest": "sha256-128 of length-prefixed UTF-8 keys",
+        "name": name,
+        "unique_identifier": identifier,
+        "version": FORMAT_VERSION,
+    }
+    return (json.dumps(marker, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def marker_names(data: bytes) -> tuple[str, str] | None:
+    """Return the store names a marker gives, without checking it (None if it gives none)."""
+    try:
+        marker = json.loads(data.decode("utf-8-sig"))
+        return (str(marker["name"]), str(marker["unique_identifier"])) if marker else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def check_marker(
+    where: str, data: bytes, name: str, identifier: str, requested: Codec | None
+) -> Codec:
+    """Return the codec of the store whose marker (at ``where``) holds ``data``, checking it all.
+
+    Raises:
+        IncompatibleStoreError: naming the field that is wrong, what it holds and what is
+            expected; or the store is another one, or needs another codec or a newer reader.
+
+    """
+
+    def invalid(problem: str, field: str | None = None) -> IncompatibleStoreError:
+        return IncompatibleStoreError(
+            f"{where} is not a valid store marker: {problem}; restore it (from git or a "
+            "backup) or fix it by hand (docs/format.md describes it)",
+            location=where,
+            field=field,
+        )
+
+    try:
+        marker = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_marker_fields)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a field twice
+        raise invalid(f"it does not decode as JSON: {exc}") from exc
+    if type(marker) is not dict:
+        raise invalid(f"it holds {type(marker).__name__} {marker!r}, expected a JSON object")
+    for field, expected in _MARKER_FIELDS.items():
+        if field not in marker:
+            raise invalid(f'field "{field}" is missing (expected {expected})', field)
+        found = marker[field]
+        # bool is an int in Python, but a marker's version true is no version.
+        if type(found) is not (int if field == "version" else str) or found in ("", False):
+            raise invalid(
+                f'field "{field}" is {type(found).__name__} {found!r}, expected {expected}', field
+            )
+    if marker["format"] != FORMAT_NAME:
+        raise invalid(f'field "format" is {marker["format"]!r}, expected {FORMAT_NAME!r}', "format")
+    if marker["version"] < 1:
+        raise invalid(
+            f'field "version" is {marker["version"]}, expected a version from 1 to '
+            f"{FORMAT_VERSION}",
+            "version",
+        )
+    stored_names = (marker["name"], marker["unique_identifier"])
+    if stored_names != (name, identifier):
+        raise IncompatibleStoreError(
+            f"{where} belongs to store {stored_names!r}, not {(name, identifier)!r}",
+            location=where,
+        )
+    codec = codec_for_existing_store(
+        where, marker["codec"], marker["version"], FORMAT_VERSION, requested
+    )
+    if marker["extension"] != codec.extension:
+        raise invalid(
+            f'field "extension" is {marker["extension"]!r}, but codec {codec.name!r} names '
+            f"record files {codec.extension!r}",
+            "extension",
+        )
+    return codec
+
+
+_MARKER_FIELDS = {
+    "format": f"the string {FORMAT_NAME!r}",
+    "version": f"an integer from 1 to {FORMAT_VERSION}",
+    "codec": 'a codec name such as "json" or "msgpack"',
+    "extension": 'the record files\' extension, such as ".json"',
+    "name": "the store's name, a string",
+    "unique_identifier": "the store's identifier, a string",
+}
+"""The marker's fields and what each must hold (``key_digest`` is a reminder for people)."""
+
+
+def _marker_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        twice = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+        raise ValueError(f"field {twice[0]!r} appears twice")
+    return fields

@@ -1,0 +1,225 @@
+"""FileBackend's reads: small records on the loop (with a cache), listings and scans on threads.
+
+Reads of small records run inline on the event loop: opening and reading a warm file takes a few
+microseconds, a hop to a thread about 130. Each read opens, reads and closes its file within one
+call, inline or in one thread job: a descriptor never crosses a hop, so a read cancelled before
+its job starts leaves nothing open. The system calls, and what they refuse, are `_file_io`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import os
+import stat
+import threading
+import time
+from typing import AsyncIterator, Callable, Generator, Iterator
+
+from ._backend import ScanItem
+from ._file_errors import os_errors, unreadable
+from ._file_io import READ_FLAGS, Directory, FileIO, read_in, read_rest
+from ._file_jobs import FileJobs, forget
+from ._file_layout import group_of_directory, is_record_name
+
+READ_CACHE_ENTRIES = 16384
+READ_CACHE_RECORD_BYTES = 16 * 1024
+RACY_SECONDS = 0.05
+"""A file changed this recently may change again within the same timestamp tick: not cached."""
+SCAN_BATCH = 128
+"""Records read per hop while iterating; two batches are in flight at a time."""
+
+
+class ReadCache:
+    """Recently read small records, trusted only while the file's identity is unchanged.
+
+    An atomic replace gives the record a new inode and an in-place edit a new mtime or size, so
+    one ``stat`` (about 2.5 us) proves an entry current, where opening and reading the file costs
+    about 7. Like git's index, it never trusts a file modified within `RACY_SECONDS` of being
+    read: a second edit within the same timestamp tick could otherwise go unseen. The inode
+    proves it is the very file read before, which was inside the store.
+    """
+
+    def __init__(self) -> None:
+        # Used on the event loop's thread only, like inline reads. An entry: the file's inode,
+        # size and mtime, its group directory's path and inode, and the bytes.
+        self._entries: dict[str, tuple[int, int, int, str, int, bytes]] = {}
+
+    def get(self, path: str) -> bytes | None:
+        """Return the bytes kept for ``path`` if the file is still the one read; else None."""
+        entry = self._entries.get(path)
+        if entry is None:
+            return None
+        try:
+            status = os.stat(path, follow_symlinks=False)
+            # The group directory too: one replaced by a link is no longer read from.
+            directory = os.lstat(entry[3])
+        except OSError:
+            pass
+        else:
+            if (status.st_ino, status.st_size, status.st_mtime_ns, directory.st_ino) == (
+                entry[0],
+                entry[1],
+                entry[2],
+                entry[4],
+            ) and not stat.S_ISLNK(directory.st_mode):
+                return entry[5]
+        del self._entries[path]  # replaced, edited or removed since: read it again
+        return None
+
+    def keep(self, path: str, status: os.stat_result, directory: Directory, data: bytes) -> None:
+        """Keep ``data``, read from ``path`` (``status``) in the open group ``directory``.
+
+        Only if it is small enough to keep, and old enough to trust (see the class).
+        """
+        if len(data) > READ_CACHE_RECORD_BYTES or time.time() - status.st_mtime < RACY_SECONDS:
+            return
+        if len(self._entries) >= READ_CACHE_ENTRIES:
+            del self._entries[next(iter(self._entries))]  # the oldest
+        file = (status.st_ino, status.st_size, status.st_mtime_ns)
+        self._entries[path] = (*file, directory.path, directory.identity()[1], data)
+
+
+def read_small(path: str, limit: int, cache: ReadCache) -> tuple[bool, bytes | None]:
+    """Read the record file ``path`` on the loop if it holds at most ``limit`` bytes.
+
+    Return (True, its bytes, or None if there is no such file), or (False, None) having read
+    nothing when it is larger (or not a regular file): read it on a thread then.
+    """
+    cached = cache.get(path)
+    if cached is not None:
+        return True, cached
+    try:
+        directory = Directory(os.path.dirname(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return True, None
+    with directory:
+        try:
+            descriptor = directory.open(FileIO, os.path.basename(path), READ_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            return True, None
+        except OSError:
+            return True, read_in(directory, os.path.basename(path))  # raises the precise error
+        try:
+            status = os.fstat(descriptor)
+            if status.st_size > limit or not stat.S_ISREG(status.st_mode):
+                return False, None  # a FIFO or a device too: the thread's read names it
+            data = read_rest(descriptor, status.st_size)
+        finally:
+            os.close(descriptor)
+        cache.keep(path, status, directory, data)
+    return True, data
+
+
+def record_files(directory: str, extension: str) -> Generator[str, None, None]:
+    """Yield the paths of record files in a group directory (not temp or unknown files).
+
+    A group directory that is a link yields nothing (fsck reports it).
+    """
+    try:
+        handle = Directory(directory)
+    except OSError:  # gone, a link, unreadable: no records to list here (fsck reports it)
+        return
+    with handle:
+        names = handle.names()
+    for name in names:
+        if is_record_name(name, extension):
+            yield os.path.join(directory, name)
+
+
+def group_names(root: str, extension: str) -> list[str]:
+    """Return the groups of the store in ``root`` that hold at least one record file."""
+    names: list[str] = []
+    try:
+        entries = os.scandir(root)
+    except FileNotFoundError:
+        return names  # the store's directory was removed: the next write makes it again
+    with entries:
+        for entry in entries:
+            name = group_of_directory(entry.name)
+            if name is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            files = record_files(entry.path, extension)
+            if next(files, None) is not None:
+                names.append(name)
+            files.close()
+    return names
+
+
+def read_records(path: str, group: str, names: list[str], extension: str) -> list[ScanItem] | None:
+    """Return the records among the files ``names`` of the group directory ``path``.
+
+    A file that cannot be read (permissions, a FIFO) is reported as a corrupt record; one gone
+    since it was listed, and any name that is not a record file's, is left out. None: the
+    group directory is gone.
+    """
+    records = [name for name in names if is_record_name(name, extension)]
+    found: list[ScanItem] = []
+    if not records:
+        return found
+    try:
+        directory = Directory(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # the group was removed meanwhile
+    with directory:
+        for name in records:
+            where = os.path.join(path, name)
+            try:
+                data = read_in(directory, name)
+            except OSError as exc:  # unreadable, or not a regular file: not a record
+                found.append((None, unreadable(group, where, exc), where))
+                continue
+            if data is not None:  # None: removed since it was listed
+                found.append((None, data, where))
+    return found
+
+
+async def scan_group(
+    jobs: FileJobs, path: str, group: str, extension: str, check_open: Callable[[], None]
+) -> AsyncIterator[list[ScanItem]]:
+    """Yield the records of the group directory ``path`` in batches read on ``jobs``' threads.
+
+    ``check_open`` runs as each batch arrives (it raises once the store is closed).
+    """
+    with os_errors(path):
+        try:
+            directory = Directory(path)  # one open: inline
+        except (FileNotFoundError, NotADirectoryError):
+            return  # no such group
+        with directory:
+            entries = os.scandir(directory.fd) if directory.fd is not None else None
+    # The listing (its own descriptor) is shared by the reading threads; each batch opens
+    # the directory again, never through a link, so nothing is shared across a hop.
+    listing = threading.Lock()
+    names: Iterator[str] = (
+        (entry.name for entry in entries) if entries is not None else iter(os.listdir(path))
+    )
+
+    def next_batch() -> tuple[bool, list[ScanItem]]:
+        with listing:
+            batch = list(itertools.islice(names, SCAN_BATCH))
+        found = read_records(path, group, batch, extension)
+        return found is None or len(batch) < SCAN_BATCH, found or []
+
+    def start() -> asyncio.Future[tuple[bool, list[ScanItem]]]:
+        return asyncio.ensure_future(jobs.read(next_batch))
+
+    # Two batches in flight: the threads read ahead while the caller decodes.
+    pending = collections.deque([start(), start()])
+    exhausted = False
+    try:
+        while pending:
+            done, batch = await pending.popleft()
+            exhausted = exhausted or done
+            check_open()
+            if not exhausted:
+                pending.append(start())
+            if batch:
+                yield batch
+    finally:
+        for future in pending:
+            forget(future)
+        with listing:
+            if entries is not None:
+                entries.close()

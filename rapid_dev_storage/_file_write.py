@@ -1,0 +1,175 @@
+"""FileBackend's writes: a record replaced, swapped or removed, and clears, on a writer thread.
+
+Every write is a new temp file in the group's directory, written, fsynced, renamed over the
+record under the record's lock stripe and followed by an fsync of the directory (at
+``durability="full"``), so a reader or a crash only ever sees a whole record, and sets and
+updates of one record are linearizable across processes. These run on threads (`_file_jobs`);
+the system calls are `_file_io`'s, the locks `_file_locks`'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+
+from ._codecs import Codec
+from ._file_io import (
+    Directory,
+    DirectorySync,
+    FileIO,
+    UnsafeEntryError,
+    group_directory,
+    read_in,
+    remove_file,
+    remove_if_empty,
+)
+from ._file_layout import decode_record, is_record_name, record_file_name, stripe_of
+from ._file_locks import StripeLocks
+from ._file_open import Bookkeeping
+from ._file_temps import TempFile
+from ._record_keys import HEAD, leading_keys
+from ._types import Keys
+
+
+class RecordWrites:
+    """The writes of one store's record files (``codec``'s), under its lock ``stripes``.
+
+    ``io`` is passed to each write: the system calls it makes (a test makes one fail).
+    """
+
+    def __init__(
+        self, codec: Codec, *, durable: bool, stripes: StripeLocks, bookkeeping: Bookkeeping
+    ) -> None:
+        self._codec = codec
+        self._durable = durable
+        self._stripes = stripes
+        self._bookkeeping = bookkeeping
+        self._directory_sync = DirectorySync()
+
+    def replace(
+        self,
+        io: type[FileIO] | FileIO,
+        path: str,
+        expected: tuple[bytes | None] | None,
+        new: bytes | None,
+        abandon: threading.Event,
+    ) -> bool:
+        """Write ``new`` (None: delete) over the record file ``path``, if it holds ``expected``.
+
+        Return False if ``expected`` was given and the record held something else. Once
+        ``abandon`` is set, the write gives up if it has not renamed yet (raising `Abandoned`).
+
+        The temp file is written and fsynced before the lock is taken, so the lock is held only
+        for the compare and the rename: sets and updates of one record, in any process, take
+        effect in one order (the order of their renames under the lock).
+        """
+        directory_path, name = os.path.split(path)
+        for attempt in itertools.count(1):
+            with group_directory(
+                io,
+                directory_path,
+                create=new is not None,
+                durable=self._durable,
+                make_parent=self._bookkeeping.recreate,
+            ) as directory:
+                if directory is None:  # no group directory: the record is absent
+                    return expected is None or expected[0] is None
+                try:
+                    landed, removed = self._replace_in(io, directory, name, expected, new, abandon)
+                except FileNotFoundError:
+                    # The group directory (another process's clear, `git clean`, `rm -rf`) or
+                    # our temp file (`git clean -x`) was removed under us: nothing landed, so
+                    # write again, into a directory made again.
+                    if attempt < 100:
+                        continue
+                    raise
+                if not landed:
+                    return False
+                if self._durable and (new is not None or removed):
+                    self._directory_sync.sync(io, directory)
+            if removed:
+                remove_if_empty(directory_path)
+            return True
+        raise AssertionError("unreachable")  # for mypy: the loop returns or raises
+
+    def _replace_in(
+        self,
+        io: type[FileIO] | FileIO,
+        directory: Directory,
+        name: str,
+        expected: tuple[bytes | None] | None,
+        new: bytes | None,
+        abandon: threading.Event,
+    ) -> tuple[bool, bool]:
+        """`replace` in an open group directory: return (landed, a file was removed)."""
+        if new is not None and self._bookkeeping.marker_missing():
+            self._bookkeeping.recreate()  # removed by a checkout, a clean, a person
+        temp = None if new is None else TempFile(io, directory, new, self._durable)
+        stripe = stripe_of(os.path.basename(directory.path), name)
+        try:
+            with self._stripes.hold(stripe, abandon):
+                if expected is not None and read_in(directory, name) != expected[0]:
+                    return False, False
+                if temp is None:
+                    return True, remove_file(directory, name)
+                temp.commit(name)
+                temp = None
+                return True, False
+        finally:
+            if temp is not None:
+                temp.discard()
+
+    def delete_matching(
+        self, io: type[FileIO] | FileIO, directory_path: str, prefix: Keys, abandon: threading.Event
+    ) -> None:
+        """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time.
+
+        Only record files (by their exact name) are removed: a person's notes beside them stay.
+        A link or FIFO under a record's name is removed as a name (its target is never
+        touched); a directory under one is left alone.
+        """
+        with group_directory(io, directory_path, create=False, durable=self._durable) as directory:
+            if directory is None:
+                return
+            by_stripe: dict[int, list[str]] = {}
+            for name in directory.names():
+                if not is_record_name(name, self._codec.extension):
+                    continue
+                if prefix:
+                    keys = self._keys_in(directory, name)
+                    if keys is None or keys[: len(prefix)] != prefix:
+                        continue
+                stripe = stripe_of(os.path.basename(directory_path), name)
+                by_stripe.setdefault(stripe, []).append(name)
+            removed = False
+            for stripe, names in by_stripe.items():
+                with self._stripes.hold(stripe, abandon):
+                    for name in names:
+                        with contextlib.suppress(UnsafeEntryError):  # a directory: left alone
+                            removed = remove_file(directory, name) or removed
+            if removed and self._durable:
+                self._directory_sync.sync(io, directory)
+        if removed:
+            remove_if_empty(directory_path)
+
+    def _keys_in(self, directory: Directory, name: str) -> Keys | None:
+        """Return the keys of record file ``name``, or None if it is no record's own file.
+
+        Read from the start of the file when the record is laid out as the library writes it
+        (a large record is neither read nor decoded whole); otherwise decoded whole.
+        """
+        extension = self._codec.extension
+        try:
+            head = read_in(directory, name, limit=HEAD)
+            keys = None if head is None else leading_keys(extension, head)
+            if keys is not None and record_file_name(keys, extension) == name:
+                return keys
+            data = head if head is None or len(head) < HEAD else read_in(directory, name)
+            if data is None:
+                return None
+            keys = decode_record(self._codec, data)[0]
+        except Exception:  # unreadable or undecodable: it is no record's file
+            return None
+        return keys if record_file_name(keys, extension) == name else None
