@@ -145,6 +145,40 @@ async def test_large_records_are_read_off_the_loop_and_inline_reads_can_be_disab
         assert await store.get_group("G")["absent"].get_value() is NoValue
 
 
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+async def test_cancelled_large_reads_leave_no_descriptor_open(tmp_path: Path) -> None:
+    """A read on a thread opens, reads and closes its file in its job: none is left open."""
+    big = "x" * 4_000_000  # far over the inline limit: read on a reader thread
+    async with await open_store(tmp_path) as store:
+        handle = store.get_group("G")["big"]
+        await handle.set_value(big)
+        assert await handle.get_value() == big
+        before = open_descriptors()
+        # Two reader threads and 40 reads at a time: most are cancelled before their job starts
+        # (after 1 or 2 turns each has queued its job), some while their job reads (5 ms in).
+        for turns in (0, 1, 2, 3, 5):
+            reads = [asyncio.ensure_future(handle.get_value()) for _ in range(40)]
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            if turns == 5:
+                await asyncio.sleep(0.005)
+            for read in reads:
+                read.cancel()
+            outcomes = await asyncio.gather(*reads, return_exceptions=True)
+            assert all(isinstance(outcome, (asyncio.CancelledError, str)) for outcome in outcomes)
+        # Jobs that were running when their read was cancelled finish on their own.
+        for _ in range(500):
+            if open_descriptors() == before:
+                break
+            await asyncio.sleep(0.01)
+        assert open_descriptors() == before
+        assert await handle.get_value() == big
+
+
 # --- the store marker -------------------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,29 @@ async def test_a_read_only_store_refuses_writes_and_leaves_its_directory_alone(
     assert snapshot(FIXTURE) == before
     with pytest.raises(Exception, match="not a store"):
         await FileBackend.create_backend_instance(tmp_path, "nothing", 1, read_only=True)
+
+
+def test_overlays_import_no_other_backend() -> None:
+    """An overlay is made of file stores: importing it leaves SQLite and PostgreSQL alone."""
+    # The package's __init__ imports every backend, so it is left out: the modules listed are
+    # those _overlay itself imports, directly or through others.
+    program = (
+        "import importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('rapid_dev_storage')\n"
+        "package = types.ModuleType('rapid_dev_storage')\n"
+        "package.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['rapid_dev_storage'] = package\n"
+        "import rapid_dev_storage._overlay\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    imported = result.stdout.split()
+    assert "rapid_dev_storage._file" in imported
+    assert [
+        name
+        for name in imported
+        if name.startswith(("rapid_dev_storage._sql", "rapid_dev_storage._postgres", "asyncpg"))
+        or name in ("rapid_dev_storage._locations", "sqlite3")
+    ] == []
