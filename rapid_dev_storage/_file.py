@@ -174,9 +174,8 @@ class FileBackend(StorageBackend):
         if path is None:
             if len(self._record_paths) >= 65536:  # bounded: a digest costs only a microsecond
                 self._record_paths.clear()
-            path = os.path.join(
-                self._group_directory(group), record_file_name(keys, self._extension)
-            )
+            name = record_file_name(keys, self._extension)
+            path = f"{self._group_directory(group)}{os.sep}{name}"  # faster than os.path.join
             self._record_paths[group, keys] = path
         return path
 
@@ -194,6 +193,9 @@ class FileBackend(StorageBackend):
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         path = self.record_path(group, keys)
         if self._inline_limit:
+            cached = self._cache.get(path)  # before os_errors: entering it costs a microsecond
+            if cached is not None:
+                return cached
             with os_errors(path, reading=(group, keys)):
                 done, data = read_small(path, self._inline_limit, self._cache)
             if done:

@@ -85,11 +85,9 @@ def read_small(path: str, limit: int, cache: ReadCache) -> tuple[bool, bytes | N
     """Read the record file ``path`` on the loop if it holds at most ``limit`` bytes.
 
     Return (True, its bytes, or None if there is no such file), or (False, None) having read
-    nothing when it is larger (or not a regular file): read it on a thread then.
+    nothing when it is larger (or not a regular file): read it on a thread then. What it reads
+    goes into ``cache``, if worth keeping (look there first).
     """
-    cached = cache.get(path)
-    if cached is not None:
-        return True, cached
     try:
         directory = Directory(os.path.dirname(path))
     except (FileNotFoundError, NotADirectoryError):
