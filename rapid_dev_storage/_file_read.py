@@ -17,11 +17,11 @@ import threading
 import time
 from typing import AsyncIterator, Callable, Generator, Iterator
 
-from ._backend import ScanItem
 from ._file_errors import os_errors, unreadable
 from ._file_io import READ_FLAGS, Directory, FileIO, read_in, read_rest
 from ._file_jobs import FileJobs, forget
 from ._file_layout import group_of_directory, is_record_name
+from ._hooks import ScanItem
 
 READ_CACHE_ENTRIES = 16384
 READ_CACHE_RECORD_BYTES = 16 * 1024

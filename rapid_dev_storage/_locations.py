@@ -15,7 +15,8 @@ from ._file import FileBackend
 from ._file_open import stores_in
 from ._memory import MemoryBackend
 from ._postgres import DSN_PREFIXES, PostgresBackend, list_stores
-from ._sqlite import STORES_TABLE, SQLiteBackend
+from ._sql_stores import STORES_LIST
+from ._sqlite import SQLiteBackend
 from ._store_choice import only_store
 from .errors import LocationError
 
@@ -55,8 +56,7 @@ def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
     if scheme == "sqlite" and os.path.isfile(path):
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            query = f"SELECT name, unique_identifier FROM {STORES_TABLE} ORDER BY 1, 2"
-            return [(str(n), str(u)) for n, u in connection.execute(query)]
+            return [(str(n), str(u)) for n, u in connection.execute(STORES_LIST)]
         except sqlite3.OperationalError:
             return []  # no store was ever opened in this file
         finally:
