@@ -197,8 +197,11 @@ async def test_a_watcher_sees_the_merged_record_once(tmp_path: Path) -> None:
     async with Storage(backend) as store, store.watch("USER") as changes:
         merging = ["merge", "-q", "--no-edit", "other"]
         assert await asyncio.to_thread(lambda: git(tmp_path, *merging).returncode) == 0
-        # A later write to another record marks the end: every change before it has arrived.
-        await store.get_group("USER")["end"].set_value(True)
+        # A later write to another record, by another instance (so it too comes through the
+        # file watcher, after git's), marks the end: every change before it has arrived.
+        other = await FileBackend.create_backend_instance(tmp_path / "data", "app", 1, codec="json")
+        async with Storage(other) as writer:
+            await writer.get_group("USER")["end"].set_value(True)
         seen = []
         async for change in changes:
             if change.keys == ("end",):
