@@ -20,10 +20,9 @@ import dataclasses
 import hashlib
 import inspect
 import logging
-from types import TracebackType
 from typing import Any, Awaitable, Callable, Literal
 
-from ._types import Keys, NoValue
+from ._types import ClosesOnExit, Keys, NoValue
 
 logger = logging.getLogger(__name__)
 
@@ -321,7 +320,7 @@ class ChangeQueue:
         return change
 
 
-class Watch:
+class Watch(ClosesOnExit):
     """An async iterator of `Change` objects; also an async context manager that stops it.
 
     ``async for change in store.watch(): ...`` starts watching at the first iteration;
@@ -365,14 +364,6 @@ class Watch:
 
     async def __aenter__(self) -> Watch:
         return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class Subscription:
