@@ -115,16 +115,16 @@ class ChangeHub:
     # --- listeners --------------------------------------------------------------------------
 
     async def add_queue(self, queue: ChangeQueue, where: Filter) -> None:
-        async with self._lock:
-            starting = not self.active
-            self._queues[queue] = where
-            if starting:
-                await self._start()
+        await self._add(self._queues, queue, where)
 
     async def add_callback(self, subscription: Subscription, where: Filter) -> None:
+        await self._add(self._callbacks, subscription, where)
+
+    async def _add(self, listeners: dict[Any, Filter], listener: object, where: Filter) -> None:
+        """Add a listener; the first one starts the backend's watching."""
         async with self._lock:
             starting = not self.active
-            self._callbacks[subscription] = where
+            listeners[listener] = where
             if starting:
                 await self._start()
 
