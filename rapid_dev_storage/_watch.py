@@ -100,6 +100,7 @@ class ChangeHub:
         self._clock = 0  # local writes begun so far
         self._touched: dict[tuple[str, Keys], int] = {}  # record -> clock at its latest
         self._touched_floor = 0  # records not in _touched were last written before this
+        self._writing: dict[tuple[str, Keys], int] = {}  # record -> local writes not yet over
         self._lock = asyncio.Lock()
 
     @property
@@ -138,6 +139,7 @@ class ChangeHub:
                 await self._stop_watching()
                 self._known.clear()
                 self._touched.clear()
+                self._writing.clear()
 
     async def _start(self) -> None:
         try:
@@ -172,6 +174,7 @@ class ChangeHub:
             self._touched.clear()
             self._touched_floor = self._clock
         self._touched[record] = self._clock
+        self._writing[record] = self._writing.get(record, 0) + 1
 
     def know(self, group: str, keys: Keys, digest: bytes | None) -> None:
         """Learn a record's state from a watcher's first scan, unless something newer is known."""
@@ -181,6 +184,13 @@ class ChangeHub:
     def forget(self, group: str, keys: Keys) -> None:
         """Drop what `remember` learnt of a write that did not land."""
         self._known.pop((group, keys), None)
+        self._over((group, keys))
+
+    def _over(self, record: tuple[str, Keys]) -> None:
+        """A local write `remember` announced has landed or failed."""
+        left = self._writing.pop(record, 0) - 1
+        if left > 0:
+            self._writing[record] = left
 
     def mark(self) -> int:
         """Return a mark to pass to `offer`: take it before reading what to offer."""
@@ -197,9 +207,11 @@ class ChangeHub:
         Every local change is delivered. An external one is not when its bytes are those last
         published for the record: a watcher seeing our own write again, or one state twice.
         """
+        record = (group, keys)
+        if origin == "local":
+            self._over(record)
         if not self.active:
             return
-        record = (group, keys)
         digest = None if data is None else digest_of(data)
         if origin == "external" and self._known.get(record, _MISSING) == digest:
             return
@@ -230,6 +242,11 @@ class ChangeHub:
             return True
         if self._touched.get(record, self._touched_floor) > mark:
             return False
+        if record in self._writing:
+            # A local write of it began before the read and has not landed: what was read is
+            # older than that write (a watcher reading the file it is about to replace), and the
+            # write's own change follows. Delivering it would report a state twice, stale.
+            return True
         self._set_known(record, digest)
         if value is UNDECODABLE:
             _warn_undecodable(group, keys)
