@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench.py"
 
 
+@pytest.mark.slow  # the quick benchmark: 5-15 s
 def test_quick_benchmark_prints_every_row_and_target(tmp_path: Path) -> None:
     markdown = tmp_path / "bench.md"
     result = subprocess.run(

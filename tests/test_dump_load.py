@@ -26,6 +26,7 @@ async def filled(path: Path, codec: str = "json") -> Storage:
     return store
 
 
+@pytest.mark.slow  # 3,000 durable writes, dumped and loaded: 4-11 s
 async def test_dump_then_load_gives_the_same_store_and_the_loop_keeps_ticking(
     tmp_path: Path,
 ) -> None:
@@ -91,6 +92,7 @@ async def test_a_bad_line_loads_nothing_and_says_which(tmp_path: Path) -> None:
         assert await store.list_groups() == []
 
 
+@pytest.mark.slow  # 4-13 s
 async def test_a_cancelled_dump_leaves_no_file(tmp_path: Path) -> None:
     async with await filled(tmp_path / "a") as store:
         target = tmp_path / "backup.jsonl"

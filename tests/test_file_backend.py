@@ -497,6 +497,8 @@ async def test_a_really_full_disk_keeps_the_old_value(tiny_filesystem: Path) -> 
 # --- memory -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 100,000 files written, read and removed: 20-90 s on a loaded machine
+@pytest.mark.timeout(400)
 async def test_a_100000_record_group_iterates_in_bounded_memory(tmp_path: Path) -> None:
     async with await open_store(tmp_path, durability="fast") as store:
         backend = store.backend

@@ -70,6 +70,7 @@ POSTGRES = pytest.param("postgres", "fast", marks=requires_postgres)
 KINDS = [("file", "full"), ("file", "fast"), ("sqlite", "full"), ("sqlite", "fast"), POSTGRES]
 
 
+@pytest.mark.slow  # 20 rounds of 300 records per backend: 3-10 s each
 @pytest.mark.parametrize(("kind", "durability"), KINDS)
 async def test_a_cancelled_clear_never_removes_a_later_acknowledged_write(
     tmp_path: Path, kind: str, durability: str

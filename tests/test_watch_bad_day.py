@@ -257,6 +257,7 @@ async def test_a_watch_keeps_no_record_bytes(tmp_path: Path) -> None:
             tracemalloc.stop()
 
 
+@pytest.mark.slow  # 5-14 s
 async def test_a_large_external_burst_arrives_whole(tmp_path: Path) -> None:
     """Sliced publishing loses nothing: 2,000 records rewritten at once all arrive."""
     async with await open_store("file", tmp_path) as store:
