@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _postgres import fresh_schema, requires_postgres
+from _postgres import open_store as open_postgres_store
 from _scripted_editor import Editor
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
@@ -175,3 +177,24 @@ def test_at_a_terminal_a_problem_offers_to_reopen_the_editor(tmp_path: Path) -> 
     assert editor.steps_left == 0
     assert editor.seen[1].startswith("# ERROR: not JSON")
     assert value_in(tmp_path / "data") == [1, 2]
+
+
+@requires_postgres
+def test_a_postgresql_store_is_edited_too(tmp_path: Path) -> None:
+    server = asyncio.run(fresh_schema())
+    creating = ("USER", "u1", "--name", "app", "--id", "1", "--create")
+    adds = Editor(
+        tmp_path, [{"replace": ["creates the record.\n", 'creates the record.\n{"n": 1}\n']}]
+    )
+    done = edit(tmp_path, adds, server, *creating)
+    assert done.returncode == 0, done.stderr
+    done = edit(
+        tmp_path, Editor(tmp_path, [{"replace": ['"n": 1', '"n": 2']}]), server, "USER", "u1"
+    )
+    assert done.returncode == 0, done.stderr
+
+    async def read() -> Any:
+        async with await open_postgres_store(server) as store:
+            return await store.get_group("USER")["u1"].get_value()
+
+    assert asyncio.run(read()) == {"n": 2}
