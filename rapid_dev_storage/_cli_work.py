@@ -1,4 +1,4 @@
-"""The work behind the command line's copy, fsck and git-setup, apart from parsing and printing.
+"""The work behind the command line's copy and fsck, apart from parsing and printing.
 
 Imported only by `rapid_dev_storage.cli`. A progress bar is passed in: anything with
 ``update(count)``.
@@ -6,14 +6,11 @@ Imported only by `rapid_dev_storage.cli`. A progress bar is passed in: anything 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ._api import Storage
 from ._fsck import Problem
 from .errors import StorageError
-
-TEXTCONV_ATTRIBUTE = "*.msgpack diff=rapid-dev-storage"
 
 
 async def copy_records(origin: Storage, copy: Storage, bar: Any) -> int:
@@ -50,12 +47,3 @@ async def undecodable_records(store: Storage) -> list[Problem]:
         ):
             pass
     return problems
-
-
-def add_textconv_attribute(top: str) -> None:
-    """Have the repository at ``top`` diff msgpack records with our textconv (once)."""
-    attributes = Path(top, ".gitattributes")
-    existing = attributes.read_text(encoding="utf-8") if attributes.exists() else ""
-    if TEXTCONV_ATTRIBUTE not in existing.splitlines():
-        separator = "" if not existing or existing.endswith("\n") else "\n"
-        attributes.write_text(f"{existing}{separator}{TEXTCONV_ATTRIBUTE}\n", encoding="utf-8")

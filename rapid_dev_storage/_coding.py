@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ._codecs import Codec
 from ._hooks import BackendHooks
+from ._merge_text import has_conflict_markers
 from ._slices import LARGE_RECORD
 from ._types import Keys, NoValue
 from ._validate import check_value, unwritable_reason, value_fits
@@ -25,6 +26,11 @@ SETTLE_WAIT = 0.02
 SETTLE_ATTEMPTS = 50
 """A record that changed a moment ago and does not decode is read again every 20 ms while it
 keeps changing, for up to a second: long enough for an editor's in-place save to finish."""
+
+
+def conflict_message(where: str) -> str:
+    """How reads, scans and watchers name a record file git left with conflict markers."""
+    return f"unresolved merge conflict in {where}: edit it, then `git add`"
 
 
 def record_label(group: str, keys: Keys) -> str:
@@ -109,7 +115,12 @@ class RecordCoding(BackendHooks):
                 return data, await self._value_async(group, keys, data)
             except CorruptRecordError:
                 attempts += 1
-                if attempts > SETTLE_ATTEMPTS or not self._changed_recently(group, keys):
+                # git's conflict markers are no save half-way through: no use waiting.
+                if (
+                    attempts > SETTLE_ATTEMPTS
+                    or not self._changed_recently(group, keys)
+                    or has_conflict_markers(data)
+                ):
                     raise
             await asyncio.sleep(SETTLE_WAIT)
 
@@ -149,6 +160,11 @@ class RecordCoding(BackendHooks):
         except CorruptRecordError:
             raise
         except Exception as exc:
+            if has_conflict_markers(data):
+                where = source or self._describe_record(group, keys)
+                raise CorruptRecordError(
+                    conflict_message(where), group=group, keys=keys, location=where
+                ) from exc
             raise self._corrupt(
                 group, keys, source, f"does not decode as {self.codec.name}: {exc}"
             ) from exc

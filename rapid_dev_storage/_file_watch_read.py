@@ -15,10 +15,12 @@ import logging
 import os
 from typing import Any, AsyncIterator, Callable
 
+from ._coding import conflict_message
 from ._file_events import Batch
 from ._file_jobs import FileJobs, forget
 from ._file_layout import group_of_directory, is_record_name
 from ._file_read import record_files
+from ._merge_text import has_conflict_markers
 from ._types import Keys, NoValue
 from ._watch import UNDECODABLE, digest_of
 from .errors import StorageError
@@ -116,6 +118,9 @@ class RecordFileReader:
         try:
             keys, value = self._decode(group, data, path)
         except Exception:  # an editor may be half-way through rewriting it: look again
+            if has_conflict_markers(data):  # git's merge, not a save half-way: say so once
+                logger.warning("%s", conflict_message(path))
+                return path, group, None, None, SKIPPED
             return path, group, None, None, UNDECODABLE
         return path, group, keys, digest_of(data), value
 

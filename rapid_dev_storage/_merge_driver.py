@@ -103,7 +103,6 @@ def _leave_to_git(
         return 1
     _say(f"{reason}: merged as text")
     return 0 if status.returncode == 0 else 1
-    return 0 if status == 0 else 1
 
 
 def _replace(path: Path, data: bytes) -> None:

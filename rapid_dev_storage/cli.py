@@ -3,8 +3,8 @@
 A store is named by a location (``file:DIR``, ``sqlite:FILE``, ``postgresql://...``) and, when
 the location holds more than one store, ``--name`` and ``--id``. Values go in and come out as
 JSON. Exit status: 0 done, 1 not found, 2 a usage or input error (nothing written).
-The commands are defined here; what they share is in `_cli_output`, the work behind copy, fsck
-and git-setup in `_cli_work`.
+The commands are defined here; what they share is in `_cli_output`, the work behind copy and
+fsck in `_cli_work`; edit, resolve, merge-driver and git-setup are in `_cli_git`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,8 +22,9 @@ from typing import Any, Callable
 import click
 
 from ._api import Storage
+from ._cli_git import GIT_COMMANDS
 from ._cli_output import emit, on_store, open_storage, progress, reported_errors, run
-from ._cli_work import add_textconv_attribute, copy_records, undecodable_records, verify
+from ._cli_work import copy_records, undecodable_records, verify
 from ._codecs import JSONCodec, MsgpackCodec
 from ._demo import show_files, tour
 from ._file import FileBackend
@@ -63,7 +62,7 @@ def _store_command(
     return define
 
 
-@click.group()
+@click.group(commands=GIT_COMMANDS)
 @click.version_option(package_name="rapid_dev_storage")
 def main() -> None:
     """Inspect, edit, dump, load and copy rapid_dev_storage stores."""
@@ -327,30 +326,3 @@ def fsck_command(
             click.echo(f"{problem.kind}: {problem.path}: {problem.detail}{done}")
     if any(not problem.repaired for problem in problems):
         sys.exit(1)
-
-
-@main.command("git-setup")
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    help="A directory inside the git repository (default: here).",
-)
-def git_setup_command(repo: Path) -> None:
-    """Make git diff and git log -p show msgpack records as JSON.
-
-    Adds ``*.msgpack diff=rapid-dev-storage`` to the repository's .gitattributes and sets
-    ``diff.rapid-dev-storage.textconv`` in its git config to this tool's ``show``.
-    """
-    command = ["git", "-C", str(repo), "rev-parse", "--show-toplevel"]
-    try:
-        top = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        click.echo(f"error: {repo} is not inside a git repository ({exc})", err=True)
-        sys.exit(2)
-    add_textconv_attribute(top)
-    textconv = f"{shlex.quote(sys.executable)} -m rapid_dev_storage show"
-    subprocess.run(
-        ["git", "-C", top, "config", "diff.rapid-dev-storage.textconv", textconv], check=True
-    )
-    click.echo(f"git diff in {top} now shows msgpack records as JSON")

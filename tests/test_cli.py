@@ -304,7 +304,8 @@ def test_git_diff_shows_msgpack_records_as_json(tmp_path: Path) -> None:
         run("set", location, "USER", "u1", "--value", '{"theme": "dark"}', *setting).exit_code == 0
     )
     assert run("git-setup", "--repo", str(repository)).exit_code == 0
-    assert "*.msgpack diff=rapid-dev-storage" in (repository / ".gitattributes").read_text()
+    attributes = repository / "data" / "app~1" / ".gitattributes"  # in the store found
+    assert "diff=rapid-dev-storage" in attributes.read_text()
     git("add", "-A")
     git("commit", "-qm", "first")
     assert run("set", location, "USER", "u1", "--value", '{"theme": "light"}').exit_code == 0

@@ -1,70 +1,22 @@
-"""The merge driver in real git repositories: merge, rebase, cherry-pick, both codecs."""
+"""The merge driver in real git repositories set up by git-setup: merge, rebase, cherry-pick,
+stash pop, both codecs; reads of a conflicted record; the resolve command."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _git_repo import branches, git, open_store, read, set_up, tool, write
 
-from rapid_dev_storage import FileBackend, Storage, _resolve
-from rapid_dev_storage._merge import pick
-from rapid_dev_storage._resolve import ResolveError, conflicted, describe, resolve_in_editor
+from rapid_dev_storage import CorruptRecordError, FileBackend, NoValue, Storage
 
-DRIVER = (
-    f"{shlex.quote(sys.executable)} -c 'import sys; from rapid_dev_storage._merge_driver "
-    "import main; sys.exit(main(sys.argv[1:]))' %O %A %B %L %P"
-)
-
-
-def git(repository: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments],
-        cwd=repository,
-        check=check,
-        capture_output=True,
-        text=True,
-    )
-
-
-def set_up(repository: Path) -> None:
-    git(repository, "init", "-q", "-b", "main")
-    git(repository, "config", "merge.rapid-dev-storage.driver", DRIVER)
-    (repository / ".gitattributes").write_text(
-        "*.json merge=rapid-dev-storage\n*.msgpack merge=rapid-dev-storage\n"
-    )
-
-
-async def write(repository: Path, codec: str, value: Any, message: str) -> Path:
-    """Set the one record, commit it, and return its file."""
-    backend = await FileBackend.create_backend_instance(repository / "data", "app", 1, codec=codec)
-    async with Storage(backend) as store:
-        await store.get_group("USER")["u1"].set_value(value)
-    git(repository, "add", "-A")
-    git(repository, "commit", "-q", "-m", message)
-    (record,) = (repository / "data").rglob(f"{'[0-9a-f]' * 32}.{codec}")
-    return record
-
-
-async def read(repository: Path, codec: str) -> Any:
-    backend = await FileBackend.create_backend_instance(repository / "data", "app", 1, codec=codec)
-    async with Storage(backend) as store:
-        return await store.get_group("USER")["u1"].get_value()
-
-
-async def branches(repository: Path, codec: str, base: Any, ours: Any, theirs: Any) -> Path:
-    """Commit ``base`` on main, ``theirs`` on branch "other", ``ours`` on main again."""
-    set_up(repository)
-    await write(repository, codec, base, "base")
-    git(repository, "checkout", "-q", "-b", "other")
-    await write(repository, codec, theirs, "theirs")
-    git(repository, "checkout", "-q", "main")
-    return await write(repository, codec, ours, "ours")
+CONFLICT = "unresolved merge conflict in {}: edit it, then `git add`"
 
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
@@ -101,12 +53,26 @@ async def test_a_real_conflict_marks_only_that_entry_until_resolved(tmp_path: Pa
         '    "a": 1,\n<<<<<<< ours\n    "b": 2,\n=======\n    "b": 3,\n>>>>>>> theirs\n    "c": 9\n'
         in text
     )
+    message = CONFLICT.format(record)
+    with pytest.raises(CorruptRecordError) as raised:
+        await read(tmp_path, "json")
+    assert str(raised.value) == message
+    assert raised.value.location == str(record)
+    async with await open_store(tmp_path, "json") as store:
+        problems: list[CorruptRecordError] = []
+        assert [
+            item async for item in store.get_group("USER").all_items(on_corrupt=problems.append)
+        ] == []
+    assert [str(problem) for problem in problems] == [message]
+    # Resolved by editing: keep theirs, drop the markers.
     record.write_text(
         text.replace('<<<<<<< ours\n    "b": 2,\n=======\n', "").replace(">>>>>>> theirs\n", "")
     )
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "--no-edit")
     assert await read(tmp_path, "json") == {"a": 1, "b": 3, "c": 9}
+    assert git(tmp_path, "status", "--porcelain").stdout == ""
+    assert tool(tmp_path, "fsck", "file:data").returncode == 0
 
 
 async def test_a_msgpack_conflict_keeps_ours_for_that_place_and_merges_the_rest(
@@ -126,16 +92,50 @@ async def test_a_msgpack_conflict_keeps_ours_for_that_place_and_merges_the_rest(
     assert await read(tmp_path, "msgpack") == {"a": 1, "b": 2, "c": 9}
 
 
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
 @pytest.mark.parametrize("how", ["rebase", "cherry-pick"])
-async def test_rebase_and_cherry_pick_use_the_driver(tmp_path: Path, how: str) -> None:
-    await branches(tmp_path, "json", {"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 2})
+async def test_rebase_and_cherry_pick_use_the_driver(tmp_path: Path, how: str, codec: str) -> None:
+    await branches(tmp_path, codec, {"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 2})
     if how == "rebase":
         git(tmp_path, "checkout", "-q", "other")
         done = git(tmp_path, "rebase", "-q", "main", check=False)
     else:
         done = git(tmp_path, "cherry-pick", "other", check=False)
     assert done.returncode == 0, done.stderr
-    assert await read(tmp_path, "json") == {"a": 2, "b": 2}
+    assert await read(tmp_path, codec) == {"a": 2, "b": 2}
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+async def test_stash_pop_uses_the_driver(tmp_path: Path, codec: str) -> None:
+    await set_up(tmp_path, codec)
+    await write(tmp_path, codec, {"a": 1, "b": 1}, "base")
+    await write(tmp_path, codec, {"a": 1, "b": 2}, "work in progress")
+    git(tmp_path, "reset", "-q", "--soft", "HEAD~1")
+    git(tmp_path, "stash", "-q")
+    await write(tmp_path, codec, {"a": 2, "b": 1}, "meanwhile")
+    popped = git(tmp_path, "stash", "pop", check=False)
+    assert popped.returncode == 0, popped.stderr
+    assert await read(tmp_path, codec) == {"a": 2, "b": 2}
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+async def test_delete_against_modify_is_gits_own_conflict(tmp_path: Path, codec: str) -> None:
+    await set_up(tmp_path, codec)
+    record = await write(tmp_path, codec, {"a": 1}, "base")
+    git(tmp_path, "checkout", "-q", "-b", "other")
+    async with await open_store(tmp_path, codec) as store:
+        await store.get_group("USER")["u1"].clear_value()
+    git(tmp_path, "commit", "-q", "-am", "removed")
+    git(tmp_path, "checkout", "-q", "main")
+    await write(tmp_path, codec, {"a": 2}, "changed")
+    merged = git(tmp_path, "merge", "--no-edit", "other", check=False)
+    assert merged.returncode != 0
+    assert "CONFLICT (modify/delete)" in merged.stdout
+    assert git(tmp_path, "status", "--porcelain").stdout.startswith("UD ")
+    assert await read(tmp_path, codec) == {"a": 2}  # the modified side stays, readable
+    git(tmp_path, "rm", "-q", str(record))  # take the removal
+    git(tmp_path, "commit", "-q", "--no-edit")
+    assert await read(tmp_path, codec) is NoValue
 
 
 async def test_a_side_that_does_not_decode_falls_back_to_git_text_merge(tmp_path: Path) -> None:
@@ -149,30 +149,42 @@ async def test_a_side_that_does_not_decode_falls_back_to_git_text_merge(tmp_path
     assert "Traceback" not in merged.stderr
 
 
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
 @pytest.mark.parametrize("side", ["ours", "theirs"])
-async def test_resolve_settles_a_msgpack_conflict_keeping_what_both_agree_on(
-    tmp_path: Path, side: str
+async def test_resolve_settles_a_conflict_keeping_what_both_agree_on(
+    tmp_path: Path, side: str, codec: str
 ) -> None:
     record = await branches(
         tmp_path,
-        "msgpack",
+        codec,
         {"a": 1, "b": 1, "c": 1},
         {"a": 1, "b": 2, "c": 1},
         {"a": 1, "b": 3, "c": 9},
     )
     git(tmp_path, "merge", "-q", "--no-edit", "other", check=False)
-    found = conflicted(record)
-    assert [where for where, _ in found.places()] == ["value['b']"]
-    shown = describe(found)
-    assert "value['b']:" in shown
-    assert "ours   2" in shown
-    assert "theirs 3" in shown
-    _resolve.write(found, pick(found.merged, side))
+    shown = tool(tmp_path, "resolve", str(record))
+    assert shown.returncode == 0, shown.stderr
+    assert "value['b']:" in shown.stdout
+    assert "ours   2" in shown.stdout
+    assert "theirs 3" in shown.stdout
+    done = tool(tmp_path, "resolve", str(record), f"--{side}")
+    assert done.returncode == 0, done.stderr
+    assert "git add" in done.stderr
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "--no-edit")
-    assert await read(tmp_path, "msgpack") == {"a": 1, "b": 2 if side == "ours" else 3, "c": 9}
-    with pytest.raises(ResolveError, match="no unresolved merge"):
-        conflicted(record)
+    assert await read(tmp_path, codec) == {"a": 1, "b": 2 if side == "ours" else 3, "c": 9}
+    assert git(tmp_path, "status", "--porcelain").stdout == ""
+    assert tool(tmp_path, "fsck", "file:data").returncode == 0
+    again = tool(tmp_path, "resolve", str(record), "--theirs")
+    assert again.returncode == 1
+    assert "nothing to resolve" in again.stderr
+
+
+def test_resolve_refuses_a_file_that_is_not_a_record(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    done = tool(tmp_path, "resolve", "notes.txt", "--ours")
+    assert done.returncode == 2
+    assert "not a record file" in done.stderr
 
 
 async def test_resolve_in_the_editor(tmp_path: Path) -> None:
@@ -184,10 +196,10 @@ async def test_resolve_in_the_editor(tmp_path: Path) -> None:
         "assert '#     theirs 3' in p.read_text(), p.read_text()\n"
         "p.write_text(p.read_text().replace('\"b\": 2', '\"b\": 23'))\n"
     )
-    editor = [sys.executable, str(script)]
-    found = conflicted(record)
-    outcome = await resolve_in_editor(found, editor=editor, interactive=False, say=print, ask=any)
-    assert outcome.status == "saved"
+    environment = {**os.environ, "EDITOR": shlex.join([sys.executable, str(script)])}
+    environment.pop("VISUAL", None)
+    done = tool(tmp_path, "resolve", str(record), "--edit", env=environment)
+    assert done.returncode == 0, done.stderr
     assert await read(tmp_path, "msgpack") == {"b": 23}
 
 
@@ -208,3 +220,27 @@ async def test_a_watcher_sees_the_merged_record_once(tmp_path: Path) -> None:
                 break
             seen.append((change.keys, change.value))
     assert seen == [(("u1",), {"a": 2, "b": 2})]
+
+
+async def test_a_watcher_names_a_conflicted_record_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = await branches(tmp_path, "json", {"b": 1}, {"b": 2}, {"b": 3})
+    backend = await FileBackend.create_backend_instance(tmp_path / "data", "app", 1, codec="json")
+    async with Storage(backend) as store, store.watch("USER") as changes:
+        merging = ["merge", "-q", "--no-edit", "other"]
+        with caplog.at_level(logging.WARNING):
+            assert await asyncio.to_thread(lambda: git(tmp_path, *merging, check=False).returncode)
+            other = await open_store(tmp_path, "json")
+            async with other as writer:
+                await writer.get_group("USER")["end"].set_value(True)
+            seen = []
+            async for change in changes:
+                if change.keys == ("end",):
+                    break
+                seen.append(change)
+    assert seen == []
+    warned = [
+        entry.getMessage() for entry in caplog.records if "merge conflict" in entry.getMessage()
+    ]
+    assert warned == [CONFLICT.format(record)]

@@ -143,14 +143,17 @@ async def test_conflicted_files_do_not_delay_other_changes(
                     return {
                         str(path)
                         for path in paths[:7] + paths[8:]
-                        if any("stays undecodable" in m and str(path) in m for m in messages)
+                        if any(
+                            m == f"unresolved merge conflict in {path}: edit it, then `git add`"
+                            for m in messages
+                        )
                     }
 
-                for _ in range(500):  # each is warned about once its half second is up
+                for _ in range(500):  # each is named as a conflict, without waiting
                     if len(warned()) == 49:
                         break
                     await asyncio.sleep(0.02)
-        # (k7 is warned about too if it was resolved after its half second.)
+        # (k7 is warned about too: it was conflicted before it was resolved.)
         assert len(warned()) == 49
 
 
