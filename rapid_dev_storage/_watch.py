@@ -187,7 +187,7 @@ class ChangeHub:
         self._over((group, keys))
 
     def _over(self, record: tuple[str, Keys]) -> None:
-        """A local write `remember` announced has landed or failed."""
+        """Count a local write `remember` announced as over: it landed or failed."""
         left = self._writing.pop(record, 0) - 1
         if left > 0:
             self._writing[record] = left
