@@ -8,12 +8,11 @@ contract is run through its adapter (`_original.adapt`).
 from __future__ import annotations
 
 import os
-from types import TracebackType
 from typing import Any, AsyncIterator, TypeVar
 
 from ._backend import CorruptHandler, StorageBackend
 from ._original import adapt
-from ._types import AnyStorable, Keys, NoValue, UpdateFunction
+from ._types import AnyStorable, ClosesOnExit, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys
 from ._watch import Callback, Subscription, Watch
 from .errors import InvalidKeyError
@@ -169,7 +168,7 @@ class StorageGroup:
         return f"<StorageGroup {self._group_name!r}>"
 
 
-class Storage:
+class Storage(ClosesOnExit):
     """The entry point: ``Storage(backend)``. Subclass it to add app-specific accessors.
 
     Closes its backend on `close` or at the end of ``async with``.
@@ -254,14 +253,6 @@ class Storage:
 
     async def __aenter__(self: StorageT) -> StorageT:
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._given!r}>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from types import TracebackType
 from typing import Any, Awaitable, Callable, Literal, Tuple, Union
 
 
@@ -33,3 +34,19 @@ AnyStorable = Union[
 
 UpdateFunction = Callable[[Any], Any | Awaitable[Any]]
 """Given the current value (or `NoValue`), returns the new one, directly or as an awaitable."""
+
+
+class ClosesOnExit:
+    """``async with thing:`` ends with ``await thing.close()``, however the block ends."""
+
+    async def close(self) -> None:
+        """Release what the object holds; subclasses implement it."""
+        raise NotImplementedError
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -20,10 +20,9 @@ import dataclasses
 import hashlib
 import inspect
 import logging
-from types import TracebackType
 from typing import Any, Awaitable, Callable, Literal
 
-from ._types import Keys, NoValue
+from ._types import ClosesOnExit, Keys, NoValue
 
 logger = logging.getLogger(__name__)
 
@@ -116,16 +115,16 @@ class ChangeHub:
     # --- listeners --------------------------------------------------------------------------
 
     async def add_queue(self, queue: ChangeQueue, where: Filter) -> None:
-        async with self._lock:
-            starting = not self.active
-            self._queues[queue] = where
-            if starting:
-                await self._start()
+        await self._add(self._queues, queue, where)
 
     async def add_callback(self, subscription: Subscription, where: Filter) -> None:
+        await self._add(self._callbacks, subscription, where)
+
+    async def _add(self, listeners: dict[Any, Filter], listener: object, where: Filter) -> None:
+        """Add a listener; the first one starts the backend's watching."""
         async with self._lock:
             starting = not self.active
-            self._callbacks[subscription] = where
+            listeners[listener] = where
             if starting:
                 await self._start()
 
@@ -321,7 +320,7 @@ class ChangeQueue:
         return change
 
 
-class Watch:
+class Watch(ClosesOnExit):
     """An async iterator of `Change` objects; also an async context manager that stops it.
 
     ``async for change in store.watch(): ...`` starts watching at the first iteration;
@@ -365,14 +364,6 @@ class Watch:
 
     async def __aenter__(self) -> Watch:
         return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class Subscription:

@@ -13,8 +13,11 @@ def test_quick_benchmark_prints_every_row_and_target(tmp_path: Path) -> None:
     markdown = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--markdown", str(markdown)],
-        capture_output=True, text=True, timeout=600, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     subjects = ["FileBackend msgpack full", "SQLiteBackend fast", "MemoryBackend", "raw files"]
     subjects += ["plain sqlite3 FULL", "diskcache.Cache", "aiosqlite FULL"]
     for subject in subjects:

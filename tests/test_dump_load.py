@@ -61,9 +61,14 @@ async def test_the_command_line_reads_what_the_api_dumps(tmp_path: Path) -> None
     async with await filled(tmp_path / "a") as store:
         await store.dump(tmp_path / "backup.jsonl", groups=["FLAGS"])
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rapid_dev_storage", "dump", f"file:{tmp_path / 'a'}", "FLAGS",
+        sys.executable,
+        "-m",
+        "rapid_dev_storage",
+        "dump",
+        f"file:{tmp_path / 'a'}",
+        "FLAGS",
         stdout=subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, _ = await process.communicate()
     assert out == (tmp_path / "backup.jsonl").read_bytes()
 

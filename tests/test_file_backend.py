@@ -212,12 +212,12 @@ async def test_a_directory_that_is_not_a_store_is_refused(tmp_path: Path) -> Non
 
 # --- names ------------------------------------------------------------------------------------
 
-HOSTILE_NAMES = [
-    "..", ".", "../escape", "..\\escape", "/abs", "C:\\x", "C:", "\\\\server\\share", "a\x00b",
-    "\x07bell", "CON", "con", "nul.txt", "COM1", "lpt9", "trailing.", "trailing ", " ",
-    ".locks", ".gitignore", MARKER, f"{TEMP_PREFIX}1-x{TEMP_SUFFIX}", "~", "a~1", "x" * 255,
-    "User", "user", "USER", "é", unicodedata.normalize("NFD", "é"), "ﬁ", "fi", "ß", "ss",
-]  # fmt: skip
+PATHS = ["..", ".", "../escape", "..\\escape", "/abs", "C:\\x", "C:", "\\\\server\\share"]
+DEVICES_AND_CONTROLS = ["a\x00b", "\x07bell", "CON", "con", "nul.txt", "COM1", "lpt9"]
+DOTS_AND_SPACES = ["trailing.", "trailing ", " ", "~", "a~1", "x" * 255]
+BOOKKEEPING = [".locks", ".gitignore", MARKER, f"{TEMP_PREFIX}1-x{TEMP_SUFFIX}"]
+LOOK_ALIKES = ["User", "user", "USER", "é", unicodedata.normalize("NFD", "é"), "ﬁ", "fi", "ß", "ss"]
+HOSTILE_NAMES = [*PATHS, *DEVICES_AND_CONTROLS, *DOTS_AND_SPACES, *BOOKKEEPING, *LOOK_ALIKES]
 
 
 async def test_hostile_group_names_stay_inside_and_apart(tmp_path: Path) -> None:
@@ -303,10 +303,11 @@ async def test_corrupt_records_are_reported_and_never_stop_other_keys(
             b"\xef\xbb\xbf",
             b"<<<<<<< HEAD\n" + whole + b"=======\n" + whole + b">>>>>>> theirs\n",
             json_bytes if codec == "msgpack" else msgpack.packb({"keys": ["bad"], "value": 1}),
-            json.dumps({"keys": ["other"], "value": 1}).encode() if codec == "json" else
-            msgpack.packb({"keys": ["other"], "value": 1}),
+            json.dumps({"keys": ["other"], "value": 1}).encode()
+            if codec == "json"
+            else msgpack.packb({"keys": ["other"], "value": 1}),
             b"[1, 2]" if codec == "json" else msgpack.packb([1, 2]),
-        ]  # fmt: skip
+        ]
         for data in damaged:
             with replaced_record(path, data):
                 if codec == "json" and data == whole[:-1]:  # only the final newline cut: intact

@@ -193,8 +193,18 @@ async def test_sqlite_writes_queued_behind_a_cancelled_clear_keep_their_order(
     await group["p", "1"].set_value("old")
     blocker = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+    loop = asyncio.get_running_loop()
+    clearing = asyncio.Event()  # the clear's DELETE began on the worker (and waits for the lock)
+
+    def trace(statement: str) -> None:
+        if statement.startswith("DELETE"):
+            loop.call_soon_threadsafe(clearing.set)
+
+    backend = store.backend
+    assert isinstance(backend, SQLiteBackend)
+    backend._connections.writer.set_trace_callback(trace)
     clear = asyncio.ensure_future(group.clear_prefix("p"))  # waits on the worker
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(clearing.wait(), 10)
     queued = asyncio.ensure_future(group["p", "1"].set_value("queued"))
     await asyncio.sleep(0)
     clear.cancel()

@@ -120,9 +120,15 @@ async def test_record_envelope_with_a_field_twice_is_corrupt(tmp_path: Path) -> 
             if codec == "json":
                 path.write_text('{"keys": ["k"], "value": 1, "value": 2}\n', encoding="utf-8")
             else:  # a map header of three entries, "value" twice
-                path.write_bytes(b"\x83" + msgpack.packb("keys") + msgpack.packb(["k"])
-                                 + msgpack.packb("value") + msgpack.packb(1)
-                                 + msgpack.packb("value") + msgpack.packb(2))  # fmt: skip
+                path.write_bytes(
+                    b"\x83"
+                    + msgpack.packb("keys")
+                    + msgpack.packb(["k"])
+                    + msgpack.packb("value")
+                    + msgpack.packb(1)
+                    + msgpack.packb("value")
+                    + msgpack.packb(2)
+                )
             with pytest.raises(CorruptRecordError) as caught:
                 await handle.get_value()
             assert caught.value.location == str(path)
@@ -245,8 +251,12 @@ def test_codecs_refuse_what_they_cannot_write_back() -> None:
 @pytest.mark.parametrize("codec", [JSONCodec(), MsgpackCodec()], ids=["json", "msgpack"])
 def test_large_documents_decode_in_slices_exactly(codec: Any) -> None:
     rows = [{"id": i, "name": f"itém {i}", "tags": ["a", [i, {"x": None}]]} for i in range(20_000)]
-    value = {"rows": rows, "text": "é" * 300_000, "nested": [[rows[:50]] * 3], "map": {
-        f"u{i}": {"n": i} for i in range(5_000)}}  # fmt: skip
+    value = {
+        "rows": rows,
+        "text": "é" * 300_000,
+        "nested": [[rows[:50]] * 3],
+        "map": {f"u{i}": {"n": i} for i in range(5_000)},
+    }
     data = codec.dumps(value)
     assert len(data) > LARGE_RECORD
     assert codec.loads(data) == value

@@ -161,6 +161,8 @@ async def test_git_style_bulk_changes_and_group_removal(tmp_path: Path) -> None:
 async def test_after_a_burst_the_watchers_view_equals_the_store(kind: str, tmp_path: Path) -> None:
     async with await open_store(kind, tmp_path) as store:
         view: dict[tuple[str, ...], Any] = {}
+        truth: dict[tuple[str, ...], Any] | None = None
+        caught_up = asyncio.Event()
         async with store.watch("G") as changes:
 
             async def follow() -> None:
@@ -169,6 +171,8 @@ async def test_after_a_burst_the_watchers_view_equals_the_store(kind: str, tmp_p
                         view[change.keys] = change.value
                     else:
                         view.pop(change.keys, None)
+                    if view == truth:
+                        caught_up.set()
 
             follower = asyncio.ensure_future(follow())
             path = store_path(kind, tmp_path)
@@ -176,10 +180,8 @@ async def test_after_a_burst_the_watchers_view_equals_the_store(kind: str, tmp_p
                 *(run_worker("burst", kind, path, "1000", str(seed)) for seed in range(4))
             )
             truth = {keys: value async for keys, value in store.get_group("G").all_items()}
-            for _ in range(100):  # the last events are at most a few watcher ticks away
-                if view == truth:
-                    break
-                await asyncio.sleep(0.05)
+            if view != truth:  # the last events are at most a few watcher ticks away
+                await asyncio.wait_for(caught_up.wait(), 10)
             follower.cancel()
         assert view == truth
 
@@ -231,8 +233,12 @@ async def test_callbacks_that_raise_are_logged_and_stop_nothing(
     async def broken_async(change: Change) -> None:
         raise RuntimeError("async callback bug")
 
+    both = asyncio.Event()
+
     async def collecting(change: Change) -> None:
         received.append(change.value)
+        if len(received) == 2:
+            both.set()
 
     subscriptions = [
         await store.subscribe(broken),
@@ -243,18 +249,23 @@ async def test_callbacks_that_raise_are_logged_and_stop_nothing(
         await store.get_group("G")["k"].set_value(1)
         await store.get_group("G")["k"].set_value(2)
         await store.get_group("H")["k"].set_value(3)
-        for _ in range(50):
-            if len(received) == 2 and caplog.text.count("callback raised") >= 4:
-                break
-            await asyncio.sleep(0.02)
+        # Callbacks run in the order they subscribed (the async ones as tasks, in order), so
+        # when the last one has both values, the broken ones have run for both too.
+        await asyncio.wait_for(both.wait(), 5)
+    assert caplog.text.count("callback raised") >= 4
     assert received == [1, 2]
     assert "callback bug" in caplog.text
     assert "async callback bug" in caplog.text
     subscriptions[2].cancel()
     await subscriptions[0].close()
     await subscriptions[1].close()
+    # A subscription made now sees 4; the cancelled and closed ones, dispatched before it,
+    # would have by then.
+    later: asyncio.Queue[Any] = asyncio.Queue()
+    witness = await store.subscribe(lambda change: later.put_nowait(change.value), "G", ("k",))
     await store.get_group("G")["k"].set_value(4)
-    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(later.get(), 5) == 4
+    await witness.close()
     assert received == [1, 2]
 
 
@@ -265,8 +276,8 @@ async def test_closing_the_store_ends_watches(store: Storage) -> None:
     async def drain() -> list[Change]:
         return [change async for change in changes]
 
+    await changes.start()
     draining = asyncio.ensure_future(drain())
-    await asyncio.sleep(0.1)
     await store.get_group("G")["k"].set_value(1)
     await store.close()
     assert [c.value for c in await asyncio.wait_for(draining, 5)] == [1]

@@ -57,10 +57,14 @@ from rapid_dev_storage import (
 # --- our backends -----------------------------------------------------------------------------
 
 OURS = [
-    ("file", "msgpack", "full"), ("file", "msgpack", "fast"), ("file", "json", "full"),
-    ("file", "json", "fast"), ("sqlite", "msgpack", "full"), ("sqlite", "msgpack", "fast"),
+    ("file", "msgpack", "full"),
+    ("file", "msgpack", "fast"),
+    ("file", "json", "full"),
+    ("file", "json", "fast"),
+    ("sqlite", "msgpack", "full"),
+    ("sqlite", "msgpack", "fast"),
     ("memory", "msgpack", "fast"),
-]  # fmt: skip
+]
 
 
 async def open_ours(
@@ -209,8 +213,11 @@ async def open_subjects(
     """Open and fill ours and the peers; return them and the plain NORMAL sqlite3 connection."""
     ours = list(OURS)
     if server:
-        ours += [("postgres", "msgpack", "full"), ("postgres", "json", "full"),
-                 ("postgres", "msgpack", "fast")]  # fmt: skip
+        ours += [
+            ("postgres", "msgpack", "full"),
+            ("postgres", "json", "full"),
+            ("postgres", "msgpack", "fast"),
+        ]
     subjects = []
     for kind, codec, durability in ours:
         print(f"filling {kind} {codec} {durability}...", file=sys.stderr)

@@ -123,8 +123,10 @@ def main(records: int) -> None:
         f"\nflat / fan-out: read {flat[0] / fanned[0]:.2f}x, replace {flat[1] / fanned[1]:.2f}x, "
         f"scan {flat[2] / fanned[2]:.2f}x"
     )
-    print(f"FileBackend on a flat group of {records:,}: get {get_us:.1f} us, "
-          f"all_items {all_items_us:.1f} us a record")  # fmt: skip
+    print(
+        f"FileBackend on a flat group of {records:,}: get {get_us:.1f} us, "
+        f"all_items {all_items_us:.1f} us a record"
+    )
 
 
 if __name__ == "__main__":

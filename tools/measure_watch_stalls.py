@@ -125,8 +125,10 @@ async def measure_sqlite(root: Path, scale: float) -> str:
         stall, taken = await longest_stall(
             lambda: _write_elsewhere(changes, count, _INSERTER, *arguments)
         )
-    return f"SQLite backlog of {count} rows from another process: longest stall {stall:.1f} ms " \
-        f"({taken:.2f} s until every change arrived)"  # fmt: skip
+    return (
+        f"SQLite backlog of {count} rows from another process: longest stall {stall:.1f} ms "
+        f"({taken:.2f} s until every change arrived)"
+    )
 
 
 async def _write_elsewhere(changes: Any, count: int, script: str, *arguments: str) -> None:
@@ -145,8 +147,10 @@ async def measure_rewrite(root: Path, scale: float) -> str:
         stall, taken = await longest_stall(
             lambda: _write_elsewhere(changes, count, _REWRITER, *paths)
         )
-    return f"{count} files rewritten by another process: longest stall {stall:.1f} ms " \
-        f"({taken:.2f} s until every change arrived)"  # fmt: skip
+    return (
+        f"{count} files rewritten by another process: longest stall {stall:.1f} ms "
+        f"({taken:.2f} s until every change arrived)"
+    )
 
 
 class _Growth:
@@ -216,8 +220,9 @@ async def measure_noise(root: Path, scale: float) -> str:
             assert await process.wait() == 0
 
         stall, _taken = await longest_stall(work)
-    return f"{count} files rewritten by another process, nobody watching: longest stall " \
-        f"{stall:.1f} ms"  # fmt: skip
+    return (
+        f"{count} files rewritten by another process, nobody watching: longest stall {stall:.1f} ms"
+    )
 
 
 async def measure_big(root: Path, scale: float) -> str:

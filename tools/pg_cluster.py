@@ -66,8 +66,20 @@ def _pg_ctl(directory: Path, action: str, *extra: str) -> None:
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL server binaries (apt-get install postgresql)")
     data = directory / "data"
-    _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log"), "-w",
-          "-t", "60", *extra, action])  # fmt: skip
+    _run(
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(directory / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            *extra,
+            action,
+        ]
+    )
 
 
 def dsn(directory: Path) -> str:
@@ -85,8 +97,21 @@ def start(directory: Path) -> str:
     if os.geteuid() == 0:
         shutil.chown(directory, SERVER_USER, SERVER_USER)
     if not (directory / "data").exists():
-        _run([str(bin_dir / "initdb"), "-D", str(directory / "data"), "-U", SERVER_USER,
-              "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])  # fmt: skip
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(directory / "data"),
+                "-U",
+                SERVER_USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         (directory / "port").write_text(f"{_free_port()}\n")
     port = (directory / "port").read_text().strip()
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c max_connections=200"
