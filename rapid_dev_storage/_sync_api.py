@@ -113,12 +113,7 @@ class StorageGroup:
         return self._group_name
 
     def __getitem__(self, keys: str | tuple[str, ...]) -> StorageValue:
-        """Return the handle for ``keys``: one `str`, or a tuple of 1 to 5.
-
-        Raises:
-            InvalidKeyError: anything else, naming the bad key.
-
-        """
+        """Return the handle for ``keys`` as the async group does (`InvalidKeyError` if bad)."""
         return StorageValue(self._storage, self._group_name, check_keys(keys, self._group_name))
 
     def all_items(

@@ -222,7 +222,7 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
     sizes = {"large": f"{bench.sizes.scan_large:,}", "small": f"{bench.sizes.scan_small:,}"}
     subjects = {r.subject for r in bench.results}
-    targets = TARGETS if FILE_FULL in subjects else []  # not a --sync-only run
+    targets = list(TARGETS) if FILE_FULL in subjects else []  # not a --sync-only run
     targets += POSTGRES_TARGETS if any(s.startswith("PostgresBackend") for s in subjects) else []
     targets += SYNC_TARGETS if SYNC in subjects else []
     for target in targets:
