@@ -233,7 +233,8 @@ class Storage(Reopens, ClosesOnExit):
         raises is logged (logger ``rapid_dev_storage``) and stays subscribed.
         """
         subscription = Subscription(self.watch(group, *prefix), callback)
-        self._subscriptions.append(subscription)
+        # Kept until the store closes (which waits for their threads), less those cancelled.
+        self._subscriptions = [s for s in self._subscriptions if s.running] + [subscription]
         return subscription
 
     def close(self) -> None:

@@ -118,6 +118,11 @@ class Subscription:
         self._watch.close()
         self.join()
 
+    @property
+    def running(self) -> bool:
+        """Whether the callback's thread still runs (until `cancel`, or the store closes)."""
+        return self._thread.is_alive()
+
     def join(self) -> None:
         """Wait until the callback's thread has ended (not from that thread)."""
         if threading.current_thread() is not self._thread:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 from pathlib import Path
@@ -140,8 +141,6 @@ def test_a_record_that_does_not_decode_names_its_file(tmp_path: Path) -> None:
         assert isinstance(backend, FileBackend)
         path = Path(backend.record_path("G", ("k",)))
         path.write_text("{not json")
-        import os  # noqa: PLC0415
-
         old = path.stat().st_mtime - 10  # not a save in progress: reported at once
         os.utime(path, (old, old))
         with pytest.raises(CorruptRecordError) as caught:
