@@ -10,6 +10,7 @@ from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._file import FileBackend
 from ._hooks import ScanItem
 from ._memory import MemoryBackend
+from ._open_storage import open_storage
 from ._overlay import OverlayBackend
 from ._postgres import PostgresBackend
 from ._sqlite import SQLiteBackend
@@ -69,4 +70,5 @@ __all__ = [
     "UnsupportedOperationError",
     "Watch",
     "__version__",
+    "open_storage",
 ]

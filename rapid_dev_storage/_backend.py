@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
 from ._coding import record_label
-from ._hooks import ScanItem
+from ._hooks import NOT_READY, ScanItem
 from ._locks import KeyLocks, check_not_updating, running_update_function
 from ._publishing import Publishes
 from ._slices import LARGE_RECORD
@@ -26,7 +26,7 @@ from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys, check_prefix, check_record
 from .errors import CorruptRecordError, InvalidKeyError, UnsupportedOperationError
 
-__all__ = ["CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
+__all__ = ["NOT_READY", "CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
 LockId = tuple[int, str, Keys]
@@ -116,6 +116,32 @@ class StorageBackend(Publishes):
             return (await self._read_value(group, checked))[1]
         finally:
             self._turn_last = perf_counter()  # see _turn_due
+
+    def get_data_at_once(self, group_name: str, *keys: str) -> Any:
+        """Return what `get_data` would, without waiting; or `NOT_READY` if only it can.
+
+        For synchronous callers (`rapid_dev_storage.sync`), on any thread: no event loop is
+        touched. A record the awaited read would read on a thread (large, or a backend without
+        the ``_read_at_once`` hook) is `NOT_READY`, and so is one that does not decode but
+        changed a moment ago (`get_data` gives it a moment to settle).
+
+        Raises:
+            CorruptRecordError: the stored record does not decode.
+
+        """
+        self._check_open()
+        group, checked = check_record(group_name, keys)
+        data = self._read_at_once(group, checked)
+        if data is None:
+            return NoValue
+        if data is NOT_READY or len(data) > LARGE_RECORD:
+            return NOT_READY
+        try:
+            return self._value_of(group, checked, data)
+        except CorruptRecordError:
+            if self._changed_recently(group, checked):
+                return NOT_READY
+            raise
 
     async def clear_by_keys(self, group_name: str, *keys: str) -> None:
         """Remove the value under ``keys``; nothing stored there is not an error."""

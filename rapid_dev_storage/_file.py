@@ -19,7 +19,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Literal
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
@@ -40,6 +40,7 @@ from ._file_open import Bookkeeping, open_store_directory
 from ._file_read import ReadCache, group_names, read_small, scan_group
 from ._file_watch import FileWatcher
 from ._file_write import RecordWrites
+from ._hooks import NOT_READY, NotReady
 from ._settings import (
     Durability,
     resolve_force_polling,
@@ -191,18 +192,25 @@ class FileBackend(StorageBackend):
     # --- hooks ------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
-        path = self.record_path(group, keys)
-        if self._inline_limit:
-            cached = self._cache.get(path)  # before os_errors: entering it costs a microsecond
-            if cached is not None:
-                return cached
-            with os_errors(path, reading=(group, keys)):
-                done, data = read_small(path, self._inline_limit, self._cache)
-            if done:
-                return data
+        data = self._read_at_once(group, keys)
+        if data is not NOT_READY:
+            return data
         # A large record (or no inline reads): opened, read and closed in one job on a thread,
         # so a read cancelled before its job starts has opened nothing.
+        path = self.record_path(group, keys)
         return await self._jobs.read(lambda: read_file(path), location=path, reading=(group, keys))
+
+    def _read_at_once(self, group: str, keys: Keys) -> bytes | Literal[NotReady.NOT_READY] | None:
+        # On the loop (every small read) or a synchronous caller's thread: the cache is shared.
+        if not self._inline_limit:
+            return NOT_READY
+        path = self.record_path(group, keys)
+        cached = self._cache.get(path)  # before os_errors: entering it costs a microsecond
+        if cached is not None:
+            return cached
+        with os_errors(path, reading=(group, keys)):
+            done, data = read_small(path, self._inline_limit, self._cache)
+        return data if done else NOT_READY
 
     def _changed_recently(self, group: str, keys: Keys) -> bool:
         try:

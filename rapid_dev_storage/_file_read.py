@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import os
 import stat
@@ -42,8 +43,10 @@ class ReadCache:
     """
 
     def __init__(self) -> None:
-        # Used on the event loop's thread only, like inline reads. An entry: the file's inode,
-        # size and mtime, its group directory's path and inode, and the bytes.
+        # Used on the event loop's thread and by synchronous callers' threads (inline reads run
+        # on both). An entry: the file's inode, size and mtime, its group directory's path and
+        # inode, and the bytes. Each use is one dict operation, safe between threads, except
+        # finding the oldest entry (see keep).
         self._entries: dict[str, tuple[int, int, int, str, int, bytes]] = {}
 
     def get(self, path: str) -> bytes | None:
@@ -65,7 +68,7 @@ class ReadCache:
                 entry[4],
             ) and not stat.S_ISLNK(directory.st_mode):
                 return entry[5]
-        del self._entries[path]  # replaced, edited or removed since: read it again
+        self._entries.pop(path, None)  # replaced, edited or removed since: read it again
         return None
 
     def keep(self, path: str, status: os.stat_result, directory: Directory, data: bytes) -> None:
@@ -76,7 +79,9 @@ class ReadCache:
         if len(data) > READ_CACHE_RECORD_BYTES or time.time() - status.st_mtime < RACY_SECONDS:
             return
         if len(self._entries) >= READ_CACHE_ENTRIES:
-            del self._entries[next(iter(self._entries))]  # the oldest
+            # Another thread changing the dict meanwhile breaks next(iter()): evict next time.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                self._entries.pop(next(iter(self._entries)), None)  # the oldest
         file = (status.st_ino, status.st_size, status.st_mtime_ns)
         self._entries[path] = (*file, directory.path, directory.identity()[1], data)
 

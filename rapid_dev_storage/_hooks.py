@@ -15,7 +15,8 @@ no hook at all and which `Storage` runs through its adapter (`_original`).
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, ClassVar, TypeVar
+import enum
+from typing import Any, AsyncIterator, Callable, ClassVar, Literal, TypeVar
 
 from ._codecs import Codec, MsgpackCodec
 from ._turns import TakesTurns
@@ -41,6 +42,16 @@ REQUIRED_HOOKS = (
     "_close",
 )
 """The hooks every backend implements (the stubs here only say that one is missing)."""
+
+
+class NotReady(enum.Enum):
+    """The type of `NOT_READY`."""
+
+    NOT_READY = "not ready"
+
+
+NOT_READY = NotReady.NOT_READY
+"""What `BackendHooks._read_at_once` returns when only the awaited `_read` can read the record."""
 
 ScanItem = tuple[Keys | None, "bytes | CorruptRecordError", str | None]
 """What ``_scan`` yields: the record's keys (None when only its bytes hold them), its bytes (or
@@ -178,6 +189,16 @@ class BackendHooks(TakesTurns):
         else:
             await self._write(group, keys, new)
         return True
+
+    def _read_at_once(self, group: str, keys: Keys) -> bytes | Literal[NotReady.NOT_READY] | None:
+        """Return the stored bytes (None: absent) if they can be read without waiting: optional.
+
+        Called on any thread, the event loop's or another (the synchronous API reads in the
+        caller's thread, with no hop), so it must be thread-safe and never touch an event loop.
+        Return `NOT_READY` (the default) when only ``await _read(...)`` can read the record: a
+        large file, a database behind a connection thread.
+        """
+        return NOT_READY
 
     # --- state checks -----------------------------------------------------------------------
 

@@ -14,31 +14,25 @@ from ._backend import StorageBackend
 from ._file import FileBackend
 from ._file_open import stores_in
 from ._memory import MemoryBackend
-from ._postgres import DSN_PREFIXES, PostgresBackend, list_stores
+from ._postgres import PostgresBackend, list_stores
 from ._sql_stores import STORES_LIST
 from ._sqlite import SQLiteBackend
 from ._store_choice import only_store
-from .errors import LocationError
-
-SCHEMES = ("file", "sqlite", "memory")
+from ._urls import merge_options, parse_url
 
 
+# --- sync branch: the URL parser is _urls.parse_url, shared with open_storage ---------------
 def parse_location(location: str) -> tuple[str, str]:
     """Return ``(scheme, path)`` of ``file:DIR``, ``sqlite:FILE``, a DSN or ``memory:``.
 
-    A PostgreSQL location is its whole DSN: ``("postgresql", "postgresql://...")``.
+    A PostgreSQL location is its whole DSN: ``("postgresql", "postgresql://...")``. The
+    options a location may carry (``?codec=json``) are `_urls.parse_url`'s.
     """
-    if location.startswith(DSN_PREFIXES):
-        return "postgresql", location
-    scheme, separator, path = location.partition(":")
-    if not separator or scheme not in SCHEMES:
-        raise LocationError(
-            f"location {location!r} is not file:DIR, sqlite:FILE, postgresql://... or memory: "
-            "(for example file:data, sqlite:app.db or postgresql://user@host/database)"
-        )
-    if scheme != "memory" and not path:
-        raise LocationError(f"location {location!r} names no {scheme} path")
-    return scheme, path
+    parsed = parse_url(location)
+    return parsed.scheme, parsed.path
+
+
+# --- end of the sync branch's parser change ---------------------------------------------------
 
 
 async def stores_at(location: str) -> list[tuple[str, str]]:
@@ -87,23 +81,20 @@ async def open_location(
     directory must not stop it from reporting that).
     """
     scheme, path = parse_location(location)
+    # sync branch: the location's own options (?codec=json), with codec as given.
+    options = merge_options(parse_url(location), location, {"codec": codec})
     if scheme == "memory":
-        return MemoryBackend(codec)
+        return MemoryBackend(options.get("codec"))
     if create and name is not None and identifier is not None:
         store_name, store_id = name, identifier
     else:
         store_name, store_id = await choose_store(location, name, identifier)
     if scheme == "postgresql":
-        return await PostgresBackend.create_backend_instance(
-            path, store_name, store_id, codec=codec
-        )
+        return await PostgresBackend.create_backend_instance(path, store_name, store_id, **options)
     if scheme == "file":
-        return await FileBackend.create_backend_instance(
-            path,
-            store_name,
-            store_id,
-            codec=codec,
-            sweep_orphans=sweep_orphans,
-            read_only=read_only,
-        )
-    return await SQLiteBackend.create_backend_instance(path, store_name, store_id, codec=codec)
+        # The stricter of the command's and the location's (?read_only=1) settings.
+        options["sweep_orphans"] = sweep_orphans and options.get("sweep_orphans", True)
+        options["read_only"] = read_only or options.get("read_only", False)
+        return await FileBackend.create_backend_instance(path, store_name, store_id, **options)
+    return await SQLiteBackend.create_backend_instance(path, store_name, store_id, **options)
+    # --- end of the sync branch's change ------------------------------------------------------

@@ -44,6 +44,11 @@ class MemoryBackend(StorageBackend):
         records = self._groups.get(group)
         return None if records is None else records.get(keys)
 
+    def _read_at_once(self, group: str, keys: Keys) -> bytes | None:
+        # From any thread: a dict lookup is atomic, and the dict is only changed on the loop.
+        records = self._groups.get(group)
+        return None if records is None else records.get(keys)
+
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         self._groups.setdefault(group, {})[keys] = data
 

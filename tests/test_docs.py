@@ -86,7 +86,7 @@ def kind(code: str) -> str | None:
         return "conformance"
     if "rapid_dev_storage_overlay" in code:
         return "pytest plugin"
-    if "asyncio.run(" in code:
+    if "asyncio.run(" in code or "sync.open_storage(" in code:  # async, or the sync API
         return "script"
     return None
 

@@ -6,7 +6,7 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--postgres DSN] [--markdown FILE] [--chart FILE.png]
+    python tools/bench.py [--quick] [--sync] [--postgres DSN] [--markdown FILE] [--chart FILE.png]
 
 With a PostgreSQL server (``--postgres``, or RAPID_DEV_STORAGE_TEST_POSTGRES as the tests use),
 PostgresBackend runs beside plain asyncpg doing the same statements on the same table; the
@@ -43,6 +43,7 @@ from bench_peers import (
     thread_hop,
 )
 from bench_report import chart, machine, report
+from bench_sync import measure_sync
 
 from rapid_dev_storage import (
     FileBackend,
@@ -264,6 +265,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
         measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
         if server:
             await measure_plain_asyncpg_scans(bench, server)
+        print("measuring the synchronous API...", file=sys.stderr)
+        await measure_sync(bench)
         print("measuring change notifications...", file=sys.stderr)
         for kind in ("file", "sqlite", "postgres") if server else ("file", "sqlite"):
             await measure_notifications(bench, kind, 10 if quick else 60, server)
@@ -272,6 +275,9 @@ async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
+    parser.add_argument(
+        "--sync", action="store_true", help="only the synchronous API and its two references"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
     parser.add_argument(
@@ -283,7 +289,10 @@ async def main() -> None:
     bench = Bench(QUICK if arguments.quick else FULL, Path(tempfile.mkdtemp(prefix="rds-bench-")))
     print(machine(), file=sys.stderr)
     try:
-        await measure_all(bench, arguments.postgres, arguments.quick)
+        if arguments.sync:
+            await measure_sync(bench)
+        else:
+            await measure_all(bench, arguments.postgres, arguments.quick)
     finally:
         shutil.rmtree(bench.root, ignore_errors=True)
     print(report(bench, markdown=False))

@@ -9,6 +9,11 @@ import sqlite3
 from pathlib import Path
 
 from bench_harness import Bench
+from bench_sync import ASYNC as SYNC_ASYNC
+from bench_sync import DISKCACHE as SYNC_DISKCACHE
+from bench_sync import GET as SYNC_GET
+from bench_sync import SET as SYNC_SET
+from bench_sync import SYNC
 
 try:
     import matplotlib
@@ -197,11 +202,30 @@ POSTGRES_TARGETS = [
 ]
 
 
+SYNC_TARGETS = [
+    Target(
+        "sync API: FileBackend warm get <= 2x diskcache.Cache.get",
+        (SYNC, SYNC_GET),
+        (SYNC_DISKCACHE, SYNC_GET),
+        2.0,
+    ),
+    Target(
+        "sync API: FileBackend durable set <= 1.2x the async set",
+        (SYNC, SYNC_SET),
+        (SYNC_ASYNC, SYNC_SET),
+        1.2,
+    ),
+]
+
+
 def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
     sizes = {"large": f"{bench.sizes.scan_large:,}", "small": f"{bench.sizes.scan_small:,}"}
-    with_postgres = any(r.subject.startswith("PostgresBackend") for r in bench.results)
-    for target in TARGETS + (POSTGRES_TARGETS if with_postgres else []):
+    subjects = {r.subject for r in bench.results}
+    targets = list(TARGETS) if FILE_FULL in subjects else []  # not a --sync-only run
+    targets += POSTGRES_TARGETS if any(s.startswith("PostgresBackend") for s in subjects) else []
+    targets += SYNC_TARGETS if SYNC in subjects else []
+    for target in targets:
         ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
         if target.reference[0] == "budget":  # an absolute bound, in microseconds
             ratio = ours.median_us / float(target.reference[1])

@@ -1,0 +1,191 @@
+"""Store URLs: ``file:DIR``, ``sqlite:FILE``, ``memory:``, ``postgresql://...``, with options.
+
+One parser for the library (`open_storage`) and the command line (`_locations`): a URL names
+a backend class, the path or DSN it opens, and backend options given as query parameters
+(``file:data?codec=json&durability=fast``). Options are checked against what the backend's
+``create_backend_instance`` takes, so a backend gaining an option gains it here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from ._backend import StorageBackend
+from ._file import FileBackend
+from ._memory import MemoryBackend
+from ._postgres import DSN_PREFIXES, PostgresBackend
+from ._postgres_open import parse_pool_size
+from ._settings import parse_byte_count, parse_durability, parse_flag, parse_seconds, resolve
+from ._sqlite import SQLiteBackend
+from .errors import LocationError
+
+DEFAULT_URL = "file:data"
+"""Where `open_storage` opens a store when neither its argument nor ``RAPID_DEV_STORAGE_URL``
+names one: the directory ``data`` under the working directory, as in the README's tour."""
+
+BACKENDS: dict[str, type[StorageBackend]] = {
+    "file": FileBackend,
+    "sqlite": SQLiteBackend,
+    "memory": MemoryBackend,
+    "postgresql": PostgresBackend,
+}
+
+QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "codec": str,  # the backend checks the name, and lists the codecs it knows
+    "durability": parse_durability,
+    "lock_timeout": parse_seconds,
+    "inline_limit": parse_byte_count,
+    "force_polling": parse_flag,
+    "sweep_orphans": parse_flag,
+    "read_only": parse_flag,
+    "pool_size": parse_pool_size,
+    "reconnect_timeout": parse_seconds,
+}
+"""Options a URL may carry, each with the parser of its text (a `ValueError` says what is wrong).
+A serializer or a deserializer is code: only an argument can give one."""
+
+FORMS = "file:DIR, sqlite:FILE, memory: or postgresql://..."
+EXAMPLES = "for example file:data, sqlite:app.db?codec=json or postgresql://user@host/database"
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedURL:
+    """What a store URL names: the backend, what it opens, and the options it carries."""
+
+    scheme: str
+    """``file``, ``sqlite``, ``memory`` or ``postgresql`` (also for a ``postgres://`` DSN)."""
+    backend: type[StorageBackend]
+    path: str
+    """The directory or SQLite file (``:memory:`` included), the DSN, or '' for memory."""
+    options: dict[str, Any]
+    """Backend options from the query, parsed: ``{"codec": "json", "lock_timeout": 5.0}``."""
+
+
+def resolve_url(url: str | None) -> str:
+    """Return ``url`` if given, else ``RAPID_DEV_STORAGE_URL``, else `DEFAULT_URL`."""
+    return resolve("url", url, DEFAULT_URL, str)
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Parse a store URL, checking its options against its backend's.
+
+    ``file:DIR`` and ``sqlite:FILE`` take the path as written (relative or absolute); the URL
+    forms ``file:///abs/dir`` and ``sqlite:///abs/file.db`` are percent-decoded. A PostgreSQL
+    DSN keeps every query parameter that is not one of our options (``sslmode``,
+    ``search_path``...) for the server.
+
+    Raises:
+        LocationError: an unknown scheme, a missing path, or an unknown or malformed option.
+
+    """
+    if url.startswith(DSN_PREFIXES):
+        dsn, _, query = url.partition("?")
+        ours, theirs = _split_query(url, query, keep=lambda name: name not in QUERY_OPTIONS)
+        if theirs:
+            dsn = f"{dsn}?{'&'.join(theirs)}"
+        return _parsed(url, "postgresql", dsn, ours)
+    scheme, separator, rest = url.partition(":")
+    if not separator or scheme not in BACKENDS or scheme == "postgresql":
+        raise LocationError(f"store URL {url!r} is not {FORMS} ({EXAMPLES})", location=url)
+    path, _, query = rest.partition("?")
+    if path.startswith("//"):
+        host, slash, absolute = path[2:].partition("/")
+        if host not in ("", "localhost") or not slash:
+            raise LocationError(
+                f"store URL {url!r} names host {host!r}: a {scheme}:// URL names a path on "
+                f"this machine ({scheme}:///absolute/path), or write {scheme}:relative/path",
+                location=url,
+            )
+        path = unquote("/" + absolute)
+    if scheme == "memory" and path:
+        raise LocationError(f"store URL {url!r}: memory: takes no path", location=url)
+    if scheme != "memory" and not path:
+        raise LocationError(f"store URL {url!r} names no {scheme} path", location=url)
+    options, _ = _split_query(url, query, keep=lambda name: False)
+    return _parsed(url, scheme, path, options)
+
+
+def _split_query(
+    url: str, query: str, keep: Callable[[str], bool]
+) -> tuple[dict[str, Any], list[str]]:
+    """Return the parsed options of ``query``, and the raw parameters ``keep`` leaves as they are.
+
+    Raises:
+        LocationError: a parameter without a value, given twice, or whose value does not parse.
+
+    """
+    options: dict[str, Any] = {}
+    kept: list[str] = []
+    for parameter in query.split("&") if query else ():
+        raw_name, equals, raw_value = parameter.partition("=")
+        name, value = unquote(raw_name), unquote(raw_value)
+        if keep(name):
+            kept.append(parameter)
+            continue
+        if not equals or not value:
+            raise LocationError(
+                f"store URL {url!r}: option {name!r} has no value (write {name}=...)", location=url
+            )
+        if name in options:
+            raise LocationError(f"store URL {url!r} gives option {name!r} twice", location=url)
+        parse = QUERY_OPTIONS.get(name)
+        if parse is None:
+            known = ", ".join(QUERY_OPTIONS)
+            raise LocationError(
+                f"store URL {url!r}: unknown option {name!r} (options: {known})", location=url
+            )
+        try:
+            options[name] = parse(value)
+        except ValueError as exc:
+            raise LocationError(f"store URL {url!r}: option {name}: {exc}", location=url) from None
+    return options, kept
+
+
+def _parsed(url: str, scheme: str, path: str, options: dict[str, Any]) -> ParsedURL:
+    backend = BACKENDS[scheme]
+    check_options(url, backend, options)
+    return ParsedURL(scheme, backend, path, options)
+
+
+def backend_options(backend: type[StorageBackend]) -> tuple[str, ...]:
+    """Return the options ``backend.create_backend_instance`` takes (its keyword-only ones)."""
+    parameters = inspect.signature(backend.create_backend_instance).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def check_options(url: str, backend: type[StorageBackend], options: dict[str, Any]) -> None:
+    """Raise `LocationError` naming any option ``backend`` does not take, and those it does."""
+    takes = backend_options(backend)
+    unknown = [name for name in options if name not in takes]
+    if unknown:
+        raise LocationError(
+            f"{backend.__name__} (store URL {url!r}) takes no option "
+            f"{', '.join(map(repr, unknown))}: it takes {', '.join(takes) or 'none'}",
+            location=url,
+        )
+
+
+def merge_options(parsed: ParsedURL, url: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Return the URL's options with ``arguments`` added (an argument of None is not given).
+
+    Raises:
+        LocationError: an option the backend does not take, or one given by both the URL and an
+            argument with different values (neither silently wins over the other).
+
+    """
+    merged = dict(parsed.options)
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name in merged and merged[name] != value:
+            raise LocationError(
+                f"option {name!r} is {value!r} as an argument but {merged[name]!r} in store URL "
+                f"{url!r}: give it once",
+                location=url,
+            )
+        merged[name] = value
+    check_options(url, parsed.backend, merged)
+    return merged
