@@ -39,6 +39,7 @@ class RecordFileReader:
 
     ``read_file`` reads a record file (None if it is gone); ``decode`` returns the keys and
     value of a group's record file from its bytes and path; both run on ``jobs``' threads.
+    A directory made by hand for a group (``USER/``) is not read: ``hand_made`` warns of it.
     """
 
     def __init__(

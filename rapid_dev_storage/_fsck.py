@@ -120,7 +120,7 @@ def check(
         for problem in list(report.problems):
             try:
                 problem.repaired, left = repair_problem(backend, problem)
-            except OSError as exc:  # left as it is, and reported
+            except Exception as exc:  # changed meanwhile, say: left as it is, and reported
                 problem.detail += f" (repair failed: {exc})"
                 continue
             report.problems += left

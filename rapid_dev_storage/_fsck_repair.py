@@ -188,8 +188,9 @@ def _empty_hand_made_directory(backend: FileBackend, path: str) -> tuple[str, li
             what, problems = place_record(backend, file, directory)
         except Exception:  # does not decode: reported, and quarantined, as its own problem
             continue
-        outcome = what.split(":")[0].split(" ")[0]  # moved, removed or kept
-        done[outcome] = done.get(outcome, 0) + 1
+        if what:
+            outcome = what.split(" ")[0].rstrip(":")  # moved, removed or kept
+            done[outcome] = done.get(outcome, 0) + 1
         left += problems
     if not done:
         return "", left  # nothing of it was a record: as fsck reported it
