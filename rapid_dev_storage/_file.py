@@ -37,7 +37,7 @@ from ._file_layout import (
 )
 from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
-from ._file_read import ReadCache, group_names, read_small, scan_group
+from ._file_read import HandMadeWarnings, ReadCache, group_names, read_small, scan_group
 from ._file_watch import FileWatcher
 from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
@@ -99,6 +99,7 @@ class FileBackend(StorageBackend):
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = ReadCache()
+        self._hand_made = HandMadeWarnings(directory)
 
     @classmethod
     async def create_backend_instance(
@@ -253,10 +254,14 @@ class FileBackend(StorageBackend):
 
     def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         path = self._group_directory(group)
+        if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
+            self._hand_made.look(group, listed=False)
         return scan_group(self._jobs, path, group, self._extension, self._check_open)
 
     async def _list_groups(self) -> list[str]:
-        return await self._jobs.read(lambda: group_names(self._directory, self._extension))
+        return await self._jobs.read(
+            lambda: group_names(self._directory, self._extension, self._hand_made)
+        )
 
     async def _close(self) -> None:
         await self._jobs.close()
@@ -265,7 +270,11 @@ class FileBackend(StorageBackend):
 
     async def _start_watching(self) -> None:
         self._watcher = FileWatcher(
-            self, read_file=read_file, jobs=self._jobs, force_polling=self._force_polling
+            self,
+            read_file=read_file,
+            jobs=self._jobs,
+            force_polling=self._force_polling,
+            hand_made=self._hand_made,
         )
         await self._watcher.start()
 

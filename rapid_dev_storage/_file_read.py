@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import stat
 import threading
@@ -21,8 +22,10 @@ from typing import AsyncIterator, Callable, Generator, Iterator
 from ._file_errors import os_errors, unreadable
 from ._file_io import READ_FLAGS, Directory, FileIO, read_in, read_rest
 from ._file_jobs import FileJobs, forget
-from ._file_layout import group_of_directory, is_record_name
+from ._file_layout import group_of_directory, hand_made_group, hand_made_message, is_record_name
 from ._hooks import ScanItem
+
+logger = logging.getLogger(__name__)
 
 READ_CACHE_ENTRIES = 16384
 READ_CACHE_RECORD_BYTES = 16 * 1024
@@ -86,6 +89,38 @@ class ReadCache:
         self._entries[path] = (*file, directory.path, directory.identity()[1], data)
 
 
+class HandMadeWarnings:
+    """Warns once per directory of the store in ``root`` that a person made for a group.
+
+    Reads never look in ``USER/`` (see `hand_made_group`), so the store says so: the first
+    time its listing, a scan of that group or its watcher meets such a directory, and never
+    again for that directory (a watcher's every event would otherwise repeat it).
+    """
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._warned: set[str] = set()  # added to from threads: a set's add is atomic
+
+    def look(self, name: str, *, listed: bool = True) -> None:
+        """Warn if the entry ``name`` of the store's directory is such a directory, once.
+
+        ``listed=False``: ``name`` is a group's, not an entry listed; on a case-insensitive
+        file system ``Users`` finds the group directory ``users``, so the listing decides.
+        """
+        if name in self._warned or hand_made_group(name) is None:
+            return
+        path = os.path.join(self._root, name)
+        if not os.path.isdir(path) or os.path.islink(path):
+            return
+        try:
+            if not listed and name not in os.listdir(self._root):
+                return
+        except OSError:
+            return  # the store's directory went meanwhile
+        self._warned.add(name)
+        logger.warning("%s", hand_made_message(self._root, name))
+
+
 def read_small(path: str, limit: int, cache: ReadCache) -> tuple[bool, bytes | None]:
     """Read the record file ``path`` on the loop if it holds at most ``limit`` bytes.
 
@@ -131,8 +166,11 @@ def record_files(directory: str, extension: str) -> Generator[str, None, None]:
             yield os.path.join(directory, name)
 
 
-def group_names(root: str, extension: str) -> list[str]:
-    """Return the groups of the store in ``root`` that hold at least one record file."""
+def group_names(root: str, extension: str, hand_made: HandMadeWarnings) -> list[str]:
+    """Return the groups of the store in ``root`` that hold at least one record file.
+
+    A directory made by hand for a group is not one of them: ``hand_made`` warns of it.
+    """
     names: list[str] = []
     try:
         entries = os.scandir(root)
@@ -141,7 +179,10 @@ def group_names(root: str, extension: str) -> list[str]:
     with entries:
         for entry in entries:
             name = group_of_directory(entry.name)
-            if name is None or not entry.is_dir(follow_symlinks=False):
+            if name is None:
+                hand_made.look(entry.name)
+                continue
+            if not entry.is_dir(follow_symlinks=False):
                 continue
             files = record_files(entry.path, extension)
             if next(files, None) is not None:

@@ -35,6 +35,7 @@ import watchfiles
 from ._file_events import Batch, DirectoryEvents
 from ._file_jobs import FileJobs
 from ._file_layout import group_of_directory
+from ._file_read import HandMadeWarnings
 from ._file_watch_read import SKIPPED, RecordFileReader
 from ._turns import Yielder
 from ._types import Keys, NoValue
@@ -70,8 +71,13 @@ class FileWatcher:
         read_file: Callable[[str], bytes | None],
         jobs: FileJobs,
         force_polling: bool,
+        hand_made: HandMadeWarnings,
     ) -> None:
-        """Watch ``backend``'s directory, reading record files with ``read_file`` on ``jobs``."""
+        """Watch ``backend``'s directory, reading record files with ``read_file`` on ``jobs``.
+
+        A directory a person makes for a group (``USER/``) is not watched: ``hand_made``
+        warns of it, once, when the watch starts or the directory appears.
+        """
         self._backend = backend
         self._jobs = jobs
         self._force_polling = force_polling
@@ -82,6 +88,7 @@ class FileWatcher:
             read_file=read_file,
             decode=lambda group, data, path: backend._decode_record(group, None, data, path),
             jobs=jobs,
+            hand_made=hand_made,
         )
         self._index: dict[str, tuple[str, Keys]] = {}  # record file -> the record it holds
         self._task: asyncio.Future[None] | None = None

@@ -19,7 +19,7 @@ from ._coding import conflict_message
 from ._file_events import Batch
 from ._file_jobs import FileJobs, forget
 from ._file_layout import group_of_directory, is_record_name
-from ._file_read import record_files
+from ._file_read import HandMadeWarnings, record_files
 from ._merge_text import has_conflict_markers
 from ._types import Keys, NoValue
 from ._watch import UNDECODABLE, digest_of
@@ -41,6 +41,7 @@ class RecordFileReader:
 
     ``read_file`` reads a record file (None if it is gone); ``decode`` returns the keys and
     value of a group's record file from its bytes and path; both run on ``jobs``' threads.
+    A directory made by hand for a group (``USER/``) is not read: ``hand_made`` warns of it.
     """
 
     def __init__(
@@ -51,8 +52,10 @@ class RecordFileReader:
         read_file: Callable[[str], bytes | None],
         decode: Callable[[str, bytes, str], tuple[Keys, Any]],
         jobs: FileJobs,
+        hand_made: HandMadeWarnings,
     ) -> None:
         self._directory = directory
+        self._hand_made = hand_made
         self._extension = extension
         self._read_file = read_file
         self._decode = decode
@@ -65,9 +68,9 @@ class RecordFileReader:
         directories = [self._directory]
         with contextlib.suppress(OSError), os.scandir(self._directory) as entries:
             for entry in entries:
-                if group_of_directory(entry.name) is not None and entry.is_dir(
-                    follow_symlinks=False
-                ):
+                if group_of_directory(entry.name) is None:
+                    self._hand_made.look(entry.name)
+                elif entry.is_dir(follow_symlinks=False):
                     directories.append(entry.path)
         return directories
 
@@ -86,6 +89,8 @@ class RecordFileReader:
         for _change, path in events:
             parts = os.path.relpath(path, self._directory).split(os.sep)
             if group_of_directory(parts[0]) is None:
+                if len(parts) == 1:  # a person's USER/, say: warned of once
+                    self._hand_made.look(parts[0])
                 continue  # bookkeeping (.locks, the marker, temp files) or not ours
             if len(parts) == 1:
                 groups.append(path)

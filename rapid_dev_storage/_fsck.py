@@ -1,90 +1,200 @@
 """Checking a file store for damage, and repairing it without ever deleting data.
 
-What a person or a tool can leave in a store: records that do not decode, records under another
-record's file name (copied or renamed by hand), temp files of killed writers, files and
-directories that are not ours, a missing or broken marker. ``repair`` renames misnamed records,
-sweeps orphaned temp files, and moves undecodable records and unknown files into ``.quarantine/``.
+What a person or a tool can leave in a store: records that do not decode, records under a name
+not their own (copied, renamed, or named by hand: ``alice.json``), directories made by hand
+for a group (``USER/`` where the group lives in ``^user/``), temp files of killed writers,
+files and directories that are not ours, a missing or broken marker. Editors' leftovers
+(``.x.json.swp``, ``x.json~``, ``4913``, ``.DS_Store``) are neither reported nor touched.
+What ``repair`` does about each is `_fsck_repair`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import json
 import os
 import stat
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from ._codecs import Codec
 from ._file import FileBackend
-from ._file_io import Directory, kind_of, read_file, read_in
+from ._file_io import Directory, kind_of, read_in
 from ._file_layout import (
     GITIGNORE,
     LOCK_DIRECTORY,
     MARKER,
     QUARANTINE,
     decode_record,
+    group_directory_name,
     group_of_directory,
-    is_bookkeeping,
+    hand_made_group,
+    is_conflict_copy,
+    is_leftover,
     is_record_name,
     is_temp_name,
-    misnamed_record,
     record_file_name,
 )
 from ._file_temps import abandoned_temp
+from ._fsck_repair import Problem, clash, conflict_detail, still_there
+from ._fsck_repair import repair as repair_problem
+from ._types import Keys
+
+if TYPE_CHECKING:
+    from ._api import Storage
+
+__all__ = ["Problem", "Report", "check", "check_records"]
 
 
 @dataclasses.dataclass
-class Problem:
-    """One thing wrong, and what repair did about it (empty when not repaired)."""
+class Report:
+    """What fsck found: each problem, and how many records (in how many groups) are fine."""
 
-    kind: str  # undecodable, unreadable, misnamed, orphan-temp, unknown-file,
-    # unknown-directory, marker, symlink, not-a-file
-    path: str
-    detail: str
-    repaired: str = ""
+    problems: list[Problem]
+    records: int = 0
+    groups: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Whether nothing is left to fix (every problem, if any, was repaired)."""
+        return all(problem.repaired for problem in self.problems)
+
+    def summary(self) -> dict[str, int]:
+        """Return the counts the summary line gives."""
+        repaired = sum(1 for problem in self.problems if problem.repaired)
+        return {
+            "groups": self.groups,
+            "problems": len(self.problems),
+            "records": self.records,
+            "repaired": repaired,
+        }
+
+    def lines(self, *, as_json: bool) -> list[tuple[str, bool]]:
+        """Return what to print, each line with whether it goes to stderr.
+
+        A line per problem, then the summary (``--json``: a JSON object per problem on
+        stdout, the summary's object on stderr, so stdout holds problems only).
+        """
+        printed: list[tuple[str, bool]] = []
+        for problem in self.problems:
+            if as_json:
+                text = json.dumps(dataclasses.asdict(problem), ensure_ascii=False, sort_keys=True)
+            else:
+                done = f" -> {problem.repaired}" if problem.repaired else ""
+                text = f"{problem.kind}: {problem.path}: {problem.detail}{done}"
+            printed.append((text, False))
+        counts = self.summary()
+        if as_json:
+            printed.append((json.dumps(counts, sort_keys=True), True))
+        else:
+            left = counts["problems"] - counts["repaired"]
+            repaired = (
+                f" (repaired: {counts['repaired']}, left: {left})" if counts["repaired"] else ""
+            )
+            text = f"records: {self.records}, groups: {self.groups}, problems: {len(self.problems)}"
+            printed.append((text + repaired, False))
+        return printed
 
 
 def check(
     backend: FileBackend, *, repair: bool, on_file: Callable[[], object] = lambda: None
-) -> list[Problem]:
+) -> Report:
     """Return every problem in ``backend``'s store directory, repairing what can be if asked.
 
     ``on_file`` is called once per file checked (a progress bar counts them). Links are
     reported and never followed; FIFOs and devices are reported and never opened.
     """
     root = backend.location
-    problems = _bookkeeping_problems(root)
+    report = Report(_bookkeeping_problems(root))
     now = time.time()
     for entry in sorted(os.scandir(root), key=lambda item: item.name):
-        if is_bookkeeping(entry.name):
+        if is_leftover(entry.name):  # bookkeeping (a dot name) too
             continue
         if entry.is_symlink():
-            problems.append(_link_problem(entry.path))
-            continue
-        if not entry.is_dir(follow_symlinks=False):
-            problems.append(Problem("unknown-file", entry.path, "not a group directory"))
-            continue
-        group = group_of_directory(entry.name)
-        if group is None:
-            problems.append(
-                Problem("unknown-directory", entry.path, "not a group name this library writes")
-            )
-            continue
-        try:
-            directory = Directory(entry.path)
-        except FileNotFoundError:
-            continue  # removed since it was listed
-        except OSError as exc:
-            problems.append(Problem("unreadable", entry.path, exc.strerror or str(exc)))
-            continue
-        with directory:
-            for name in sorted(directory.names()):
-                problems += _check_file(backend, group, directory, name, now)
-                on_file()
+            report.problems.append(_link_problem(entry.path))
+        elif not entry.is_dir(follow_symlinks=False):
+            report.problems.append(Problem("unknown-file", entry.path, "not a group directory"))
+        else:
+            _check_directory(backend, entry.path, report, now, on_file)
     if repair:
-        for problem in problems:
-            problem.repaired = _repair(backend, problem)
-    return problems
+        for problem in list(report.problems):
+            try:
+                problem.repaired, left = repair_problem(backend, problem)
+            except Exception as exc:  # changed meanwhile, say: left as it is, and reported
+                problem.detail += f" (repair failed: {exc})"
+                continue
+            report.problems += left
+    return report
+
+
+async def check_records(store: Storage) -> Report:
+    """Return a problem for each record of ``store`` that does not decode (any backend)."""
+    report = Report([])
+    for group_name in await store.list_groups():
+        report.groups += 1
+        async for _ in store.get_group(group_name).all_items(
+            on_corrupt=lambda error: report.problems.append(
+                Problem("undecodable", str(error.location), str(error))
+            )
+        ):
+            report.records += 1
+    return report
+
+
+def _check_directory(
+    backend: FileBackend, path: str, report: Report, now: float, on_file: Callable[[], object]
+) -> None:
+    """Check the store's directory ``path``: a group's, or one made by hand for a group."""
+    name = os.path.basename(path)
+    group = group_of_directory(name)
+    made_by_hand = group is None
+    if made_by_hand:
+        group = hand_made_group(name)
+        if group is None:
+            report.problems.append(
+                Problem("unknown-directory", path, "not a group name this library writes")
+            )
+            return
+    assert group is not None
+    try:
+        directory = Directory(path)
+    except FileNotFoundError:
+        return  # removed since it was listed
+    except OSError as exc:
+        report.problems.append(Problem("unreadable", path, exc.strerror or str(exc)))
+        return
+    problems: list[Problem] = []
+    records, leftovers = 0, []
+    with directory:
+        for file_name in sorted(directory.names()):
+            on_file()
+            if is_leftover(file_name) and not is_temp_name(file_name):
+                leftovers.append(file_name)  # an editor's: a live vim swap file must stay
+                continue
+            found = _check_file(backend, group, directory, file_name, now, made_by_hand)
+            if found is None:
+                records += 1
+            else:
+                problems += found
+    if not made_by_hand:
+        report.problems += problems
+        report.records += records
+        report.groups += records > 0
+    elif records:  # after its files' problems: their repair may empty it
+        right = group_directory_name(group)
+        detail = (
+            f"a directory made by hand for group {group!r}, which lives in {right}: reads do "
+            f"not look here, so its {records} records are not seen; --repair moves them there"
+        )
+        report.problems += [*problems, Problem("hand-made-directory", path, detail)]
+    elif leftovers:  # never moved whole: it holds an editor's files
+        report.problems += [*problems, still_there(path, leftovers)]
+    else:
+        detail = (
+            f"not a group directory, and it holds no record (group {group!r} lives in "
+            f"{group_directory_name(group)})"
+        )
+        report.problems.append(Problem("unknown-directory", path, detail))
 
 
 def _bookkeeping_problems(root: str) -> list[Problem]:
@@ -123,95 +233,75 @@ def _link_problem(path: str) -> Problem:
 
 
 def _check_file(
-    backend: FileBackend, group: str, directory: Directory, name: str, now: float
-) -> list[Problem]:
+    backend: FileBackend,
+    group: str,
+    directory: Directory,
+    name: str,
+    now: float,
+    made_by_hand: bool,
+) -> list[Problem] | None:
+    """Return the problems of a group directory's file ``name``; None if it is a record.
+
+    In a directory made by hand, a record is any file that decodes, whatever its name.
+    """
     path = directory.join(name)
     try:
         status = directory.lstat(name)
     except FileNotFoundError:
         return []
-    if stat.S_ISLNK(status.st_mode):
-        return [_link_problem(path)]
     if is_temp_name(name) and stat.S_ISREG(status.st_mode):
         abandoned = abandoned_temp(directory, name, now, remove=False)
         return [Problem("orphan-temp", path, "a write its process never finished")] * abandoned
+    if stat.S_ISLNK(status.st_mode):
+        return [_link_problem(path)]
     if not stat.S_ISREG(status.st_mode):
         kind = kind_of(status.st_mode)
         return [Problem("not-a-file", path, f"a {kind}, not a record file")]
-    if not is_record_name(name, backend.codec.extension):
-        return [Problem("unknown-file", path, "not a record file of this store")]
-    problem = _record_problem(backend, group, directory, name)
-    return [] if problem is None else [problem]
+    return _record_problem(backend, directory, name, made_by_hand)
 
 
 def _record_problem(
-    backend: FileBackend, group: str, directory: Directory, name: str
-) -> Problem | None:
-    """Return what is wrong with the bytes of a record file, if anything."""
+    backend: FileBackend, directory: Directory, name: str, made_by_hand: bool
+) -> list[Problem] | None:
+    """Return what is wrong with a file's bytes and name, if anything; None if nothing."""
     path = directory.join(name)
+    codec = backend.codec
     try:
-        data = read_in(directory, name) or b""
+        data = read_in(directory, name)
     except OSError as exc:  # not its content's fault: left where it is
-        return Problem("unreadable", path, f"cannot be read: {exc.strerror or exc}")
+        return [Problem("unreadable", path, f"cannot be read: {exc.strerror or exc}")]
+    if data is None:
+        return []  # removed since it was listed
     try:
-        keys = decode_record(backend.codec, data)[0]
+        keys = decode_record(codec, data)[0]
     except Exception as exc:
-        return Problem("undecodable", path, f"does not decode as {backend.codec.name}: {exc}")
-    extension = backend.codec.extension
-    if record_file_name(keys, extension) != name:  # it decodes, but holds another record's keys
-        return Problem("misnamed", path, str(misnamed_record(group, keys, path, extension)))
-    return None
+        if is_record_name(name, codec.extension):
+            return [Problem("undecodable", path, f"does not decode as {codec.name}: {exc}")]
+        # Quarantine is for what does not decode: a person's notes.txt too, never a record.
+        reason = f"not a record file of this store: it does not decode as {codec.name} ({exc})"
+        return [Problem("unknown-file", path, reason)]
+    own = record_file_name(keys, codec.extension)
+    if made_by_hand or own == name:
+        return None
+    return [_misnamed(directory, path, data, keys, own, codec)]
 
 
-def _repair(backend: FileBackend, problem: Problem) -> str:
-    if problem.kind == "orphan-temp":
-        # An unfinished copy of a record whose old version is intact; its lock is checked
-        # again, in case a writer took the name meanwhile (it cannot: names are random).
-        with Directory(os.path.dirname(problem.path)) as directory:
-            name = os.path.basename(problem.path)
-            if abandoned_temp(directory, name, time.time(), remove=True):
-                return "removed"
-        return ""
-    if problem.kind == "misnamed":
-        return _rename_misnamed(backend, problem.path)
-    if problem.kind == "symlink" and os.path.dirname(problem.path) == os.path.join(
-        backend.location, LOCK_DIRECTORY
-    ):
-        os.unlink(problem.path)  # a lock file's name: the link itself goes, it is made again
-        return "removed"
-    quarantined = ("undecodable", "unknown-file", "unknown-directory", "symlink", "not-a-file")
-    if problem.kind in quarantined:
-        moved = _quarantine(backend, problem.path)
-        return "" if moved is None else "moved to " + moved
-    return ""  # a marker: only a person knows which store this was meant to be
-
-
-def _rename_misnamed(backend: FileBackend, path: str) -> str:
-    keys = decode_record(backend.codec, read_file(path) or b"")[0]
-    target = os.path.join(os.path.dirname(path), record_file_name(keys, backend.codec.extension))
-    if os.path.lexists(target):  # the record exists under its own name too: keep both
-        moved = _quarantine(backend, path)
-        return "" if moved is None else "moved to " + moved
-    os.rename(path, target)
-    return f"renamed to {os.path.basename(target)}"
-
-
-def _quarantine(backend: FileBackend, path: str) -> str | None:
-    """Move ``path`` (a link itself, never its target) into the store's quarantine.
-
-    Return where it went, or None when the way there is not safe (a link in .quarantine: that
-    is reported as a problem of its own, and nothing is moved through it).
-    """
-    root = backend.location
-    target = os.path.join(root, QUARANTINE, os.path.relpath(path, root))
-    folder = root
-    for part in os.path.relpath(os.path.dirname(target), root).split(os.sep):
-        folder = os.path.join(folder, part)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(folder)
-        if os.path.islink(folder) or not os.path.isdir(folder):
-            return None
-    while os.path.lexists(target):
-        target += ".again"
-    os.rename(path, target)
-    return os.path.relpath(target, root)
+def _misnamed(
+    directory: Directory, path: str, data: bytes, keys: Keys, own: str, codec: Codec
+) -> Problem:
+    """Return the problem of ``path``, whose bytes ``data`` are the record ``keys`` of ``own``."""
+    target = directory.join(own)
+    try:
+        differing = clash(codec, data, target)
+    except OSError:
+        differing = None  # not a record file there: reported as a problem of its own
+    if differing and is_conflict_copy(os.path.basename(path), codec.extension):
+        return Problem("conflict", path, conflict_detail(path, keys, target))
+    about = f"holds the record of keys {list(keys)!r}, whose file is {own}"
+    if differing is None:
+        detail = f"{about}: --repair renames it"
+    elif not differing:
+        detail = f"{about}, which holds the same: --repair removes this copy"
+    else:
+        detail = f"{about}, which differs: --repair keeps both, this one as a .conflict copy"
+    return Problem("misnamed", path, detail)

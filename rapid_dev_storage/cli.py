@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import shutil
 import sys
@@ -24,12 +23,12 @@ import click
 from ._api import Storage
 from ._cli_git import GIT_COMMANDS
 from ._cli_output import emit, on_store, open_storage, progress, reported_errors, run
-from ._cli_work import copy_records, undecodable_records, verify
+from ._cli_work import copy_records, verify
 from ._codecs import JSONCodec, MsgpackCodec
 from ._demo import show_files, tour
 from ._file import FileBackend
 from ._file_io import read_regular_file
-from ._fsck import Problem, check
+from ._fsck import Report, check, check_records
 from ._jsonl import encode_line, parse_lines
 from ._locations import choose_store, open_location, stores_at
 from ._types import Keys, NoValue
@@ -297,14 +296,16 @@ def fsck_command(
 ) -> None:
     """Check a store for damage (exit status 1 if any is left).
 
-    File stores: undecodable records, records under another record's file name, orphaned temp
-    files, unknown files and directories, a missing marker. ``--repair`` renames misnamed
-    records, removes orphaned temp files and moves undecodable records and unknown files into
-    the store's .quarantine/ directory. SQLite and PostgreSQL stores: undecodable records
-    (reported only).
+    File stores: undecodable records, records under a name not their own, directories made by
+    hand for a group (USER/ for ^user/), orphaned temp files, unknown files and directories, a
+    missing marker; editors' leftovers are ignored. ``--repair`` puts records under their own
+    names (keeping a differing copy beside one as NAME.conflict.json), removes orphaned temp
+    files and moves what does not decode into the store's .quarantine/ directory. SQLite and
+    PostgreSQL stores: undecodable records (reported only). Ends with a summary line (with
+    ``--json``, a JSON object on stderr).
     """
 
-    async def work() -> list[Problem]:
+    async def work() -> Report:
         backend = await open_location(
             location, name, identifier, sweep_orphans=False, read_only=True
         )
@@ -315,14 +316,11 @@ def fsck_command(
                     return await asyncio.to_thread(
                         check, backend, repair=repair, on_file=lambda: bar.update(1)
                     )
-            return await undecodable_records(store)
+            return await check_records(store)
 
-    problems = run(work)
-    for problem in problems:
-        if as_json:
-            emit(dataclasses.asdict(problem))
-        else:
-            done = f" -> {problem.repaired}" if problem.repaired else ""
-            click.echo(f"{problem.kind}: {problem.path}: {problem.detail}{done}")
-    if any(not problem.repaired for problem in problems):
+    # fsck's output: _fsck.Report says what to print, and where (the "handmade" change).
+    report = run(work)
+    for line, to_stderr in report.lines(as_json=as_json):
+        click.echo(line, err=to_stderr)
+    if not report.clean:
         sys.exit(1)

@@ -280,7 +280,8 @@ def test_fsck_finds_each_kind_of_damage_and_repair_leaves_a_clean_store(
     assert run("fsck", store).exit_code == 0
     assert lines(run("get", store, "USER", "u7", "settings")) == [7]  # renamed to its own name
     quarantined = {path.name for path in (root / ".quarantine").rglob("*") if path.is_file()}
-    assert {broken.name, duplicate.name, notes.name} <= quarantined  # moved, never deleted
+    assert {broken.name, notes.name} <= quarantined  # moved, never deleted
+    assert not duplicate.exists()  # a byte-identical copy of a record: nothing is lost
     assert not orphan.exists()
     for path, data in original.items():  # the good records are untouched
         assert path.read_bytes() == data
