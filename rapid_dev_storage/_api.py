@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, TypeVar
 
 from ._backend import CorruptHandler, StorageBackend
 from ._original import adapt
-from ._types import AnyStorable, ClosesOnExit, Keys, NoValue, UpdateFunction
+from ._types import AnyStorable, ClosesOnExit, Keys, NamesARecord, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys
 from ._watch import Callback, Subscription, Watch
 from .errors import InvalidKeyError
@@ -20,7 +20,7 @@ from .errors import InvalidKeyError
 StorageT = TypeVar("StorageT", bound="Storage")
 
 
-class StorageValue:
+class StorageValue(NamesARecord):
     """A handle to one record: a group and 1 to 5 keys. Cheap to create; holds no data."""
 
     __slots__ = ("_backend", "_group_name", "_keys")
@@ -36,16 +36,6 @@ class StorageValue:
         handle = cls.__new__(cls)
         handle._backend, handle._group_name, handle._keys = backend, group_name, keys
         return handle
-
-    @property
-    def group_name(self) -> str:
-        """The group this record belongs to."""
-        return self._group_name
-
-    @property
-    def keys(self) -> Keys:
-        """The record's keys."""
-        return self._keys
 
     async def get_value(self, default: Any = NoValue) -> Any:
         """Return the stored value, or ``default`` (`NoValue` unless given) when there is none.

@@ -17,7 +17,7 @@ import click
 
 from ._api import Storage
 from ._backend import StorageBackend
-from ._edit import EditorError, Outcome, edit_value, editor_command
+from ._edit import EditorError, Outcome, Person, edit_value, editor_command
 from ._git_setup import GitSetupError, set_up
 from ._locations import choose_store, open_location, stores_at
 from ._merge import pick
@@ -35,11 +35,13 @@ def _fail(message: str, status: int) -> NoReturn:
     sys.exit(status)
 
 
-def _editor() -> list[str]:
+def _person() -> Person:
+    """Return the person running this command: their editor; asked only at a terminal."""
     try:
-        return editor_command()
+        editor = editor_command()
     except EditorError as exc:
         _fail(str(exc), 2)
+    return Person(editor, sys.stdin.isatty(), _say, _ask)
 
 
 def _ask(question: str) -> bool:
@@ -122,7 +124,7 @@ def edit_command(
     keeps your text (start again from it with --from). Exit status: 0 saved or nothing to
     save, 1 nothing written (text kept), 2 usage.
     """
-    editor = _editor()
+    person = _person()
     text = None if start_from is None else start_from.read_text(encoding="utf-8")
 
     async def work() -> Outcome:
@@ -131,11 +133,8 @@ def edit_command(
             return await edit_value(
                 store.get_group(group)[keys],
                 backend.codec,
-                editor=editor,
-                interactive=sys.stdin.isatty(),
+                person,
                 describe=f"{group} {list(keys)}",
-                say=_say,
-                ask=_ask,
                 start_from=text,
             )
 
@@ -171,11 +170,7 @@ def resolve_command(file: Path, choice: str | None) -> None:
         click.echo(describe(record))
         return
     if choice == "edit":
-        outcome = asyncio.run(
-            resolve_in_editor(
-                record, editor=_editor(), interactive=sys.stdin.isatty(), say=_say, ask=_ask
-            )
-        )
+        outcome = asyncio.run(resolve_in_editor(record, _person()))
         click.echo(outcome.message, err=True)
         sys.exit(0 if outcome.status == "saved" else 1)
     write(record, pick(record.merged, choice))

@@ -100,6 +100,20 @@ def text_for(value: Any, header: list[str]) -> str:
     return comments + ("" if value is NoValue else dumps(value, indent=2) + "\n")
 
 
+@dataclasses.dataclass(frozen=True)
+class Person:
+    """Who edits: the editor to run, and how to talk to them.
+
+    ``interactive``: a person at a terminal answers ``ask`` (re-open after a problem?);
+    otherwise the first problem ends the edit, its text kept in a file. ``say`` tells them.
+    """
+
+    editor: list[str]
+    interactive: bool
+    say: Callable[[str], None]
+    ask: Callable[[str], bool]
+
+
 @dataclasses.dataclass
 class Refused:
     """What a ``save`` says when it cannot write: why, and the buffer to re-open on."""
@@ -119,23 +133,18 @@ async def edit_loop(
     *,
     unchanged: str,
     codec: Codec,
-    editor: list[str],
-    interactive: bool,
-    say: Callable[[str], None],
-    ask: Callable[[str], bool],
+    person: Person,
     save: Save,
     saved: str,
 ) -> Outcome:
-    """Open ``text`` in ``editor`` until ``save`` takes a valid value or the person gives up.
+    """Open ``text`` in the person's editor until ``save`` takes a valid value or they give up.
 
     ``unchanged``: the text that means "no change" (nothing is saved). ``codec`` decides what a
-    value may hold. ``interactive``: a person answers ``ask`` (re-open after a problem?);
-    otherwise the first problem ends the edit, the text kept in a file. ``saved``: the message
-    when it landed.
+    value may hold. ``saved``: the message when it landed.
     """
     path = await asyncio.to_thread(_buffer_holding, text)
     while True:
-        text = await asyncio.to_thread(_edited, editor, path)
+        text = await asyncio.to_thread(_edited, person.editor, path)
         if text == unchanged:
             await asyncio.to_thread(path.unlink)
             return Outcome("unchanged", "no change: nothing written")
@@ -160,9 +169,9 @@ async def edit_loop(
                 return Outcome("saved", saved)
             problem, unchanged = refused.problem, refused.unchanged
             await asyncio.to_thread(path.write_text, refused.reopen_with, encoding="utf-8")
-        if not interactive or not ask(f"{problem}\nRe-open the editor?"):
+        if not person.interactive or not person.ask(f"{problem}\nRe-open the editor?"):
             return Outcome("kept", f"{problem}; nothing written, your text is in {path}", path)
-        say(problem)
+        person.say(problem)
 
 
 def header_lines(describe: str) -> list[str]:
@@ -177,12 +186,9 @@ def header_lines(describe: str) -> list[str]:
 async def edit_value(
     handle: StorageValue,
     codec: Codec,
+    person: Person,
     *,
-    editor: list[str],
-    interactive: bool,
     describe: str,
-    say: Callable[[str], None],
-    ask: Callable[[str], bool],
     start_from: str | None = None,
 ) -> Outcome:
     """Let a person edit ``handle``'s value in ``editor``; write it if it is valid and current.
@@ -215,16 +221,10 @@ async def edit_value(
             unchanged=text_for(current, header),
         )
 
+    text = initial if start_from is None else start_from
+    saved = f"saved {describe}"
     return await edit_loop(
-        initial if start_from is None else start_from,
-        unchanged=initial,
-        codec=codec,
-        editor=editor,
-        interactive=interactive,
-        say=say,
-        ask=ask,
-        save=save,
-        saved=f"saved {describe}",
+        text, unchanged=initial, codec=codec, person=person, save=save, saved=saved
     )
 
 

@@ -16,9 +16,9 @@ import dataclasses
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ._edit import Outcome, Refused, edit_loop, header_lines, text_for
+from ._edit import Outcome, Person, Refused, edit_loop, header_lines, text_for
 from ._json_view import dumps
 from ._merge import MISSING, Conflict, merge, pick
 from ._merge_driver import codec_for, record_parts
@@ -115,14 +115,7 @@ def write(record: Conflicted, value: Any) -> None:
     os.replace(temp, record.path)
 
 
-async def resolve_in_editor(
-    record: Conflicted,
-    *,
-    editor: list[str],
-    interactive: bool,
-    say: Callable[[str], None],
-    ask: Callable[[str], bool],
-) -> Outcome:
+async def resolve_in_editor(record: Conflicted, person: Person) -> Outcome:
     """Let a person settle the conflicts in an editor, starting from "ours" at each place."""
     codec = codec_for(record.path.name)
     assert codec is not None  # conflicted() checked the name
@@ -134,14 +127,6 @@ async def resolve_in_editor(
         await asyncio.to_thread(write, record, value)
         return None
 
-    return await edit_loop(
-        text,
-        unchanged="",  # keeping "ours" unedited is a choice too: it is written
-        codec=codec,
-        editor=editor,
-        interactive=interactive,
-        say=say,
-        ask=ask,
-        save=save,
-        saved=f"resolved {record.path}: now `git add` it",
-    )
+    saved = f"resolved {record.path}: now `git add` it"
+    # Keeping "ours" unedited is a choice too: it is written (nothing counts as unchanged).
+    return await edit_loop(text, unchanged="", codec=codec, person=person, save=save, saved=saved)

@@ -22,7 +22,7 @@ from ._sync_bridge import (
     on_own_thread,
 )
 from ._sync_watch import Subscription, SyncCallback, Watch
-from ._types import AnyStorable, Keys, NoValue
+from ._types import AnyStorable, Keys, NamesARecord, NoValue
 from ._validate import check_group_name, check_keys
 from .errors import StoreClosedError
 
@@ -31,23 +31,13 @@ ITERATION_CHUNK = 256
 """Records brought over per hop while iterating: the hop's cost spread thin, memory bounded."""
 
 
-class StorageValue:
+class StorageValue(NamesARecord):
     """A handle to one record (a group and 1 to 5 keys), as `rapid_dev_storage.StorageValue`."""
 
     __slots__ = ("_group_name", "_keys", "_storage")
 
     def __init__(self, storage: Storage, group_name: str, keys: Keys) -> None:
         self._storage, self._group_name, self._keys = storage, group_name, keys
-
-    @property
-    def group_name(self) -> str:
-        """The group this record belongs to."""
-        return self._group_name
-
-    @property
-    def keys(self) -> Keys:
-        """The record's keys."""
-        return self._keys
 
     def get_value(self, default: Any = NoValue) -> Any:
         """Return the stored value, or ``default`` (`NoValue` unless given) when there is none.

@@ -50,3 +50,21 @@ class ClosesOnExit:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class NamesARecord:
+    """What every record handle (async and sync) tells: its group and keys."""
+
+    __slots__ = ()
+    _group_name: str
+    _keys: Keys
+
+    @property
+    def group_name(self) -> str:
+        """The group this record belongs to."""
+        return self._group_name
+
+    @property
+    def keys(self) -> Keys:
+        """The record's keys."""
+        return self._keys

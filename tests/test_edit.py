@@ -9,7 +9,14 @@ import pytest
 from _scripted_editor import Editor
 
 from rapid_dev_storage import FileBackend, NoValue, Storage
-from rapid_dev_storage._edit import EditorError, Outcome, edit_value, editor_command, parse_buffer
+from rapid_dev_storage._edit import (
+    EditorError,
+    Outcome,
+    Person,
+    edit_value,
+    editor_command,
+    parse_buffer,
+)
 
 
 async def run(
@@ -22,14 +29,13 @@ async def run(
         assert answers, f"asked {question!r} with no answer left"
         return answers.pop(0)
 
-    options["editor"] = options.pop("command", editor.command)
+    command = options.pop("command", editor.command)
+    person = Person(command, answers is not None, lambda _: None, ask)
     return await edit_value(
         store.get_group("USER")["u1"],
         store.backend.codec,
-        interactive=answers is not None,
+        person,
         describe="USER ('u1',)",
-        say=lambda _: None,
-        ask=ask,
         **options,
     )
 
