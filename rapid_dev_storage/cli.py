@@ -2,9 +2,11 @@
 
 A store is named by a location (``file:DIR``, ``sqlite:FILE``, ``postgresql://...``) and, when
 the location holds more than one store, ``--name`` and ``--id``. Values go in and come out as
-JSON. Exit status: 0 done, 1 not found, 2 a usage or input error (nothing written).
-The commands are defined here; what they share is in `_cli_output`, the work behind copy, fsck
-and git-setup in `_cli_work`.
+JSON (bytes as ``{"$bytes": base64}``: `_json_view`). Only a command that writes, given
+``--create``, makes a store. Exit status: 0 done, 1 not found or the store failed, 2 a usage or
+input error (nothing written). The commands are defined here; what they share is in
+`_cli_output`, undecodable records in `_cli_damage`, the work behind copy in `_cli_copy`, behind
+fsck and git-setup in `_cli_work`.
 """
 
 from __future__ import annotations
@@ -12,27 +14,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from . import _json_view
 from ._api import Storage
-from ._cli_output import emit, on_store, open_storage, progress, reported_errors, run
-from ._cli_work import add_textconv_attribute, copy_records, undecodable_records, verify
+from ._cli_copy import copy_store
+from ._cli_damage import Damage
+from ._cli_output import (
+    CREATE_OPTIONS,
+    NOT_FOUND,
+    USAGE,
+    emit,
+    fail,
+    on_store,
+    open_storage,
+    progress,
+    run,
+)
+from ._cli_remove import remove_records
+from ._cli_work import add_textconv_attribute, undecodable_records
 from ._codecs import JSONCodec, MsgpackCodec
-from ._demo import show_files, tour
+from ._demo import demo
 from ._file import FileBackend
 from ._file_io import read_regular_file
 from ._fsck import Problem, check
 from ._jsonl import encode_line, parse_lines
-from ._locations import choose_store, open_location, stores_at
+from ._locations import FoundStore, codec_if_created, found_stores, open_location
 from ._types import Keys, NoValue
 from ._validate import check_group_name, check_keys
 
@@ -43,6 +56,9 @@ _STORE_OPTIONS = (
     click.option("--id", "identifier", help="The store's unique identifier."),
 )
 _GROUP = (click.argument("location"), click.argument("group", required=False))
+_STRICT = click.option(
+    "--strict", is_flag=True, help="Stop at the first record that does not decode."
+)
 _RECORD = (
     click.argument("location"),
     click.argument("group"),
@@ -66,32 +82,46 @@ def _store_command(
 @click.group()
 @click.version_option(package_name="rapid_dev_storage")
 def main() -> None:
-    """Inspect, edit, dump, load and copy rapid_dev_storage stores."""
+    """Inspect, edit, dump, load and copy rapid_dev_storage stores.
+
+    Exit status: 0 done; 1 not found, or the store failed (records that do not decode, an I/O
+    error); 2 a usage or input error, found before anything was written.
+    """
 
 
-@_store_command("ls", *_GROUP)
+@_store_command("ls", *_GROUP, _STRICT)
 def list_command(
-    location: str, group: str | None, name: str | None, identifier: str | None
+    location: str, group: str | None, strict: bool, name: str | None, identifier: str | None
 ) -> None:
-    """List the stores at LOCATION, the groups of its store with record counts, or GROUP's keys."""
+    """List the stores at LOCATION, the groups of its store with record counts, or GROUP's keys.
 
-    async def work() -> None:
-        stores = await stores_at(location)
+    A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
+    """
+
+    async def work() -> int:
+        stores = await found_stores(location)
         if group is None and name is None and identifier is None and len(stores) > 1:
-            for store_name, store_id in stores:
-                emit({"name": store_name, "id": store_id})
-            return
-        async with await open_storage(location, name, identifier) as store:
+            for found in stores:
+                emit(_store_line(found))
+            return 0
+        damage = Damage(strict=strict)
+        async with await open_storage(location, name, identifier, read_only=True) as store:
             if group is None:
                 for group_name in await store.list_groups():
-                    count = sum([1 async for _ in store.get_group(group_name)])
-                    emit({"group": group_name, "records": count})
-                return
-            keys = sorted([keys async for keys, _ in store.get_group(group)])
-            for record_keys in keys:
-                emit(list(record_keys))
+                    items = store.get_group(group_name).all_items(on_corrupt=damage.on_corrupt)
+                    emit({"group": group_name, "records": sum([1 async for _ in items])})
+            else:
+                items = store.get_group(group).all_items(on_corrupt=damage.on_corrupt)
+                for record_keys in sorted([keys async for keys, _ in items]):
+                    emit(list(record_keys))
+        return damage.exit_status()
 
-    run(work)
+    sys.exit(run(work))
+
+
+def _store_line(found: FoundStore) -> dict[str, str]:
+    line = {"name": found.name, "id": found.identifier}
+    return line if found.directory is None else {**line, "directory": found.directory}
 
 
 @_store_command("get", *_RECORD)
@@ -99,42 +129,84 @@ def get_command(
     location: str, group: str, keys: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Print the value of GROUP[KEYS...] as JSON (exit status 1 if there is none)."""
-    value = on_store(
-        location, name, identifier, lambda store: store.get_group(group)[keys].get_value()
-    )
+
+    async def value_of(store: Storage) -> object:
+        return await store.get_group(group)[keys].get_value()
+
+    value = on_store(location, name, identifier, value_of, read_only=True)
     if value is NoValue:
-        click.echo(f"no value at {group} {list(keys)}", err=True)
-        sys.exit(1)
-    with reported_errors():
-        emit(value)
+        fail(f"no value at {group} {_json_view.dumps(list(keys))}", NOT_FOUND)
+    emit(value)
 
 
 @_store_command(
     "set",
     *_RECORD,
     click.option("--value", "-v", "text", required=True, help="The value, as JSON ('-': stdin)."),
+    *CREATE_OPTIONS,
 )
 def set_command(
-    location: str, group: str, keys: Keys, text: str, name: str | None, identifier: str | None
+    location: str,
+    group: str,
+    keys: Keys,
+    text: str,
+    create: bool,
+    codec: str | None,
+    name: str | None,
+    identifier: str | None,
 ) -> None:
-    """Store a JSON value at GROUP[KEYS...]."""
+    """Store a JSON value at GROUP[KEYS...]; bytes are written {"$bytes": "<base64>"}.
+
+    The store must exist, unless --create is given (a new store's codec is json unless --codec
+    says msgpack).
+    """
     source = sys.stdin.read() if text == "-" else text
     try:
-        value = json.loads(source)
-    except json.JSONDecodeError as exc:
-        click.echo(f"error: --value is not JSON: {exc}", err=True)
-        sys.exit(2)
-    on_store(
-        location, name, identifier, lambda store: store.get_group(group)[keys].set_value(value)
-    )
+        value = _json_view.loads(source, "--value")
+    except ValueError as exc:
+        fail(f"--value is not JSON: {exc}", USAGE)
+
+    async def store_value(store: Storage) -> None:
+        await store.get_group(group)[keys].set_value(value)
+
+    opening = {"create": create, "codec": codec, "writing": True}
+    on_store(location, name, identifier, store_value, **opening)
 
 
-@_store_command("rm", *_RECORD)
+@_store_command(
+    "rm",
+    click.argument("location"),
+    click.argument("group"),
+    click.argument("keys", nargs=-1),
+    click.option("--prefix", is_flag=True, help="Remove every record whose keys start with KEYS."),
+    click.option("--group", "whole_group", is_flag=True, help="Remove every record of GROUP."),
+)
 def remove_command(
-    location: str, group: str, keys: Keys, name: str | None, identifier: str | None
+    location: str,
+    group: str,
+    keys: Keys,
+    prefix: bool,
+    whole_group: bool,
+    name: str | None,
+    identifier: str | None,
 ) -> None:
-    """Remove GROUP[KEYS...] (nothing there is not an error)."""
-    on_store(location, name, identifier, lambda store: store.get_group(group)[keys].clear_value())
+    """Remove GROUP[KEYS...], every record under a prefix, or a whole group.
+
+    Prints how many records were removed; exit status 1 if there was nothing to remove.
+    """
+    if whole_group and (keys or prefix):
+        raise click.UsageError("--group removes the whole group: give no KEYS and no --prefix")
+    if not whole_group and not keys:
+        raise click.UsageError("give the KEYS of a record (or a prefix, with --prefix), or --group")
+
+    async def remove(store: Storage) -> int:
+        return await remove_records(store.get_group(group), keys, prefix, whole_group)
+
+    count = on_store(location, name, identifier, remove)
+    if count:
+        click.echo(f"removed {count} records", err=True)
+    else:
+        fail(f"nothing to remove at {group} {_json_view.dumps(list(keys))}", NOT_FOUND)
 
 
 @_store_command("path", *_RECORD)
@@ -149,49 +221,55 @@ def path_command(
             raise ValueError(f"{location} is not a file: store; only those have record files")
         return backend.record_path(check_group_name(group), check_keys(keys, group))
 
-    click.echo(on_store(location, name, identifier, record_path))
+    click.echo(on_store(location, name, identifier, record_path, read_only=True))
 
 
 @main.command("show")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def show_command(file: Path) -> None:
-    """Print any record file as pretty JSON (git's textconv for msgpack records)."""
+    """Print any record file as pretty JSON (git's textconv for msgpack records).
+
+    Bytes in a value are shown as {"$bytes": "<base64>"}, never as text.
+    """
     codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
     try:
         data = read_regular_file(str(file))
         if data is None:
             raise FileNotFoundError(f"no such file: {file}")
         record = codec.loads(data)
-        click.echo(json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True, default=repr))
     except Exception as exc:  # a damaged file: say so, in what git diff shows
-        click.echo(f"error: {file} does not decode as {codec.name}: {exc}", err=True)
-        sys.exit(2)
+        fail(f"{file} does not decode as {codec.name}: {exc}", NOT_FOUND)
+    click.echo(_json_view.dumps(record, indent=2))
 
 
-@_store_command("dump", *_GROUP)
+@_store_command("dump", *_GROUP, _STRICT)
 def dump_command(
-    location: str, group: str | None, name: str | None, identifier: str | None
+    location: str, group: str | None, strict: bool, name: str | None, identifier: str | None
 ) -> None:
-    """Write the store (or GROUP) as JSON Lines, sorted by group and keys, to stdout."""
+    """Write the store (or GROUP) as JSON Lines, sorted by group and keys, to stdout.
+
+    A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
+    """
+    damage = Damage(strict=strict)
 
     async def dump(store: Storage) -> None:
         groups = [group] if group is not None else await store.list_groups()
         with progress("dump") as bar:
             for group_name in groups:
-                records = [item async for item in store.get_group(group_name)]
-                for keys, value in sorted(records, key=lambda item: item[0]):
+                items = store.get_group(group_name).all_items(on_corrupt=damage.on_corrupt)
+                for keys, value in sorted([item async for item in items], key=lambda i: i[0]):
                     click.echo(encode_line(group_name, keys, value), nl=False)
                     bar.update(1)
 
-    on_store(location, name, identifier, dump)
+    on_store(location, name, identifier, dump, read_only=True)
+    sys.exit(damage.exit_status())
 
 
 @_store_command(
     "load",
     click.argument("location"),
     click.argument("source", type=click.File("r", encoding="utf-8")),
-    click.option("--create", is_flag=True, help="Create the store if it does not exist."),
-    click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new store."),
+    *CREATE_OPTIONS,
 )
 def load_command(
     location: str,
@@ -203,21 +281,27 @@ def load_command(
 ) -> None:
     """Load JSON Lines (as dump writes them) from SOURCE ('-': stdin) into the store.
 
-    Every line is checked first: if any is bad, nothing is written.
+    Every line is checked first: if any is bad, nothing is written. The store must exist,
+    unless --create is given (a new store's codec is json unless --codec says msgpack).
     """
-    lines = source.read().splitlines()
+    lines = source.read().removeprefix("\ufeff").splitlines()  # a BOM, from Windows editors
 
-    async def work() -> int:
-        backend = await open_location(location, name, identifier, create=create, codec=codec)
-        async with Storage(backend) as store:
-            records = parse_lines(enumerate(lines, start=1), backend.codec)
+    numbered = list(enumerate(lines, start=1))
+
+    async def load() -> int:
+        new_codec = await codec_if_created(location, name, identifier, codec) if create else None
+        if new_codec is not None:  # checked before the store is made, too
+            parse_lines(numbered, new_codec)
+        opened = open_storage(location, name, identifier, create=create, codec=codec, writing=True)
+        async with await opened as store:
+            records = parse_lines(numbered, store.backend.codec)
             with progress("load", total=len(records)) as bar:
                 for group_name, keys, value in records:
                     await store.get_group(group_name)[keys].set_value(value)
                     bar.update(1)
-            return len(records)
+        return len(records)
 
-    click.echo(f"loaded {run(work)} records", err=True)
+    click.echo(f"loaded {run(load)} records", err=True)
 
 
 @main.command("copy")
@@ -225,24 +309,48 @@ def load_command(
 @click.argument("destination")
 @click.option("--name", help="The source store's name, when SOURCE holds several.")
 @click.option("--id", "identifier", help="The source store's unique identifier.")
-@click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new destination.")
+@CREATE_OPTIONS[0]
+@CREATE_OPTIONS[1]
+@click.option("--merge", is_flag=True, help="Copy into a store holding records: the source wins.")
+@click.option("--replace", is_flag=True, help="Clear the destination store first.")
+@_STRICT
 def copy_command(
-    source: str, destination: str, name: str | None, identifier: str | None, codec: str | None
+    source: str,
+    destination: str,
+    name: str | None,
+    identifier: str | None,
+    create: bool,
+    codec: str | None,
+    merge: bool,
+    replace: bool,
+    strict: bool,
 ) -> None:
-    """Copy every record from SOURCE to DESTINATION (any backend to any), then verify it."""
+    """Copy every record from SOURCE to the store of the same name and id at DESTINATION.
+
+    Any backend to any; verified afterwards. A destination that already holds records is
+    refused (nothing written) unless --merge or --replace is given. A source record that does
+    not decode is reported on stderr and skipped (exit status 1 at the end).
+    """
+    if merge and replace:
+        raise click.UsageError("--merge or --replace, not both")
+    damage = Damage(strict=strict)
 
     async def work() -> int:
-        memory = source.startswith("memory:")
-        names = ("memory", "1") if memory else await choose_store(source, name, identifier)
-        async with await open_storage(source, *names) as origin:
-            target = await open_location(destination, *names, create=True, codec=codec)
-            async with Storage(target) as copy:
-                with progress("copy") as bar:
-                    count = await copy_records(origin, copy, bar)
-                await verify(origin, copy)
-        return count
+        with progress("copy") as bar:
+            return await copy_store(
+                source,
+                destination,
+                (name, identifier),
+                damage,
+                create=create,
+                codec=codec,
+                merge=merge,
+                replace=replace,
+                bar=bar,
+            )
 
     click.echo(f"copied and verified {run(work)} records", err=True)
+    sys.exit(damage.exit_status())
 
 
 @_store_command("watch", *_GROUP, click.argument("prefix", nargs=-1))
@@ -266,25 +374,12 @@ def watch_command(
 @click.option(
     "--fixtures",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("fixtures/store"),
-    show_default=True,
-    help="The sample store (it is copied: the demo never changes it).",
+    help="A directory of stores to tour instead of the sample data that ships with the "
+    "package (it is copied: the demo never changes it).",
 )
-def demo_command(fixtures: Path) -> None:
-    """Tour the library on a copy of the bundled sample store."""
-
-    async def work() -> None:
-        with tempfile.TemporaryDirectory(prefix="rds-demo-") as scratch:
-            copy = Path(scratch) / "store"
-            shutil.copytree(fixtures, copy)
-            backend = await open_location(f"file:{copy}")
-            print(f"Store: {backend!r} (a copy of {fixtures})\n")
-            async with Storage(backend) as store:
-                await tour(store)
-                if isinstance(backend, FileBackend):
-                    show_files(backend)
-
-    run(work)
+def demo_command(fixtures: Path | None) -> None:
+    """Tour the library on a fresh copy of the sample store (works from any directory)."""
+    run(lambda: demo(fixtures))
 
 
 @_store_command(
@@ -299,7 +394,7 @@ def fsck_command(
     """Check a store for damage (exit status 1 if any is left).
 
     File stores: undecodable records, records under another record's file name, orphaned temp
-    files, unknown files and directories, a missing marker. ``--repair`` renames misnamed
+    files, unknown files and directories, a missing marker. --repair renames misnamed
     records, removes orphaned temp files and moves undecodable records and unknown files into
     the store's .quarantine/ directory. SQLite and PostgreSQL stores: undecodable records
     (reported only).
@@ -339,8 +434,8 @@ def fsck_command(
 def git_setup_command(repo: Path) -> None:
     """Make git diff and git log -p show msgpack records as JSON.
 
-    Adds ``*.msgpack diff=rapid-dev-storage`` to the repository's .gitattributes and sets
-    ``diff.rapid-dev-storage.textconv`` in its git config to this tool's ``show``.
+    Adds "*.msgpack diff=rapid-dev-storage" to the repository's .gitattributes and sets
+    diff.rapid-dev-storage.textconv in its git config to this tool's show command.
     """
     command = ["git", "-C", str(repo), "rev-parse", "--show-toplevel"]
     try:
