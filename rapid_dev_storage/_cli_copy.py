@@ -1,4 +1,4 @@
-"""The work behind ``copy``: read the source, check the destination, write, verify.
+"""The work behind ``copy`` (read the source, check the destination, write, verify) and ``load``.
 
 Everything that can refuse the copy is checked before the first write, so exit status 2 keeps
 its promise (nothing was written): a destination that already holds records (unless ``merge``,
@@ -19,6 +19,7 @@ from ._cli_damage import Damage
 from ._cli_output import Failed, open_storage
 from ._codecs import Codec
 from ._json_view import dumps
+from ._jsonl import parse_lines
 from ._locations import FoundStore, codec_if_created, find_store
 from ._types import Keys, NoValue
 from ._validate import check_value
@@ -151,3 +152,28 @@ async def verify(source: Records, copy: Storage, *, merged: bool) -> None:
         group for group, records in source.items() if records
     }:
         raise Failed("verification failed: the copy's groups differ from the source's")
+
+
+async def load_lines(
+    location: str,
+    names: tuple[str | None, str | None],
+    numbered: list[tuple[int, str]],
+    create: bool,
+    codec: str | None,
+    bar: Any,
+) -> int:
+    """Write the JSON Lines ``numbered`` into the store; return how many records.
+
+    Every line is checked before anything is written, against a new store's codec before the
+    store is made, so a bad line makes no store either.
+    """
+    new_codec = await codec_if_created(location, *names, codec) if create else None
+    if new_codec is not None:
+        parse_lines(numbered, new_codec)
+    opened = open_storage(location, *names, create=create, codec=codec, writing=True)
+    async with await opened as store:
+        records = parse_lines(numbered, store.backend.codec)
+        for group_name, keys, value in records:
+            await store.get_group(group_name)[keys].set_value(value)
+            bar.update(1)
+    return len(records)

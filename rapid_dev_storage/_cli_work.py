@@ -1,42 +1,16 @@
-"""The work behind the command line's copy, fsck and git-setup, apart from parsing and printing.
+"""The work behind the command line's fsck and git-setup, apart from parsing and printing.
 
-Imported only by `rapid_dev_storage.cli`. A progress bar is passed in: anything with
-``update(count)``.
+Imported only by `rapid_dev_storage.cli` (copy's is in `_cli_copy`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ._api import Storage
 from ._fsck import Problem
-from .errors import StorageError
 
 TEXTCONV_ATTRIBUTE = "*.msgpack diff=rapid-dev-storage"
-
-
-async def copy_records(origin: Storage, copy: Storage, bar: Any) -> int:
-    """Copy every record of ``origin`` into ``copy``; return how many."""
-    count = 0
-    for group_name in await origin.list_groups():
-        async for keys, value in origin.get_group(group_name):
-            await copy.get_group(group_name)[keys].set_value(value)
-            count += 1
-            bar.update(1)
-    return count
-
-
-async def verify(origin: Storage, copy: Storage) -> None:
-    """Raise unless both stores hold the same groups, keys and values."""
-    groups = await origin.list_groups()
-    if await copy.list_groups() != groups:
-        raise StorageError("verification failed: the copy's groups differ from the source's")
-    for group_name in groups:
-        expected = {keys: value async for keys, value in origin.get_group(group_name)}
-        found = {keys: value async for keys, value in copy.get_group(group_name)}
-        if expected != found:
-            raise StorageError(f"verification failed: group {group_name!r} differs after copying")
 
 
 async def undecodable_records(store: Storage) -> list[Problem]:

@@ -24,19 +24,10 @@ import click
 
 from . import _json_view
 from ._api import Storage
-from ._cli_copy import copy_store
+from ._cli_copy import copy_store, load_lines
 from ._cli_damage import Damage
-from ._cli_output import (
-    CREATE_OPTIONS,
-    NOT_FOUND,
-    USAGE,
-    emit,
-    fail,
-    on_store,
-    open_storage,
-    progress,
-    run,
-)
+from ._cli_groups import dump_groups, list_location
+from ._cli_output import CREATE_OPTIONS, NOT_FOUND, USAGE, emit, fail, on_store, progress, run
 from ._cli_remove import remove_records
 from ._cli_work import add_textconv_attribute, undecodable_records
 from ._codecs import JSONCodec, MsgpackCodec
@@ -44,8 +35,7 @@ from ._demo import demo
 from ._file import FileBackend
 from ._file_io import read_regular_file
 from ._fsck import Problem, check
-from ._jsonl import encode_line, parse_lines
-from ._locations import FoundStore, codec_if_created, found_stores, open_location
+from ._locations import open_location
 from ._types import Keys, NoValue
 from ._validate import check_group_name, check_keys
 
@@ -56,9 +46,7 @@ _STORE_OPTIONS = (
     click.option("--id", "identifier", help="The store's unique identifier."),
 )
 _GROUP = (click.argument("location"), click.argument("group", required=False))
-_STRICT = click.option(
-    "--strict", is_flag=True, help="Stop at the first record that does not decode."
-)
+_STRICT = click.option("--strict", is_flag=True, help="Stop at the first undecodable record.")
 _RECORD = (
     click.argument("location"),
     click.argument("group"),
@@ -97,31 +85,9 @@ def list_command(
 
     A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
     """
-
-    async def work() -> int:
-        stores = await found_stores(location)
-        if group is None and name is None and identifier is None and len(stores) > 1:
-            for found in stores:
-                emit(_store_line(found))
-            return 0
-        damage = Damage(strict=strict)
-        async with await open_storage(location, name, identifier, read_only=True) as store:
-            if group is None:
-                for group_name in await store.list_groups():
-                    items = store.get_group(group_name).all_items(on_corrupt=damage.on_corrupt)
-                    emit({"group": group_name, "records": sum([1 async for _ in items])})
-            else:
-                items = store.get_group(group).all_items(on_corrupt=damage.on_corrupt)
-                for record_keys in sorted([keys async for keys, _ in items]):
-                    emit(list(record_keys))
-        return damage.exit_status()
-
-    sys.exit(run(work))
-
-
-def _store_line(found: FoundStore) -> dict[str, str]:
-    line = {"name": found.name, "id": found.identifier}
-    return line if found.directory is None else {**line, "directory": found.directory}
+    damage = Damage(strict=strict)
+    run(lambda: list_location(location, group, name, identifier, damage))
+    sys.exit(damage.exit_status())
 
 
 @_store_command("get", *_RECORD)
@@ -169,8 +135,7 @@ def set_command(
     async def store_value(store: Storage) -> None:
         await store.get_group(group)[keys].set_value(value)
 
-    opening = {"create": create, "codec": codec, "writing": True}
-    on_store(location, name, identifier, store_value, **opening)
+    on_store(location, name, identifier, store_value, create=create, codec=codec, writing=True)
 
 
 @_store_command(
@@ -253,13 +218,8 @@ def dump_command(
     damage = Damage(strict=strict)
 
     async def dump(store: Storage) -> None:
-        groups = [group] if group is not None else await store.list_groups()
         with progress("dump") as bar:
-            for group_name in groups:
-                items = store.get_group(group_name).all_items(on_corrupt=damage.on_corrupt)
-                for keys, value in sorted([item async for item in items], key=lambda i: i[0]):
-                    click.echo(encode_line(group_name, keys, value), nl=False)
-                    bar.update(1)
+            await dump_groups(store, group, damage, bar)
 
     on_store(location, name, identifier, dump, read_only=True)
     sys.exit(damage.exit_status())
@@ -289,43 +249,35 @@ def load_command(
     numbered = list(enumerate(lines, start=1))
 
     async def load() -> int:
-        new_codec = await codec_if_created(location, name, identifier, codec) if create else None
-        if new_codec is not None:  # checked before the store is made, too
-            parse_lines(numbered, new_codec)
-        opened = open_storage(location, name, identifier, create=create, codec=codec, writing=True)
-        async with await opened as store:
-            records = parse_lines(numbered, store.backend.codec)
-            with progress("load", total=len(records)) as bar:
-                for group_name, keys, value in records:
-                    await store.get_group(group_name)[keys].set_value(value)
-                    bar.update(1)
-        return len(records)
+        with progress("load", total=len(numbered)) as bar:
+            return await load_lines(location, (name, identifier), numbered, create, codec, bar)
 
     click.echo(f"loaded {run(load)} records", err=True)
 
 
-@main.command("copy")
-@click.argument("source")
-@click.argument("destination")
-@click.option("--name", help="The source store's name, when SOURCE holds several.")
-@click.option("--id", "identifier", help="The source store's unique identifier.")
-@CREATE_OPTIONS[0]
-@CREATE_OPTIONS[1]
-@click.option("--merge", is_flag=True, help="Copy into a store holding records: the source wins.")
-@click.option("--replace", is_flag=True, help="Clear the destination store first.")
-@_STRICT
+@_store_command(
+    "copy",
+    click.argument("source"),
+    click.argument("destination"),
+    *CREATE_OPTIONS,
+    click.option(
+        "--merge", is_flag=True, help="Copy into a store holding records: the source wins."
+    ),
+    click.option("--replace", is_flag=True, help="Clear the destination store first."),
+    _STRICT,
+)
 def copy_command(
     source: str,
     destination: str,
-    name: str | None,
-    identifier: str | None,
     create: bool,
     codec: str | None,
     merge: bool,
     replace: bool,
     strict: bool,
+    name: str | None,
+    identifier: str | None,
 ) -> None:
-    """Copy every record from SOURCE to the store of the same name and id at DESTINATION.
+    """Copy every record from SOURCE's store to the store of its name and id at DESTINATION.
 
     Any backend to any; verified afterwards. A destination that already holds records is
     refused (nothing written) unless --merge or --replace is given. A source record that does
