@@ -28,6 +28,7 @@ from .errors import (
     StorageError,
     StorageIOError,
     StoreClosedError,
+    StoreNotFoundError,
     UnsupportedOperationError,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "StorageIOError",
     "StorageValue",
     "StoreClosedError",
+    "StoreNotFoundError",
     "StoredValue",
     "Subscription",
     "UnsupportedOperationError",
