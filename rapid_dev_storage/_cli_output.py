@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, NoReturn, TypeVar
 
 import click
 import tqdm
@@ -67,7 +67,7 @@ CREATE_OPTIONS = (
 """The options of every command that writes (set, load, copy, edit): add them in this order."""
 
 
-def fail(message: str, status: int) -> None:
+def fail(message: str, status: int) -> NoReturn:
     """Print ``message`` on stderr as an error and exit with ``status``."""
     click.echo(f"error: {message}", err=True)
     sys.exit(status)

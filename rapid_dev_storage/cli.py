@@ -199,10 +199,13 @@ def show_command(file: Path) -> None:
     codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
     try:
         data = read_regular_file(str(file))
-        if data is None:
-            raise FileNotFoundError(f"no such file: {file}")
+    except OSError as exc:  # a FIFO, a link, a directory: not a record file (the input's fault)
+        fail(f"{file} is not a record file to read: {exc}", USAGE)
+    if data is None:
+        fail(f"no such file: {file}", USAGE)
+    try:
         record = codec.loads(data)
-    except Exception as exc:  # a damaged file: say so, in what git diff shows
+    except Exception as exc:  # a damaged record: say so, in what git diff shows
         fail(f"{file} does not decode as {codec.name}: {exc}", NOT_FOUND)
     click.echo(_json_view.dumps(record, indent=2))
 
