@@ -29,6 +29,7 @@ from .errors import (
     StorageError,
     StorageIOError,
     StoreClosedError,
+    StoreNotFoundError,
     UnsupportedOperationError,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "StorageIOError",
     "StorageValue",
     "StoreClosedError",
+    "StoreNotFoundError",
     "StoredValue",
     "Subscription",
     "UnsupportedOperationError",

@@ -15,16 +15,20 @@ from typing import Any, NoReturn
 
 import click
 
-from ._api import Storage
-from ._backend import StorageBackend
+from ._cli_output import CREATE_OPTIONS, open_storage
 from ._edit import EditorError, Outcome, Person, edit_value, editor_command
 from ._git_setup import GitSetupError, set_up
-from ._locations import choose_store, open_location, stores_at
 from ._merge import pick
 from ._merge_driver import codec_for
 from ._merge_driver import main as merge_driver_main
 from ._resolve import ResolveError, conflicted, describe, resolve_in_editor, write
-from .errors import InvalidKeyError, InvalidNameError, LocationError, StorageError
+from .errors import (
+    InvalidKeyError,
+    InvalidNameError,
+    LocationError,
+    StorageError,
+    StoreNotFoundError,
+)
 
 _USAGE = (InvalidKeyError, InvalidNameError, LocationError)
 """Errors in what the person typed: exit status 2, as click's own usage errors."""
@@ -58,36 +62,6 @@ def _finish(outcome: Outcome) -> NoReturn:
     sys.exit(1 if outcome.status == "kept" else 0)
 
 
-async def open_store(
-    location: str, name: str | None, identifier: str | None, *, create: bool, codec: str | None
-) -> StorageBackend:
-    """Open the store ``edit`` works on; only with ``create`` may it be a new one.
-
-    A new store made here is of the JSON codec unless ``codec`` says otherwise (people read
-    it); an existing one keeps its own.
-
-    Raises:
-        LocationError: no such store (and not ``create``), or which one is meant is unclear.
-
-    """
-    if location.startswith("memory:"):
-        return await open_location(location, codec=codec)
-    existing = await stores_at(location)
-    there = ", ".join(f"--name {n!r} --id {i!r}" for n, i in existing) or "none"
-    try:
-        chosen = await choose_store(location, name, identifier)
-    except LocationError as exc:
-        raise LocationError(f"{exc} (the stores there: {there})") from None
-    if chosen not in existing:
-        if not create:
-            raise LocationError(
-                f"{location} holds no store --name {chosen[0]!r} --id {chosen[1]!r} (the stores "
-                f"there: {there}); add --create to make it"
-            )
-        codec = codec or "json"
-    return await open_location(location, *chosen, create=create, codec=codec)
-
-
 @click.command("edit")
 @click.argument("location")
 @click.argument("group")
@@ -98,12 +72,8 @@ async def open_store(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Start from this file's text: the one an earlier attempt kept.",
 )
-@click.option("--create", is_flag=True, help="Create the store if it does not exist.")
-@click.option(
-    "--codec",
-    type=click.Choice(["json", "msgpack"]),
-    help="A new store's codec (default json: people read it).",
-)
+@CREATE_OPTIONS[0]
+@CREATE_OPTIONS[1]
 @click.option("--name", help="The store's name, when the location holds several.")
 @click.option("--id", "identifier", help="The store's unique identifier.")
 def edit_command(
@@ -122,17 +92,17 @@ def edit_command(
     JSON, a value the store cannot hold, or a change meanwhile writes nothing: at a terminal
     you are offered to re-open the editor; otherwise the command exits 1 naming the file that
     keeps your text (start again from it with --from). Exit status: 0 saved or nothing to
-    save, 1 nothing written (text kept), 2 usage.
+    save, 1 nothing written (no such store, or text kept), 2 usage.
     """
     person = _person()
     text = None if start_from is None else start_from.read_text(encoding="utf-8")
 
     async def work() -> Outcome:
-        backend = await open_store(location, name, identifier, create=create, codec=codec)
-        async with Storage(backend) as store:
+        opened = open_storage(location, name, identifier, create=create, codec=codec, writing=True)
+        async with await opened as store:
             return await edit_value(
                 store.get_group(group)[keys],
-                backend.codec,
+                store.backend.codec,
                 person,
                 describe=f"{group} {list(keys)}",
                 start_from=text,
@@ -140,6 +110,8 @@ def edit_command(
 
     try:
         outcome = asyncio.run(work())
+    except StoreNotFoundError as exc:  # not found: 1, as every command says it
+        _fail(str(exc), 1)
     except _USAGE as exc:
         _fail(str(exc), 2)
     except (EditorError, StorageError, OSError) as exc:
@@ -157,7 +129,7 @@ def resolve_command(file: Path, choice: str | None) -> None:
 
     The three versions come from git's index, merged by structure again: what both sides
     agree on is kept whatever the choice. Without an option, show each conflict's sides.
-    Then `git add FILE`. Exit status: 0 resolved or shown, 1 nothing to resolve (or the
+    Then run git add FILE. Exit status: 0 resolved or shown, 1 nothing to resolve (or the
     edit's text kept), 2 usage.
     """
     if codec_for(file.name) is None:

@@ -8,32 +8,86 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, NoReturn, TypeVar
 
 import click
 import tqdm
 
+from . import _json_view
 from ._api import Storage
+from ._cli_damage import corrupt_message
 from ._locations import open_location
-from .errors import LocationError, StorageError
+from .errors import (
+    CorruptRecordError,
+    LockTimeoutError,
+    ReadOnlyStoreError,
+    StorageError,
+    StorageIOError,
+    StoreNotFoundError,
+    UnsupportedOperationError,
+)
 
 T = TypeVar("T")
+
+NOT_FOUND = 1
+"""Exit status: not found, or the store failed underneath (what was written stays written)."""
+USAGE = 2
+"""Exit status: a usage or input error, found before anything was written."""
+
+
+class Failed(Exception):
+    """A command failed after it may have written (a copy's verification): exit status 1."""
+
+
+# Errors of the store itself, not of what the user typed: exit status 1, never 2.
+_STORE_FAILURES = (
+    Failed,
+    CorruptRecordError,
+    LockTimeoutError,
+    ReadOnlyStoreError,
+    StorageIOError,
+    StoreNotFoundError,
+    UnsupportedOperationError,
+)
+
+CREATE_OPTIONS = (
+    click.option(
+        "--create",
+        is_flag=True,
+        help="Create the store if there is none (named by --name and --id); without it, a "
+        "store that does not exist is an error and nothing is written.",
+    ),
+    click.option(
+        "--codec",
+        type=click.Choice(["json", "msgpack"]),
+        help="A new store's codec (default json: people read and diff its files).",
+    ),
+)
+"""The options of every command that writes (set, load, copy, edit): add them in this order."""
+
+
+def fail(message: str, status: int) -> NoReturn:
+    """Print ``message`` on stderr as an error and exit with ``status``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
 
 
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn our errors into a message on stderr and exit status 2."""
+    """Turn our errors into a message on stderr: exit status 1 for the store's, 2 for input's."""
     try:
         yield
-    except (StorageError, LocationError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except CorruptRecordError as exc:
+        fail(corrupt_message(exc), NOT_FOUND)
+    except _STORE_FAILURES as exc:
+        fail(str(exc), NOT_FOUND)
+    except (StorageError, ValueError) as exc:
+        fail(str(exc), USAGE)
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` in an event loop; our errors become a message and exit status 2."""
+    """Run ``work`` in an event loop; our errors become a message and an exit status."""
     with reported_errors():
         return asyncio.run(work())  # type: ignore[arg-type]  # a coroutine, made by work()
 
@@ -43,19 +97,50 @@ def on_store(
     name: str | None,
     identifier: str | None,
     action: Callable[[Storage], Awaitable[T]],
+    **opening: Any,
 ) -> T:
-    """Open the store, run ``action`` on it and close it, as `run` runs work."""
+    """Open the store, run ``action`` on it and close it, as `run` runs work.
+
+    ``opening`` goes to `open_storage` (``create``, ``codec``, ``read_only``).
+    """
 
     async def work() -> T:
-        async with await open_storage(location, name, identifier) as store:
+        async with await open_storage(location, name, identifier, **opening) as store:
             return await action(store)
 
     return run(work)
 
 
-async def open_storage(location: str, name: str | None, identifier: str | None) -> Storage:
-    """Open the store at ``location`` (named by ``name`` and ``identifier`` where it holds more)."""
-    return Storage(await open_location(location, name, identifier))
+async def open_storage(
+    location: str,
+    name: str | None,
+    identifier: str | None,
+    *,
+    create: bool = False,
+    codec: str | None = None,
+    read_only: bool = False,
+    writing: bool = False,
+) -> Storage:
+    """Open the store at ``location`` (named by ``name`` and ``identifier`` where it holds more).
+
+    Only ``create`` (a writing command's --create) makes a new store, with ``codec`` (default
+    JSON); without it, no such store raises `StoreNotFoundError` listing those there are.
+    ``read_only`` opens a file store without changing its directory (for commands that read);
+    ``writing`` (a command that could create with --create) says so when no store is there.
+    """
+    try:
+        backend = await open_location(
+            location, name, identifier, create=create, codec=codec, read_only=read_only
+        )
+    except StoreNotFoundError as exc:
+        if not writing or create:
+            raise
+        raise StoreNotFoundError(
+            f"{exc}; nothing was written (--create, --name and --id make a new store)",
+            location=exc.location,
+            stores=exc.stores,
+        ) from None
+    return Storage(backend)
 
 
 class _NoProgress:
@@ -74,13 +159,5 @@ def progress(label: str, total: int | None = None) -> Iterator[Any]:
 
 
 def emit(value: Any) -> None:
-    """Print ``value`` as one line of JSON.
-
-    Raises:
-        ValueError: JSON cannot carry it (it holds bytes).
-
-    """
-    try:
-        click.echo(json.dumps(value, ensure_ascii=False, sort_keys=True))
-    except TypeError as exc:
-        raise ValueError(f"JSON cannot show this value ({exc}): it holds bytes") from exc
+    """Print ``value`` as one line of its JSON view (bytes as ``{"$bytes": base64}``)."""
+    click.echo(_json_view.dumps(value))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from ._api import Storage
 from ._file import FileBackend
 from ._file_layout import LOCK_DIRECTORY
 from ._json_view import from_view
+from ._locations import open_location
 from ._types import NoValue
 
 SAMPLE_NAME, SAMPLE_IDENTIFIER = "sample app", 1
@@ -98,3 +101,25 @@ def show_files(backend: FileBackend) -> None:
             print(f"  {path.relative_to(root)}{'/' if path.is_dir() else ''}")
     settings = Path(backend.record_path("USER", ("u1001", "settings")))
     print(f"\n{settings.relative_to(root)}:\n{settings.read_text(encoding='utf-8')}")
+
+
+async def demo(fixtures: Path | None) -> None:
+    """Tour a fresh sample store, or a copy of the stores in ``fixtures``; show its files.
+
+    The sample is built from the data that ships with the package, so this works from any
+    working directory; a scratch directory holds it, removed at the end.
+    """
+    with tempfile.TemporaryDirectory(prefix="rds-demo-") as scratch:
+        copy = Path(scratch) / "store"
+        backend: Any
+        if fixtures is None:
+            backend = await build_sample_store(copy)
+            origin = "the sample data that ships with rapid_dev_storage"
+        else:
+            await asyncio.to_thread(shutil.copytree, fixtures, copy)
+            backend, origin = await open_location(f"file:{copy}"), str(fixtures)
+        print(f"Store: {backend!r} (a copy of {origin})\n")
+        async with Storage(backend) as store:
+            await tour(store)
+            if isinstance(backend, FileBackend):
+                show_files(backend)

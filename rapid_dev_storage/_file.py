@@ -117,6 +117,7 @@ class FileBackend(StorageBackend):
         force_polling: bool | None = None,
         sweep_orphans: bool = True,
         read_only: bool = False,
+        own_directory: bool = False,
     ) -> FileBackend:
         """Open (creating if needed) the store ``(name, unique_identifier)`` under ``path``.
 
@@ -132,7 +133,9 @@ class FileBackend(StorageBackend):
         Opening sweeps temp files left by killed writers (a temp file whose writer's lock is
         gone), unless ``sweep_orphans=False`` (fsck uses that, to report them).
         ``read_only=True`` opens an existing store without changing a byte of its directory
-        (no sweep, no lock directory) and refuses writes.
+        (no sweep, no lock directory) and refuses writes. ``own_directory=True``: ``path`` is
+        the store's own directory (a copy made by hand, ``cp -r data/app~1 data/backup``), not the
+        directory that holds stores.
 
         Raises:
             IncompatibleStoreError: the store exists with another codec or a newer format, or the
@@ -150,7 +153,11 @@ class FileBackend(StorageBackend):
             lock_timeout=lock_timeout,
         )
         inline_limit = resolve_inline_limit(inline_limit)
-        directory = store_directory(path, options.name, options.identifier)
+        directory = (
+            os.fspath(path)
+            if own_directory
+            else store_directory(path, options.name, options.identifier)
+        )
 
         def open_store() -> tuple[Codec, bytes]:
             with os_errors(directory):

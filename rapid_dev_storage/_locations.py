@@ -1,24 +1,48 @@
 """Store locations for tools: ``file:DIR``, ``sqlite:FILE``, ``postgresql://...``, ``memory:``.
 
 A location names where stores live; a store in it is named by ``(name, unique_identifier)``,
-given or, when the location holds exactly one store, found.
+given or, when the location holds exactly one store, found. ``file:DIR`` may also be a store's
+own directory (``file:data/my%20app~1``, or a copy beside it under any name). Opening never
+creates a store unless asked to (``create=True``, with both names): a typo in a name must say
+"no such store" and list those there are, not make an empty one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
+from typing import Any
 
 from ._backend import StorageBackend
+from ._codecs import Codec, codec_by_name
 from ._file import FileBackend
-from ._file_open import stores_in
+from ._file_io import read_regular_file
+from ._file_layout import MARKER, marker_names
 from ._memory import MemoryBackend
 from ._postgres import PostgresBackend, list_stores
 from ._sql_stores import STORES_LIST
 from ._sqlite import SQLiteBackend
-from ._store_choice import only_store
 from ._urls import merge_options, parse_url
+from .errors import LocationError, StoreNotFoundError
+
+SCHEMES = ("file", "sqlite", "memory")
+NEW_STORE_CODEC = "json"
+"""The codec of a store a tool creates when none is asked for: people read and diff its files."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FoundStore:
+    """A store at a location: its names and, for a file store, its own directory."""
+
+    name: str
+    identifier: str
+    directory: str | None = None
+
+    def __str__(self) -> str:
+        where = f" in {self.directory}" if self.directory is not None else ""
+        return f"--name {self.name!r} --id {self.identifier!r}{where}"
 
 
 # --- sync branch: the URL parser is _urls.parse_url, shared with open_storage ---------------
@@ -35,22 +59,33 @@ def parse_location(location: str) -> tuple[str, str]:
 # --- end of the sync branch's parser change ---------------------------------------------------
 
 
-async def stores_at(location: str) -> list[tuple[str, str]]:
-    """Return the ``(name, unique_identifier)`` of every store at ``location``."""
+async def found_stores(location: str) -> list[FoundStore]:
+    """Return every store at ``location`` (reading only: nothing is created)."""
     scheme, path = parse_location(location)
     if scheme == "postgresql":
-        return await list_stores(path)
+        return [FoundStore(name, identifier) for name, identifier in await list_stores(path)]
     return await asyncio.get_running_loop().run_in_executor(None, _stores_on_disk, scheme, path)
 
 
-def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
+async def stores_at(location: str) -> list[tuple[str, str]]:
+    """Return the ``(name, unique_identifier)`` of every store at ``location``."""
+    return [(store.name, store.identifier) for store in await found_stores(location)]
+
+
+def _stores_on_disk(scheme: str, path: str) -> list[FoundStore]:
     """Read the stores of a directory or SQLite file (on a thread): a few small reads."""
     if scheme == "file":
-        return stores_in(path)
+        own = _marked_store(path)
+        if own is not None:  # the store's own directory
+            return [own]
+        if not os.path.isdir(path):
+            return []
+        found = (_marked_store(os.path.join(path, entry)) for entry in sorted(os.listdir(path)))
+        return [store for store in found if store is not None]
     if scheme == "sqlite" and os.path.isfile(path):
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            return [(str(n), str(u)) for n, u in connection.execute(STORES_LIST)]
+            return [FoundStore(str(n), str(u)) for n, u in connection.execute(STORES_LIST)]
         except sqlite3.OperationalError:
             return []  # no store was ever opened in this file
         finally:
@@ -58,11 +93,87 @@ def _stores_on_disk(scheme: str, path: str) -> list[tuple[str, str]]:
     return []
 
 
+def _marked_store(directory: str) -> FoundStore | None:
+    """Return the store whose marker ``directory`` holds, if it holds a readable one."""
+    try:
+        data = read_regular_file(os.path.join(directory, MARKER))
+    except OSError:
+        return None
+    names = marker_names(data) if data is not None else None
+    if names is None:
+        return None
+    return FoundStore(names[0], names[1], os.path.abspath(directory))
+
+
+async def find_store(location: str, name: str | None, identifier: str | None) -> FoundStore:
+    """Return the store meant: the one with the names given, or the only one there is.
+
+    Raises:
+        StoreNotFoundError: none matches (the message lists the stores there are).
+        LocationError: several match (the message lists them and says how to choose).
+
+    """
+    stores = await found_stores(location)
+    matching = [
+        store
+        for store in stores
+        if (name is None or store.name == name)
+        and (identifier is None or store.identifier == identifier)
+    ]
+    if len(matching) == 1:
+        return matching[0]
+    if not matching:
+        raise StoreNotFoundError(
+            _not_found(location, name, identifier, stores),
+            location=location,
+            stores=[(store.name, store.identifier) for store in stores],
+        )
+    listed = "; ".join(map(str, matching))
+    if len({(store.name, store.identifier) for store in matching}) < len(matching):
+        advice = f"a copy is addressed by its own directory (file:{matching[0].directory})"
+    else:
+        advice = "say which with --name and --id"
+    raise LocationError(
+        f"{location} holds {len(matching)} matching stores ({listed}): {advice}",
+        location=location,
+    )
+
+
+def _not_found(
+    location: str, name: str | None, identifier: str | None, stores: list[FoundStore]
+) -> str:
+    wanted = " ".join(
+        f"{option} {value!r}" for option, value in (("--name", name), ("--id", identifier)) if value
+    )
+    head = f"no store {wanted} at {location}" if wanted else f"no store at {location}"
+    if stores:
+        return f"{head}; it holds: " + "; ".join(map(str, stores))
+    scheme, path = parse_location(location)
+    if scheme != "postgresql" and not os.path.exists(path):
+        return f"{head}: {path} does not exist"
+    return f"{head}: it holds no stores"
+
+
+async def codec_if_created(
+    location: str, name: str | None, identifier: str | None, codec: str | None
+) -> Codec | None:
+    """Return the codec a store opened with ``create`` would be made with, or None if it exists.
+
+    A writing tool checks its input against it first, so a refusal makes no store either.
+    """
+    if parse_location(location)[0] == "memory":
+        return None
+    try:
+        await find_store(location, name, identifier)
+    except StoreNotFoundError:
+        return codec_by_name(codec or NEW_STORE_CODEC)
+    return None
+
+
 async def choose_store(location: str, name: str | None, identifier: str | None) -> tuple[str, str]:
-    """Return the store meant: the one given, or the only one there is."""
-    if name is not None and identifier is not None:
-        return name, identifier
-    return only_store(location, await stores_at(location), name, identifier)
+    """Return the names of the store meant (see `find_store`)."""
+    store = await find_store(location, name, identifier)
+    return store.name, store.identifier
 
 
 async def open_location(
@@ -75,26 +186,67 @@ async def open_location(
     sweep_orphans: bool = True,
     read_only: bool = False,
 ) -> StorageBackend:
-    """Open the store at ``location``; ``create`` allows a new one (then both names are needed).
+    """Open the store at ``location``; only ``create`` makes a new one (then both names are needed).
 
-    ``read_only`` opens a file store without touching its directory (fsck: a broken lock
-    directory must not stop it from reporting that).
+    A new store gets ``codec``, by default `NEW_STORE_CODEC`; an existing one opens with its own
+    (a ``codec`` that differs is refused). ``read_only`` opens a file store without touching its
+    directory (fsck: a broken lock directory must not stop it from reporting that).
+
+    Raises:
+        StoreNotFoundError: no such store, and ``create`` is false or a name is missing.
+        LocationError: the location does not parse, or does not say which store it means.
+
     """
     scheme, path = parse_location(location)
     # sync branch: the location's own options (?codec=json), with codec as given.
     options = merge_options(parse_url(location), location, {"codec": codec})
     if scheme == "memory":
         return MemoryBackend(options.get("codec"))
-    if create and name is not None and identifier is not None:
-        store_name, store_id = name, identifier
-    else:
-        store_name, store_id = await choose_store(location, name, identifier)
+    try:
+        store = await find_store(location, name, identifier)
+    except StoreNotFoundError as exc:
+        if not create:
+            raise
+        if name is None or identifier is None:
+            raise StoreNotFoundError(
+                f"{exc}; --create makes a new store, named by both --name and --id",
+                location=location,
+                stores=exc.stores,
+            ) from None
+        return await _create(scheme, path, location, name, identifier, options)
     if scheme == "postgresql":
-        return await PostgresBackend.create_backend_instance(path, store_name, store_id, **options)
+        return await PostgresBackend.create_backend_instance(
+            path, store.name, store.identifier, **options
+        )
     if scheme == "file":
         # The stricter of the command's and the location's (?read_only=1) settings.
         options["sweep_orphans"] = sweep_orphans and options.get("sweep_orphans", True)
         options["read_only"] = read_only or options.get("read_only", False)
-        return await FileBackend.create_backend_instance(path, store_name, store_id, **options)
-    return await SQLiteBackend.create_backend_instance(path, store_name, store_id, **options)
-    # --- end of the sync branch's change ------------------------------------------------------
+        return await FileBackend.create_backend_instance(
+            store.directory or path,
+            store.name,
+            store.identifier,
+            own_directory=store.directory is not None,
+            **options,
+        )
+    return await SQLiteBackend.create_backend_instance(
+        path, store.name, store.identifier, **options
+    )
+
+
+async def _create(
+    scheme: str, path: str, location: str, name: str, identifier: str, options: dict[str, Any]
+) -> StorageBackend:
+    """Create the store ``(name, identifier)`` at ``location``, with the location's options."""
+    options = {**options, "codec": options.get("codec") or NEW_STORE_CODEC}
+    if scheme == "postgresql":
+        return await PostgresBackend.create_backend_instance(path, name, identifier, **options)
+    if scheme == "sqlite":
+        return await SQLiteBackend.create_backend_instance(path, name, identifier, **options)
+    if await asyncio.to_thread(os.path.lexists, os.path.join(path, MARKER)):
+        raise LocationError(
+            f"{path} is a store's own directory: a new store goes in the directory that holds "
+            "stores (its parent)",
+            location=location,
+        )
+    return await FileBackend.create_backend_instance(path, name, identifier, **options)

@@ -2,35 +2,37 @@
 
 A store is named by a location (``file:DIR``, ``sqlite:FILE``, ``postgresql://...``) and, when
 the location holds more than one store, ``--name`` and ``--id``. Values go in and come out as
-JSON. Exit status: 0 done, 1 not found, 2 a usage or input error (nothing written).
-The commands are defined here; what they share is in `_cli_output`, the work behind copy and
-fsck in `_cli_work`; edit, resolve, merge-driver and git-setup are in `_cli_git`.
+JSON (bytes as ``{"$bytes": base64}``: `_json_view`). Only a command that writes, given
+``--create``, makes a store. Exit status: 0 done, 1 not found or the store failed, 2 a usage or
+input error (nothing written). The commands are defined here; what they share is in
+`_cli_output`, undecodable records in `_cli_damage`, the work behind copy in `_cli_copy`; edit,
+resolve, merge-driver and git-setup are in `_cli_git`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from . import _json_view
 from ._api import Storage
+from ._cli_copy import copy_store, load_lines
+from ._cli_damage import Damage
 from ._cli_git import GIT_COMMANDS
-from ._cli_output import emit, on_store, open_storage, progress, reported_errors, run
-from ._cli_work import copy_records, verify
+from ._cli_groups import dump_groups, list_location
+from ._cli_output import CREATE_OPTIONS, NOT_FOUND, USAGE, emit, fail, on_store, progress, run
+from ._cli_remove import remove_records
 from ._codecs import JSONCodec, MsgpackCodec
-from ._demo import show_files, tour
+from ._demo import demo
 from ._file import FileBackend
 from ._file_io import read_regular_file
 from ._fsck import Report, check, check_records
-from ._jsonl import encode_line, parse_lines
-from ._locations import choose_store, open_location, stores_at
+from ._locations import open_location
 from ._types import Keys, NoValue
 from ._validate import check_group_name, check_keys
 
@@ -41,6 +43,7 @@ _STORE_OPTIONS = (
     click.option("--id", "identifier", help="The store's unique identifier."),
 )
 _GROUP = (click.argument("location"), click.argument("group", required=False))
+_STRICT = click.option("--strict", is_flag=True, help="Stop at the first undecodable record.")
 _RECORD = (
     click.argument("location"),
     click.argument("group"),
@@ -64,32 +67,24 @@ def _store_command(
 @click.group(commands=GIT_COMMANDS)
 @click.version_option(package_name="rapid_dev_storage")
 def main() -> None:
-    """Inspect, edit, dump, load and copy rapid_dev_storage stores."""
+    """Inspect, edit, dump, load and copy rapid_dev_storage stores.
+
+    Exit status: 0 done; 1 not found, or the store failed (records that do not decode, an I/O
+    error); 2 a usage or input error, found before anything was written.
+    """
 
 
-@_store_command("ls", *_GROUP)
+@_store_command("ls", *_GROUP, _STRICT)
 def list_command(
-    location: str, group: str | None, name: str | None, identifier: str | None
+    location: str, group: str | None, strict: bool, name: str | None, identifier: str | None
 ) -> None:
-    """List the stores at LOCATION, the groups of its store with record counts, or GROUP's keys."""
+    """List the stores at LOCATION, the groups of its store with record counts, or GROUP's keys.
 
-    async def work() -> None:
-        stores = await stores_at(location)
-        if group is None and name is None and identifier is None and len(stores) > 1:
-            for store_name, store_id in stores:
-                emit({"name": store_name, "id": store_id})
-            return
-        async with await open_storage(location, name, identifier) as store:
-            if group is None:
-                for group_name in await store.list_groups():
-                    count = sum([1 async for _ in store.get_group(group_name)])
-                    emit({"group": group_name, "records": count})
-                return
-            keys = sorted([keys async for keys, _ in store.get_group(group)])
-            for record_keys in keys:
-                emit(list(record_keys))
-
-    run(work)
+    A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
+    """
+    damage = Damage(strict=strict)
+    run(lambda: list_location(location, group, name, identifier, damage))
+    sys.exit(damage.exit_status())
 
 
 @_store_command("get", *_RECORD)
@@ -97,42 +92,83 @@ def get_command(
     location: str, group: str, keys: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Print the value of GROUP[KEYS...] as JSON (exit status 1 if there is none)."""
-    value = on_store(
-        location, name, identifier, lambda store: store.get_group(group)[keys].get_value()
-    )
+
+    async def value_of(store: Storage) -> object:
+        return await store.get_group(group)[keys].get_value()
+
+    value = on_store(location, name, identifier, value_of, read_only=True)
     if value is NoValue:
-        click.echo(f"no value at {group} {list(keys)}", err=True)
-        sys.exit(1)
-    with reported_errors():
-        emit(value)
+        fail(f"no value at {group} {_json_view.dumps(list(keys))}", NOT_FOUND)
+    emit(value)
 
 
 @_store_command(
     "set",
     *_RECORD,
     click.option("--value", "-v", "text", required=True, help="The value, as JSON ('-': stdin)."),
+    *CREATE_OPTIONS,
 )
 def set_command(
-    location: str, group: str, keys: Keys, text: str, name: str | None, identifier: str | None
+    location: str,
+    group: str,
+    keys: Keys,
+    text: str,
+    create: bool,
+    codec: str | None,
+    name: str | None,
+    identifier: str | None,
 ) -> None:
-    """Store a JSON value at GROUP[KEYS...]."""
+    """Store a JSON value at GROUP[KEYS...]; bytes are written {"$bytes": "<base64>"}.
+
+    The store must exist, unless --create is given (a new store's codec is json unless --codec
+    says msgpack).
+    """
     source = sys.stdin.read() if text == "-" else text
     try:
-        value = json.loads(source)
-    except json.JSONDecodeError as exc:
-        click.echo(f"error: --value is not JSON: {exc}", err=True)
-        sys.exit(2)
-    on_store(
-        location, name, identifier, lambda store: store.get_group(group)[keys].set_value(value)
-    )
+        value = _json_view.loads(source, "--value")
+    except ValueError as exc:
+        fail(f"--value is not JSON: {exc}", USAGE)
+
+    async def store_value(store: Storage) -> None:
+        await store.get_group(group)[keys].set_value(value)
+
+    on_store(location, name, identifier, store_value, create=create, codec=codec, writing=True)
 
 
-@_store_command("rm", *_RECORD)
+@_store_command(
+    "rm",
+    click.argument("location"),
+    click.argument("group"),
+    click.argument("keys", nargs=-1),
+    click.option("--prefix", is_flag=True, help="Remove every record whose keys start with KEYS."),
+    click.option("--group", "whole_group", is_flag=True, help="Remove every record of GROUP."),
+)
 def remove_command(
-    location: str, group: str, keys: Keys, name: str | None, identifier: str | None
+    location: str,
+    group: str,
+    keys: Keys,
+    prefix: bool,
+    whole_group: bool,
+    name: str | None,
+    identifier: str | None,
 ) -> None:
-    """Remove GROUP[KEYS...] (nothing there is not an error)."""
-    on_store(location, name, identifier, lambda store: store.get_group(group)[keys].clear_value())
+    """Remove GROUP[KEYS...], every record under a prefix, or a whole group.
+
+    Prints how many records were removed; exit status 1 if there was nothing to remove.
+    """
+    if whole_group and (keys or prefix):
+        raise click.UsageError("--group removes the whole group: give no KEYS and no --prefix")
+    if not whole_group and not keys:
+        raise click.UsageError("give the KEYS of a record (or a prefix, with --prefix), or --group")
+
+    async def remove(store: Storage) -> int:
+        return await remove_records(store.get_group(group), keys, prefix, whole_group)
+
+    count = on_store(location, name, identifier, remove)
+    if count:
+        click.echo(f"removed {count} records", err=True)
+    else:
+        fail(f"nothing to remove at {group} {_json_view.dumps(list(keys))}", NOT_FOUND)
 
 
 @_store_command("path", *_RECORD)
@@ -147,49 +183,53 @@ def path_command(
             raise ValueError(f"{location} is not a file: store; only those have record files")
         return backend.record_path(check_group_name(group), check_keys(keys, group))
 
-    click.echo(on_store(location, name, identifier, record_path))
+    click.echo(on_store(location, name, identifier, record_path, read_only=True))
 
 
 @main.command("show")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def show_command(file: Path) -> None:
-    """Print any record file as pretty JSON (git's textconv for msgpack records)."""
+    """Print any record file as pretty JSON (git's textconv for msgpack records).
+
+    Bytes in a value are shown as {"$bytes": "<base64>"}, never as text.
+    """
     codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
     try:
         data = read_regular_file(str(file))
-        if data is None:
-            raise FileNotFoundError(f"no such file: {file}")
+    except OSError as exc:  # a FIFO, a link, a directory: not a record file (the input's fault)
+        fail(f"{file} is not a record file to read: {exc}", USAGE)
+    if data is None:
+        fail(f"no such file: {file}", USAGE)
+    try:
         record = codec.loads(data)
-        click.echo(json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True, default=repr))
-    except Exception as exc:  # a damaged file: say so, in what git diff shows
-        click.echo(f"error: {file} does not decode as {codec.name}: {exc}", err=True)
-        sys.exit(2)
+    except Exception as exc:  # a damaged record: say so, in what git diff shows
+        fail(f"{file} does not decode as {codec.name}: {exc}", NOT_FOUND)
+    click.echo(_json_view.dumps(record, indent=2))
 
 
-@_store_command("dump", *_GROUP)
+@_store_command("dump", *_GROUP, _STRICT)
 def dump_command(
-    location: str, group: str | None, name: str | None, identifier: str | None
+    location: str, group: str | None, strict: bool, name: str | None, identifier: str | None
 ) -> None:
-    """Write the store (or GROUP) as JSON Lines, sorted by group and keys, to stdout."""
+    """Write the store (or GROUP) as JSON Lines, sorted by group and keys, to stdout.
+
+    A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
+    """
+    damage = Damage(strict=strict)
 
     async def dump(store: Storage) -> None:
-        groups = [group] if group is not None else await store.list_groups()
         with progress("dump") as bar:
-            for group_name in groups:
-                records = [item async for item in store.get_group(group_name)]
-                for keys, value in sorted(records, key=lambda item: item[0]):
-                    click.echo(encode_line(group_name, keys, value), nl=False)
-                    bar.update(1)
+            await dump_groups(store, group, damage, bar)
 
-    on_store(location, name, identifier, dump)
+    on_store(location, name, identifier, dump, read_only=True)
+    sys.exit(damage.exit_status())
 
 
 @_store_command(
     "load",
     click.argument("location"),
     click.argument("source", type=click.File("r", encoding="utf-8")),
-    click.option("--create", is_flag=True, help="Create the store if it does not exist."),
-    click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new store."),
+    *CREATE_OPTIONS,
 )
 def load_command(
     location: str,
@@ -201,46 +241,68 @@ def load_command(
 ) -> None:
     """Load JSON Lines (as dump writes them) from SOURCE ('-': stdin) into the store.
 
-    Every line is checked first: if any is bad, nothing is written.
+    Every line is checked first: if any is bad, nothing is written. The store must exist,
+    unless --create is given (a new store's codec is json unless --codec says msgpack).
     """
-    lines = source.read().splitlines()
+    lines = source.read().removeprefix("\ufeff").splitlines()  # a BOM, from Windows editors
 
-    async def work() -> int:
-        backend = await open_location(location, name, identifier, create=create, codec=codec)
-        async with Storage(backend) as store:
-            records = parse_lines(enumerate(lines, start=1), backend.codec)
-            with progress("load", total=len(records)) as bar:
-                for group_name, keys, value in records:
-                    await store.get_group(group_name)[keys].set_value(value)
-                    bar.update(1)
-            return len(records)
+    numbered = list(enumerate(lines, start=1))
 
-    click.echo(f"loaded {run(work)} records", err=True)
+    async def load() -> int:
+        with progress("load", total=len(numbered)) as bar:
+            return await load_lines(location, (name, identifier), numbered, create, codec, bar)
+
+    click.echo(f"loaded {run(load)} records", err=True)
 
 
-@main.command("copy")
-@click.argument("source")
-@click.argument("destination")
-@click.option("--name", help="The source store's name, when SOURCE holds several.")
-@click.option("--id", "identifier", help="The source store's unique identifier.")
-@click.option("--codec", type=click.Choice(["json", "msgpack"]), help="For a new destination.")
+@_store_command(
+    "copy",
+    click.argument("source"),
+    click.argument("destination"),
+    *CREATE_OPTIONS,
+    click.option(
+        "--merge", is_flag=True, help="Copy into a store holding records: the source wins."
+    ),
+    click.option("--replace", is_flag=True, help="Clear the destination store first."),
+    _STRICT,
+)
 def copy_command(
-    source: str, destination: str, name: str | None, identifier: str | None, codec: str | None
+    source: str,
+    destination: str,
+    create: bool,
+    codec: str | None,
+    merge: bool,
+    replace: bool,
+    strict: bool,
+    name: str | None,
+    identifier: str | None,
 ) -> None:
-    """Copy every record from SOURCE to DESTINATION (any backend to any), then verify it."""
+    """Copy every record from SOURCE's store to the store of its name and id at DESTINATION.
+
+    Any backend to any; verified afterwards. A destination that already holds records is
+    refused (nothing written) unless --merge or --replace is given. A source record that does
+    not decode is reported on stderr and skipped (exit status 1 at the end).
+    """
+    if merge and replace:
+        raise click.UsageError("--merge or --replace, not both")
+    damage = Damage(strict=strict)
 
     async def work() -> int:
-        memory = source.startswith("memory:")
-        names = ("memory", "1") if memory else await choose_store(source, name, identifier)
-        async with await open_storage(source, *names) as origin:
-            target = await open_location(destination, *names, create=True, codec=codec)
-            async with Storage(target) as copy:
-                with progress("copy") as bar:
-                    count = await copy_records(origin, copy, bar)
-                await verify(origin, copy)
-        return count
+        with progress("copy") as bar:
+            return await copy_store(
+                source,
+                destination,
+                (name, identifier),
+                damage,
+                create=create,
+                codec=codec,
+                merge=merge,
+                replace=replace,
+                bar=bar,
+            )
 
     click.echo(f"copied and verified {run(work)} records", err=True)
+    sys.exit(damage.exit_status())
 
 
 @_store_command("watch", *_GROUP, click.argument("prefix", nargs=-1))
@@ -264,25 +326,12 @@ def watch_command(
 @click.option(
     "--fixtures",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=Path("fixtures/store"),
-    show_default=True,
-    help="The sample store (it is copied: the demo never changes it).",
+    help="A directory of stores to tour instead of the sample data that ships with the "
+    "package (it is copied: the demo never changes it).",
 )
-def demo_command(fixtures: Path) -> None:
-    """Tour the library on a copy of the bundled sample store."""
-
-    async def work() -> None:
-        with tempfile.TemporaryDirectory(prefix="rds-demo-") as scratch:
-            copy = Path(scratch) / "store"
-            shutil.copytree(fixtures, copy)
-            backend = await open_location(f"file:{copy}")
-            print(f"Store: {backend!r} (a copy of {fixtures})\n")
-            async with Storage(backend) as store:
-                await tour(store)
-                if isinstance(backend, FileBackend):
-                    show_files(backend)
-
-    run(work)
+def demo_command(fixtures: Path | None) -> None:
+    """Tour the library on a fresh copy of the sample store (works from any directory)."""
+    run(lambda: demo(fixtures))
 
 
 @_store_command(
@@ -298,11 +347,11 @@ def fsck_command(
 
     File stores: undecodable records, records under a name not their own, directories made by
     hand for a group (USER/ for ^user/), orphaned temp files, unknown files and directories, a
-    missing marker; editors' leftovers are ignored. ``--repair`` puts records under their own
+    missing marker; editors' leftovers are ignored. --repair puts records under their own
     names (keeping a differing copy beside one as NAME.conflict.json), removes orphaned temp
     files and moves what does not decode into the store's .quarantine/ directory. SQLite and
     PostgreSQL stores: undecodable records (reported only). Ends with a summary line (with
-    ``--json``, a JSON object on stderr).
+    --json, a JSON object on stderr).
     """
 
     async def work() -> Report:

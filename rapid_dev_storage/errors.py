@@ -21,6 +21,7 @@ __all__ = [
     "StorageError",
     "StorageIOError",
     "StoreClosedError",
+    "StoreNotFoundError",
     "UnsupportedOperationError",
 ]
 
@@ -152,6 +153,17 @@ class LocationError(StorageError, ValueError):
     def __init__(self, message: str, *, location: str | None = None) -> None:
         super().__init__(message)
         self.location = location
+
+
+class StoreNotFoundError(LocationError, LookupError):
+    """A location holds no store of the names given (tools never create one unasked).
+
+    Attributes: ``location``, and ``stores``: the ``(name, unique_identifier)`` it does hold.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, stores: Any = ()) -> None:
+        super().__init__(message, location=location)
+        self.stores = list(stores)
 
 
 class StorageIOError(StorageError, OSError):

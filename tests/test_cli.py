@@ -82,7 +82,7 @@ def test_bad_input_writes_nothing(store: str) -> None:
     assert run("set", store, "G", "1", "2", "3", "4", "5", "6", "--value", "1").exit_code == 2
     assert run("get", "ftp:somewhere", "G", "k").exit_code == 2
     assert run("watch", "ftp:somewhere").exit_code == 2
-    assert run("fsck", "file:" + str(Path(store[5:]) / "missing")).exit_code == 2
+    assert run("fsck", "file:" + str(Path(store[5:]) / "missing")).exit_code == 1  # not found
     assert run("copy", store, "nowhere").exit_code == 2
     assert run("ls", "sqlite:").exit_code == 2
     assert run("dump", store).stdout == before
@@ -95,7 +95,16 @@ def test_path_names_the_file_before_it_exists(store: str) -> None:
     assert not path.exists()
     path.write_text('{"keys": ["u9", "settings"], "value": "by hand"}', encoding="utf-8")
     assert lines(run("get", store, "USER", "u9", "settings")) == ["by hand"]
-    assert run("path", "sqlite:" + str(path.parent / "x.db"), "G", "k").exit_code == 2
+    database = f"sqlite:{path.parent.parent.parent / 'x.db'}"
+    assert run("path", database, "G", "k").exit_code == 1  # no such store: none is made
+    assert not Path(database[7:]).exists()
+    assert (
+        run(
+            "set", database, "G", "k", "--value", "1", "--create", "--name", "a", "--id", "1"
+        ).exit_code
+        == 0
+    )
+    assert run("path", database, "G", "k").exit_code == 2  # a store without record files
 
 
 def test_dump_is_sorted_and_load_round_trips(store: str, tmp_path: Path) -> None:
@@ -104,7 +113,19 @@ def test_dump_is_sorted_and_load_round_trips(store: str, tmp_path: Path) -> None
     assert records == sorted(records, key=lambda r: (r["group"], r["keys"]))  # type: ignore[index]
     assert len(records) == len(FIXTURE.read_text(encoding="utf-8").splitlines())
     target = f"sqlite:{tmp_path / 'copy.db'}"
-    load = run("load", target, "-", "--create", "--name", "app", "--id", "1", stdin=dumped.stdout)
+    load = run(
+        "load",
+        target,
+        "-",
+        "--create",
+        "--name",
+        "app",
+        "--id",
+        "1",
+        "--codec",
+        "msgpack",
+        stdin=dumped.stdout,
+    )
     assert load.exit_code == 0
     assert run("dump", target).stdout == dumped.stdout
 
@@ -125,14 +146,14 @@ def test_load_checks_every_line_before_writing(tmp_path: Path) -> None:
         assert result.exit_code == 2
         assert "line 2" in result.output
         assert "nothing was written" in result.output
-    assert run("ls", target).stdout == ""
+    assert run("ls", target).exit_code == 1  # no store: a bad load creates none
 
 
 def test_copy_file_to_sqlite_and_back_is_equal(store: str, tmp_path: Path) -> None:
     sqlite_location = f"sqlite:{tmp_path / 'copy.db'}"
-    assert run("copy", store, sqlite_location).exit_code == 0
+    assert run("copy", store, sqlite_location, "--create", "--codec", "msgpack").exit_code == 0
     back = f"file:{tmp_path / 'back'}"
-    assert run("copy", sqlite_location, back, "--codec", "json").exit_code == 0
+    assert run("copy", sqlite_location, back, "--create").exit_code == 0  # json by default
     assert run("dump", back).stdout == run("dump", store).stdout
 
     async def codecs() -> tuple[str, str]:
@@ -148,14 +169,14 @@ def test_copy_file_to_sqlite_and_back_is_equal(store: str, tmp_path: Path) -> No
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
 def test_copy_through_postgresql_and_back_is_equal(store: str, tmp_path: Path, codec: str) -> None:
     server = asyncio.run(fresh_schema())
-    assert run("copy", store, server, "--codec", codec).exit_code == 0
+    assert run("copy", store, server, "--create", "--codec", codec).exit_code == 0
     assert lines(run("ls", server)) == lines(run("ls", store))
     assert (
         run("get", server, "USER", "u1001", "settings").stdout
         == run("get", store, "USER", "u1001", "settings").stdout
     )
     back = f"sqlite:{tmp_path / 'back.db'}"
-    assert run("copy", server, back).exit_code == 0
+    assert run("copy", server, back, "--create").exit_code == 0
     assert run("dump", back).stdout == run("dump", store).stdout
 
     async def stored_codec() -> str:
@@ -165,29 +186,33 @@ def test_copy_through_postgresql_and_back_is_equal(store: str, tmp_path: Path, c
 
     assert asyncio.run(stored_codec()) == codec
     unreachable = run("ls", "postgresql://postgres@127.0.0.1:1/postgres")
-    assert unreachable.exit_code == 2
+    assert unreachable.exit_code == 1  # the store failed, not the command line
     assert "cannot connect to postgresql://postgres@127.0.0.1:1/postgres" in unreachable.stderr
 
 
 def test_show_prints_any_record_file(store: str, tmp_path: Path) -> None:
     msgpack_store = f"file:{tmp_path / 'm'}"
-    assert run("copy", store, msgpack_store, "--codec", "msgpack").exit_code == 0
+    assert run("copy", store, msgpack_store, "--create", "--codec", "msgpack").exit_code == 0
     path = run("path", msgpack_store, "USER", "u1001", "settings").stdout.strip()
     shown = json.loads(run("show", path).stdout)
     assert shown["keys"] == ["u1001", "settings"]
     assert shown["value"]["theme"] == "dark"
     broken = tmp_path / "broken.msgpack"
     broken.write_bytes(b"\xc1")
-    assert run("show", str(broken)).exit_code == 2
+    assert run("show", str(broken)).exit_code == 1  # a damaged record: not a usage error
 
 
 def test_several_stores_need_a_name(tmp_path: Path) -> None:
     location = f"file:{tmp_path}"
     for identifier in ("1", "2"):
-        run("set", location, "G", "k", "--value", identifier, "--name", "a", "--id", identifier)
+        created = ("--create", "--name", "a", "--id", identifier)
+        assert run("set", location, "G", "k", "--value", identifier, *created).exit_code == 0
     assert run("set", location, "G", "k", "--value", "3").exit_code == 2
     listed = lines(run("ls", location))
-    assert listed == [{"name": "a", "id": "1"}, {"name": "a", "id": "2"}]
+    assert listed == [
+        {"name": "a", "id": "1", "directory": str(tmp_path / "a~1")},
+        {"name": "a", "id": "2", "directory": str(tmp_path / "a~2")},
+    ]
     assert lines(run("get", location, "G", "k", "--id", "2")) == [2]
 
 
@@ -300,7 +325,7 @@ def test_git_diff_shows_msgpack_records_as_json(tmp_path: Path) -> None:
     git("config", "user.email", "tests@example.org")
     git("config", "user.name", "tests")
     location = f"file:{repository / 'data'}"
-    setting = ["--name", "app", "--id", "1"]
+    setting = ["--create", "--name", "app", "--id", "1", "--codec", "msgpack"]
     assert (
         run("set", location, "USER", "u1", "--value", '{"theme": "dark"}', *setting).exit_code == 0
     )
