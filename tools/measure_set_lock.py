@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import statistics
 import tempfile
+import threading
 import time
 from typing import Any, Iterator
 
@@ -22,7 +23,7 @@ from rapid_dev_storage import FileBackend, Storage
 
 
 @contextlib.contextmanager
-def _no_lock(stripe: int, *, wait: bool) -> Iterator[None]:
+def _no_lock(stripe: int, abandon: threading.Event) -> Iterator[None]:
     yield
 
 
