@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ._codecs import Codec
+from ._coding import conflict_message
 from ._file import FileBackend
 from ._file_io import Directory, kind_of, read_in
 from ._file_layout import (
@@ -38,6 +39,7 @@ from ._file_layout import (
 from ._file_temps import abandoned_temp
 from ._fsck_repair import Problem, clash, conflict_detail, still_there
 from ._fsck_repair import repair as repair_problem
+from ._merge_text import has_conflict_markers
 from ._types import Keys
 
 if TYPE_CHECKING:
@@ -275,15 +277,24 @@ def _record_problem(
     try:
         keys = decode_record(codec, data)[0]
     except Exception as exc:
-        if is_record_name(name, codec.extension):
-            return [Problem("undecodable", path, f"does not decode as {codec.name}: {exc}")]
-        # Quarantine is for what does not decode: a person's notes.txt too, never a record.
-        reason = f"not a record file of this store: it does not decode as {codec.name} ({exc})"
-        return [Problem("unknown-file", path, reason)]
+        return [_undecodable(path, name, data, codec, exc)]
     own = record_file_name(keys, codec.extension)
     if made_by_hand or own == name:
         return None
     return [_misnamed(directory, path, data, keys, own, codec)]
+
+
+def _undecodable(path: str, name: str, data: bytes, codec: Codec, exc: Exception) -> Problem:
+    """Return the problem of a file that does not decode (``exc`` says why)."""
+    if has_conflict_markers(data):
+        # A merge in progress: a person settles it; --repair never moves it away.
+        todo = f"{conflict_message(path)} (or `rapid-dev-storage resolve {path}`)"
+        return Problem("merge-conflict", path, todo)
+    if is_record_name(name, codec.extension):
+        return Problem("undecodable", path, f"does not decode as {codec.name}: {exc}")
+    # Quarantine is for what does not decode: a person's notes.txt too, never a record.
+    reason = f"not a record file of this store: it does not decode as {codec.name} ({exc})"
+    return Problem("unknown-file", path, reason)
 
 
 def _misnamed(

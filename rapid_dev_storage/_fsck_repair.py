@@ -41,8 +41,8 @@ from ._types import Keys
 class Problem:
     """One thing wrong, and what repair did about it (empty when not repaired)."""
 
-    kind: str  # undecodable, unreadable, misnamed, conflict, hand-made-directory, orphan-temp,
-    # unknown-file, unknown-directory, marker, symlink, not-a-file
+    kind: str  # undecodable, merge-conflict, unreadable, misnamed, conflict, hand-made-directory,
+    # orphan-temp, unknown-file, unknown-directory, marker, symlink, not-a-file
     path: str
     detail: str
     repaired: str = ""

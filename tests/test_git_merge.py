@@ -64,6 +64,14 @@ async def test_a_real_conflict_marks_only_that_entry_until_resolved(tmp_path: Pa
             item async for item in store.get_group("USER").all_items(on_corrupt=problems.append)
         ] == []
     assert [str(problem) for problem in problems] == [message]
+    # fsck names it as a merge in progress, and --repair leaves it where the person works on it.
+    before = record.read_bytes()
+    for repair in ((), ("--repair",)):
+        checked = tool(tmp_path, "fsck", "file:data", *repair)
+        assert checked.returncode == 1
+        assert f"merge-conflict: {record}: unresolved merge conflict" in checked.stdout
+        assert "rapid-dev-storage resolve" in checked.stdout
+    assert record.read_bytes() == before
     # Resolved by editing: keep theirs, drop the markers.
     record.write_text(
         text.replace('<<<<<<< ours\n    "b": 2,\n=======\n', "").replace(">>>>>>> theirs\n", "")
