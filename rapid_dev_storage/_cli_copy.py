@@ -15,7 +15,7 @@ import click
 
 from ._api import Storage
 from ._backend import CorruptHandler
-from ._cli_damage import Damage
+from ._cli_damage import Damage, counted
 from ._cli_output import Failed, open_storage
 from ._codecs import Codec
 from ._json_view import dumps
@@ -89,9 +89,9 @@ def check_destination(existing: Records, unreadable: int, *, merge: bool, replac
     """
     held = {group: len(records) for group, records in existing.items() if records}
     if (held or unreadable) and not (merge or replace):
-        listed = ", ".join(f"{group} ({count} records)" for group, count in sorted(held.items()))
+        listed = ", ".join(f"{group} ({counted(count)})" for group, count in sorted(held.items()))
         if unreadable:
-            listed += f"{', ' if listed else ''}{unreadable} records that do not decode"
+            listed += f"{', ' if listed else ''}{counted(unreadable)} that do not decode"
         raise Refused(
             f"the destination already holds {listed}; nothing was written: copy into an empty "
             "store, or add --merge (the source wins where both hold a record) or --replace "

@@ -47,6 +47,11 @@ class Damage:
     def exit_status(self) -> int:
         """Return 1 if any record did not decode (saying how many), else 0."""
         if self.count:
-            click.echo(f"{self.count} records could not be read (above)", err=True)
+            click.echo(f"{counted(self.count)} could not be read (above)", err=True)
             return 1
         return 0
+
+
+def counted(count: int) -> str:
+    """Return ``"1 record"``, ``"2 records"``: how every message counts records."""
+    return f"{count} record{'' if count == 1 else 's'}"

@@ -144,7 +144,14 @@ async def edit_loop(
     """
     path = await asyncio.to_thread(_buffer_holding, text)
     while True:
-        text = await asyncio.to_thread(_edited, person.editor, path)
+        try:
+            text = await asyncio.to_thread(_edited, person.editor, path)
+        except EditorError as exc:
+            # Nothing of the person's in the buffer yet: nothing to keep for them.
+            if await asyncio.to_thread(path.read_text, encoding="utf-8") == unchanged:
+                await asyncio.to_thread(path.unlink)
+                raise
+            raise EditorError(f"{exc}; your text is in {path}") from None
         if text == unchanged:
             await asyncio.to_thread(path.unlink)
             return Outcome("unchanged", "no change: nothing written")
@@ -278,11 +285,10 @@ def _edited(editor: list[str], path: Path) -> str:
     except OSError as exc:
         raise EditorError(
             f"cannot start the editor {shlex.join(editor)!r} ({exc.strerror}): set $VISUAL or "
-            f"$EDITOR; the text is in {path}"
+            "$EDITOR"
         ) from exc
     if status != 0:
         raise EditorError(
-            f"the editor {shlex.join(editor)!r} exited with status {status}: nothing written; "
-            f"the text is in {path}"
+            f"the editor {shlex.join(editor)!r} exited with status {status}: nothing written"
         )
     return path.read_text(encoding="utf-8")

@@ -193,8 +193,9 @@ async def open_location(
     directory (fsck: a broken lock directory must not stop it from reporting that).
 
     Raises:
-        StoreNotFoundError: no such store, and ``create`` is false or a name is missing.
-        LocationError: the location does not parse, or does not say which store it means.
+        StoreNotFoundError: no such store, and ``create`` is false.
+        LocationError: the location does not parse, does not say which store it means, or
+            ``create`` lacks a name or identifier for the new store.
 
     """
     scheme, path = parse_location(location)
@@ -207,11 +208,10 @@ async def open_location(
     except StoreNotFoundError as exc:
         if not create:
             raise
-        if name is None or identifier is None:
-            raise StoreNotFoundError(
+        if name is None or identifier is None:  # a usage error: nothing can be created
+            raise LocationError(
                 f"{exc}; --create makes a new store, named by both --name and --id",
                 location=location,
-                stores=exc.stores,
             ) from None
         return await _create(scheme, path, location, name, identifier, options)
     if scheme == "postgresql":

@@ -128,5 +128,5 @@ async def resolve_in_editor(record: Conflicted, person: Person) -> Outcome:
         return None
 
     saved = f"resolved {record.path}: now `git add` it"
-    # Keeping "ours" unedited is a choice too: it is written (nothing counts as unchanged).
-    return await edit_loop(text, unchanged="", codec=codec, person=person, save=save, saved=saved)
+    # An unchanged buffer writes nothing, as the header says: quitting the editor backs out.
+    return await edit_loop(text, unchanged=text, codec=codec, person=person, save=save, saved=saved)

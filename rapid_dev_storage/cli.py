@@ -22,10 +22,19 @@ import click
 from . import _json_view
 from ._api import Storage
 from ._cli_copy import copy_store, load_lines
-from ._cli_damage import Damage
+from ._cli_damage import Damage, counted
 from ._cli_git import GIT_COMMANDS
 from ._cli_groups import dump_groups, list_location
-from ._cli_output import CREATE_OPTIONS, NOT_FOUND, USAGE, emit, fail, on_store, progress, run
+from ._cli_output import (
+    CREATE_OPTIONS,
+    NOT_FOUND,
+    USAGE,
+    emit,
+    fail,
+    on_store,
+    progress,
+    run,
+)
 from ._cli_remove import remove_records
 from ._codecs import JSONCodec, MsgpackCodec
 from ._demo import demo
@@ -166,7 +175,7 @@ def remove_command(
 
     count = on_store(location, name, identifier, remove)
     if count:
-        click.echo(f"removed {count} records", err=True)
+        click.echo(f"removed {counted(count)}", err=True)
     else:
         fail(f"nothing to remove at {group} {_json_view.dumps(list(keys))}", NOT_FOUND)
 
@@ -252,7 +261,7 @@ def load_command(
         with progress("load", total=len(numbered)) as bar:
             return await load_lines(location, (name, identifier), numbered, create, codec, bar)
 
-    click.echo(f"loaded {run(load)} records", err=True)
+    click.echo(f"loaded {counted(run(load))}", err=True)
 
 
 @_store_command(
@@ -301,7 +310,7 @@ def copy_command(
                 bar=bar,
             )
 
-    click.echo(f"copied and verified {run(work)} records", err=True)
+    click.echo(f"copied and verified {counted(run(work))}", err=True)
     sys.exit(damage.exit_status())
 
 

@@ -59,7 +59,7 @@ def test_group_commands_report_a_conflicted_record_and_carry_on(
         result = run(command[0], store, *command[1:])
         assert result.exit_code == 1, result.output
         assert said in result.stderr
-        assert "1 records could not be read" in result.stderr
+        assert "1 record could not be read" in result.stderr
     assert {"group": "USER", "records": 3} in map(json.loads, run("ls", store).stdout.splitlines())
     assert len(run("ls", store, "USER").stdout.splitlines()) == 3  # every good record listed
     assert len(run("dump", store).stdout.splitlines()) == 4
@@ -105,7 +105,7 @@ def test_copy_refuses_a_destination_holding_records_unless_merge_or_replace(
     before = run("dump", destination).stdout
     refused = run("copy", store, destination)
     assert refused.exit_code == 2
-    assert "already holds USER (1 records), X (1 records); nothing was written" in refused.stderr
+    assert "already holds USER (1 record), X (1 record); nothing was written" in refused.stderr
     assert run("dump", destination).stdout == before
     assert run("copy", store, destination, "--merge", "--replace").exit_code == 2
     merged = run("copy", store, destination, "--merge")
@@ -131,9 +131,9 @@ def test_rm_of_a_record_a_prefix_and_a_group(store: str) -> None:
     assert run("ls", store, "USER").stdout.splitlines() == ['["u3", "profile"]']
     assert run("rm", store, "USER", "u1", "--prefix").exit_code == 1  # nothing left under it
     one = run("rm", store, "USER", "u3", "profile")
-    assert (one.exit_code, one.stderr.strip()) == (0, "removed 1 records")
+    assert (one.exit_code, one.stderr.strip()) == (0, "removed 1 record")
     group = run("rm", store, "APP", "--group")
-    assert (group.exit_code, group.stderr.strip()) == (0, "removed 1 records")
+    assert (group.exit_code, group.stderr.strip()) == (0, "removed 1 record")
     assert run("ls", store, "APP").stdout == ""
     assert run("rm", store, "APP").exit_code == 2  # no keys and no --group: usage
     assert run("rm", store, "APP", "k", "--group").exit_code == 2

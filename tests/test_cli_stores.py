@@ -100,7 +100,7 @@ def test_a_typo_in_set_creates_nothing_and_names_the_stores(data: Path) -> None:
 
 def test_create_needs_both_names(tmp_path: Path) -> None:
     result = run("set", f"file:{tmp_path}", "G", "k", "--value", "1", "--create", "--name", "a")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error: nothing can be created
     assert "--create makes a new store, named by both --name and --id" in result.stderr
     assert list(tmp_path.iterdir()) == []
 

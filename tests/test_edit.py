@@ -18,6 +18,8 @@ from rapid_dev_storage._edit import (
     parse_buffer,
 )
 
+pytestmark = pytest.mark.usefixtures("private_tmpdir")
+
 
 async def run(
     store: Storage, editor: Editor, *, answers: list[bool] | None = None, **options: Any

@@ -19,6 +19,8 @@ from _scripted_editor import Editor
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 
+pytestmark = pytest.mark.usefixtures("private_tmpdir")
+
 
 def edit(
     tmp_path: Path, editor: Editor, *arguments: str, stdin: Any = subprocess.DEVNULL

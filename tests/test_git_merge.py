@@ -16,6 +16,8 @@ from _git_repo import branches, git, open_store, read, set_up, tool, write
 
 from rapid_dev_storage import CorruptRecordError, FileBackend, NoValue, Storage
 
+pytestmark = pytest.mark.usefixtures("private_tmpdir")
+
 CONFLICT = "unresolved merge conflict in {}: edit it, then `git add`"
 
 
