@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from ._backend import ScanItem, StorageBackend
+from ._blob_reads import read_large_value
 from ._codecs import Codec, codec_by_name, codec_for_existing_store
 from ._locks import UnfinishedJobs
 from ._settings import Durability, StoreOptions, resolve_store_options
@@ -485,7 +486,9 @@ class SQLiteBackend(StorageBackend):
         """Read a large value off the loop (inline, in memory: there is no thread)."""
         if self._worker is None:
             return _read(self._inline, self._queries, group, keys)
-        return await self._on_worker(_read, self._queries, group, keys)
+        # stalls: copied out with the GIL released (see _blob_reads)
+        table, record = self._queries.table, record_params(group, keys)
+        return await self._on_worker(read_large_value, table, record)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._write_op(_write, self._queries, group, keys, data)
