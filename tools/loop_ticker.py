@@ -39,8 +39,9 @@ async def ticking() -> AsyncIterator[list[float]]:
     The ticker sleeps 1 ms at a time; a stall is how much later than that it woke up. During
     that longest stall, the loop's own thread ran (work done on the loop) and waited while ready
     for a core (the machine's other load); the rest it waited for the GIL, which another
-    thread held. ``held`` is the longest stall less its wait for a core: what this process
-    (the loop's work, or another thread holding the GIL) cost the loop, load aside.
+    thread held, or for a timer that fired late (a virtual machine's host may pause it).
+    ``held`` is the longest stall less its wait for a core: what this process (the loop's work,
+    or another thread holding the GIL) cost the loop, other processes' load aside.
     """
     stall = [0.0, 0.0, 0.0, 0.0]
     running = True
