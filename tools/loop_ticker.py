@@ -14,7 +14,9 @@ def _thread_times() -> Iterator[Callable[[], tuple[float, float]]]:
     """Yield a reader of this thread's (CPU seconds, seconds waiting for a core) so far.
 
     Linux keeps both per thread in /proc (``schedstat``: time on a CPU, time runnable but
-    waiting on a run queue); elsewhere only the CPU time is known, the wait reads 0.
+    waiting on a run queue); elsewhere only the CPU time is known, the wait reads 0. Reading it
+    lets the GIL go once a tick: with a thread running Python, getting it back can add up to
+    one switch interval (5 ms) to a stall, as it does to the "noise" baseline.
     """
     try:
         descriptor = os.open("/proc/thread-self/schedstat", os.O_RDONLY)

@@ -160,9 +160,9 @@ class Run:
     async def noise(self) -> None:
         if self.wanted("noise: the loop alone (2 s)"):
             self.record("noise: the loop alone (2 s)", await measure(lambda: asyncio.sleep(2)))
-        name = "noise: one thread running Python (2 s)"
+        name = "noise: one thread running Python (10 s, as long as a huge decode)"
         if self.wanted(name):
-            self.record(name, await measure(lambda: asyncio.to_thread(_spin, 2)))
+            self.record(name, await measure(lambda: asyncio.to_thread(_spin, 10)))
         name = "noise: 5,000 files rewritten by another process, nobody watching"
         if self.wanted(name):
             await self.in_directory(lambda directory: self._rewrite(directory, name, False))
