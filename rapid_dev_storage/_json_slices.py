@@ -56,6 +56,7 @@ class _TextWindow:
     """
 
     def __init__(self, data: bytes) -> None:
+        self._bytes = data
         self._data = memoryview(data)
         self._read = 0  # bytes decoded so far
         self._decoder: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder(
@@ -76,13 +77,16 @@ class _TextWindow:
         """Say that no text before ``index`` will be read again."""
         self._released = max(self._released, index)
 
-    def cover(self, end: int) -> None:
-        """Decode until the window reaches ``end`` (or the document's end)."""
+    def cover(self, end: int, *, end_byte: int = 0) -> None:
+        """Decode until the window reaches ``end`` and byte ``end_byte`` (or the document's end).
+
+        The new text is joined to the window once, however many slices it takes.
+        """
         missing = end - (self.base + len(self.text))
-        if missing <= 0 or self.complete:
+        if (missing <= 0 and self._read >= end_byte) or self.complete:
             return
         pieces = []
-        while missing > 0 and not self.complete:
+        while (missing > 0 or self._read < end_byte) and not self.complete:
             time.sleep(0)  # release the GIL between slices (see _slices.unpack_in_slices)
             piece = self._next_piece()
             pieces.append(piece)
@@ -135,9 +139,9 @@ class _TextWindow:
         """Decode the value at ``index`` with ``scan``; return it and its end.
 
         A value ending where the window ends may go on (a number, a string) past it: then the
-        window is made twice as long and the value decoded again.
+        window is made twice as long (a string: reaches its end) and the value decoded again.
         """
-        lookahead = SCALAR_LOOKAHEAD
+        lookahead, jumped = SCALAR_LOOKAHEAD, False
         while True:
             self.cover(index + lookahead)
             start = index - self.base
@@ -153,12 +157,42 @@ class _TextWindow:
                 # A number may go on past the window ("1." then "5"; "2e" then "-3").
                 if len(self.text) - end > 2 or self.complete:
                     return value, self.base + end
-            lookahead = 2 * (len(self.text) - start)
+            if self.text[start : start + 1] == '"' and not jumped:
+                # A string going on past the window: decoded to its end at once (a window
+                # doubled until it fits would copy the string again at each doubling), and a
+                # few characters more (4 bytes at most each).
+                self.cover(0, end_byte=self._string_end() + 16)
+                jumped = True
+            else:
+                lookahead = 2 * (len(self.text) - start)
+
+    def _string_end(self) -> int:
+        """Return the byte just past the first unescaped quote after the window (or the end).
+
+        UTF-8 never has a quote or a backslash byte inside another character.
+        """
+        data = self._bytes
+        assert self._decoder is not None
+        at = self._read - len(self._decoder.getstate()[0])  # the window's end, in bytes
+        while (found := data.find(b'"', at)) != -1:
+            backslashes = 0
+            while found - backslashes > 0 and data[found - backslashes - 1] == 0x5C:
+                backslashes += 1
+            if backslashes % 2 == 0:
+                return found + 1
+            at = found + 1
+        return len(data)
 
     def error(self, message: str, index: int) -> json.JSONDecodeError:
-        """Return the error ``json`` would raise at ``index`` of the whole document."""
+        """Return the error ``json`` would raise at ``index`` of the whole document.
+
+        Its line, column and position are the whole document's; its ``doc`` is the window's
+        text only (the document is never one text).
+        """
         self.cover(index)
-        return json.JSONDecodeError(message, _Lines(self), index)  # type: ignore[arg-type]
+        error = json.JSONDecodeError(message, _Lines(self), index)  # type: ignore[arg-type]
+        error.doc = self.text
+        return error
 
 
 class _Lines:

@@ -12,8 +12,8 @@ What cannot be sliced: one huge string (or bytes) is one C call, however it is s
 
 Nothing of the document's size is built or freed in one piece here either: a copy, a join or a
 free of 200 MB is one C call holding the GIL (measured on a busy 2-core VM: 170-200 ms for a
-copy or a text join, 13-23 ms for a free, wherever it happens). The unpacker's buffer stays
-the size of the largest element, not of the document.
+copy or a text join, 13-90 ms for a free, wherever it happens). The unpacker's buffer stays
+under 16 MiB unless one element is larger.
 
 Python's cyclic garbage collector would undo the slicing: the millions of objects a large
 record becomes trigger full collections, each holding the GIL for a time growing with the heap
@@ -34,6 +34,8 @@ LARGE_RECORD = 256 * 1024
 """Records of more stored bytes than this are decoded off the event loop, in slices."""
 MSGPACK_SLICE = 256 * 1024
 """Bytes fed to the msgpack unpacker at a time: 2 to 5 ms of decoding, GIL held."""
+MSGPACK_BUFFER = 16 * 1024 * 1024
+"""Bytes of the unpacker's buffer (freeing 16 MiB takes 1-3 ms; 200 MB took 13-90 ms)."""
 SEARCH_SLICE = 8 * 1024 * 1024
 """Bytes searched at a time (about a millisecond)."""
 
@@ -81,11 +83,12 @@ def unpack_in_slices(data: bytes, **options: Any) -> Any:
     ``options`` are `msgpack.Unpacker`'s. Raises what `msgpack.unpackb` raises, and
     `ValueError` for a truncated document or trailing bytes.
     """
-    # The unpacker keeps only what it has not parsed yet: its buffer grows past a slice only
-    # for an element larger than that (one huge string), so nothing of the document's size is
-    # allocated, faulted in and freed again holding the GIL.
+    # The unpacker keeps only what it has not parsed yet, in a buffer of MSGPACK_BUFFER (the
+    # document's size if smaller) that grows only for a larger element (one huge string; each
+    # growth is a copy): nothing of a huge document's size is allocated, faulted in and freed
+    # again holding the GIL.
     unpacker = msgpack.Unpacker(
-        read_size=min(2 * MSGPACK_SLICE, len(data) + 1), max_buffer_size=len(data) + 1, **options
+        read_size=min(MSGPACK_BUFFER, len(data) + 1), max_buffer_size=len(data) + 1, **options
     )
     view = memoryview(data)
     for start in range(0, len(data), MSGPACK_SLICE):
