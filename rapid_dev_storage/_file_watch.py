@@ -61,6 +61,8 @@ UNDECODABLE_PENDING = 1024
 """Undecodable files read again at a time; beyond, one is warned about at once."""
 READ_SLICE = 256
 """Record files read and decoded per hop to a thread."""
+SORTED_INLINE = 500
+"""Events of a batch looked through on the loop (about 2 ms); more go to a thread."""
 AGAIN_ROUNDS = 5
 """Times a record a local write raced is read again at once; later, that write's event brings it."""
 
@@ -381,8 +383,9 @@ class FileWatcher:
                     return  # stopped
                 self._watching.set()
                 await self._ready.wait()
-                # stalls: a checkout's batch holds thousands of events: sorted on a thread
-                changed = await self._run(functools.partial(self._group_directories_in, batch))
+                # stalls: a checkout's batch of thousands of events is sorted on a thread
+                look = functools.partial(self._group_directories_in, batch)
+                changed = look() if len(batch) <= SORTED_INLINE else await self._run(look)
                 if changed:  # watch the group directories there are now
                     groups |= changed
                     events.begin()
