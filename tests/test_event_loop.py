@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 
 import rapid_dev_storage._blob_reads as blob_reads
+import rapid_dev_storage._file_watch as file_watch
 import rapid_dev_storage._json_slices as json_slices
 from rapid_dev_storage import (
     FileBackend,
@@ -302,27 +303,29 @@ def test_sqlite_large_values_are_read_whole(
 
 
 async def test_a_checkout_s_events_are_sorted_off_the_loop(tmp_path: Path) -> None:
-    """A batch of file events (thousands, in a checkout) is looked through on a thread."""
+    """A large batch of file events (thousands, in a checkout) is looked through on a thread."""
     loop_thread = threading.get_ident()
     threads: list[int] = []
     look = FileWatcher._group_directories_in
 
     def recorded(watcher: FileWatcher, events: Any) -> set[str]:
-        threads.append(threading.get_ident())
+        if len(events) > file_watch.SORTED_INLINE:
+            threads.append(threading.get_ident())
         return look(watcher, events)
 
     watched = await FileBackend.create_backend_instance(tmp_path, "w", 1, durability="fast")
     other = await FileBackend.create_backend_instance(tmp_path, "w", 1, durability="fast")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(FileWatcher, "_group_directories_in", recorded)
+        patch.setattr(file_watch, "SORTED_INLINE", 2)  # a checkout's batch, in small
         async with Storage(watched) as store, Storage(other) as writer, store.watch() as changes:
             group = writer.get_group("G")  # another writer: only file events tell of it
-            for index in range(50):
+            for index in range(100):
                 await group[str(index)].set_value(index)
             seen = set()
             async for change in changes:
                 seen.add(change.keys)
-                if len(seen) == 50:
+                if len(seen) == 100:
                     break
     assert threads, "the watcher did not look through a batch of events"
     assert loop_thread not in threads
