@@ -10,14 +10,8 @@ from typing import Any, Callable, NoReturn, Protocol, runtime_checkable
 
 import msgpack
 
-from ._slices import (
-    LARGE_RECORD,
-    collector_paused,
-    contains_in_slices,
-    json_in_slices,
-    text_in_slices,
-    unpack_in_slices,
-)
+from ._json_slices import json_in_slices
+from ._slices import LARGE_RECORD, collector_paused, contains_in_slices, unpack_in_slices
 from ._validate import INT_MAX, INT_MIN, MAX_DEPTH, lone_surrogate_path
 from .errors import IncompatibleStoreError
 
@@ -129,9 +123,8 @@ class JSONCodec:
         """
         if len(data) > LARGE_RECORD:
             with collector_paused:
-                text = text_in_slices(data)
-                value = json_in_slices(text, _JSON_DECODER)
-            escaped = contains_in_slices(text, "\\u")
+                value = json_in_slices(data, _JSON_DECODER)
+            escaped = contains_in_slices(data, b"\\u")
         else:
             text = data.decode("utf-8-sig")
             value = _JSON_DECODER.decode(text)
