@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 from ._file_errors import os_errors
 from ._locks import UnfinishedJobs
 from ._types import Keys
+from .errors import StoreClosedError
 
 T = TypeVar("T")
 
@@ -54,6 +55,16 @@ class FileJobs:
             for _ in range(WRITER_THREADS if durable else FAST_WRITER_THREADS)
         ]
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="rapid-dev-storage-read")
+        self._closed = False
+
+    def _check_open(self) -> None:
+        """Raise `StoreClosedError` once closing began.
+
+        An operation still running when the store closed gets our error, not the thread pool's
+        "cannot schedule new futures after shutdown".
+        """
+        if self._closed:
+            raise StoreClosedError(f"the store at {self._location} is closed")
 
     async def read(
         self,
@@ -64,6 +75,7 @@ class FileJobs:
     ) -> T:
         """Run ``function`` on a reader thread (``location`` and ``reading``: see `os_errors`)."""
         where = location or self._location
+        self._check_open()
 
         def call() -> T:
             with os_errors(where, reading=reading):
@@ -85,6 +97,7 @@ class FileJobs:
         hears of its cancellation, the write will never land later, in this process or for any
         other.
         """
+        self._check_open()
         writer = self._writers[hash(path) % len(self._writers)]  # the same for each record
         clears = self._unfinished_clears(group, keys)
         abandon = threading.Event()
@@ -108,6 +121,7 @@ class FileJobs:
         before its next lock stripe (the event passed to ``work``); what it removed stays
         removed.
         """
+        self._check_open()
         earlier = self._jobs.unfinished()
         abandon = threading.Event()
 
@@ -131,7 +145,8 @@ class FileJobs:
         ]
 
     async def close(self) -> None:
-        """Wait for every job to end, and let the threads go."""
+        """Wait for every job to end, and let the threads go; later jobs are refused."""
+        self._closed = True
 
         def shut_down() -> None:
             for executor in (*self._writers, self._readers):

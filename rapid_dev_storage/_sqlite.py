@@ -99,7 +99,7 @@ class SQLiteBackend(StorageBackend):
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         try:  # Connections.read's inline attempt, written out: this is the hottest path
-            data = read_small(self._connections.inline, self._queries, group, keys)
+            data = read_small(self._connections.loop_connection(), self._queries, group, keys)
         except sqlite3.Error:
             data = await self._connections.read(read_small, self._queries, group, keys)
         if data is LARGE:
@@ -109,7 +109,7 @@ class SQLiteBackend(StorageBackend):
     async def _large_read(self, group: str, keys: Keys) -> bytes | None:
         """Read a large value off the loop (inline, in memory: there is no thread)."""
         if self._connections.worker is None:
-            return read(self._connections.inline, self._queries, group, keys)
+            return read(self._connections.loop_connection(), self._queries, group, keys)
         # Copied out with the GIL released (see _blob_reads): a 200 MB SELECT held it 116-320 ms.
         record = record_params(group, keys)
         return await self._connections.on_worker(read_large_value, self._queries.table, record)

@@ -21,7 +21,7 @@ from ._locks import UnfinishedJobs
 from ._settings import StoreOptions
 from ._sqlite_core import MEMORY, checkpoint, open_connections, translated
 from ._sqlite_sql import Queries
-from .errors import LockTimeoutError
+from .errors import LockTimeoutError, StoreClosedError
 
 T = TypeVar("T")
 
@@ -50,6 +50,17 @@ class Connections:
         # Writes handed to the worker and not finished: later writes queue behind them.
         self._worker_writes = UnfinishedJobs()
         self._commits_since_checkpoint = 0
+        self.closed = False
+
+    def loop_connection(self) -> sqlite3.Connection:
+        """Return the loop's connection, or raise `StoreClosedError` once closing began.
+
+        Only the loop's thread uses it, and `close` closes it there: an operation still running
+        when the store closes gets our error, never a closed (or closing) connection.
+        """
+        if self.closed:
+            raise StoreClosedError(f"the store at {self.location} is closed")
+        return self.inline
 
     async def on_worker(self, function: Callable[..., T], *args: Any, write: bool = False) -> T:
         """Run one whole operation on the worker's connection, which may wait for locks.
@@ -65,6 +76,8 @@ class Connections:
             except sqlite3.Error as exc:
                 raise self.error(exc) from exc
 
+        if self.closed:
+            raise StoreClosedError(f"the store at {self.location} is closed")
         future = self.worker.submit(call)
         if write:
             self._worker_writes.add(future)
@@ -72,7 +85,7 @@ class Connections:
 
     def submit(self, function: Callable[..., object], *args: Any) -> None:
         """Hand the worker housekeeping (a checkpoint, a prune) that nobody awaits."""
-        if self.worker is not None:
+        if self.worker is not None and not self.closed:
             self.worker.submit(function, self.writer, *args)
 
     def error(self, exc: sqlite3.Error) -> Exception:
@@ -82,7 +95,7 @@ class Connections:
     async def read(self, function: Callable[..., T], *args: Any) -> T:
         """Run a read inline; if it meets a lock, wait for the lock on the worker instead."""
         try:
-            return function(self.inline, *args)
+            return function(self.loop_connection(), *args)
         except sqlite3.Error as exc:
             self._raise_unless_worker_waits(exc)
         return await self.on_worker(function, *args)
@@ -98,7 +111,7 @@ class Connections:
             self._inline_writes and small and not self._worker_writes.unfinished()
         ) or self.worker is None:
             try:
-                result = function(self.inline, *args)
+                result = function(self.loop_connection(), *args)
             except sqlite3.Error as exc:
                 self._raise_unless_worker_waits(exc)
             else:
@@ -120,16 +133,18 @@ class Connections:
             self.submit(checkpoint)
 
     async def close(self) -> None:
-        """Close both connections on the thread that used them last, then end the worker."""
+        """Close each connection on the thread that uses it, then end the worker.
 
-        def close_connections() -> None:
-            self.inline.close()
-            self.writer.close()
-
+        The loop's connection is closed here, on the loop, at once: closed from the worker it
+        could be in use by an inline read at that moment (a crash of the interpreter, seen).
+        Jobs already queued on the worker finish first; later ones raise `StoreClosedError`.
+        """
+        self.closed = True
+        self.inline.close()
         if self.worker is None:
-            close_connections()
+            self.writer.close()
             return
-        await asyncio.get_running_loop().run_in_executor(self.worker, close_connections)
+        await asyncio.get_running_loop().run_in_executor(self.worker, self.writer.close)
         self.worker.shutdown(wait=True)
 
 

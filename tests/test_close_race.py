@@ -1,0 +1,61 @@
+"""Closing a store while its operations run: they finish or raise StoreClosedError, nothing else.
+
+Found by an attacker: SQLite's loop connection, closed from the worker thread while an inline
+read used it, crashed the interpreter (SIGSEGV); a FileBackend job started after closing raised
+the thread pool's RuntimeError. Run in a child process, so that a crash fails the test instead
+of ending the run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = """
+import asyncio, sys
+from rapid_dev_storage import StoreClosedError, open_storage
+
+async def main(url, rounds):
+    unexpected = []
+    for number in range(rounds):
+        store = await open_storage(f"{url}{number}", "app", 1, durability="fast")
+        group = store.get_group("G")
+        await group["a"].set_value(0)
+
+        async def busy(index):
+            try:
+                while True:
+                    await group["a"].get_value()
+                    await group[str(index)].set_value(index)
+                    await group["a"].update(lambda n: (n or 0) + 1)
+                    [item async for item in group.all_items()]
+            except StoreClosedError:
+                pass
+            except Exception as exc:
+                unexpected.append(repr(exc))
+
+        tasks = [asyncio.ensure_future(busy(index)) for index in range(8)]
+        await asyncio.sleep(0.01 + 0.01 * (number % 5))
+        await store.close()
+        await asyncio.gather(*tasks)
+    print("\\n".join(unexpected))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "file"])
+def test_closing_while_operations_run_ends_them_with_our_error(tmp_path: Path, scheme: str) -> None:
+    url = f"sqlite:{tmp_path}/db" if scheme == "sqlite" else f"file:{tmp_path}/store"
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", SCRIPT, url, "12"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "", done.stdout
