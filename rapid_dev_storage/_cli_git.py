@@ -17,6 +17,7 @@ import click
 
 from ._cli_output import CREATE_OPTIONS, open_storage
 from ._edit import EditorError, Outcome, Person, edit_value, editor_command
+from ._file_io import read_regular_file
 from ._git_setup import GitSetupError, set_up
 from ._merge import pick
 from ._merge_driver import codec_for
@@ -37,6 +38,17 @@ _USAGE = (InvalidKeyError, InvalidNameError, LocationError)
 def _fail(message: str, status: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
+
+
+def _kept_text(path: Path) -> str:
+    """Return the text of a file ``--from`` names: a regular UTF-8 file, never a FIFO or device."""
+    try:
+        data = read_regular_file(str(path))
+        if data is None:
+            raise FileNotFoundError(f"no such file: {path}")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"--from {path}: cannot be read as text ({exc})", 2)
 
 
 def _person() -> Person:
@@ -95,7 +107,7 @@ def edit_command(
     save, 1 nothing written (no such store, or text kept), 2 usage.
     """
     person = _person()
-    text = None if start_from is None else start_from.read_text(encoding="utf-8")
+    text = None if start_from is None else _kept_text(start_from)
 
     async def work() -> Outcome:
         opened = open_storage(location, name, identifier, create=create, codec=codec, writing=True)

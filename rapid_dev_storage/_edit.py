@@ -29,9 +29,10 @@ from typing import Any, Awaitable, Callable
 
 from ._api import StorageValue
 from ._codecs import Codec
-from ._json_view import dumps, from_view
+from ._json_view import TOO_DEEP, dumps, from_view
 from ._types import NoValue
 from ._validate import check_value
+from .errors import InvalidValueError
 
 DEFAULT_EDITORS = ("nano", "vi")
 """Tried in order when neither ``$VISUAL`` nor ``$EDITOR`` is set (``notepad`` on Windows)."""
@@ -42,6 +43,10 @@ _ERROR = "# ERROR:"
 
 class EditorError(Exception):
     """The editor could not be started, or exited with a failure status."""
+
+
+class NotText(ValueError):
+    """The editor saved bytes that are not UTF-8 text (kept in the file as they are)."""
 
 
 @dataclasses.dataclass
@@ -88,6 +93,8 @@ def parse_buffer(text: str) -> Any:
         view = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError(f"value: {TOO_DEEP}") from None
     return from_view(view)
 
 
@@ -143,15 +150,10 @@ async def edit_loop(
     value may hold. ``saved``: the message when it landed.
     """
     path = await asyncio.to_thread(_buffer_holding, text)
-    while True:
-        try:
-            text = await asyncio.to_thread(_edited, person.editor, path)
-        except EditorError as exc:
-            # Nothing of the person's in the buffer yet: nothing to keep for them.
-            if await asyncio.to_thread(path.read_text, encoding="utf-8") == unchanged:
-                await asyncio.to_thread(path.unlink)
-                raise
-            raise EditorError(f"{exc}; your text is in {path}") from None
+
+    async def attempt(text: str) -> Outcome | str:
+        """Take one saved ``text``: how the edit ended, or the problem that keeps it going."""
+        nonlocal unchanged
         if text == unchanged:
             await asyncio.to_thread(path.unlink)
             return Outcome("unchanged", "no change: nothing written")
@@ -164,18 +166,37 @@ async def edit_loop(
                 value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
             )
         except ValueError as exc:
-            problem = f"{path}: {exc}"
             # Said in the file too, on top, where the next round of editing starts.
             kept = [line for line in text.splitlines(True) if not line.startswith(_ERROR)]
             marked = f"{_ERROR} {exc}\n" + "".join(kept)
             await asyncio.to_thread(path.write_text, marked, encoding="utf-8")
-        else:
+            return f"{path}: {exc}"
+        try:
             refused = await save(value, text)
-            if refused is None:
+        except InvalidValueError as exc:  # the codec refused it as it encoded (a surrogate)
+            refused = Refused(f"{path}: {exc}", reopen_with=text, unchanged=unchanged)
+        if refused is None:
+            await asyncio.to_thread(path.unlink)
+            return Outcome("saved", saved)
+        unchanged = refused.unchanged
+        await asyncio.to_thread(path.write_text, refused.reopen_with, encoding="utf-8")
+        return refused.problem
+
+    while True:
+        try:
+            text = await asyncio.to_thread(_edited, person.editor, path)
+        except NotText as exc:
+            problem: Outcome | str = f"{path}: {exc}"  # the bytes stay in the file as saved
+        except EditorError as exc:
+            # Nothing of the person's in the buffer yet: nothing to keep for them.
+            if await asyncio.to_thread(path.read_bytes) == unchanged.encode("utf-8"):
                 await asyncio.to_thread(path.unlink)
-                return Outcome("saved", saved)
-            problem, unchanged = refused.problem, refused.unchanged
-            await asyncio.to_thread(path.write_text, refused.reopen_with, encoding="utf-8")
+                raise
+            raise EditorError(f"{exc}; your text is in {path}") from None
+        else:
+            problem = await attempt(text)
+        if isinstance(problem, Outcome):
+            return problem
         if not person.interactive or not person.ask(f"{problem}\nRe-open the editor?"):
             return Outcome("kept", f"{problem}; nothing written, your text is in {path}", path)
         person.say(problem)
@@ -291,4 +312,9 @@ def _edited(editor: list[str], path: Path) -> str:
         raise EditorError(
             f"the editor {shlex.join(editor)!r} exited with status {status}: nothing written"
         )
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotText(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
+        ) from None

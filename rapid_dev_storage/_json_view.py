@@ -24,15 +24,30 @@ DICT_TAG = "$dict"
 _TAGS = frozenset((BYTES_TAG, DICT_TAG))
 
 
+TOO_DEEP = "nested too deeply (a value has at most 256 levels)"
+
+
 def to_view(value: Any) -> Any:
-    """Return ``value`` with bytes as ``{"$bytes": ...}`` and tag-shaped dicts escaped."""
+    """Return ``value`` with bytes as ``{"$bytes": ...}`` and tag-shaped dicts escaped.
+
+    Raises:
+        ValueError: ``value`` is nested deeper than Python's recursion allows.
+
+    """
+    try:
+        return _to_view(value)
+    except RecursionError:
+        raise ValueError(f"value: {TOO_DEEP}") from None
+
+
+def _to_view(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, dict):
-        viewed = {key: to_view(item) for key, item in value.items()}
+        viewed = {key: _to_view(item) for key, item in value.items()}
         return {DICT_TAG: viewed} if len(value) == 1 and next(iter(value)) in _TAGS else viewed
     if isinstance(value, (list, tuple)):
-        return [to_view(item) for item in value]
+        return [_to_view(item) for item in value]
     return value
 
 
@@ -42,10 +57,17 @@ def from_view(view: Any, where: str = "value") -> Any:
     ``where`` names the place in error messages (``value["a"][0]``).
 
     Raises:
-        ValueError: a ``$bytes`` tag whose content is not base64 text, or a ``$dict`` tag whose
-            content is not an object.
+        ValueError: a ``$bytes`` tag whose content is not base64 text, a ``$dict`` tag whose
+            content is not an object, or nesting deeper than Python's recursion allows.
 
     """
+    try:
+        return _from_view(view, where)
+    except RecursionError:
+        raise ValueError(f"{where}: {TOO_DEEP}") from None
+
+
+def _from_view(view: Any, where: str) -> Any:
     if isinstance(view, dict):
         if len(view) == 1:
             ((name, content),) = view.items()
@@ -57,10 +79,10 @@ def from_view(view: Any, where: str = "value") -> Any:
                         f'{where}: {{"$dict": ...}} holds an object (a dict written literally), '
                         f"not {json.dumps(content)[:60]}"
                     )
-                return {key: from_view(item, f"{where}[{key!r}]") for key, item in content.items()}
-        return {key: from_view(item, f"{where}[{key!r}]") for key, item in view.items()}
+                return {key: _from_view(item, f"{where}[{key!r}]") for key, item in content.items()}
+        return {key: _from_view(item, f"{where}[{key!r}]") for key, item in view.items()}
     if isinstance(view, list):
-        return [from_view(item, f"{where}[{index}]") for index, item in enumerate(view)]
+        return [_from_view(item, f"{where}[{index}]") for index, item in enumerate(view)]
     return view
 
 
@@ -77,7 +99,11 @@ def _bytes_of(content: Any, where: str) -> bytes:
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """Return the JSON text of ``value``'s view: sorted keys, non-ASCII kept as is."""
-    return json.dumps(to_view(value), ensure_ascii=False, sort_keys=True, indent=indent)
+    viewed = to_view(value)
+    try:
+        return json.dumps(viewed, ensure_ascii=False, sort_keys=True, indent=indent)
+    except RecursionError:
+        raise ValueError(f"value: {TOO_DEEP}") from None
 
 
 def loads(text: str, where: str = "value") -> Any:
@@ -88,4 +114,8 @@ def loads(text: str, where: str = "value") -> Any:
             tag in it is malformed.
 
     """
-    return from_view(json.loads(text), where)
+    try:
+        parsed = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where}: {TOO_DEEP}") from None
+    return from_view(parsed, where)

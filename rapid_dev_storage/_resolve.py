@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def conflicted(file: Path) -> Conflicted:
     except ValueError as exc:
         raise ResolveError(
             f"{file}: a side does not decode as a record ({exc}): choose a whole side with "
-            f"`git checkout --ours {file.name}` or `--theirs`"
+            f"`git checkout --ours -- {shlex.quote(str(file))}` (or --theirs)"
         ) from None
     if their_keys != keys:
         raise ResolveError(f"{file}: the sides hold different keys: choose one with git checkout")

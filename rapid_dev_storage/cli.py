@@ -213,7 +213,10 @@ def show_command(file: Path) -> None:
         record = codec.loads(data)
     except Exception as exc:  # a damaged record: say so, in what git diff shows
         fail(f"{file} does not decode as {codec.name}: {exc}", NOT_FOUND)
-    click.echo(_json_view.dumps(record, indent=2))
+    try:
+        click.echo(_json_view.dumps(record, indent=2))
+    except ValueError as exc:  # nested deeper than a value may be: no record of ours
+        fail(f"{file} cannot be shown: {exc}", NOT_FOUND)
 
 
 @_store_command("dump", *_GROUP, _STRICT)

@@ -200,3 +200,51 @@ def test_a_postgresql_store_is_edited_too(tmp_path: Path) -> None:
             return await store.get_group("USER")["u1"].get_value()
 
     assert asyncio.run(read()) == {"n": 2}
+
+
+class RawEditor:
+    """An editor that writes the given bytes over the file it is given."""
+
+    def __init__(self, tmp_path: Path, data: bytes) -> None:
+        source = tmp_path / "payload.bin"
+        source.write_bytes(data)
+        script = tmp_path / "raw_editor.py"
+        script.write_text(
+            "import sys, pathlib\n"
+            f"pathlib.Path(sys.argv[1]).write_bytes(pathlib.Path({str(source)!r}).read_bytes())\n"
+        )
+        self.command = [sys.executable, str(script)]
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'"\\ud800"', "surrogate"),
+    ],
+    ids=["not-utf8", "deep", "surrogate"],
+)
+def test_what_cannot_be_a_value_is_kept_with_a_message_not_a_traceback(
+    tmp_path: Path, data: bytes, said: str
+) -> None:
+    store_holding(tmp_path / "data", {"n": 1})
+    done = edit(tmp_path, RawEditor(tmp_path, data), "file:data", "USER", "u1")  # type: ignore[arg-type]
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert said in done.stderr
+    kept = re.search(r"your text is in (\S+)", done.stderr)
+    assert kept is not None
+    assert data in Path(kept.group(1)).read_bytes()
+    assert value_in(tmp_path / "data") == {"n": 1}
+
+
+def test_from_refuses_what_is_not_a_regular_text_file(tmp_path: Path) -> None:
+    store_holding(tmp_path / "data", {"n": 1})
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "binary").write_bytes(b"\xff\x00")
+    for source in ("fifo", "binary", "/dev/zero"):
+        done = edit(tmp_path, Editor(tmp_path, [{}]), "file:data", "USER", "u1", "--from", source)
+        assert done.returncode == 2, (source, done.stderr)
+        assert "cannot be read as text" in done.stderr
+        assert "Traceback" not in done.stderr
