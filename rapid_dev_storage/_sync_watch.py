@@ -107,11 +107,14 @@ class Subscription:
         self._thread.start()
 
     def _deliver(self) -> None:
-        for change in self._watch:
-            try:
-                self.callback(change)
-            except Exception:
-                logger.exception("a subscription's callback %r raised", self.callback)
+        try:
+            for change in self._watch:
+                try:
+                    self.callback(change)
+                except Exception:
+                    logger.exception("a subscription's callback %r raised", self.callback)
+        except StoreClosedError:
+            return  # the store closed (perhaps from this very callback): the subscription ends
 
     def cancel(self) -> None:
         """Stop calling the callback; from its own thread too (then it returns at once)."""

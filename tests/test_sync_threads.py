@@ -129,6 +129,28 @@ def test_subscribe_calls_back_on_a_thread_that_may_use_the_store(tmp_path: Path)
         assert mirror.get_value() == {"theme": "dark"}
 
 
+def test_a_callback_that_closes_its_store_ends_the_subscription_quietly(tmp_path: Path) -> None:
+    store = sync.open_storage(f"file:{tmp_path}", "s", 1)
+    called = threading.Event()
+    failures: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda hook: failures.append(hook.exc_value)  # type: ignore[assignment, misc]
+    try:
+
+        def closer(change: Change) -> None:
+            store.close()
+            called.set()
+
+        subscription = store.subscribe(closer, "G")
+        store.get_group("G")["a"].set_value(3)
+        assert called.wait(10)
+        subscription.join()
+    finally:
+        threading.excepthook = previous
+    assert failures == []
+    assert not subscription.running
+
+
 def test_a_sync_watch_sees_another_process_write(tmp_path: Path) -> None:
     url = f"file:{tmp_path}?codec=json"
     program = (
