@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -39,6 +41,10 @@ DEFAULT_EDITORS = ("nano", "vi")
 
 
 _ERROR = "# ERROR:"
+OPENED_ON = "Opened on state"
+_OPENED_ON_LINE = re.compile(rf"^# {OPENED_ON} ([0-9a-f]{{16}})$", re.MULTILINE)
+_UNSEEN: Any = object()
+"""What a kept text was opened on when that is no longer what is stored: never current."""
 
 
 class EditorError(Exception):
@@ -143,11 +149,13 @@ async def edit_loop(
     person: Person,
     save: Save,
     saved: str,
+    stamp: Callable[[], str] | None = None,
 ) -> Outcome:
     """Open ``text`` in the person's editor until ``save`` takes a valid value or they give up.
 
     ``unchanged``: the text that means "no change" (nothing is saved). ``codec`` decides what a
-    value may hold. ``saved``: the message when it landed.
+    value may hold. ``saved``: the message when it landed. ``stamp``: a comment line a kept
+    text must carry (the state it was opened on), added where the person's text lost it.
     """
     path = await asyncio.to_thread(_buffer_holding, text)
 
@@ -168,7 +176,10 @@ async def edit_loop(
         except ValueError as exc:
             # Said in the file too, on top, where the next round of editing starts.
             kept = [line for line in text.splitlines(True) if not line.startswith(_ERROR)]
-            marked = f"{_ERROR} {exc}\n" + "".join(kept)
+            body = "".join(kept)
+            if stamp is not None and stamp() not in body:  # the state it was opened on
+                body = stamp() + "\n" + body
+            marked = f"{_ERROR} {exc}\n" + body
             await asyncio.to_thread(path.write_text, marked, encoding="utf-8")
             return f"{path}: {exc}"
         try:
@@ -227,10 +238,20 @@ async def edit_value(
     For the rest, see `edit_loop`.
     """
     opened_on = await handle.get_value()
-    header = header_lines(describe)
-    if opened_on is NoValue:
-        header.append("There is no value yet: what you write creates the record.")
-    initial = text_for(opened_on, header)
+
+    def header_for(value: Any) -> list[str]:
+        # The last line names the state the text was opened on, so that a text kept now and
+        # given back with --from later is compared with that state, not with a newer one.
+        header = header_lines(describe)
+        if value is NoValue:
+            header.append("There is no value yet: what you write creates the record.")
+        return [*header, f"{OPENED_ON} {state_of(value)}"]
+
+    initial = text_for(opened_on, header_for(opened_on))
+    if start_from is not None:
+        kept_on = _OPENED_ON_LINE.search(start_from)
+        if kept_on is not None and kept_on.group(1) != state_of(opened_on):
+            opened_on = _UNSEEN  # changed since that text was kept: the first save is refused
 
     async def save(value: Any, text: str) -> Refused | None:
         nonlocal opened_on
@@ -240,19 +261,26 @@ async def edit_value(
         # Re-open on the person's text, with what is stored now shown above it in comments;
         # the next save compares against that.
         now = "(no value)" if current is NoValue else dumps(current, indent=2)
-        header_now = [*header, "It changed while you edited it; it now holds:", *now.split("\n")]
+        header_now = [*header_for(current)[:-1], "It changed while you edited it; it now holds:"]
+        header_now += [*now.split("\n"), header_for(current)[-1]]
         opened_on = current
         body = "".join(line for line in text.splitlines(True) if not _comment(line))
         return Refused(
             f"{describe} changed while you edited it (another process wrote it)",
             reopen_with=text_for(NoValue, header_now) + body,
-            unchanged=text_for(current, header),
+            unchanged=text_for(current, header_for(current)),
         )
 
     text = initial if start_from is None else start_from
     saved = f"saved {describe}"
     return await edit_loop(
-        text, unchanged=initial, codec=codec, person=person, save=save, saved=saved
+        text,
+        unchanged=initial,
+        codec=codec,
+        person=person,
+        save=save,
+        saved=saved,
+        stamp=lambda: f"# {OPENED_ON} {state_of(opened_on)}",
     )
 
 
@@ -262,8 +290,16 @@ class _ChangedMeanwhile(Exception):
         self.current = current
 
 
+def state_of(value: Any) -> str:
+    """Return a short digest of a stored value (or of its absence), as the header names it."""
+    text = "(no value)" if value is NoValue else dumps(value)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def _same(one: Any, other: Any) -> bool:
     """Compare values by their JSON text: tells 1 from 1.0 and True; NaN equals itself."""
+    if other is _UNSEEN:
+        return False
     if one is NoValue or other is NoValue:
         return one is other
     return dumps(one) == dumps(other)

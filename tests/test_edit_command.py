@@ -248,3 +248,29 @@ def test_from_refuses_what_is_not_a_regular_text_file(tmp_path: Path) -> None:
         assert done.returncode == 2, (source, done.stderr)
         assert "cannot be read as text" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_kept_text_given_back_never_overwrites_a_change_made_since(tmp_path: Path) -> None:
+    store_holding(tmp_path / "data", {"n": 1})
+    # A first attempt leaves its text kept (the editor writes something that is not JSON).
+    first = edit(tmp_path, Editor(tmp_path, [{"write": '{"n": 2'}]), "file:data", "USER", "u1")
+    kept = re.search(r"your text is in (\S+)", first.stderr)
+    assert first.returncode == 1
+    assert kept is not None
+    fixed = Path(kept.group(1)).read_text().replace('{"n": 2', '{"n": 2}')
+    Path(kept.group(1)).write_text(fixed)
+    store_holding(tmp_path / "data", {"n": 3})  # someone writes after the text was kept
+    again = edit(
+        tmp_path, Editor(tmp_path, [{}]), "file:data", "USER", "u1", "--from", kept.group(1)
+    )
+    assert again.returncode == 1, again.stderr
+    assert "changed while you edited it" in again.stderr
+    assert value_in(tmp_path / "data") == {"n": 3}
+    # Given back once more, now opened on {"n": 3}: it is saved.
+    kept_again = re.search(r"your text is in (\S+)", again.stderr)
+    assert kept_again is not None
+    last = edit(
+        tmp_path, Editor(tmp_path, [{}]), "file:data", "USER", "u1", "--from", kept_again.group(1)
+    )
+    assert last.returncode == 0, last.stderr
+    assert value_in(tmp_path / "data") == {"n": 2}
