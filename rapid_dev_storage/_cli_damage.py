@@ -8,9 +8,12 @@ first instead. Imported only by the command line.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ._file_io import read_regular_file
+from ._file_layout import group_directory_name, hand_made_group
 from ._merge_text import has_conflict_markers
 from .errors import CorruptRecordError
 
@@ -55,3 +58,23 @@ class Damage:
 def counted(count: int) -> str:
     """Return ``"1 record"``, ``"2 records"``: how every message counts records."""
     return f"{count} record{'' if count == 1 else 's'}"
+
+
+def hand_made_hint(store_directory: str, group: str) -> str:
+    """Return why a record of ``group`` may seem missing: a directory made by hand holds it.
+
+    Reads never look there (see `_file_layout.hand_made_group`); ``get`` says so instead of a
+    bare "no value". Empty when there is no such directory.
+    """
+    try:
+        names = os.listdir(store_directory)
+    except OSError:
+        return ""
+    for name in sorted(names):
+        if hand_made_group(name) == group and os.path.isdir(os.path.join(store_directory, name)):
+            return (
+                f"; {os.path.join(store_directory, name)} looks made by hand for group {group!r}:"
+                f" the store reads {group_directory_name(group)}/ only (fsck --repair moves the"
+                " records there)"
+            )
+    return ""

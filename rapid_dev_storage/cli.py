@@ -22,7 +22,7 @@ import click
 from . import _json_view
 from ._api import Storage
 from ._cli_copy import copy_store, load_lines
-from ._cli_damage import Damage, counted
+from ._cli_damage import Damage, counted, hand_made_hint
 from ._cli_git import GIT_COMMANDS
 from ._cli_groups import dump_groups, list_location
 from ._cli_output import (
@@ -102,12 +102,16 @@ def get_command(
 ) -> None:
     """Print the value of GROUP[KEYS...] as JSON (exit status 1 if there is none)."""
 
-    async def value_of(store: Storage) -> object:
-        return await store.get_group(group)[keys].get_value()
+    async def value_of(store: Storage) -> tuple[object, str]:
+        value = await store.get_group(group)[keys].get_value()
+        backend = store.backend
+        if value is NoValue and isinstance(backend, FileBackend):
+            return value, await asyncio.to_thread(hand_made_hint, backend.location, group)
+        return value, ""
 
-    value = on_store(location, name, identifier, value_of, read_only=True)
+    value, hint = on_store(location, name, identifier, value_of, read_only=True)
     if value is NoValue:
-        fail(f"no value at {group} {_json_view.dumps(list(keys))}", NOT_FOUND)
+        fail(f"no value at {group} {_json_view.dumps(list(keys))}{hint}", NOT_FOUND)
     emit(value)
 
 

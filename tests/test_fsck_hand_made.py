@@ -373,3 +373,28 @@ async def test_fsck_of_an_sqlite_store_ends_with_its_summary(tmp_path: Path) -> 
         await store.get_group("B")["z"].set_value(3)
     checked = fsck(f"sqlite:{database}")
     assert (checked.returncode, checked.stdout) == (0, "records: 3, groups: 2, problems: 0\n")
+
+
+def test_get_of_a_record_only_a_hand_made_directory_holds_says_where_it_is(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(_one_record(tmp_path))
+    hand_made = tmp_path / "app~1" / "USER"
+    hand_made.mkdir()
+    (hand_made / "u8.json").write_bytes(record_bytes("u8", value=1))
+    command = [sys.executable, "-m", "rapid_dev_storage", "get", f"file:{tmp_path}", "USER", "u8"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "no value at USER" in done.stderr
+    assert f"{hand_made} looks made by hand for group 'USER'" in done.stderr
+    assert "^user/" in done.stderr
+    assert "fsck --repair" in done.stderr
+    fsck(tmp_path, "--repair")
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "1"
+
+
+async def _one_record(path: Path) -> None:
+    async with await open_store(path) as store:
+        await store.get_group("OTHER")["x"].set_value(1)
