@@ -18,12 +18,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from ._codecs import Codec, JSONCodec, MsgpackCodec
+from ._file_layout import decode_record, encode_record
 from ._merge import MISSING, conflicts, merge, pick
 from ._merge_text import render_record
-from ._validate import check_keys
 
 
 def codec_for(path: str) -> Codec | None:
@@ -35,23 +34,6 @@ def codec_for(path: str) -> Codec | None:
     return None
 
 
-def record_parts(data: bytes, codec: Codec) -> tuple[list[str], Any]:
-    """Return ``(keys, value)`` of a record file's bytes.
-
-    Raises:
-        ValueError: the bytes do not decode, or are not a ``{"keys", "value"}`` record.
-
-    """
-    record = codec.loads(data)
-    if not isinstance(record, dict) or set(record) != {"keys", "value"}:
-        raise ValueError('not a record: a record is an object of exactly "keys" and "value"')
-    keys = record["keys"]
-    if not isinstance(keys, list):
-        raise ValueError('"keys" must be a list of 1 to 5 strings')
-    check_keys(tuple(keys))
-    return keys, record["value"]
-
-
 def merge_files(base: Path, ours: Path, theirs: Path, marker_size: int, name: str) -> int:
     """Merge the record file ``name``'s versions into ``ours``; return git's exit status."""
     codec = codec_for(name)
@@ -59,8 +41,8 @@ def merge_files(base: Path, ours: Path, theirs: Path, marker_size: int, name: st
         return _leave_to_git(None, base, ours, theirs, marker_size, f"{name} is not a record file")
     try:
         sides = [path.read_bytes() for path in (base, ours, theirs)]
-        parts = [None if not data else record_parts(data, codec) for data in sides[1:]]
-        base_parts = record_parts(sides[0], codec) if sides[0] else None
+        parts = [None if not data else decode_record(codec, data) for data in sides[1:]]
+        base_parts = decode_record(codec, sides[0]) if sides[0] else None
     except (OSError, ValueError, TypeError) as exc:
         return _leave_to_git(codec, base, ours, theirs, marker_size, f"{name}: {exc}")
     if parts[0] is None or parts[1] is None:
@@ -73,12 +55,12 @@ def merge_files(base: Path, ours: Path, theirs: Path, marker_size: int, name: st
     merged = merge(base_value, parts[0][1], parts[1][1])
     found = conflicts(merged)
     if not found:
-        _replace(ours, codec.dumps({"keys": keys, "value": merged}))
+        replace_file(ours, encode_record(codec, keys, merged))
         return 0
     if isinstance(codec, JSONCodec):
-        _replace(ours, render_record(keys, merged, marker_size).encode("utf-8"))
+        replace_file(ours, render_record(list(keys), merged, marker_size).encode("utf-8"))
     else:
-        _replace(ours, codec.dumps({"keys": keys, "value": pick(merged, "ours")}))
+        replace_file(ours, encode_record(codec, keys, pick(merged, "ours")))
     if isinstance(codec, JSONCodec):
         todo = "edit the marked entries, then `git add`"
     else:
@@ -105,7 +87,7 @@ def _leave_to_git(
     return 0 if status.returncode == 0 else 1
 
 
-def _replace(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
     """Write ``data`` over ``path`` whole: beside it, then renamed (never half a result)."""
     temp = path.with_name(f".{path.name}.rds-merge")
     temp.write_bytes(data)

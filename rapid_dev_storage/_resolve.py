@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from ._edit import Outcome, Person, Refused, edit_loop, header_lines, text_for
+from ._file_layout import decode_record, encode_record
 from ._json_view import dumps
 from ._merge import MISSING, Conflict, merge, pick
-from ._merge_driver import codec_for, record_parts
+from ._merge_driver import codec_for, replace_file
+from ._types import Keys
 
 
 class ResolveError(Exception):
@@ -34,7 +35,7 @@ class Conflicted:
     """A conflicted record file: where it is, its keys, and its merge (with `Conflict` places)."""
 
     path: Path
-    keys: list[str]
+    keys: Keys
     merged: Any
 
     def places(self) -> list[tuple[str, Conflict]]:
@@ -80,9 +81,9 @@ def conflicted(file: Path) -> Conflicted:
     if 2 not in stages or 3 not in stages:
         raise ResolveError(f"{file} has no unresolved merge in git: nothing to resolve")
     try:
-        keys, ours = record_parts(stages[2], codec)
-        their_keys, theirs = record_parts(stages[3], codec)
-        base = record_parts(stages[1], codec)[1] if 1 in stages else MISSING
+        keys, ours = decode_record(codec, stages[2])
+        their_keys, theirs = decode_record(codec, stages[3])
+        base = decode_record(codec, stages[1])[1] if 1 in stages else MISSING
     except ValueError as exc:
         raise ResolveError(
             f"{file}: a side does not decode as a record ({exc}): choose a whole side with "
@@ -95,7 +96,7 @@ def conflicted(file: Path) -> Conflicted:
 
 def describe(record: Conflicted) -> str:
     """Return the conflicts as text a person reads: where, and each side's value."""
-    lines = [f"{record.path}: keys {record.keys}"]
+    lines = [f"{record.path}: keys {list(record.keys)}"]
     for where, conflict in record.places():
         lines.append(f"  {where}:")
         for side in ("base", "ours", "theirs"):
@@ -111,16 +112,14 @@ def write(record: Conflicted, value: Any) -> None:
     """Write the record file with ``value``, whole: beside it, then renamed over it."""
     codec = codec_for(record.path.name)
     assert codec is not None  # conflicted() checked the name
-    temp = record.path.with_name(f".{record.path.name}.rds-resolve")
-    temp.write_bytes(codec.dumps({"keys": record.keys, "value": value}))
-    os.replace(temp, record.path)
+    replace_file(record.path, encode_record(codec, record.keys, value))
 
 
 async def resolve_in_editor(record: Conflicted, person: Person) -> Outcome:
     """Let a person settle the conflicts in an editor, starting from "ours" at each place."""
     codec = codec_for(record.path.name)
     assert codec is not None  # conflicted() checked the name
-    header = header_lines(f"the merge of {record.path.name} (keys {record.keys})")
+    header = header_lines(f"the merge of {record.path.name} (keys {list(record.keys)})")
     header += ["Each conflict starts as ours; the sides were:", *describe(record).split("\n")[1:]]
     text = text_for(pick(record.merged, "ours"), header)
 
