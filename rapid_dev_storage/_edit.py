@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable
 
 from ._api import StorageValue
 from ._codecs import Codec
-from ._json_view import TOO_DEEP, dumps, from_view
+from ._json_view import dumps, loads
 from ._types import NoValue
 from ._validate import check_value
 from .errors import InvalidValueError
@@ -43,8 +43,6 @@ DEFAULT_EDITORS = ("nano", "vi")
 _ERROR = "# ERROR:"
 OPENED_ON = "Opened on state"
 _OPENED_ON_LINE = re.compile(rf"^# {OPENED_ON} ([0-9a-f]{{16}})$", re.MULTILINE)
-_UNSEEN: Any = object()
-"""What a kept text was opened on when that is no longer what is stored: never current."""
 
 
 class EditorError(Exception):
@@ -96,12 +94,9 @@ def parse_buffer(text: str) -> Any:
     if not body.strip():
         return NoValue
     try:
-        view = json.loads(body)
+        return loads(body)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise ValueError(f"value: {TOO_DEEP}") from None
-    return from_view(view)
 
 
 def _comment(line: str) -> bool:
@@ -234,10 +229,14 @@ async def edit_value(
 
     ``codec`` is the store's (`Storage.backend.codec`): it decides what a value may hold.
     ``start_from``: text to open instead of the stored value (a kept file from an earlier
-    attempt); the compare-and-swap is then against the value stored when this edit began.
+    attempt); the compare-and-swap is then against the state that text names it was opened
+    on, so a change made since the text was kept is refused too (a text without that line:
+    against the value stored when this edit began).
     For the rest, see `edit_loop`.
     """
-    opened_on = await handle.get_value()
+    stored = await handle.get_value()
+    # What the person's text was opened on, as a digest: the compare-and-swap is against it.
+    opened_on = state_of(stored)
 
     def header_for(value: Any) -> list[str]:
         # The last line names the state the text was opened on, so that a text kept now and
@@ -247,11 +246,10 @@ async def edit_value(
             header.append("There is no value yet: what you write creates the record.")
         return [*header, f"{OPENED_ON} {state_of(value)}"]
 
-    initial = text_for(opened_on, header_for(opened_on))
-    if start_from is not None:
-        kept_on = _OPENED_ON_LINE.search(start_from)
-        if kept_on is not None and kept_on.group(1) != state_of(opened_on):
-            opened_on = _UNSEEN  # changed since that text was kept: the first save is refused
+    initial = text_for(stored, header_for(stored))
+    kept_on = None if start_from is None else _OPENED_ON_LINE.search(start_from)
+    if kept_on is not None:  # a kept text: what it was opened on, however long ago
+        opened_on = kept_on.group(1)
 
     async def save(value: Any, text: str) -> Refused | None:
         nonlocal opened_on
@@ -261,14 +259,14 @@ async def edit_value(
         # Re-open on the person's text, with what is stored now shown above it in comments;
         # the next save compares against that.
         now = "(no value)" if current is NoValue else dumps(current, indent=2)
-        header_now = [*header_for(current)[:-1], "It changed while you edited it; it now holds:"]
-        header_now += [*now.split("\n"), header_for(current)[-1]]
-        opened_on = current
+        *header, opened_line = header_for(current)
+        header_now = [*header, "It changed while you edited it; it now holds:", *now.split("\n")]
+        opened_on = state_of(current)
         body = "".join(line for line in text.splitlines(True) if not _comment(line))
         return Refused(
             f"{describe} changed while you edited it (another process wrote it)",
-            reopen_with=text_for(NoValue, header_now) + body,
-            unchanged=text_for(current, header_for(current)),
+            reopen_with=text_for(NoValue, [*header_now, opened_line]) + body,
+            unchanged=text_for(current, [*header, opened_line]),
         )
 
     text = initial if start_from is None else start_from
@@ -280,7 +278,7 @@ async def edit_value(
         person=person,
         save=save,
         saved=saved,
-        stamp=lambda: f"# {OPENED_ON} {state_of(opened_on)}",
+        stamp=lambda: f"# {OPENED_ON} {opened_on}",
     )
 
 
@@ -291,29 +289,23 @@ class _ChangedMeanwhile(Exception):
 
 
 def state_of(value: Any) -> str:
-    """Return a short digest of a stored value (or of its absence), as the header names it."""
+    """Return a short digest of a stored value (or of its absence), as the header names it.
+
+    Computed from the value's JSON text: it tells 1 from 1.0 and true, and NaN equals itself.
+    """
     text = "(no value)" if value is NoValue else dumps(value)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _same(one: Any, other: Any) -> bool:
-    """Compare values by their JSON text: tells 1 from 1.0 and True; NaN equals itself."""
-    if other is _UNSEEN:
-        return False
-    if one is NoValue or other is NoValue:
-        return one is other
-    return dumps(one) == dumps(other)
-
-
-async def _swap(handle: StorageValue, expected: Any, value: Any) -> tuple[bool, Any]:
-    """Write ``value`` if the record still holds ``expected``.
+async def _swap(handle: StorageValue, expected: str, value: Any) -> tuple[bool, Any]:
+    """Write ``value`` if the record still holds the state ``expected`` (`state_of`).
 
     Returns ``(True, value)``, or ``(False, what it holds)`` having written nothing (the update
     function raises before anything is written).
     """
 
     def replace(current: Any) -> Any:
-        if not _same(current, expected):
+        if state_of(current) != expected:
             raise _ChangedMeanwhile(current)
         return value
 

@@ -274,3 +274,26 @@ def test_a_kept_text_given_back_never_overwrites_a_change_made_since(tmp_path: P
     )
     assert last.returncode == 0, last.stderr
     assert value_in(tmp_path / "data") == {"n": 2}
+
+
+def test_a_stale_kept_text_that_is_not_json_is_kept_again(tmp_path: Path) -> None:
+    store_holding(tmp_path / "data", {"n": 1})
+    first = edit(tmp_path, Editor(tmp_path, [{"write": '{"n": 2'}]), "file:data", "USER", "u1")
+    kept = re.search(r"your text is in (\S+)", first.stderr)
+    assert kept is not None
+    store_holding(tmp_path / "data", {"n": 3})  # changed since the text was kept
+    # Given back and still not JSON: kept once more, naming the state it was opened on.
+    again = edit(
+        tmp_path, Editor(tmp_path, [{}]), "file:data", "USER", "u1", "--from", kept.group(1)
+    )
+    assert again.returncode == 1, again.stderr
+    assert "Traceback" not in again.stderr
+    assert "not JSON" in again.stderr
+    kept_again = re.search(r"your text is in (\S+)", again.stderr)
+    assert kept_again is not None
+    opened_on = re.findall(r"^# Opened on state (\w+)$", Path(kept.group(1)).read_text(), re.M)
+    assert (
+        re.findall(r"^# Opened on state (\w+)$", Path(kept_again.group(1)).read_text(), re.M)
+        == opened_on
+    )
+    assert value_in(tmp_path / "data") == {"n": 3}
