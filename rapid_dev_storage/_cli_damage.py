@@ -13,7 +13,7 @@ import os
 import click
 
 from ._file_io import read_regular_file
-from ._file_layout import group_directory_name, hand_made_group
+from ._file_layout import hand_made_group, hand_made_message
 from ._merge_text import has_conflict_markers
 from .errors import CorruptRecordError
 
@@ -72,9 +72,5 @@ def hand_made_hint(store_directory: str, group: str) -> str:
         return ""
     for name in sorted(names):
         if hand_made_group(name) == group and os.path.isdir(os.path.join(store_directory, name)):
-            return (
-                f"; {os.path.join(store_directory, name)} looks made by hand for group {group!r}:"
-                f" the store reads {group_directory_name(group)}/ only (fsck --repair moves the"
-                " records there)"
-            )
+            return f"; {hand_made_message(store_directory, name)}"  # as the store warns of it
     return ""

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from rapid_dev_storage import FileBackend, NoValue, SQLiteBackend, Storage
+from rapid_dev_storage._file_layout import hand_made_message
 
 PROMPT = 10.0
 
@@ -386,8 +387,9 @@ def test_get_of_a_record_only_a_hand_made_directory_holds_says_where_it_is(
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "no value at USER" in done.stderr
-    assert f"{hand_made} looks made by hand for group 'USER'" in done.stderr
-    assert "^user/" in done.stderr
+    assert hand_made_message(str(tmp_path / "app~1"), "USER") in done.stderr
+    assert f"{hand_made} is not read" in done.stderr
+    assert str(tmp_path / "app~1" / "^user") in done.stderr
     assert "fsck --repair" in done.stderr
     fsck(tmp_path, "--repair")
     again = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
