@@ -114,8 +114,17 @@ def loads(text: str, where: str = "value") -> Any:
             tag in it is malformed.
 
     """
+    return from_view(parse(text, where), where)
+
+
+def parse(text: str, where: str = "value") -> Any:
+    """Return `json.loads` of ``text``; nesting deeper than recursion allows is a ValueError.
+
+    Raises:
+        ValueError: not JSON (`json.JSONDecodeError`), or nested too deeply.
+
+    """
     try:
-        parsed = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         raise ValueError(f"{where}: {TOO_DEEP}") from None
-    return from_view(parsed, where)

@@ -19,7 +19,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
-from ._json_view import from_view, to_view
+from ._json_view import from_view, parse, to_view
 from ._turns import Yielder
 from ._types import Keys
 from ._validate import check_group_name, check_keys, check_value
@@ -49,7 +49,7 @@ def parse_line(line: str, codec: Codec) -> tuple[str, Keys, Any]:
         ValueError: (or one of our errors, which are ValueErrors) saying what is wrong.
 
     """
-    record = json.loads(line)
+    record = parse(line)
     if not isinstance(record, dict) or set(record) != {"group", "keys", "value"}:
         raise ValueError('each line is an object of exactly "group", "keys" and "value"')
     group = check_group_name(record["group"])

@@ -89,3 +89,15 @@ async def test_bytes_into_a_json_store_are_refused_by_name(tmp_path: Path) -> No
         with pytest.raises(ValueError, match=r"line 1: .*bytes"):
             await store.load(source)
         assert await store.get_group("G")["a"].get_value() is NoValue
+
+
+async def test_a_line_nested_beyond_recursion_is_a_bad_line_not_a_crash(tmp_path: Path) -> None:
+    source = tmp_path / "deep.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000
+    source.write_text(f'{{"group": "G", "keys": ["a"], "value": {deep}}}\n')
+    async with Storage(
+        await FileBackend.create_backend_instance(tmp_path / "s", "app", 1)
+    ) as store:
+        with pytest.raises(ValueError, match=r"line 1: value: nested too deeply"):
+            await store.load(source)
+        assert await store.get_group("G")["a"].get_value() is NoValue
