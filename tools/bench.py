@@ -7,6 +7,10 @@ every subject in turn, so a slow minute of the machine falls on all of them alik
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
     python tools/bench.py [--quick] [--sync] [--postgres DSN] [--markdown FILE] [--chart FILE.png]
+                          [--json FILE]
+
+``--json`` keeps the run's rows and target ratios for ``tools/bench_ranges.py``, which turns three
+or more runs into the ranges docs/benchmarks.md reports.
 
 With a PostgreSQL server (``--postgres``, or RAPID_DEV_STORAGE_TEST_POSTGRES as the tests use),
 PostgresBackend runs beside plain asyncpg doing the same statements on the same table; the
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -42,7 +47,7 @@ from bench_peers import (
     raw_files,
     thread_hop,
 )
-from bench_report import chart, machine, report
+from bench_report import as_json, chart, machine, report
 from bench_sync import measure_sync
 
 from rapid_dev_storage import (
@@ -280,6 +285,7 @@ async def main() -> None:
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
+    parser.add_argument("--json", type=Path, help="also keep rows and ratios here, for ranges")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES", ""),
@@ -300,6 +306,8 @@ async def main() -> None:
         arguments.markdown.write_text(report(bench, markdown=True) + "\n", encoding="utf-8")
     if arguments.chart:
         chart(bench, arguments.chart)
+    if arguments.json:
+        arguments.json.write_text(json.dumps(as_json(bench), indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import platform
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from bench_harness import Bench
 from bench_sync import ASYNC as SYNC_ASYNC
@@ -239,6 +240,15 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
             ratio = ours.median_us / theirs.median_us
             rows.append((target.label, ratio, ratio <= target.bound))
     return rows
+
+
+def as_json(bench: Bench) -> dict[str, Any]:
+    """The run's rows and target ratios, as `bench_ranges` reads them back."""
+    return {
+        "machine": machine(),
+        "results": [dataclasses.asdict(result) for result in bench.results],
+        "targets": [[label, ratio, met] for label, ratio, met in target_rows(bench)],
+    }
 
 
 def machine() -> str:
