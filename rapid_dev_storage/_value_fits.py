@@ -1,0 +1,154 @@
+"""Whether a value can be stored: the quick yes or no that every write and read asks.
+
+`_validate.check_value` asks it first and walks again, building the path its error names, only
+for a value it refuses. Small containers are checked item by item; large ones a level of the
+tree at a time, in passes of C helpers (see `_levels_fit`).
+"""
+
+from __future__ import annotations
+
+from itertools import chain, compress
+from math import isfinite as _isfinite
+from typing import Any, Iterable, cast
+
+MAX_DEPTH = 256
+"""Deepest nesting accepted: every codec reads it back, and a value containing itself stops here."""
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+"""msgpack's range, kept for every codec so that a store converts to any other codec losslessly."""
+
+
+BATCH = 16
+"""Containers longer than this are checked a level at a time (`_levels_fit`), smaller ones item
+by item: the level walk's few C calls cost more for a small dict than a loop over it."""
+
+
+def value_fits(
+    value: Any, depth: int, allow_bytes: bool, allow_non_finite: bool, strict: bool = False
+) -> bool:
+    """Whether `_validate.check_value` would accept ``value`` at nesting ``depth`` (0: the top).
+
+    The same rules as its walk, without building any path: the fast answer for good values.
+    ``strict``: the value goes next to an encoder that raises for an int out of range
+    and for a subclass of str (msgpack's with ``strict_types``, see ``Codec.strict_dumps``), and
+    if it does, to ``check_value``: large containers leave those two checks to it.
+    """
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            return False
+        if len(value) > BATCH:
+            return _levels_fit([value], {kind}, depth, allow_bytes, allow_non_finite, strict)
+        if kind is dict:
+            for key in value:  # a loop: twice as fast as all() over a generator
+                if type(key) is not str:
+                    return False
+            value = value.values()
+        return _items_fit(value, depth + 1, allow_bytes, allow_non_finite, strict)
+    return _scalar_fits(value, allow_bytes, allow_non_finite)
+
+
+def _items_fit(
+    items: Iterable[Any], depth: int, allow_bytes: bool, allow_non_finite: bool, strict: bool
+) -> bool:
+    # The common scalars are tested inline: a call per item would double the cost.
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            fits = INT_MIN <= item <= INT_MAX
+        elif kind is float:
+            fits = allow_non_finite or _isfinite(item)
+        elif kind is dict or kind is list or kind is tuple:
+            fits = value_fits(item, depth, allow_bytes, allow_non_finite, strict)
+        else:
+            fits = kind is bytes and allow_bytes
+        if not fits:
+            return False
+    return True
+
+
+def _scalar_fits(value: object, allow_bytes: bool, allow_non_finite: bool) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return INT_MIN <= cast(int, value) <= INT_MAX
+    if kind is float:
+        return allow_non_finite or _isfinite(cast(float, value))
+    return kind is bytes and allow_bytes
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+_STORABLE = frozenset({str, bool, type(None), int, float, *_CONTAINERS})
+_STORABLE_WITH_BYTES = _STORABLE | {bytes}
+_ONLY_STR = frozenset({str})
+_is_container = _CONTAINERS.__contains__
+_is_int = frozenset({int}).__contains__
+_is_float = frozenset({float}).__contains__
+_flatten = chain.from_iterable
+
+
+def _levels_fit(
+    level: list[Any],
+    kinds: set[type],
+    depth: int,
+    allow_bytes: bool,
+    allow_non_finite: bool,
+    strict: bool,
+) -> bool:
+    """`value_fits` of the containers ``level`` (of the types ``kinds``), a level at a time.
+
+    Each level of the tree is checked in a few passes of C helpers (``map(type, ...)`` into a
+    set, `itertools.chain`, `itertools.compress`) over all its items at once: a loop of Python
+    per item costs three times as much (1,000 rows: 0.5 ms against msgpack's 0.18 ms encode).
+    """
+    storable = _STORABLE_WITH_BYTES if allow_bytes else _STORABLE
+    while True:
+        if depth >= MAX_DEPTH:
+            return False
+        if dict in kinds:
+            dicts = level if len(kinds) == 1 else [item for item in level if type(item) is dict]
+            if not _keys_are_str(dicts, strict):
+                return False
+            items = list(_flatten(map(dict.values, dicts)))
+            if len(kinds) > 1:
+                items += _flatten([item for item in level if type(item) is not dict])
+        else:
+            items = list(_flatten(level))
+        types = set(map(type, items))
+        if not types <= storable:
+            return False
+        if not _numbers_fit(items, types, allow_non_finite, strict):
+            return False
+        kinds = types & _CONTAINERS
+        if not kinds:
+            return True
+        if not types <= _CONTAINERS:
+            items = list(compress(items, map(_is_container, map(type, items))))
+        level, depth = items, depth + 1
+
+
+def _numbers_fit(items: list[Any], types: set[type], allow_non_finite: bool, strict: bool) -> bool:
+    """Whether the ints among ``items`` are in range and (unless allowed) the floats finite."""
+    if int in types and not strict:
+        ints = list(compress(items, map(_is_int, map(type, items))))
+        if min(ints) < INT_MIN or max(ints) > INT_MAX:
+            return False
+    return (
+        float not in types
+        or allow_non_finite
+        or all(map(_isfinite, compress(items, map(_is_float, map(type, items)))))
+    )
+
+
+def _keys_are_str(dicts: list[dict[Any, Any]], strict: bool) -> bool:
+    if strict:  # str.join refuses anything but str, twice as fast as collecting types
+        try:
+            "".join(_flatten(dicts))
+        except TypeError:
+            return False
+        return True
+    return set(map(type, _flatten(dicts))) <= _ONLY_STR
