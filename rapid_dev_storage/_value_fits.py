@@ -102,8 +102,10 @@ def _levels_fit(
     """`value_fits` of the containers ``level`` (of the types ``kinds``), a level at a time.
 
     Each level of the tree is checked in a few passes of C helpers (``map(type, ...)`` into a
-    set, `itertools.chain`, `itertools.compress`) over all its items at once: a loop of Python
-    per item costs three times as much (1,000 rows: 0.5 ms against msgpack's 0.18 ms encode).
+    set, `itertools.chain`, `itertools.compress`) over all its items at once, where a loop of
+    Python per item cost 2.8x msgpack's encode (1,000 rows: 0.5 ms against 0.18 ms); with
+    ``strict`` this costs 1.4-1.7x. No pure-Python walk gets under the encode: msgpack spends
+    about 20 ns per item, one C pass of ours 17-33 ns.
     """
     storable = _STORABLE_WITH_BYTES if allow_bytes else _STORABLE
     while True:
