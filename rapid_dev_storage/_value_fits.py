@@ -1,8 +1,8 @@
 """Whether a value can be stored: the quick yes or no that every write and read asks.
 
 `_validate.check_value` asks it first and walks again, building the path its error names, only
-for a value it refuses. Small containers are checked item by item; large ones a level of the
-tree at a time, in passes of C helpers (see `_levels_fit`).
+for a value it refuses. Containers are checked item by item; before msgpack's strict encoder,
+large ones a level of the tree at a time, in passes of C helpers (see `_levels_fit`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ INT_MAX = 2**64 - 1
 
 
 BATCH = 16
-"""Containers longer than this are checked a level at a time (`_levels_fit`), smaller ones item
-by item: the level walk's few C calls cost more for a small dict than a loop over it."""
+"""With ``strict``, containers longer than this are checked a level at a time (`_levels_fit`),
+smaller ones item by item: the level walk's few C calls cost more for a small dict."""
 
 
 def value_fits(
@@ -32,14 +32,15 @@ def value_fits(
     The same rules as its walk, without building any path: the fast answer for good values.
     ``strict``: the value goes next to an encoder that raises for an int out of range
     and for a subclass of str (msgpack's with ``strict_types``, see ``Codec.strict_dumps``), and
-    if it does, to ``check_value``: large containers leave those two checks to it.
+    if it does, to ``check_value``: large containers leave those two checks to it, and are
+    checked a level at a time.
     """
     kind = type(value)
     if kind is dict or kind is list or kind is tuple:
         if depth >= MAX_DEPTH:
             return False
-        if len(value) > BATCH:
-            return _levels_fit([value], {kind}, depth, allow_bytes, allow_non_finite, strict)
+        if strict and len(value) > BATCH:
+            return _levels_fit([value], {kind}, depth, allow_bytes, allow_non_finite)
         if kind is dict:
             for key in value:  # a loop: twice as fast as all() over a generator
                 if type(key) is not str:
@@ -84,9 +85,7 @@ def _scalar_fits(value: object, allow_bytes: bool, allow_non_finite: bool) -> bo
 _CONTAINERS = frozenset({dict, list, tuple})
 _STORABLE = frozenset({str, bool, type(None), int, float, *_CONTAINERS})
 _STORABLE_WITH_BYTES = _STORABLE | {bytes}
-_ONLY_STR = frozenset({str})
 _is_container = _CONTAINERS.__contains__
-_is_int = frozenset({int}).__contains__
 _is_float = frozenset({float}).__contains__
 _flatten = chain.from_iterable
 
@@ -97,15 +96,15 @@ def _levels_fit(
     depth: int,
     allow_bytes: bool,
     allow_non_finite: bool,
-    strict: bool,
 ) -> bool:
-    """`value_fits` of the containers ``level`` (of the types ``kinds``), a level at a time.
+    """`value_fits` with ``strict`` of the containers ``level`` (of the types ``kinds``).
 
     Each level of the tree is checked in a few passes of C helpers (``map(type, ...)`` into a
-    set, `itertools.chain`, `itertools.compress`) over all its items at once, where a loop of
-    Python per item cost 2.8x msgpack's encode (1,000 rows: 0.5 ms against 0.18 ms); with
-    ``strict`` this costs 1.4-1.7x. No pure-Python walk gets under the encode: msgpack spends
-    about 20 ns per item, one C pass of ours 17-33 ns.
+    set, `itertools.chain`, `str.join` over the keys) over all its items at once, where a loop
+    of Python per item cost 2.8x msgpack's encode (1,000 rows: 0.5 ms against 0.18 ms); this
+    costs 1.4-1.7x. No pure-Python walk gets under the encode: msgpack spends about 20 ns per
+    item, one C pass of ours 17-33 ns. Without ``strict`` the range check of ints (a filter,
+    a min and a max) made this no faster than the loop, which is kept for that.
     """
     storable = _STORABLE_WITH_BYTES if allow_bytes else _STORABLE
     while True:
@@ -113,7 +112,9 @@ def _levels_fit(
             return False
         if dict in kinds:
             dicts = level if len(kinds) == 1 else [item for item in level if type(item) is dict]
-            if not _keys_are_str(dicts, strict):
+            try:  # str.join refuses anything but str (subclasses: see value_fits' strict)
+                "".join(_flatten(dicts))
+            except TypeError:
                 return False
             items = list(_flatten(map(dict.values, dicts)))
             if len(kinds) > 1:
@@ -123,7 +124,11 @@ def _levels_fit(
         types = set(map(type, items))
         if not types <= storable:
             return False
-        if not _numbers_fit(items, types, allow_non_finite, strict):
+        if (
+            float in types
+            and not allow_non_finite
+            and not all(map(_isfinite, compress(items, map(_is_float, map(type, items)))))
+        ):
             return False
         kinds = types & _CONTAINERS
         if not kinds:
@@ -131,26 +136,3 @@ def _levels_fit(
         if not types <= _CONTAINERS:
             items = list(compress(items, map(_is_container, map(type, items))))
         level, depth = items, depth + 1
-
-
-def _numbers_fit(items: list[Any], types: set[type], allow_non_finite: bool, strict: bool) -> bool:
-    """Whether the ints among ``items`` are in range and (unless allowed) the floats finite."""
-    if int in types and not strict:
-        ints = list(compress(items, map(_is_int, map(type, items))))
-        if min(ints) < INT_MIN or max(ints) > INT_MAX:
-            return False
-    return (
-        float not in types
-        or allow_non_finite
-        or all(map(_isfinite, compress(items, map(_is_float, map(type, items)))))
-    )
-
-
-def _keys_are_str(dicts: list[dict[Any, Any]], strict: bool) -> bool:
-    if strict:  # str.join refuses anything but str, twice as fast as collecting types
-        try:
-            "".join(_flatten(dicts))
-        except TypeError:
-            return False
-        return True
-    return set(map(type, _flatten(dicts))) <= _ONLY_STR

@@ -182,7 +182,7 @@ def test_each_odd_part_of_a_large_value(bad: Any, where: str) -> None:
 
 
 def test_the_level_walk_is_what_checks_large_containers() -> None:
-    """A container over BATCH items goes to the level walk: prove it is the one deciding."""
+    """With strict, a container over BATCH items goes to the level walk, which leaves ints."""
     small = [2**64] * BATCH
     large = [2**64] * (BATCH + 1)
     assert not value_fits(small, 0, True, True)
