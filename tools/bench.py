@@ -6,8 +6,8 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--sync] [--postgres DSN] [--markdown FILE] [--chart FILE.png]
-                          [--json FILE]
+    python tools/bench.py [--quick] [--sync | --large] [--postgres DSN] [--markdown FILE]
+                          [--chart FILE.png] [--json FILE]
 
 ``--json`` keeps the run's rows and target ratios for ``tools/bench_ranges.py``, which turns three
 or more runs into the ranges docs/benchmarks.md reports.
@@ -35,6 +35,7 @@ from typing import Any
 import aiosqlite
 import diskcache
 from bench_harness import FULL, QUICK, VALUE, Bench, Result, Subject, peak_rss_growth
+from bench_large import measure_large
 from bench_peers import (
     aiosqlite_subject,
     bench_schema,
@@ -272,6 +273,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
             await measure_plain_asyncpg_scans(bench, server)
         print("measuring the synchronous API...", file=sys.stderr)
         await measure_sync(bench)
+        print("measuring large values...", file=sys.stderr)
+        await measure_large(bench, quick)
         print("measuring change notifications...", file=sys.stderr)
         for kind in ("file", "sqlite", "postgres") if server else ("file", "sqlite"):
             await measure_notifications(bench, kind, 10 if quick else 60, server)
@@ -282,6 +285,9 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument(
         "--sync", action="store_true", help="only the synchronous API and its two references"
+    )
+    parser.add_argument(
+        "--large", action="store_true", help="only the large values (50 KB, 1 MB) and their peers"
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
@@ -297,6 +303,8 @@ async def main() -> None:
     try:
         if arguments.sync:
             await measure_sync(bench)
+        elif arguments.large:
+            await measure_large(bench, arguments.quick)
         else:
             await measure_all(bench, arguments.postgres, arguments.quick)
     finally:

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from bench_harness import Bench
+from bench_large import OURS as LARGE_OURS
+from bench_large import SIZES as LARGE_SIZES
+from bench_large import VALIDATION, ours_name, peer_name, shapes
+from bench_large import workload as large_workload
 from bench_sync import ASYNC as SYNC_ASYNC
 from bench_sync import DISKCACHE as SYNC_DISKCACHE
 from bench_sync import GET as SYNC_GET
@@ -203,6 +207,29 @@ POSTGRES_TARGETS = [
 ]
 
 
+LARGE_TARGETS = [
+    Target(
+        f"{ours_name(kind, codec, durability)} {large_workload(size, shape)} <= 1.3x "
+        f"{peer_name(kind, codec, durability)}",
+        (ours_name(kind, codec, durability), large_workload(size, shape)),
+        (peer_name(kind, codec, durability), large_workload(size, shape)),
+        1.3,
+    )
+    for size in LARGE_SIZES
+    for kind, codec, durability in LARGE_OURS
+    for shape in shapes(codec)
+] + [
+    Target(
+        f"{codec} write's value check of {size} rows <= 1.0x {codec}'s encode",
+        (VALIDATION, f"{codec} check {size} rows"),
+        (VALIDATION, f"{codec} encode {size} rows"),
+        1.0,
+    )
+    for size in LARGE_SIZES
+    for codec in ("msgpack", "json")
+]
+
+
 SYNC_TARGETS = [
     Target(
         "sync API: FileBackend warm get <= 2x diskcache.Cache.get",
@@ -223,9 +250,11 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
     sizes = {"large": f"{bench.sizes.scan_large:,}", "small": f"{bench.sizes.scan_small:,}"}
     subjects = {r.subject for r in bench.results}
-    targets = list(TARGETS) if FILE_FULL in subjects else []  # not a --sync-only run
+    measured = {(r.subject, r.workload) for r in bench.results}
+    targets = list(TARGETS) if (FILE_FULL, "get") in measured else []  # a full run
     targets += POSTGRES_TARGETS if any(s.startswith("PostgresBackend") for s in subjects) else []
     targets += SYNC_TARGETS if SYNC in subjects else []
+    targets += LARGE_TARGETS if VALIDATION in subjects else []
     for target in targets:
         ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
         if target.reference[0] == "budget":  # an absolute bound, in microseconds
