@@ -1,7 +1,7 @@
 """What every command of the command line shares: running it, its errors, its output.
 
-Imported only by `rapid_dev_storage.cli`: click and tqdm load when the command runs, never when
-the library is imported.
+Imported only by `rapid_dev_storage.cli`: click loads when the command runs, never when the
+library is imported; tqdm only when a progress bar is shown (at a terminal).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 from typing import Any, Awaitable, Callable, Iterator, NoReturn, TypeVar
 
 import click
-import tqdm
 
 from . import _json_view
 from ._api import Storage
@@ -154,6 +153,8 @@ def progress(label: str, total: int | None = None) -> Iterator[Any]:
     if not sys.stderr.isatty():
         yield _NoProgress()
         return
+    import tqdm  # noqa: PLC0415  (only at a terminal: start-up time is measured)
+
     with tqdm.tqdm(total=total, desc=label, unit=" records", file=sys.stderr) as bar:
         yield bar
 

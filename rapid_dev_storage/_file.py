@@ -19,7 +19,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
@@ -38,7 +38,6 @@ from ._file_layout import (
 from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
 from ._file_read import HandMadeWarnings, ReadCache, group_names, read_small, scan_group
-from ._file_watch import FileWatcher
 from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
 from ._settings import (
@@ -48,6 +47,9 @@ from ._settings import (
     resolve_store_options,
 )
 from ._types import Keys
+
+if TYPE_CHECKING:
+    from ._file_watch import FileWatcher
 
 __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where tests look for it
 
@@ -276,6 +278,9 @@ class FileBackend(StorageBackend):
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 
     async def _start_watching(self) -> None:
+        # watchfiles (and what it imports) loads for the first watch, not with the backend.
+        from ._file_watch import FileWatcher  # noqa: PLC0415
+
         self._watcher = FileWatcher(
             self,
             read_file=read_file,
