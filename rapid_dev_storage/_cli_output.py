@@ -125,11 +125,20 @@ async def open_storage(
     Only ``create`` (a writing command's --create) makes a new store, with ``codec`` (default
     JSON); without it, no such store raises `StoreNotFoundError` listing those there are.
     ``read_only`` opens a file store without changing its directory (for commands that read);
+    abandoned temp files are never swept here (see `_file_sweep`);
     ``writing`` (a command that could create with --create) says so when no store is there.
     """
     try:
+        # No sweep of abandoned temp files: a command lasts a moment, and a large store's sweep
+        # would outlast it (fsck reports them and --repair removes them; so does an app's open).
         backend = await open_location(
-            location, name, identifier, create=create, codec=codec, read_only=read_only
+            location,
+            name,
+            identifier,
+            create=create,
+            codec=codec,
+            read_only=read_only,
+            sweep_orphans=False,
         )
     except StoreNotFoundError as exc:
         if not writing or create:
