@@ -107,8 +107,11 @@ async def test_a_large_store_opens_before_its_sweep_which_finishes_afterwards(
         # Opening looked at no more than its few entries; the store's entries are the thread's.
         assert looked_at_while_opening <= INLINE_ENTRIES < RECORDS
         assert await store.get_group("G")["k7"].get_value() == 7
-        while any(orphan.exists() for orphan in orphans):  # the pytest timeout bounds this
+        for _ in range(6000):  # at most a minute: the pytest timeout bounds it anyway
+            if not any(orphan.exists() for orphan in orphans):
+                break
             await asyncio.sleep(0.01)
+        assert not any(orphan.exists() for orphan in orphans)
         assert live.exists()  # a live writer's temp file is never swept
         writing.close()
         assert spy.on_sweep_thread()
@@ -126,8 +129,7 @@ async def test_closing_a_store_stops_its_sweep_between_two_entries(
     spy.hold.set()
     descriptors = open_descriptors()
     backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
-    while not spy.held.is_set():  # the sweep thread is at an entry, held there
-        await asyncio.sleep(0.001)
+    assert await asyncio.to_thread(spy.held.wait, 30)  # the sweep thread is held at an entry
     closing = asyncio.create_task(backend.close())
     for _ in range(10):
         await asyncio.sleep(0)
@@ -154,7 +156,8 @@ async def test_a_small_store_is_swept_whole_while_it_opens(
     backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
     assert not any(orphan.exists() for orphan in orphans)
     assert not sweep_threads()  # no thread for a store swept while opening
-    assert spy.calls and not spy.on_sweep_thread()
+    assert spy.calls
+    assert not spy.on_sweep_thread()
     await backend.close()
 
 
@@ -173,7 +176,7 @@ async def test_read_only_opens_and_sweep_orphans_false_never_sweep(
 
 
 def test_the_command_line_leaves_the_sweep_to_fsck(tmp_path: Path) -> None:
-    """A command lasts a moment: it never sweeps; fsck reports the orphans, --repair removes them."""
+    """A command lasts a moment: it never sweeps; fsck reports orphans, --repair removes them."""
     location = f"file:{tmp_path}"
     runner = CliRunner()
     created = ["set", location, "G", "k", "-v", "1", "--create", "--name", "app", "--id", "1"]
