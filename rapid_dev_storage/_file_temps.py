@@ -167,28 +167,38 @@ def _abandoned_by_pid(name: str, age: float) -> bool:
     return age > ORPHAN_AGE
 
 
-def sweep_orphans(directory: str) -> Generator[None, None, None]:
+def sweep_orphans(
+    directory: str, *, skip_larger_than: int | None = None
+) -> Generator[bool, None, None]:
     """Remove temp files whose writer is gone; then remove group directories they left empty.
 
     A generator: it takes one step (yields) per directory entry it looks at, and lists lazily,
     so a caller can take a few steps at once and the rest later, or stop between any two
-    (`_file_sweep.OrphanSweep`); closing it closes the directories it holds open. Group
-    directories that are links are not entered: nothing outside the store is touched.
+    (`_file_sweep.OrphanSweep`); closing it closes the directories it holds open. A group
+    directory whose size (in bytes, as the file system counts it: it grows with the entries)
+    is over ``skip_larger_than`` is not listed, and its step yields True. Group directories
+    that are links are not entered: nothing outside the store is touched.
     """
     now = time.time()
     with os.scandir(directory) as groups:
         for group in groups:
-            yield
             if is_bookkeeping(group.name) or not group.is_dir(follow_symlinks=False):
+                yield False
                 continue
             try:
                 handle = Directory(group.path)
             except OSError:
+                yield False
                 continue  # gone meanwhile, or replaced by a link: fsck reports it
             with handle:
+                size = os.fstat(handle.fd).st_size if handle.fd is not None else 0
+                large = skip_larger_than is not None and size > skip_larger_than
+                yield large
+                if large:
+                    continue
                 swept = False
                 for name in _names_in(handle):
-                    yield
+                    yield False
                     swept = abandoned_temp(handle, name, now, remove=True) or swept
             if swept:
                 remove_if_empty(group.path)

@@ -18,9 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from rapid_dev_storage import FileBackend, Storage
+from rapid_dev_storage import _file_sweep as file_sweep
 from rapid_dev_storage import _file_temps as file_temps
 from rapid_dev_storage._file_layout import TEMP_PREFIX, TEMP_SUFFIX
-from rapid_dev_storage._file_sweep import INLINE_ENTRIES
+from rapid_dev_storage._file_sweep import INLINE_DIRECTORY_BYTES, INLINE_ENTRIES
 from rapid_dev_storage.cli import main as cli
 
 RECORDS = 4 * INLINE_ENTRIES  # more than opening looks at: the rest is the thread's
@@ -49,6 +50,12 @@ class Spy:
 
     def on_sweep_thread(self) -> list[str]:
         return [name for thread, name in self.calls if thread == "rapid_dev_storage sweep"]
+
+
+@pytest.fixture(autouse=True)
+def sweep_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's thread starts a moment after opening, not a second: the tests wait less."""
+    monkeypatch.setattr(file_sweep, "START_DELAY", 0.02)
 
 
 def sweep_threads() -> list[threading.Thread]:
@@ -105,6 +112,7 @@ async def test_a_large_store_opens_before_its_sweep_which_finishes_afterwards(
     looked_at_while_opening = len(spy.calls)
     async with Storage(backend) as store:
         # Opening looked at no more than its few entries; the store's entries are the thread's.
+        assert os.stat(group).st_size > INLINE_DIRECTORY_BYTES
         assert looked_at_while_opening <= INLINE_ENTRIES < RECORDS
         assert await store.get_group("G")["k7"].get_value() == 7
         for _ in range(6000):  # at most a minute: the pytest timeout bounds it anyway
@@ -143,6 +151,21 @@ async def test_closing_a_store_stops_its_sweep_between_two_entries(
     await asyncio.sleep(0.05)  # anything still sweeping would remove an orphan now
     assert sorted(os.listdir(group)) == remaining
     assert len(spy.calls) < RECORDS + len(orphans)  # it stopped part of the way
+
+
+async def test_a_store_closed_before_its_sweep_starts_is_not_swept_beyond_opening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = await filled_store(tmp_path)
+    orphans = orphans_in(group, 2)
+    spy = Spy(monkeypatch)
+    monkeypatch.setattr(file_sweep, "START_DELAY", 0.2)
+    backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
+    await backend.close()
+    await asyncio.sleep(0.4)  # past the delay: a sweep not cancelled would have started
+    assert not sweep_threads()
+    assert spy.on_sweep_thread() == []
+    assert all(orphan.exists() for orphan in orphans)
 
 
 async def test_a_small_store_is_swept_whole_while_it_opens(
