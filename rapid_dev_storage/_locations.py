@@ -10,9 +10,8 @@ creates a store unless asked to (``create=True``, with both names): a typo in a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._codecs import Codec, codec_by_name
 from ._file_io import read_regular_file
@@ -32,9 +31,11 @@ NEW_STORE_CODEC = "json"
 """The codec of a store a tool creates when none is asked for: people read and diff its files."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FoundStore:
-    """A store at a location: its names and, for a file store, its own directory."""
+class FoundStore(NamedTuple):
+    """A store at a location: its names and, for a file store, its own directory.
+
+    A NamedTuple, as `_urls.ParsedURL` is: cheap to define at every start of the command line.
+    """
 
     name: str
     identifier: str
