@@ -71,6 +71,14 @@ async def filled_store(root: Path) -> Path:
     return root / "app~1" / "^g"
 
 
+async def with_orphans(
+    root: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> tuple[Path, list[Path], Spy]:
+    """A filled store with ``count`` orphans in G, and a spy on its sweeps from now on."""
+    group = await filled_store(root)
+    return group, orphans_in(group, count), Spy(monkeypatch)
+
+
 def orphans_in(directory: Path, count: int) -> list[Path]:
     made = []
     for number in range(count):
@@ -131,9 +139,7 @@ async def test_a_large_store_opens_before_its_sweep_which_finishes_afterwards(
 async def test_closing_a_store_stops_its_sweep_between_two_entries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    group = await filled_store(tmp_path)
-    orphans = orphans_in(group, 3)
-    spy = Spy(monkeypatch)
+    group, orphans, spy = await with_orphans(tmp_path, monkeypatch, 3)
     spy.hold.set()
     descriptors = open_descriptors()
     backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
@@ -156,9 +162,7 @@ async def test_closing_a_store_stops_its_sweep_between_two_entries(
 async def test_a_store_closed_before_its_sweep_starts_is_not_swept_beyond_opening(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    group = await filled_store(tmp_path)
-    orphans = orphans_in(group, 2)
-    spy = Spy(monkeypatch)
+    _, orphans, spy = await with_orphans(tmp_path, monkeypatch, 2)
     monkeypatch.setattr(file_sweep, "START_DELAY", 0.2)
     backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
     await backend.close()
@@ -187,9 +191,7 @@ async def test_a_small_store_is_swept_whole_while_it_opens(
 async def test_read_only_opens_and_sweep_orphans_false_never_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    group = await filled_store(tmp_path)
-    orphans = orphans_in(group, 2)
-    spy = Spy(monkeypatch)
+    _, orphans, spy = await with_orphans(tmp_path, monkeypatch, 2)
     for options in ({"read_only": True}, {"sweep_orphans": False}):
         backend = await FileBackend.create_backend_instance(tmp_path, "app", 1, **options)
         assert not sweep_threads()
