@@ -4,16 +4,16 @@
 ``await handle.set_value(v)``, ``await handle.get_value()``, ``await handle.update(fn)``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._api import Storage, StorageGroup, StorageValue, StoredValue
 from ._backend import StorageBackend
 from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
-from ._file import FileBackend
 from ._hooks import ScanItem
 from ._memory import MemoryBackend
-from ._open_storage import open_storage
-from ._overlay import OverlayBackend
-from ._postgres import PostgresBackend
-from ._sqlite import SQLiteBackend
 from ._types import AnyStorable, Keys, NoValue
 from ._watch import Change, Subscription, Watch
 from .errors import (
@@ -33,7 +33,40 @@ from .errors import (
     UnsupportedOperationError,
 )
 
+if TYPE_CHECKING:
+    from ._file import FileBackend
+    from ._open_storage import open_storage
+    from ._overlay import OverlayBackend
+    from ._postgres import PostgresBackend
+    from ._sqlite import SQLiteBackend
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "FileBackend": "._file",
+    "OverlayBackend": "._overlay",
+    "PostgresBackend": "._postgres",
+    "SQLiteBackend": "._sqlite",
+    "open_storage": "._open_storage",
+}
+"""Names imported at their first use, not with the package: each backend brings its own
+dependencies (threads, file watching, sqlite3, PostgreSQL's modules), and a program that uses
+one should not wait for the others. ``import rapid_dev_storage`` costs little more than
+``import asyncio, msgpack`` (tools/bench_startup.py measures it)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AnyStorable",

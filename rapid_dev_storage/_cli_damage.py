@@ -14,7 +14,6 @@ import click
 
 from ._file_io import read_regular_file
 from ._file_layout import hand_made_group, hand_made_message
-from ._merge_text import has_conflict_markers
 from .errors import CorruptRecordError
 
 
@@ -27,6 +26,8 @@ def corrupt_message(error: CorruptRecordError) -> str:
 
 
 def _conflicted(path: str) -> bool:
+    from ._merge_text import has_conflict_markers  # noqa: PLC0415  (errors only: start-up time)
+
     try:
         data = read_regular_file(path)
     except OSError:

@@ -1,7 +1,7 @@
 """What every command of the command line shares: running it, its errors, its output.
 
-Imported only by `rapid_dev_storage.cli`: click and tqdm load when the command runs, never when
-the library is imported.
+Imported only by `rapid_dev_storage.cli`: click loads when the command runs, never when the
+library is imported; tqdm only when a progress bar is shown (at a terminal).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 from typing import Any, Awaitable, Callable, Iterator, NoReturn, TypeVar
 
 import click
-import tqdm
 
 from . import _json_view
 from ._api import Storage
@@ -126,11 +125,20 @@ async def open_storage(
     Only ``create`` (a writing command's --create) makes a new store, with ``codec`` (default
     JSON); without it, no such store raises `StoreNotFoundError` listing those there are.
     ``read_only`` opens a file store without changing its directory (for commands that read);
+    abandoned temp files are never swept here (see `_file_sweep`);
     ``writing`` (a command that could create with --create) says so when no store is there.
     """
     try:
+        # No sweep of abandoned temp files: a command lasts a moment, and a large store's sweep
+        # would outlast it (fsck reports them and --repair removes them; so does an app's open).
         backend = await open_location(
-            location, name, identifier, create=create, codec=codec, read_only=read_only
+            location,
+            name,
+            identifier,
+            create=create,
+            codec=codec,
+            read_only=read_only,
+            sweep_orphans=False,
         )
     except StoreNotFoundError as exc:
         if not writing or create:
@@ -154,6 +162,8 @@ def progress(label: str, total: int | None = None) -> Iterator[Any]:
     if not sys.stderr.isatty():
         yield _NoProgress()
         return
+    import tqdm  # noqa: PLC0415  (only at a terminal: start-up time is measured)
+
     with tqdm.tqdm(total=total, desc=label, unit=" records", file=sys.stderr) as bar:
         yield bar
 

@@ -10,7 +10,6 @@ from typing import Any, Callable, NoReturn, Protocol, runtime_checkable
 
 import msgpack
 
-from ._json_slices import json_in_slices
 from ._slices import LARGE_RECORD, collector_paused, contains_in_slices, unpack_in_slices
 from ._validate import lone_surrogate_path
 from ._value_fits import INT_MAX, INT_MIN, MAX_DEPTH
@@ -132,6 +131,8 @@ class JSONCodec:
         document is decoded in slices (see `rapid_dev_storage._slices`).
         """
         if len(data) > LARGE_RECORD:
+            from ._json_slices import json_in_slices  # noqa: PLC0415  (large records only)
+
             with collector_paused:
                 value = json_in_slices(data, _JSON_DECODER)
             escaped = contains_in_slices(data, b"\\u")

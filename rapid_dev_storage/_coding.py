@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 from ._codecs import Codec
 from ._hooks import BackendHooks
-from ._merge_text import has_conflict_markers
 from ._slices import LARGE_RECORD
 from ._types import Keys, NoValue
 from ._validate import check_value, unwritable_reason
@@ -128,6 +127,8 @@ class RecordCoding(BackendHooks):
             try:
                 return data, await self._value_async(group, keys, data)
             except CorruptRecordError:
+                from ._merge_text import has_conflict_markers  # noqa: PLC0415  (errors only)
+
                 attempts += 1
                 # git's conflict markers are no save half-way through: no use waiting.
                 if (
@@ -174,6 +175,8 @@ class RecordCoding(BackendHooks):
         except CorruptRecordError:
             raise
         except Exception as exc:
+            from ._merge_text import has_conflict_markers  # noqa: PLC0415  (errors only)
+
             if has_conflict_markers(data):
                 where = source or self._describe_record(group, keys)
                 raise CorruptRecordError(

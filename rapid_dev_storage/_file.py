@@ -19,7 +19,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
@@ -38,7 +38,7 @@ from ._file_layout import (
 from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
 from ._file_read import HandMadeWarnings, ReadCache, group_names, read_small, scan_group
-from ._file_watch import FileWatcher
+from ._file_sweep import OrphanSweep
 from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
 from ._settings import (
@@ -48,6 +48,9 @@ from ._settings import (
     resolve_store_options,
 )
 from ._types import Keys
+
+if TYPE_CHECKING:
+    from ._file_watch import FileWatcher
 
 __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where tests look for it
 
@@ -87,6 +90,7 @@ class FileBackend(StorageBackend):
         self._inline_limit = inline_limit
         self._force_polling = force_polling
         self._watcher: FileWatcher | None = None  # while anyone watches
+        self._sweep: OrphanSweep | None = None  # abandoned temp files, swept in the background
         self._io = io
         self._extension = codec.extension
         durable = durability == "full"
@@ -131,7 +135,8 @@ class FileBackend(StorageBackend):
         instead of using the OS's file events (for mounts without them: WSL, Docker volumes,
         network shares). Each also reads ``RAPID_DEV_STORAGE_<NAME>``.
         Opening sweeps temp files left by killed writers (a temp file whose writer's lock is
-        gone), unless ``sweep_orphans=False`` (fsck uses that, to report them).
+        gone), unless ``sweep_orphans=False`` (fsck and the command line use that): a large
+        store's on a thread after it opens, which ``close`` stops (`_file_sweep`).
         ``read_only=True`` opens an existing store without changing a byte of its directory
         (no sweep, no lock directory) and refuses writes. ``own_directory=True``: ``path`` is
         the store's own directory (a copy made by hand, ``cp -r data/app~1 data/backup``), not the
@@ -159,14 +164,16 @@ class FileBackend(StorageBackend):
             else store_directory(path, options.name, options.identifier)
         )
 
-        def open_store() -> tuple[Codec, bytes]:
+        def open_store() -> tuple[Codec, bytes, OrphanSweep | None]:
             with os_errors(directory):
-                return open_store_directory(
-                    directory, options, sweep=sweep_orphans, read_only=read_only
-                )
+                chosen, marker = open_store_directory(directory, options, read_only=read_only)
+                sweep = OrphanSweep(directory) if sweep_orphans and not read_only else None
+                if sweep is not None and sweep.run_inline():
+                    sweep = None  # a small store: swept whole already
+                return chosen, marker, sweep
 
-        chosen, marker = await asyncio.get_running_loop().run_in_executor(None, open_store)
-        return cls(
+        chosen, marker, sweep = await asyncio.get_running_loop().run_in_executor(None, open_store)
+        backend = cls(
             directory=directory,
             codec=chosen,
             durability=options.durability,
@@ -176,6 +183,10 @@ class FileBackend(StorageBackend):
             marker=marker,
             read_only=read_only,
         )
+        if sweep is not None:
+            backend._sweep = sweep
+            sweep.start()
+        return backend
 
     def record_path(self, group: str, keys: Keys) -> str:
         """Return the file that holds (or would hold) the record ``keys`` of ``group``."""
@@ -271,11 +282,16 @@ class FileBackend(StorageBackend):
         )
 
     async def _close(self) -> None:
+        if self._sweep is not None:
+            await self._sweep.stop()
         await self._jobs.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 
     async def _start_watching(self) -> None:
+        # watchfiles (and what it imports) loads for the first watch, not with the backend.
+        from ._file_watch import FileWatcher  # noqa: PLC0415
+
         self._watcher = FileWatcher(
             self,
             read_file=read_file,

@@ -23,7 +23,6 @@ import functools
 import json
 import os
 import re
-import secrets
 import zlib
 from pathlib import Path
 from typing import Any, Callable
@@ -181,6 +180,8 @@ def lock_file_name(stripe: int) -> str:
 
 def temp_name() -> str:
     """Return a fresh temp file name (the pid helps a person; liveness is proven by a lock)."""
+    import secrets  # noqa: PLC0415  (writers only: it loads random and hmac, start-up time)
+
     return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
 
 

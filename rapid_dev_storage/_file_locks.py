@@ -16,13 +16,14 @@ import errno
 import os
 import threading
 import time
-from typing import Callable, Iterator
-
-import filelock
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ._file_io import Directory, FileIO, UnsafeEntryError
 from ._file_layout import LOCK_DIRECTORY, lock_file_name
 from .errors import LockTimeoutError
+
+if TYPE_CHECKING:
+    import filelock
 
 try:
     import fcntl
@@ -129,6 +130,8 @@ class StripeLocks:
 
     @contextlib.contextmanager
     def _filelock(self, stripe: int, timeout: float) -> Iterator[None]:
+        import filelock  # noqa: PLC0415  (only where flock is missing: start-up time is measured)
+
         path = os.path.join(self._path, lock_file_name(stripe))
         if not os.path.isdir(self._path):
             self._recreate()

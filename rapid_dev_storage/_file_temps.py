@@ -2,8 +2,9 @@
 
 Every write goes through a temp file in the group's directory (docs/format.md, "Writing"). Its
 writer holds a flock on it for its whole life, so whoever finds one unlocked knows the writer is
-gone, whatever PID namespace, container or host it ran in: opening a store sweeps those, and
-fsck reports them. Where flock is missing, a dead pid in the name (or great age) is the evidence.
+gone, whatever PID namespace, container or host it ran in: opening a store sweeps those (a large
+store's on a thread: `_file_sweep`), and fsck reports them. Where flock is missing, a dead pid in
+the name (or great age) is the evidence.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import stat
 import time
+from typing import Generator, Iterator
 
 from ._file_io import TEMP_FLAGS, Directory, FileIO, remove_if_empty
 from ._file_layout import is_bookkeeping, is_temp_name, temp_name, temp_writer_pid
@@ -165,23 +167,48 @@ def _abandoned_by_pid(name: str, age: float) -> bool:
     return age > ORPHAN_AGE
 
 
-def sweep_orphans(directory: str) -> None:
+def sweep_orphans(
+    directory: str, *, skip_larger_than: int | None = None
+) -> Generator[bool, None, None]:
     """Remove temp files whose writer is gone; then remove group directories they left empty.
 
-    Group directories that are links are not entered: nothing outside the store is touched.
+    A generator: it takes one step (yields) per directory entry it looks at, and lists lazily,
+    so a caller can take a few steps at once and the rest later, or stop between any two
+    (`_file_sweep.OrphanSweep`); closing it closes the directories it holds open. A group
+    directory whose size (in bytes, as the file system counts it: it grows with the entries)
+    is over ``skip_larger_than`` is not listed, and its step yields True. Group directories
+    that are links are not entered: nothing outside the store is touched.
     """
     now = time.time()
     with os.scandir(directory) as groups:
         for group in groups:
             if is_bookkeeping(group.name) or not group.is_dir(follow_symlinks=False):
+                yield False
                 continue
             try:
                 handle = Directory(group.path)
             except OSError:
+                yield False
                 continue  # gone meanwhile, or replaced by a link: fsck reports it
             with handle:
+                size = os.fstat(handle.fd).st_size if handle.fd is not None else 0
+                large = skip_larger_than is not None and size > skip_larger_than
+                yield large
+                if large:
+                    continue
                 swept = False
-                for name in handle.names():
+                for name in _names_in(handle):
+                    yield False
                     swept = abandoned_temp(handle, name, now, remove=True) or swept
             if swept:
                 remove_if_empty(group.path)
+
+
+def _names_in(handle: Directory) -> Iterator[str]:
+    """Yield the names in an open directory as they are read (a group may hold 400,000)."""
+    if handle.fd is None:
+        yield from handle.names()
+        return
+    with os.scandir(handle.fd) as entries:  # through a duplicate of the descriptor
+        for entry in entries:
+            yield entry.name

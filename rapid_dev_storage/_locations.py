@@ -10,31 +10,32 @@ creates a store unless asked to (``create=True``, with both names): a typo in a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._backend import StorageBackend
 from ._codecs import Codec, codec_by_name
-from ._file import FileBackend
 from ._file_io import read_regular_file
 from ._file_layout import MARKER, marker_names
 from ._memory import MemoryBackend
-from ._postgres import PostgresBackend, list_stores
-from ._sql_stores import STORES_LIST
-from ._sqlite import SQLiteBackend
-from ._urls import merge_options, parse_url
+from ._urls import ParsedURL, merge_options, parse_url
 from .errors import LocationError, StoreNotFoundError
+
+if TYPE_CHECKING:
+    from ._backend import StorageBackend
+
+# Each backend (and sqlite3, PostgreSQL's modules) loads only when a location names it: the
+# command line's start-up time is measured (tools/bench_startup.py).
 
 SCHEMES = ("file", "sqlite", "memory")
 NEW_STORE_CODEC = "json"
 """The codec of a store a tool creates when none is asked for: people read and diff its files."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FoundStore:
-    """A store at a location: its names and, for a file store, its own directory."""
+class FoundStore(NamedTuple):
+    """A store at a location: its names and, for a file store, its own directory.
+
+    A NamedTuple, as `_urls.ParsedURL` is: cheap to define at every start of the command line.
+    """
 
     name: str
     identifier: str
@@ -63,6 +64,8 @@ async def found_stores(location: str) -> list[FoundStore]:
     """Return every store at ``location`` (reading only: nothing is created)."""
     scheme, path = parse_location(location)
     if scheme == "postgresql":
+        from ._postgres import list_stores  # noqa: PLC0415
+
         return [FoundStore(name, identifier) for name, identifier in await list_stores(path)]
     return await asyncio.get_running_loop().run_in_executor(None, _stores_on_disk, scheme, path)
 
@@ -83,6 +86,10 @@ def _stores_on_disk(scheme: str, path: str) -> list[FoundStore]:
         found = (_marked_store(os.path.join(path, entry)) for entry in sorted(os.listdir(path)))
         return [store for store in found if store is not None]
     if scheme == "sqlite" and os.path.isfile(path):
+        import sqlite3  # noqa: PLC0415
+
+        from ._sql_stores import STORES_LIST  # noqa: PLC0415
+
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             return [FoundStore(str(n), str(u)) for n, u in connection.execute(STORES_LIST)]
@@ -198,9 +205,10 @@ async def open_location(
             ``create`` lacks a name or identifier for the new store.
 
     """
-    scheme, path = parse_location(location)
+    parsed = parse_url(location)
+    scheme, path = parsed.scheme, parsed.path
     # sync branch: the location's own options (?codec=json), with codec as given.
-    options = merge_options(parse_url(location), location, {"codec": codec})
+    options = merge_options(parsed, location, {"codec": codec})
     if scheme == "memory":
         return MemoryBackend(options.get("codec"))
     try:
@@ -213,40 +221,30 @@ async def open_location(
                 f"{exc}; --create makes a new store, named by both --name and --id",
                 location=location,
             ) from None
-        return await _create(scheme, path, location, name, identifier, options)
-    if scheme == "postgresql":
-        return await PostgresBackend.create_backend_instance(
-            path, store.name, store.identifier, **options
-        )
+        return await _create(parsed, location, name, identifier, options)
     if scheme == "file":
         # The stricter of the command's and the location's (?read_only=1) settings.
         options["sweep_orphans"] = sweep_orphans and options.get("sweep_orphans", True)
         options["read_only"] = read_only or options.get("read_only", False)
-        return await FileBackend.create_backend_instance(
-            store.directory or path,
-            store.name,
-            store.identifier,
-            own_directory=store.directory is not None,
-            **options,
-        )
-    return await SQLiteBackend.create_backend_instance(
+        options["own_directory"] = store.directory is not None
+        path = store.directory or path
+    return await parsed.backend.create_backend_instance(
         path, store.name, store.identifier, **options
     )
 
 
 async def _create(
-    scheme: str, path: str, location: str, name: str, identifier: str, options: dict[str, Any]
+    parsed: ParsedURL, location: str, name: str, identifier: str, options: dict[str, Any]
 ) -> StorageBackend:
     """Create the store ``(name, identifier)`` at ``location``, with the location's options."""
     options = {**options, "codec": options.get("codec") or NEW_STORE_CODEC}
-    if scheme == "postgresql":
-        return await PostgresBackend.create_backend_instance(path, name, identifier, **options)
-    if scheme == "sqlite":
-        return await SQLiteBackend.create_backend_instance(path, name, identifier, **options)
-    if await asyncio.to_thread(os.path.lexists, os.path.join(path, MARKER)):
+    path = parsed.path
+    if parsed.scheme == "file" and await asyncio.to_thread(
+        os.path.lexists, os.path.join(path, MARKER)
+    ):
         raise LocationError(
             f"{path} is a store's own directory: a new store goes in the directory that holds "
             "stores (its parent)",
             location=location,
         )
-    return await FileBackend.create_backend_instance(path, name, identifier, **options)
+    return await parsed.backend.create_backend_instance(path, name, identifier, **options)

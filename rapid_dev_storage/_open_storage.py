@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._api import Storage
-from ._backend import StorageBackend
-from ._postgres import PostgresBackend
-from ._postgres_run import require_asyncpg
 from ._urls import merge_options, parse_url, resolve_url
 from .errors import InvalidNameError
+
+if TYPE_CHECKING:
+    from ._backend import StorageBackend
 
 
 async def open_backend(
@@ -25,7 +25,9 @@ async def open_backend(
     resolved = resolve_url(url)
     parsed = parse_url(resolved)
     merged = merge_options(parsed, resolved, options)
-    if parsed.backend is PostgresBackend:
+    if parsed.scheme == "postgresql":
+        from ._postgres_run import require_asyncpg  # noqa: PLC0415  (only PostgreSQL's)
+
         require_asyncpg()  # before anything else: the error names the extra to install
     return await parsed.backend.create_backend_instance(
         parsed.path,

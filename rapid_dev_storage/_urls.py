@@ -8,30 +8,38 @@ a backend class, the path or DSN it opens, and backend options given as query pa
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import inspect
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from urllib.parse import unquote
 
-from ._backend import StorageBackend
-from ._file import FileBackend
-from ._memory import MemoryBackend
-from ._postgres import DSN_PREFIXES, PostgresBackend
-from ._postgres_open import parse_pool_size
 from ._settings import parse_byte_count, parse_durability, parse_flag, parse_seconds, resolve
-from ._sqlite import SQLiteBackend
 from .errors import LocationError
+
+if TYPE_CHECKING:
+    from ._backend import StorageBackend
 
 DEFAULT_URL = "file:data"
 """Where `open_storage` opens a store when neither its argument nor ``RAPID_DEV_STORAGE_URL``
 names one: the directory ``data`` under the working directory, as in the README's tour."""
 
-BACKENDS: dict[str, type[StorageBackend]] = {
-    "file": FileBackend,
-    "sqlite": SQLiteBackend,
-    "memory": MemoryBackend,
-    "postgresql": PostgresBackend,
+BACKENDS: dict[str, tuple[str, str]] = {
+    "file": ("._file", "FileBackend"),
+    "sqlite": ("._sqlite", "SQLiteBackend"),
+    "memory": ("._memory", "MemoryBackend"),
+    "postgresql": ("._postgres", "PostgresBackend"),
 }
+"""Each scheme's backend, as (module, class): imported when a URL names it, so that opening a
+file store never loads sqlite3 or PostgreSQL's modules (start-up time is measured)."""
+PATH_SCHEMES = ("file", "sqlite", "memory")
+"""The schemes whose URL is ``scheme:path``; any other URL may be a PostgreSQL DSN."""
+
+
+def _parse_pool_size(text: str) -> int:
+    from ._postgres_open import parse_pool_size  # noqa: PLC0415  (PostgreSQL's, when named)
+
+    return parse_pool_size(text)
+
 
 QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
     "codec": str,  # the backend checks the name, and lists the codecs it knows
@@ -41,7 +49,7 @@ QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
     "force_polling": parse_flag,
     "sweep_orphans": parse_flag,
     "read_only": parse_flag,
-    "pool_size": parse_pool_size,
+    "pool_size": _parse_pool_size,
     "reconnect_timeout": parse_seconds,
 }
 """Options a URL may carry, each with the parser of its text (a `ValueError` says what is wrong).
@@ -51,9 +59,12 @@ FORMS = "file:DIR, sqlite:FILE, memory: or postgresql://..."
 EXAMPLES = "for example file:data, sqlite:app.db?codec=json or postgresql://user@host/database"
 
 
-@dataclasses.dataclass(frozen=True)
-class ParsedURL:
-    """What a store URL names: the backend, what it opens, and the options it carries."""
+class ParsedURL(NamedTuple):
+    """What a store URL names: the backend, what it opens, and the options it carries.
+
+    A NamedTuple, not a frozen dataclass: making the class costs a seventh as much, and the
+    command line makes it at every start.
+    """
 
     scheme: str
     """``file``, ``sqlite``, ``memory`` or ``postgresql`` (also for a ``postgres://`` DSN)."""
@@ -81,15 +92,9 @@ def parse_url(url: str) -> ParsedURL:
         LocationError: an unknown scheme, a missing path, or an unknown or malformed option.
 
     """
-    if url.startswith(DSN_PREFIXES):
-        dsn, _, query = url.partition("?")
-        ours, theirs = _split_query(url, query, keep=lambda name: name not in QUERY_OPTIONS)
-        if theirs:
-            dsn = f"{dsn}?{'&'.join(theirs)}"
-        return _parsed(url, "postgresql", dsn, ours)
     scheme, separator, rest = url.partition(":")
-    if not separator or scheme not in BACKENDS or scheme == "postgresql":
-        raise LocationError(f"store URL {url!r} is not {FORMS} ({EXAMPLES})", location=url)
+    if scheme not in PATH_SCHEMES or not separator:
+        return _parse_dsn(url)
     path, _, query = rest.partition("?")
     if path.startswith("//"):
         host, slash, absolute = path[2:].partition("/")
@@ -106,6 +111,19 @@ def parse_url(url: str) -> ParsedURL:
         raise LocationError(f"store URL {url!r} names no {scheme} path", location=url)
     options, _ = _split_query(url, query, keep=lambda name: False)
     return _parsed(url, scheme, path, options)
+
+
+def _parse_dsn(url: str) -> ParsedURL:
+    """Parse a PostgreSQL DSN, or raise `LocationError` for a URL of no scheme we know."""
+    from ._postgres_sql import DSN_PREFIXES  # noqa: PLC0415  (only for a DSN: start-up time)
+
+    if not url.startswith(DSN_PREFIXES):
+        raise LocationError(f"store URL {url!r} is not {FORMS} ({EXAMPLES})", location=url)
+    dsn, _, query = url.partition("?")
+    ours, theirs = _split_query(url, query, keep=lambda name: name not in QUERY_OPTIONS)
+    if theirs:
+        dsn = f"{dsn}?{'&'.join(theirs)}"
+    return _parsed(url, "postgresql", dsn, ours)
 
 
 def _split_query(
@@ -145,15 +163,26 @@ def _split_query(
 
 
 def _parsed(url: str, scheme: str, path: str, options: dict[str, Any]) -> ParsedURL:
-    backend = BACKENDS[scheme]
+    module, name = BACKENDS[scheme]
+    backend = getattr(importlib.import_module(module, __package__), name)
     check_options(url, backend, options)
     return ParsedURL(scheme, backend, path, options)
 
 
+_BACKEND_OPTIONS: dict[type[StorageBackend], tuple[str, ...]] = {}
+
+
 def backend_options(backend: type[StorageBackend]) -> tuple[str, ...]:
     """Return the options ``backend.create_backend_instance`` takes (its keyword-only ones)."""
+    # Remembered: a signature costs some 50 µs, and every open checks its options twice.
+    known = _BACKEND_OPTIONS.get(backend)
+    if known is not None:
+        return known
     parameters = inspect.signature(backend.create_backend_instance).parameters.values()
-    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    known = _BACKEND_OPTIONS[backend] = tuple(
+        p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    return known
 
 
 def check_options(url: str, backend: type[StorageBackend], options: dict[str, Any]) -> None:

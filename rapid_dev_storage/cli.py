@@ -15,16 +15,13 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from . import _json_view
 from ._api import Storage
-from ._cli_copy import copy_store, load_lines
-from ._cli_damage import Damage, counted, hand_made_hint
-from ._cli_git import GIT_COMMANDS
-from ._cli_groups import dump_groups, list_location
+from ._cli_damage import Damage, counted
 from ._cli_output import (
     CREATE_OPTIONS,
     NOT_FOUND,
@@ -35,15 +32,17 @@ from ._cli_output import (
     progress,
     run,
 )
-from ._cli_remove import remove_records
 from ._codecs import JSONCodec, MsgpackCodec
-from ._demo import demo
-from ._file import FileBackend
-from ._file_io import read_regular_file
-from ._fsck import Report, check, check_records
-from ._locations import open_location
 from ._types import Keys, NoValue
 from ._validate import check_group_name, check_keys
+
+if TYPE_CHECKING:
+    from ._fsck import Report
+
+# What only some commands need (fsck, copy, load, demo, the git commands, a backend) is imported
+# by those commands: `get` must start in about the time of `import asyncio, msgpack` (measured by
+# tools/bench_startup.py), and the backend a location names loads when it is opened.
+# ruff: noqa: PLC0415
 
 Command = Callable[..., Any]
 
@@ -73,7 +72,26 @@ def _store_command(
     return define
 
 
-@click.group(commands=GIT_COMMANDS)
+GIT_COMMANDS = ("edit", "resolve", "merge-driver", "git-setup")
+"""The commands of `_cli_git`, loaded when one runs (or help lists them)."""
+
+
+class _Commands(click.Group):
+    """The command group; `_cli_git`'s commands (and their editor and merge code) load lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *GIT_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in GIT_COMMANDS and cmd_name not in self.commands:
+            from ._cli_git import GIT_COMMANDS as git_commands
+
+            for command in git_commands:
+                self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="rapid_dev_storage")
 def main() -> None:
     """Inspect, edit, dump, load and copy rapid_dev_storage stores.
@@ -91,6 +109,8 @@ def list_command(
 
     A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
     """
+    from ._cli_groups import list_location
+
     damage = Damage(strict=strict)
     run(lambda: list_location(location, group, name, identifier, damage))
     sys.exit(damage.exit_status())
@@ -105,8 +125,12 @@ def get_command(
     async def value_of(store: Storage) -> tuple[object, str]:
         value = await store.get_group(group)[keys].get_value()
         backend = store.backend
-        if value is NoValue and isinstance(backend, FileBackend):
-            return value, await asyncio.to_thread(hand_made_hint, backend.location, group)
+        if value is NoValue:  # no value: a directory made by hand may hold it (file stores)
+            from ._cli_damage import hand_made_hint
+            from ._file import FileBackend
+
+            if isinstance(backend, FileBackend):
+                return value, await asyncio.to_thread(hand_made_hint, backend.location, group)
         return value, ""
 
     value, hint = on_store(location, name, identifier, value_of, read_only=True)
@@ -174,6 +198,8 @@ def remove_command(
     if not whole_group and not keys:
         raise click.UsageError("give the KEYS of a record (or a prefix, with --prefix), or --group")
 
+    from ._cli_remove import remove_records
+
     async def remove(store: Storage) -> int:
         return await remove_records(store.get_group(group), keys, prefix, whole_group)
 
@@ -189,6 +215,7 @@ def path_command(
     location: str, group: str, keys: Keys, name: str | None, identifier: str | None
 ) -> None:
     """Print the file GROUP[KEYS...] lives in, even before it exists (file: stores)."""
+    from ._file import FileBackend
 
     async def record_path(store: Storage) -> str:
         backend = store.backend
@@ -206,6 +233,8 @@ def show_command(file: Path) -> None:
 
     Bytes in a value are shown as {"$bytes": "<base64>"}, never as text.
     """
+    from ._file_io import read_regular_file
+
     codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
     try:
         data = read_regular_file(str(file))
@@ -231,6 +260,8 @@ def dump_command(
 
     A record that does not decode is reported on stderr and skipped (exit status 1 at the end).
     """
+    from ._cli_groups import dump_groups
+
     damage = Damage(strict=strict)
 
     async def dump(store: Storage) -> None:
@@ -260,6 +291,8 @@ def load_command(
     Every line is checked first: if any is bad, nothing is written. The store must exist,
     unless --create is given (a new store's codec is json unless --codec says msgpack).
     """
+    from ._cli_copy import load_lines
+
     lines = source.read().removeprefix("\ufeff").splitlines()  # a BOM, from Windows editors
 
     numbered = list(enumerate(lines, start=1))
@@ -299,6 +332,8 @@ def copy_command(
     refused (nothing written) unless --merge or --replace is given. A source record that does
     not decode is reported on stderr and skipped (exit status 1 at the end).
     """
+    from ._cli_copy import copy_store
+
     if merge and replace:
         raise click.UsageError("--merge or --replace, not both")
     damage = Damage(strict=strict)
@@ -347,6 +382,8 @@ def watch_command(
 )
 def demo_command(fixtures: Path | None) -> None:
     """Tour the library on a fresh copy of the sample store (works from any directory)."""
+    from ._demo import demo
+
     run(lambda: demo(fixtures))
 
 
@@ -369,6 +406,9 @@ def fsck_command(
     PostgreSQL stores: undecodable records (reported only). Ends with a summary line (with
     --json, a JSON object on stderr).
     """
+    from ._file import FileBackend
+    from ._fsck import check, check_records
+    from ._locations import open_location
 
     async def work() -> Report:
         backend = await open_location(

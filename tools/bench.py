@@ -6,8 +6,8 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--sync | --large] [--postgres DSN] [--markdown FILE]
-                          [--chart FILE.png] [--json FILE]
+    python tools/bench.py [--quick] [--sync | --large] [--postgres DSN] [--open-records N]
+                          [--markdown FILE] [--chart FILE.png] [--json FILE]
 
 ``--json`` keeps the run's rows and target ratios for ``tools/bench_ranges.py``, which turns three
 or more runs into the ranges docs/benchmarks.md reports.
@@ -49,6 +49,7 @@ from bench_peers import (
     thread_hop,
 )
 from bench_report import as_json, chart, machine, report
+from bench_startup import measure_startup
 from bench_sync import measure_sync
 
 from rapid_dev_storage import (
@@ -254,7 +255,7 @@ async def open_subjects(
     return subjects, connection
 
 
-async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
+async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: int) -> None:
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(bench_schema(postgres)) if postgres else ""
         subjects, plain_normal = await open_subjects(bench, stack, server)
@@ -278,6 +279,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
         print("measuring change notifications...", file=sys.stderr)
         for kind in ("file", "sqlite", "postgres") if server else ("file", "sqlite"):
             await measure_notifications(bench, kind, 10 if quick else 60, server)
+    print("measuring start-up and opening...", file=sys.stderr)
+    await measure_startup(bench, runs=3 if quick else 15, open_records=open_records)
 
 
 async def main() -> None:
@@ -288,6 +291,11 @@ async def main() -> None:
     )
     parser.add_argument(
         "--large", action="store_true", help="only the large values (50 KB, 1 MB) and their peers"
+    )
+    parser.add_argument(
+        "--open-records",
+        type=int,
+        help="records in the large store opened (default 100,000; --quick 1,000)",
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
@@ -306,7 +314,8 @@ async def main() -> None:
         elif arguments.large:
             await measure_large(bench, arguments.quick)
         else:
-            await measure_all(bench, arguments.postgres, arguments.quick)
+            records = arguments.open_records or (1_000 if arguments.quick else 100_000)
+            await measure_all(bench, arguments.postgres, arguments.quick, records)
     finally:
         shutil.rmtree(bench.root, ignore_errors=True)
     print(report(bench, markdown=False))

@@ -14,6 +14,8 @@ from bench_large import OURS as LARGE_OURS
 from bench_large import SIZES as LARGE_SIZES
 from bench_large import VALIDATION, ours_name, peer_name, shapes
 from bench_large import workload as large_workload
+from bench_startup import BASELINE as STARTUP_BASELINE
+from bench_startup import CLI_GET, CLI_GET_LARGE, IMPORT, OPEN, OPEN_LARGE, OPEN_SMALL, STARTUP
 from bench_sync import ASYNC as SYNC_ASYNC
 from bench_sync import DISKCACHE as SYNC_DISKCACHE
 from bench_sync import GET as SYNC_GET
@@ -245,6 +247,33 @@ SYNC_TARGETS = [
     ),
 ]
 
+STARTUP_TARGETS = [
+    Target(
+        "import rapid_dev_storage <= 1.3x import asyncio, msgpack (whole processes)",
+        (STARTUP, IMPORT),
+        (STARTUP, STARTUP_BASELINE),
+        1.3,
+    ),
+    Target(
+        "rapid-dev-storage get, small store <= 1.5x python -c 'import asyncio, msgpack'",
+        (STARTUP, CLI_GET),
+        (STARTUP, STARTUP_BASELINE),
+        1.5,
+    ),
+    Target(
+        "(extra) rapid-dev-storage get, large store <= 1.2x small store",
+        (STARTUP, CLI_GET_LARGE),
+        (STARTUP, CLI_GET),
+        1.2,
+    ),
+    Target(
+        "FileBackend open+close, large store <= 1.2x small store",
+        (OPEN, OPEN_LARGE),
+        (OPEN, OPEN_SMALL),
+        1.2,
+    ),
+]
+
 
 def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
@@ -255,6 +284,7 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     targets += POSTGRES_TARGETS if any(s.startswith("PostgresBackend") for s in subjects) else []
     targets += SYNC_TARGETS if SYNC in subjects else []
     targets += LARGE_TARGETS if VALIDATION in subjects else []
+    targets += STARTUP_TARGETS if STARTUP in subjects else []
     for target in targets:
         ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
         if target.reference[0] == "budget":  # an absolute bound, in microseconds

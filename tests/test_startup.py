@@ -1,0 +1,147 @@
+"""Start-up: what importing the package and running a command load (never timed here).
+
+Each check runs a fresh interpreter and looks at ``sys.modules``: optional, fallback and
+command-line dependencies load when first used, and the public names are the same as ever.
+tools/bench_startup.py measures the time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+import rapid_dev_storage
+from rapid_dev_storage import cli
+
+NEVER_AT_IMPORT = [
+    "filelock",  # the fallback where flock(2) is missing
+    "asyncpg",
+    "watchfiles",
+    "anyio",
+    "click",
+    "tqdm",
+    "sqlite3",
+    "multiprocessing",
+    "importlib.metadata",
+    "rapid_dev_storage._file",
+    "rapid_dev_storage._sqlite",
+    "rapid_dev_storage._postgres",
+    "rapid_dev_storage._postgres_sql",
+    "rapid_dev_storage._urls",
+    "rapid_dev_storage._merge",
+]
+
+
+def loaded_after(code: str, *arguments: str) -> set[str]:
+    """Run ``code`` in a fresh interpreter; return the modules it had loaded at the end."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script, *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_importing_the_package_loads_no_optional_fallback_or_command_line_dependency() -> None:
+    loaded = loaded_after("import rapid_dev_storage")
+    assert sorted(loaded & set(NEVER_AT_IMPORT)) == []
+
+
+def test_every_public_name_resolves_and_is_listed() -> None:
+    names = rapid_dev_storage.__all__
+    assert names == sorted(names)
+    for name in names:
+        assert getattr(rapid_dev_storage, name) is not None
+    assert set(names) <= set(dir(rapid_dev_storage))
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchBackend'"):
+        rapid_dev_storage.NoSuchBackend  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_a_lazy_name_is_the_class_of_its_module_and_loads_it() -> None:
+    code = (
+        "import sys, rapid_dev_storage\n"
+        "assert 'rapid_dev_storage._sqlite' not in sys.modules\n"
+        "from rapid_dev_storage import PostgresBackend, SQLiteBackend, open_storage\n"
+        "from rapid_dev_storage._sqlite import SQLiteBackend as Real\n"
+        "assert SQLiteBackend is Real and PostgresBackend.__name__ == 'PostgresBackend'\n"
+        "import rapid_dev_storage._open_storage as o\n"
+        "assert open_storage is o.open_storage"
+    )
+    assert "rapid_dev_storage._sqlite" in loaded_after(code)
+
+
+def test_a_file_store_loads_neither_sqlite_nor_postgresql_nor_the_watcher(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from rapid_dev_storage import open_storage\n"
+        "async def main():\n"
+        "    async with await open_storage(f'file:{sys.argv[1]}', 'app', 1) as store:\n"
+        "        await store.get_group('G')['k'].set_value(1)\n"
+        "asyncio.run(main())"
+    )
+    loaded = loaded_after(code, str(tmp_path))
+    unwanted = ["sqlite3", "watchfiles", "filelock", "asyncpg", "rapid_dev_storage._postgres"]
+    assert "rapid_dev_storage._file" in loaded
+    assert sorted(loaded & set(unwanted)) == []
+
+
+def test_watching_a_file_store_loads_the_watcher(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from rapid_dev_storage import open_storage\n"
+        "async def main():\n"
+        "    async with await open_storage(f'file:{sys.argv[1]}', 'app', 1) as store:\n"
+        "        subscription = await store.subscribe(lambda change: None, 'G')\n"
+        "        await subscription.close()\n"
+        "asyncio.run(main())"
+    )
+    assert "watchfiles" in loaded_after(code, str(tmp_path))
+
+
+def test_get_on_the_command_line_loads_only_what_get_needs(tmp_path: Path) -> None:
+    location = f"file:{tmp_path}"
+    created = ["set", location, "G", "k", "-v", "[1]", "--create", "--name", "app", "--id", "1"]
+    subprocess.run([sys.executable, "-m", "rapid_dev_storage", *created], check=True)
+    code = (
+        "import sys\n"
+        "from rapid_dev_storage.cli import main\n"
+        "main(sys.argv[1:], standalone_mode=False)"
+    )
+    loaded = loaded_after(code, "get", location, "G", "k")
+    unwanted = [
+        "tqdm",
+        "importlib.metadata",
+        "sqlite3",
+        "asyncpg",
+        "watchfiles",
+        "filelock",
+        "rapid_dev_storage._postgres",
+        "rapid_dev_storage._fsck",
+        "rapid_dev_storage._cli_git",
+        "rapid_dev_storage._cli_copy",
+        "rapid_dev_storage._edit",
+        "rapid_dev_storage._merge",
+        "rapid_dev_storage._demo",
+    ]
+    assert "click" in loaded
+    assert sorted(loaded & set(unwanted)) == []
+
+
+def test_the_git_commands_are_listed_and_found_before_their_module_loads() -> None:
+    from rapid_dev_storage._cli_git import GIT_COMMANDS  # noqa: PLC0415
+
+    assert sorted(command.name for command in GIT_COMMANDS) == sorted(cli.GIT_COMMANDS)
+    context = click.Context(cli.main)
+    assert set(cli.GIT_COMMANDS) <= set(cli.main.list_commands(context))
+    for name in cli.GIT_COMMANDS:
+        command = cli.main.get_command(context, name)
+        assert command is not None
+        assert command.name == name

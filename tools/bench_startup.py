@@ -1,0 +1,169 @@
+"""Start-up and opening: import time, the command line's ``get``, and opening a file store.
+
+Every process is timed whole (wall clock of ``python -c ...`` run by ``subprocess``), in rounds
+that run each command once in turn, so a slow second of the machine falls on all of them; the
+row is the median. The processes run with bytecode caches (``PYTHONPYCACHEPREFIX`` in a temp
+directory, written by an untimed first round), as an installed package has them: pip compiles
+on install. ``--no-bytecode`` times compiling the sources on every start instead (what
+PYTHONDONTWRITEBYTECODE=1 does to a source checkout). Opening is timed in this process: a
+FileBackend store of 10 records beside one of 100,000 (``--open-records`` sets it; 400,000
+takes a minute to fill), each opened and closed in turn (a sweep left running is paid at close).
+
+    python tools/bench_startup.py [--quick] [--runs N] [--open-records N] [--no-bytecode]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_harness import QUICK, VALUE, Bench, Result
+
+from rapid_dev_storage import FileBackend
+from rapid_dev_storage._codecs import MsgpackCodec
+from rapid_dev_storage._file_layout import (
+    encode_record,
+    group_directory_name,
+    record_file_name,
+    store_directory,
+)
+
+STARTUP = "start-up"
+BASELINE = "import asyncio, msgpack"
+IMPORT = "import rapid_dev_storage"
+IMPORT_CLI = "import rapid_dev_storage.cli"
+CLI_GET = "rapid-dev-storage get"
+CLI_GET_LARGE = "rapid-dev-storage get, large store"
+OPEN = "FileBackend open+close"
+OPEN_SMALL = "small store"
+OPEN_LARGE = "large store"
+SMALL = 10
+
+# The console script's own lines (pip writes them): what a person's `rapid-dev-storage` runs.
+_CLI = "import sys; from rapid_dev_storage.cli import main; sys.exit(main())"
+
+
+async def make_store(root: Path, name: str, count: int) -> None:
+    """Create the store's marker through the library, then fill its group."""
+    backend = await FileBackend.create_backend_instance(root, name, 1, codec="msgpack")
+    await backend.close()
+    await asyncio.to_thread(_fill_group, store_directory(root, name, "1"), count)
+
+
+def _fill_group(directory: str, count: int) -> None:
+    """Write ``count`` real records, encoded by the layout's own functions, written plainly.
+
+    That is what a store written by the library holds, made without an fsync or a lock each.
+    """
+    codec = MsgpackCodec()
+    group = os.path.join(directory, group_directory_name("G"))
+    os.makedirs(group, exist_ok=True)
+    for index in range(count):
+        keys = (f"k{index:07}",)
+        with open(os.path.join(group, record_file_name(keys, codec.extension)), "xb") as file:
+            file.write(encode_record(codec, keys, VALUE))
+
+
+def time_processes(
+    commands: dict[str, list[str]], runs: int, cache: Path | None
+) -> dict[str, float]:
+    """Run every command once per round, ``runs`` rounds; return each one's median seconds.
+
+    ``cache``: where the processes keep bytecode (None: they compile every module every time).
+    """
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    if cache is None:
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        environment["PYTHONPYCACHEPREFIX"] = str(cache)
+    timings: dict[str, list[float]] = {label: [] for label in commands}
+    for command in commands.values():  # untimed: writes the bytecode, warms the page cache
+        subprocess.run(command, check=True, capture_output=True, env=environment)
+    for _ in range(runs):
+        for label, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=environment)
+            timings[label].append(time.perf_counter() - start)
+    return {label: statistics.median(samples) for label, samples in timings.items()}
+
+
+async def time_opens(roots: dict[str, Path], runs: int) -> dict[str, float]:
+    """Open and close each store once per round, ``runs`` rounds; return median seconds."""
+    timings: dict[str, list[float]] = {label: [] for label in roots}
+    for _ in range(runs):
+        for label, root in roots.items():
+            start = time.perf_counter()
+            backend = await FileBackend.create_backend_instance(root, label, 1)
+            await backend.close()
+            timings[label].append(time.perf_counter() - start)
+    return {label: statistics.median(samples) for label, samples in timings.items()}
+
+
+async def measure_startup(
+    bench: Bench, *, runs: int, open_records: int, bytecode: bool = True
+) -> None:
+    """Add the start-up and open rows `bench_report.STARTUP_TARGETS` compare."""
+    root = bench.root / "startup"
+    large = f"{open_records:,} records"
+    print(f"filling a store of {large}...", file=sys.stderr)
+    await make_store(root, OPEN_SMALL, SMALL)
+    await make_store(root, OPEN_LARGE, open_records)
+    small = f"file:{store_directory(root, OPEN_SMALL, '1')}"
+    big = f"file:{store_directory(root, OPEN_LARGE, '1')}"
+    python = sys.executable
+    commands = {
+        BASELINE: [python, "-c", BASELINE],
+        IMPORT: [python, "-c", IMPORT],
+        IMPORT_CLI: [python, "-c", IMPORT_CLI],
+        CLI_GET: [python, "-c", _CLI, "get", small, "G", "k0000001"],
+        CLI_GET_LARGE: [python, "-c", _CLI, "get", big, "G", "k0000001"],
+    }
+    notes = {CLI_GET: f"{SMALL} records", CLI_GET_LARGE: large}
+    cache = root / "bytecode" if bytecode else None
+    print("timing start-up...", file=sys.stderr)
+    timed = await asyncio.to_thread(time_processes, commands, runs, cache)
+    for label, seconds in timed.items():
+        note = notes.get(label, "")
+        if not bytecode:
+            note = f"{note}, no bytecode" if note else "no bytecode"
+        bench.results.append(Result(STARTUP, label, seconds * 1e6, 1 / seconds, note))
+    print("timing opens...", file=sys.stderr)
+    opened = await time_opens({OPEN_SMALL: root, OPEN_LARGE: root}, runs * 4)
+    for label, seconds in opened.items():
+        note = large if label == OPEN_LARGE else f"{SMALL} records"
+        bench.results.append(Result(OPEN, label, seconds * 1e6, 1 / seconds, note))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds, a small large store")
+    parser.add_argument("--runs", type=int, help="rounds (default 15; --quick 3)")
+    parser.add_argument("--open-records", type=int, help="the large store (default 100,000)")
+    parser.add_argument("--no-bytecode", action="store_true", help="compile on every start")
+    arguments = parser.parse_args()
+    bench = Bench(QUICK, Path(tempfile.mkdtemp(prefix="rds-startup-")))
+    try:
+        await measure_startup(
+            bench,
+            runs=arguments.runs or (3 if arguments.quick else 15),
+            open_records=arguments.open_records or (1_000 if arguments.quick else 100_000),
+            bytecode=not arguments.no_bytecode,
+        )
+    finally:
+        shutil.rmtree(bench.root, ignore_errors=True)
+    print(report(bench, markdown=False))
+
+
+if __name__ == "__main__":
+    from bench_report import report
+
+    asyncio.run(main())
