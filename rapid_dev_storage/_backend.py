@@ -210,11 +210,8 @@ class StorageBackend(Publishes):
                         record_keys, value = await self._off_loop(
                             self._decode, group, known_keys, data, source
                         )
-                    elif known_keys is None:
-                        record_keys, value = self._decode(group, None, data, source)
                     else:
-                        record_keys = known_keys
-                        value = self._value_of(group, known_keys, data, source)
+                        record_keys, value = self._record_of(group, known_keys, data, source)
                 except CorruptRecordError as exc:
                     if on_corrupt is None:
                         raise

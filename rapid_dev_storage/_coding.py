@@ -131,25 +131,30 @@ class RecordCoding(BackendHooks):
         return self._value_of(group, keys, data)
 
     def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
-        """Return the value of a record whose keys are known, raising `CorruptRecordError`.
+        """Return the value of a record whose keys are known, raising `CorruptRecordError`."""
+        return self._record_of(group, keys, data, source)[1]
 
-        The short path of `_decode` (a microsecond a record counts over 100,000 of them): a
-        record that fails it takes the long one, to report well. Callers send no large record
-        down this path.
+    def _record_of(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
+    ) -> tuple[Keys, Any]:
+        """Return a record's ``(keys, value)`` as `_decode` does, by a short path for good ones.
+
+        A microsecond a record counts over 100,000 of them. A record that fails the short path
+        takes the long one, to report well. Callers send no large record down this path.
         """
         codec = self.codec
         try:
-            value = self._decode_record(group, keys, data, source)[1]
+            record = self._decode_record(group, keys, data, source)
         except Exception:  # decoded again below, to raise a CorruptRecordError
             pass
         else:
             # _surely_storable, inlined.
             proof = self._proof if self._proof_codec is codec else self._find_proof()
             if (proof is not None and proof(data)) or value_fits(
-                value, 0, codec.allows_bytes, codec.allows_non_finite
+                record[1], 0, codec.allows_bytes, codec.allows_non_finite
             ):
-                return value
-        return self._decode(group, keys, data, source)[1]
+                return record
+        return self._decode(group, keys, data, source)
 
     def _decode(
         self, group: str, keys: Keys | None, data: bytes, source: str | None = None

@@ -263,7 +263,9 @@ class FileBackend(StorageBackend):
         path = self._group_directory(group)
         if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
             self._hand_made.look(group, listed=False)
-        return scan_group(self._jobs, path, group, self._extension, self._check_open)
+        return scan_group(
+            self._jobs, path, group, self._extension, self._check_open, self._inline_limit
+        )
 
     async def _list_groups(self) -> list[str]:
         return await self._jobs.read(
@@ -308,8 +310,10 @@ class FileBackend(StorageBackend):
         if keys is not None:
             misplaced = found_keys != keys
         else:
-            expected_name = record_file_name(found_keys, self._extension)
-            misplaced = source is not None and os.path.basename(source) != expected_name
+            # rpartition, not basename: sources are joined with os.sep, and it costs a third.
+            misplaced = source is not None and source.rpartition(os.sep)[2] != record_file_name(
+                found_keys, self._extension
+            )
         if misplaced:
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)
