@@ -6,7 +6,8 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--sync] [--postgres DSN] [--markdown FILE] [--chart FILE.png]
+    python tools/bench.py [--quick] [--sync | --scaling] [--postgres DSN]
+                           [--markdown FILE] [--chart FILE.png]
 
 With a PostgreSQL server (``--postgres``, or RAPID_DEV_STORAGE_TEST_POSTGRES as the tests use),
 PostgresBackend runs beside plain asyncpg doing the same statements on the same table; the
@@ -43,6 +44,7 @@ from bench_peers import (
     thread_hop,
 )
 from bench_report import chart, machine, report
+from bench_scaling import measure_scaling
 from bench_sync import measure_sync
 
 from rapid_dev_storage import (
@@ -265,6 +267,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
         measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
         if server:
             await measure_plain_asyncpg_scans(bench, server)
+        print("measuring get and set as a group grows...", file=sys.stderr)
+        await measure_scaling(bench)
         print("measuring the synchronous API...", file=sys.stderr)
         await measure_sync(bench)
         print("measuring change notifications...", file=sys.stderr)
@@ -277,6 +281,9 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument(
         "--sync", action="store_true", help="only the synchronous API and its two references"
+    )
+    parser.add_argument(
+        "--scaling", action="store_true", help="only get and set at each group size"
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
@@ -291,6 +298,8 @@ async def main() -> None:
     try:
         if arguments.sync:
             await measure_sync(bench)
+        elif arguments.scaling:
+            await measure_scaling(bench)
         else:
             await measure_all(bench, arguments.postgres, arguments.quick)
     finally:
