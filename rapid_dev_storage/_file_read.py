@@ -1,4 +1,4 @@
-"""FileBackend's reads: small records on the loop (with a cache), listings and scans on threads.
+"""FileBackend's reads: small records on the loop (cached; scans in slices), the rest on threads.
 
 Reads of small records run inline on the event loop: opening and reading a warm file takes a few
 microseconds, a hop to a thread about 130. Each read opens, reads and closes its file within one
