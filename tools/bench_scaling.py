@@ -16,7 +16,6 @@ written through the library first and read back, proving the bulk bytes are the 
 from __future__ import annotations
 
 import inspect
-import os
 import random
 import sqlite3
 import sys
@@ -27,8 +26,9 @@ from typing import Any, Awaitable, Callable
 import diskcache
 import msgpack
 from bench_harness import VALUE, Bench
+from bench_peers import raw_read, raw_write
 
-from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
+from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageGroup
 from rapid_dev_storage._file_layout import encode_record, group_directory_name, record_file_name
 from rapid_dev_storage._sqlite import table_name
 
@@ -112,42 +112,15 @@ def fill_diskcache(cache: diskcache.Cache, count: int) -> None:
             cache.set(key, VALUE)
 
 
-# --- the raw peer ------------------------------------------------------------------------------
-
-
-def raw_get(path: str) -> Any:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        return msgpack.unpackb(os.read(descriptor, 1 << 16))
-    finally:
-        os.close(descriptor)
-
-
-def raw_set(path: str, data: bytes, durable: bool) -> None:
-    temp = f"{path}.{random.getrandbits(32)}.tmp"
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(descriptor, data)
-        if durable:
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temp, path)
-    if durable:
-        directory = os.open(os.path.dirname(path), os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 # --- measuring ---------------------------------------------------------------------------------
 
 Timed = Callable[[str], Awaitable[Any] | Any]
 
 
-async def interleaved(operations: dict[str, Timed], keys: list[str]) -> dict[str, list[int]]:
-    """Run each subject's operation on each key in turn; return nanoseconds per subject."""
+async def interleaved(
+    bench: Bench, label: str, operations: dict[str, Timed], keys: list[str]
+) -> None:
+    """Run each subject's operation on each key in turn; add a row per subject (``label``)."""
     samples: dict[str, list[int]] = {name: [] for name in operations}
     for key in keys:
         for name, operation in operations.items():
@@ -156,7 +129,15 @@ async def interleaved(operations: dict[str, Timed], keys: list[str]) -> dict[str
             if inspect.isawaitable(result):
                 await result
             samples[name].append(time.perf_counter_ns() - start)
-    return samples
+    for name, timings in samples.items():
+        bench.add(name, label, timings)
+
+
+def library_sets(file_group: StorageGroup, sqlite_group: StorageGroup) -> dict[str, Timed]:
+    return {
+        FILE: lambda key: file_group[key].set_value(VALUE),
+        SQLITE: lambda key: sqlite_group[key].set_value(VALUE),
+    }
 
 
 async def measure_size(bench: Bench, count: int, gets: int, sets: int) -> None:
@@ -172,29 +153,28 @@ async def measure_size(bench: Bench, count: int, gets: int, sets: int) -> None:
     raw_data = msgpack.packb({"keys": ["k"], "value": VALUE})
     try:
         fresh = random.sample(keys_for(count), min(gets, count))  # each read once: not read before
-        got = await interleaved(
+        await interleaved(
+            bench,
+            workload("get", count),
             {
                 FILE: lambda key: file_group[key].get_value(),
                 SQLITE: lambda key: sqlite_group[key].get_value(),
-                RAW: lambda key: raw_get(raw_paths[key]),
+                RAW: lambda key: raw_read(raw_paths[key]),
                 DISKCACHE: cache.get,
             },
             fresh,
         )
-        for name, timings in got.items():
-            bench.add(name, workload("get", count), timings)
         targets = [random.choice(fresh) for _ in range(sets)]
-        put = await interleaved(
+        await interleaved(
+            bench,
+            workload("set fast", count),
             {
-                FILE: lambda key: file_group[key].set_value(VALUE),
-                SQLITE: lambda key: sqlite_group[key].set_value(VALUE),
-                RAW: lambda key: raw_set(raw_paths[key], raw_data, False),
+                **library_sets(file_group, sqlite_group),
+                RAW: lambda key: raw_write(raw_paths[key], raw_data, False),
                 DISKCACHE: lambda key: cache.set(key, VALUE),
             },
             targets,
         )
-        for name, timings in put.items():
-            bench.add(name, workload("set fast", count), timings)
     finally:
         await files.close()
         await sqlite.close()
@@ -216,16 +196,15 @@ async def measure_full_sets(
     sqlite_group = Storage(sqlite).get_group(GROUP)
     try:
         targets = random.sample(keys_for(count), min(sets, count))
-        put = await interleaved(
+        await interleaved(
+            bench,
+            workload("set full", count),
             {
-                FILE: lambda key: file_group[key].set_value(VALUE),
-                SQLITE: lambda key: sqlite_group[key].set_value(VALUE),
-                RAW: lambda key: raw_set(raw_paths[key], raw_data, True),
+                **library_sets(file_group, sqlite_group),
+                RAW: lambda key: raw_write(raw_paths[key], raw_data, True),
             },
             targets,
         )
-        for name, timings in put.items():
-            bench.add(name, workload("set full", count), timings)
     finally:
         await files.close()
         await sqlite.close()
