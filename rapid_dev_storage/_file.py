@@ -37,7 +37,8 @@ from ._file_layout import (
 )
 from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
-from ._file_read import HandMadeWarnings, ReadCache, group_names, read_small, scan_group
+from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
+from ._file_scan import scan_group
 from ._file_watch import FileWatcher
 from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
@@ -99,6 +100,7 @@ class FileBackend(StorageBackend):
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = ReadCache()
+        self._directories = HeldDirectories()
         self._hand_made = HandMadeWarnings(directory)
 
     @classmethod
@@ -217,7 +219,7 @@ class FileBackend(StorageBackend):
         if cached is not None:
             return cached
         with os_errors(path, reading=(group, keys)):
-            done, data = read_small(path, self._inline_limit, self._cache)
+            done, data = read_small(path, self._inline_limit, self._cache, self._directories)
         return data if done else NOT_READY
 
     def _changed_recently(self, group: str, keys: Keys) -> bool:
@@ -274,6 +276,7 @@ class FileBackend(StorageBackend):
 
     async def _close(self) -> None:
         await self._jobs.close()
+        self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 

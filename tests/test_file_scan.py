@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from rapid_dev_storage import CorruptRecordError, FileBackend, Storage
+from rapid_dev_storage import CorruptRecordError, FileBackend, NoValue, Storage, StorageError
 from rapid_dev_storage._file_io import FileIO
-from rapid_dev_storage._file_read import SCAN_BATCH
+from rapid_dev_storage._file_scan import SCAN_BATCH
 
 PROMPT = 5.0  # seconds: a scan that would hang (a FIFO opened for reading) fails instead
 
@@ -94,3 +94,57 @@ async def test_a_scan_sees_records_another_writer_changed_after_a_read(tmp_path:
         await other.get_group("G")["k"].set_value(2)
         assert [item async for item in store.get_group("G").all_items()] == [(("k",), 2)]
         assert await store.get_group("G")["k"].get_value() == 2
+
+
+# --- group directories held open for first reads ----------------------------------------------
+
+
+async def test_a_group_directory_swapped_for_a_link_after_a_read_is_never_read_through(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    async with await open_store(tmp_path / "stores", codec="json") as store:
+        group = store.get_group("G")
+        await group["k"].set_value("inside")
+        await group["other"].set_value("inside too")
+        assert await group["k"].get_value() == "inside"  # the directory is held from here
+        path = record_file(store, "G", "other")
+        directory = path.parent
+        # Outside the store, a file of the very name the next read opens, holding a record.
+        outside.mkdir()
+        (outside / path.name).write_bytes(path.read_bytes().replace(b"inside too", b"outside"))
+        directory.rename(tmp_path / "moved-away")
+        directory.symlink_to(outside, target_is_directory=True)
+        with pytest.raises(StorageError) as caught:
+            await group["other"].get_value()
+        assert "link" in str(caught.value)
+
+
+async def test_a_group_directory_made_again_by_another_writer_is_read_anew(tmp_path: Path) -> None:
+    async with (
+        await open_store(tmp_path) as store,
+        await open_store(tmp_path) as other,
+    ):
+        await store.get_group("G")["k"].set_value(1)
+        assert await store.get_group("G")["k"].get_value() == 1
+        await other.get_group("G").clear_group()  # removes the group's directory
+        assert await store.get_group("G")["k"].get_value() is NoValue
+        await other.get_group("G")["j"].set_value(2)  # a new directory under the same name
+        await other.get_group("G")["k"].set_value(3)
+        assert await store.get_group("G")["k"].get_value() == 3
+        assert await store.get_group("G")["j"].get_value() == 2
+
+
+async def test_closing_the_store_closes_the_directories_its_reads_held(tmp_path: Path) -> None:
+    descriptors = Path("/proc/self/fd")
+    if not descriptors.is_dir():
+        pytest.skip("needs /proc/self/fd to count open descriptors")
+    store = await open_store(tmp_path)
+    for index in range(20):
+        await store.get_group(f"G{index}")["k"].set_value(index)
+    before = len(list(descriptors.iterdir()))
+    for index in range(20):
+        assert await store.get_group(f"G{index}")["k"].get_value() == index
+    assert len(list(descriptors.iterdir())) >= before + 20  # held: one per group read
+    await store.close()
+    assert len(list(descriptors.iterdir())) <= before  # the 20 held ones too
