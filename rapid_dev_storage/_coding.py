@@ -104,7 +104,7 @@ class RecordCoding(BackendHooks):
 
         A record that does not decode but changed a moment ago may be half-way through a save
         by a tool that writes in place (nano, ``cp`` over it): it is read again for a moment
-        (`_changed_recently`) before it is called corrupt. A large record decodes off the loop.
+        (`_may_settle`) before it is called corrupt. A large record decodes off the loop.
         """
         attempts = 0
         while True:
@@ -112,17 +112,21 @@ class RecordCoding(BackendHooks):
             if data is None:
                 return None, NoValue
             try:
-                return data, await self._value_async(group, keys, data)
+                if len(data) > LARGE_RECORD:
+                    return data, await self._value_async(group, keys, data)
+                return data, self._record_of(group, keys, data)[1]
             except CorruptRecordError:
                 attempts += 1
-                # git's conflict markers are no save half-way through: no use waiting.
-                if (
-                    attempts > SETTLE_ATTEMPTS
-                    or not self._changed_recently(group, keys)
-                    or has_conflict_markers(data)
-                ):
+                if attempts > SETTLE_ATTEMPTS or not self._may_settle(group, keys, data):
                     raise
             await asyncio.sleep(SETTLE_WAIT)
+
+    def _may_settle(self, group: str, keys: Keys, data: bytes) -> bool:
+        """Whether a record that does not decode may be half-way through a save: read it again.
+
+        git's conflict markers are no save half-way through: no use waiting.
+        """
+        return self._changed_recently(group, keys) and not has_conflict_markers(data)
 
     async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
         """`_value_of`, on a thread for a large record (see `_off_loop`)."""
