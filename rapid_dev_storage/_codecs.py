@@ -12,7 +12,8 @@ import msgpack
 
 from ._json_slices import json_in_slices
 from ._slices import LARGE_RECORD, collector_paused, contains_in_slices, unpack_in_slices
-from ._validate import INT_MAX, INT_MIN, MAX_DEPTH, lone_surrogate_path
+from ._validate import lone_surrogate_path
+from ._value_fits import INT_MAX, INT_MIN, MAX_DEPTH
 from .errors import IncompatibleStoreError
 
 
@@ -28,6 +29,10 @@ class Codec(Protocol):
     Every value ``loads`` returns is checked as a write would check it (a value that could not
     be written back is a corrupt record). A codec may offer ``surely_storable(data) -> bool``,
     a cheap look at the bytes proving the decoded value passes, so reads skip that walk.
+
+    A codec whose ``dumps`` raises for every int outside `INT_MIN`..`INT_MAX` and every part
+    whose type is a subclass of one it stores may say so with ``strict_dumps = True``: writes
+    then leave those checks to it, and check in full only when it raises.
     """
 
     name: str
@@ -51,6 +56,9 @@ class MsgpackCodec:
     extension = ".msgpack"
     allows_bytes = True
     allows_non_finite = True
+    strict_dumps = True
+    """msgpack refuses ints out of its range (ours), and ``strict_types`` hands every subclass
+    to `_tuple_as_list`, which refuses it: a write's check leaves those to ``dumps``."""
 
     def __init__(self) -> None:
         # A Packer reused per thread: packb builds one per call (600 ns against 220 ns for a small
@@ -62,7 +70,9 @@ class MsgpackCodec:
         try:
             packer: msgpack.Packer = self._local.packer
         except AttributeError:
-            packer = self._local.packer = msgpack.Packer(use_bin_type=True, datetime=False)
+            packer = self._local.packer = msgpack.Packer(
+                use_bin_type=True, datetime=False, strict_types=True, default=_tuple_as_list
+            )
         return packer.pack(value)  # type: ignore[no-any-return]  # msgpack's stubs say Any
 
     def loads(self, data: bytes) -> Any:
@@ -157,6 +167,13 @@ _MSGPACK_HEADERS = bytes(
     ord("c") if byte in _MSGPACK_CONTAINERS else 0x80 if byte in _MSGPACK_UNCHECKED else 0
     for byte in range(256)
 )
+
+
+def _tuple_as_list(value: object) -> list[Any]:
+    """Give msgpack's ``strict_types`` a tuple as a list; refuse any other type (subclasses)."""
+    if type(value) is tuple:
+        return list(value)
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
 
 
 def _refuse_ext(code: int, data: bytes) -> NoReturn:

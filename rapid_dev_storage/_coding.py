@@ -19,7 +19,8 @@ from ._hooks import BackendHooks
 from ._merge_text import has_conflict_markers
 from ._slices import LARGE_RECORD
 from ._types import Keys, NoValue
-from ._validate import check_value, unwritable_reason, value_fits
+from ._validate import check_value, unwritable_reason
+from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
 SETTLE_WAIT = 0.02
@@ -80,8 +81,21 @@ class RecordCoding(BackendHooks):
     # --- encoding ---------------------------------------------------------------------------
 
     def _encode(self, group: str, keys: Keys, value: Any) -> bytes:
-        """Return the bytes to store, or raise `InvalidValueError` naming the record."""
+        """Return the bytes to store, or raise `InvalidValueError` naming the record.
+
+        A codec with ``strict_dumps`` (msgpack) refuses ints out of range and subclasses while
+        it encodes, so a large value's check leaves those to it (a third of the check's cost);
+        if the quick check or the encoder refuses, the full check names the part, or the
+        codec's error is reported as before.
+        """
         codec = self.codec
+        if getattr(codec, "strict_dumps", False) and value_fits(
+            value, 0, codec.allows_bytes, codec.allows_non_finite, strict=True
+        ):
+            try:
+                return self._encode_record(keys, value)
+            except Exception:  # checked and encoded again below, to report it
+                pass
         try:
             check_value(
                 value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite

@@ -19,7 +19,7 @@ from ._api import Storage
 from ._backend import StorageBackend
 from ._conformance_support import as_stored, contents, same, storable_values
 from ._types import Keys, NoValue
-from ._validate import INT_MAX
+from ._value_fits import INT_MAX
 
 OpenBackend = Callable[[str, Path], Awaitable[StorageBackend]]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ._api import Storage, StorageGroup
 from ._types import Keys
-from ._validate import INT_MAX, INT_MIN
+from ._value_fits import INT_MAX, INT_MIN
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -21,7 +21,7 @@ from ._conformance_support import (
     snapshot,
 )
 from ._types import NoValue
-from ._validate import INT_MAX, INT_MIN
+from ._value_fits import INT_MAX, INT_MIN
 from .errors import InvalidKeyError, InvalidNameError, InvalidValueError
 
 

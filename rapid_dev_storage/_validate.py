@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import math
-from math import isfinite as _isfinite
-from typing import Any, Iterable, cast
+from typing import Any, cast
 
 from ._types import Keys
+from ._value_fits import INT_MAX, INT_MIN, MAX_DEPTH, value_fits
 from .errors import InvalidKeyError, InvalidNameError, InvalidValueError
 
 MAX_KEYS = 5
-MAX_DEPTH = 256
-"""Deepest nesting accepted: every codec reads it back, and a value containing itself stops here."""
-
-INT_MIN = -(2**63)
-INT_MAX = 2**64 - 1
-"""msgpack's range, kept for every codec so that a store converts to any other codec losslessly."""
-
 _SUPPORTED = "None, bool, int, float, str, list, tuple, dict with str keys"
 
 
@@ -159,54 +152,6 @@ def unwritable_reason(value: object, *, allow_bytes: bool, allow_non_finite: boo
     except InvalidValueError as exc:
         return str(exc)
     return "value: cannot be stored"  # not reached: both walks agree
-
-
-def value_fits(value: Any, depth: int, allow_bytes: bool, allow_non_finite: bool) -> bool:
-    """Whether `_check` would accept ``value`` at nesting ``depth`` (0 at the top).
-
-    The same rules as `_check`, without building any path: the fast answer for good values.
-    """
-    kind = type(value)
-    if kind is dict:
-        if depth >= MAX_DEPTH:
-            return False
-        for key in value:  # a loop: twice as fast as all() over a generator
-            if type(key) is not str:
-                return False
-        return _items_fit(value.values(), depth + 1, allow_bytes, allow_non_finite)
-    if kind is list or kind is tuple:
-        return depth < MAX_DEPTH and _items_fit(value, depth + 1, allow_bytes, allow_non_finite)
-    return _scalar_fits(value, allow_bytes, allow_non_finite)
-
-
-def _items_fit(items: Iterable[Any], depth: int, allow_bytes: bool, allow_non_finite: bool) -> bool:
-    # The common scalars are tested inline: a call per item would double the cost.
-    for item in items:
-        kind = type(item)
-        if kind is str or kind is bool or item is None:
-            continue
-        if kind is int:
-            fits = INT_MIN <= item <= INT_MAX
-        elif kind is float:
-            fits = allow_non_finite or _isfinite(item)
-        elif kind is dict or kind is list or kind is tuple:
-            fits = value_fits(item, depth, allow_bytes, allow_non_finite)
-        else:
-            fits = kind is bytes and allow_bytes
-        if not fits:
-            return False
-    return True
-
-
-def _scalar_fits(value: object, allow_bytes: bool, allow_non_finite: bool) -> bool:
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return INT_MIN <= cast(int, value) <= INT_MAX
-    if kind is float:
-        return allow_non_finite or _isfinite(cast(float, value))
-    return kind is bytes and allow_bytes
 
 
 def lone_surrogate_path(value: object, path: str = "value") -> str | None:

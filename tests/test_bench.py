@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench.py"
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+BENCH = TOOLS / "bench.py"
 
 
 @pytest.mark.slow  # the quick benchmark: 5-15 s
 def test_quick_benchmark_prints_every_row_and_target(tmp_path: Path) -> None:
-    markdown = tmp_path / "bench.md"
+    markdown, kept = tmp_path / "bench.md", tmp_path / "run.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--markdown", str(markdown)],
+        [sys.executable, str(BENCH), "--quick", "--markdown", str(markdown), "--json", str(kept)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -30,3 +31,15 @@ def test_quick_benchmark_prints_every_row_and_target(tmp_path: Path) -> None:
     ]
     assert len(target_lines) >= 14
     assert "| target | measured ratio | met |" in markdown.read_text(encoding="utf-8")
+    # Two runs' ranges: the same run twice gives every ratio as a range of one value.
+    ranges = subprocess.run(
+        [sys.executable, str(TOOLS / "bench_ranges.py"), str(kept), str(kept)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "| target | ratio over 2 runs | met in |" in ranges
+    for line in target_lines:
+        ratio = line.split()[1].removesuffix("x")
+        assert f"{ratio}-{ratio}x" in ranges, (line, ranges)

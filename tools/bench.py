@@ -6,8 +6,11 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--sync | --scaling] [--postgres DSN]
-                           [--markdown FILE] [--chart FILE.png]
+    python tools/bench.py [--quick] [--sync | --large | --scaling] [--postgres DSN]
+                          [--markdown FILE] [--chart FILE.png] [--json FILE]
+
+``--json`` keeps the run's rows and target ratios for ``tools/bench_ranges.py``, which turns three
+or more runs into the ranges docs/benchmarks.md reports.
 
 With a PostgreSQL server (``--postgres``, or RAPID_DEV_STORAGE_TEST_POSTGRES as the tests use),
 PostgresBackend runs beside plain asyncpg doing the same statements on the same table; the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -31,6 +35,7 @@ from typing import Any
 import aiosqlite
 import diskcache
 from bench_harness import FULL, QUICK, VALUE, Bench, Result, Subject, peak_rss_growth
+from bench_large import measure_large
 from bench_peers import (
     aiosqlite_subject,
     bench_schema,
@@ -43,7 +48,7 @@ from bench_peers import (
     raw_files,
     thread_hop,
 )
-from bench_report import chart, machine, report
+from bench_report import as_json, chart, machine, report
 from bench_scaling import measure_scaling
 from bench_sync import measure_sync
 
@@ -271,6 +276,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool) -> None:
         await measure_scaling(bench)
         print("measuring the synchronous API...", file=sys.stderr)
         await measure_sync(bench)
+        print("measuring large values...", file=sys.stderr)
+        await measure_large(bench, quick)
         print("measuring change notifications...", file=sys.stderr)
         for kind in ("file", "sqlite", "postgres") if server else ("file", "sqlite"):
             await measure_notifications(bench, kind, 10 if quick else 60, server)
@@ -283,10 +290,14 @@ async def main() -> None:
         "--sync", action="store_true", help="only the synchronous API and its two references"
     )
     parser.add_argument(
+        "--large", action="store_true", help="only the large values (50 KB, 1 MB) and their peers"
+    )
+    parser.add_argument(
         "--scaling", action="store_true", help="only get and set at each group size"
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--chart", type=Path, help="also draw a PNG chart here (needs matplotlib)")
+    parser.add_argument("--json", type=Path, help="also keep rows and ratios here, for ranges")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("RAPID_DEV_STORAGE_TEST_POSTGRES", ""),
@@ -300,6 +311,8 @@ async def main() -> None:
             await measure_sync(bench)
         elif arguments.scaling:
             await measure_scaling(bench)
+        elif arguments.large:
+            await measure_large(bench, arguments.quick)
         else:
             await measure_all(bench, arguments.postgres, arguments.quick)
     finally:
@@ -309,6 +322,8 @@ async def main() -> None:
         arguments.markdown.write_text(report(bench, markdown=True) + "\n", encoding="utf-8")
     if arguments.chart:
         chart(bench, arguments.chart)
+    if arguments.json:
+        arguments.json.write_text(json.dumps(as_json(bench), indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -99,10 +99,13 @@ class Bench:
         """A key among the first 100: records an app reads again and again."""
         return random.choice(self.keys[:100])
 
-    async def measure_latencies(self, subjects: list[Subject]) -> None:
-        """Time every latency workload, in rounds that visit every subject in turn."""
+    async def measure_latencies(self, subjects: list[Subject], operations: int = 0) -> None:
+        """Time every latency workload, in rounds that visit every subject in turn.
+
+        ``operations``: timed operations per workload over all rounds (0: the size's own).
+        """
         samples: dict[tuple[str, str], list[int]] = {}
-        per_round = max(1, self.sizes.operations // ROUNDS)
+        per_round = max(1, (operations or self.sizes.operations) // ROUNDS)
         for _ in range(ROUNDS):
             for subject in subjects:
                 for workload, operation in subject.latency.items():

@@ -7,8 +7,13 @@ import os
 import platform
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from bench_harness import Bench
+from bench_large import OURS as LARGE_OURS
+from bench_large import SIZES as LARGE_SIZES
+from bench_large import VALIDATION, ours_name, peer_name, shapes
+from bench_large import workload as large_workload
 from bench_scaling import DISKCACHE as SCALING_DISKCACHE
 from bench_scaling import FILE as SCALING_FILE
 from bench_scaling import SQLITE as SCALING_SQLITE
@@ -206,6 +211,29 @@ POSTGRES_TARGETS = [
 ]
 
 
+LARGE_TARGETS = [
+    Target(
+        f"{ours_name(kind, codec, durability)} {large_workload(size, shape)} <= 1.3x "
+        f"{peer_name(kind, codec, durability)}",
+        (ours_name(kind, codec, durability), large_workload(size, shape)),
+        (peer_name(kind, codec, durability), large_workload(size, shape)),
+        1.3,
+    )
+    for size in LARGE_SIZES
+    for kind, codec, durability in LARGE_OURS
+    for shape in shapes(codec)
+] + [
+    Target(
+        f"{codec} write's value check of {size} rows <= 1.0x {codec}'s encode",
+        (VALIDATION, f"{codec} check {size} rows"),
+        (VALIDATION, f"{codec} encode {size} rows"),
+        1.0,
+    )
+    for size in LARGE_SIZES
+    for codec in ("msgpack", "json")
+]
+
+
 SYNC_TARGETS = [
     Target(
         "sync API: FileBackend warm get <= 2x diskcache.Cache.get",
@@ -260,9 +288,11 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
         "scale_small": f"{bench.sizes.scaling[0]:,}",
     }
     subjects = {r.subject for r in bench.results}
-    targets = list(TARGETS) if FILE_FULL in subjects else []  # not a --sync-only run
+    measured = {(r.subject, r.workload) for r in bench.results}
+    targets = list(TARGETS) if (FILE_FULL, "get") in measured else []  # a full run
     targets += POSTGRES_TARGETS if any(s.startswith("PostgresBackend") for s in subjects) else []
     targets += SYNC_TARGETS if SYNC in subjects else []
+    targets += LARGE_TARGETS if VALIDATION in subjects else []
     targets += SCALING_TARGETS if SCALING_FILE in subjects else []
     for target in targets:
         ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
@@ -278,6 +308,15 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
             ratio = ours.median_us / theirs.median_us
             rows.append((target.label.format(**sizes), ratio, ratio <= target.bound))
     return rows
+
+
+def as_json(bench: Bench) -> dict[str, Any]:
+    """The run's rows and target ratios, as `bench_ranges` reads them back."""
+    return {
+        "machine": machine(),
+        "results": [dataclasses.asdict(result) for result in bench.results],
+        "targets": [[label, ratio, met] for label, ratio, met in target_rows(bench)],
+    }
 
 
 def machine() -> str:

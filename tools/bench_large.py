@@ -1,0 +1,243 @@
+"""Large values: a durable and a fast ``set_value`` of 50 KB and 1 MB beside the same bytes written
+by hand, and the check of a value beside the codec's encode of it.
+
+Two shapes of value. ``str`` (and ``bytes`` for msgpack): one big payload in a small dict, where
+the peers write the already-encoded record (encoding it is a copy). ``rows``: a dict of many small
+row-dicts (1,000 rows: ~43 KB; 24,000: ~1 MB), where hand-written code must encode too, so the
+peer is the same encode (``msgpack.packb``, ``json.dumps`` with the codec's arguments) plus the
+same system calls; its ``pre-encoded`` workload is the system calls alone (our row's note gives
+that ratio too). Peers: raw files (temp open, write, fsync, close, ``os.replace``, directory fsync
+at ``full``; no fsyncs at ``fast``) and plain sqlite3 running SQLiteBackend's own upsert on its
+own table and file. Rounds visit every subject in turn (`Bench.measure_latencies`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any, Callable
+
+import msgpack
+from bench_harness import ROUNDS, Bench, Subject
+
+from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
+from rapid_dev_storage._sqlite import table_name
+from rapid_dev_storage._validate import check_value
+from rapid_dev_storage._value_fits import value_fits
+
+SIZES = {"50 KB": (50_000, 1_000), "1 MB": (1_000_000, 24_000)}
+"""Label: (payload bytes, rows)."""
+OPERATIONS = {"50 KB": 50, "1 MB": 15}
+QUICK_OPERATIONS = {"50 KB": ROUNDS, "1 MB": ROUNDS}
+RECORDS = 8  # sets rotate over these keys: every set replaces a record
+OURS = [
+    (kind, codec, durability)
+    for kind, codecs in (("file", ("msgpack", "json")), ("sqlite", ("msgpack",)))
+    for codec in codecs
+    for durability in ("full", "fast")
+]
+"""bench.py's backends but MemoryBackend (no bytes to write): (kind, codec, durability)."""
+PRE_ENCODED = "pre-encoded"
+VALIDATION = "value check"
+
+
+def ours_name(kind: str, codec: str, durability: str) -> str:
+    return f"FileBackend {codec} {durability}" if kind == "file" else f"SQLiteBackend {durability}"
+
+
+def peer_name(kind: str, codec: str, durability: str) -> str:
+    """The peer of one of ours: raw files of the same codec, or plain sqlite3."""
+    if kind == "file":
+        return f"raw {codec} files {durability}"
+    return f"plain sqlite3 {'FULL' if durability == 'full' else 'NORMAL'}"
+
+
+def workload(size: str, shape: str) -> str:
+    return f"set {size} {shape}"
+
+
+def shapes(codec: str) -> list[str]:
+    return ["str", "bytes", "rows"] if codec == "msgpack" else ["str", "rows"]
+
+
+def make_value(size: str, shape: str) -> Any:
+    payload, count = SIZES[size]
+    if shape == "rows":
+        return {
+            f"r{index:05}": {"id": index, "name": f"u{index}", "score": index * 0.5, "ok": True}
+            for index in range(count)
+        }
+    text = ("the quick brown fox jumps over the lazy dog " * (payload // 44 + 1))[:payload]
+    return {"name": "large", "payload": text if shape == "str" else text.encode()}
+
+
+def encoder(codec: str) -> Callable[[Any], bytes]:
+    """What hand-written code runs: the codec's encode, with the codec's arguments."""
+    if codec == "msgpack":
+        return lambda value: msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def dumps(value: Any) -> bytes:
+        text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
+        return (text + "\n").encode("utf-8")
+
+    return dumps
+
+
+def record(value: Any) -> dict[str, Any]:
+    """A FileBackend record: its keys beside the value (what the raw files hold too)."""
+    return {"keys": ["k"], "value": value}
+
+
+async def open_large(bench: Bench, kind: str, codec: str, durability: str) -> StorageBackend:
+    root = bench.root / "large"
+    if kind == "file":
+        return await FileBackend.create_backend_instance(
+            root / "file", "large", f"{codec}-{durability}", codec=codec, durability=durability
+        )
+    return await SQLiteBackend.create_backend_instance(
+        root / f"sqlite-{durability}.db", "large", 1, codec=codec, durability=durability
+    )
+
+
+def raw_writer(directory: Path, durable: bool) -> Callable[[bytes], None]:
+    """The same system calls as FileBackend's write: temp file, rename, fsyncs at ``full``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [str(directory / f"k{index}.bin") for index in range(RECORDS)]
+
+    def write(data: bytes) -> None:
+        target = random.choice(paths)
+        temp = f"{target}.{random.getrandbits(32)}.tmp"
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(descriptor, data)  # one call: Linux writes a regular file whole
+            if durable:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temp, target)
+        if durable:
+            directory_descriptor = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(directory_descriptor)
+            finally:
+                os.close(directory_descriptor)
+
+    return write
+
+
+def sqlite_writer(path: Path, durable: bool) -> tuple[Callable[[bytes], None], sqlite3.Connection]:
+    """Plain sqlite3 on SQLiteBackend's table and file, with its upsert."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    table = '"' + table_name("large", "1") + '"'
+    upsert = f"INSERT OR REPLACE INTO {table} VALUES (?, ?, '', '', '', '', 1, ?)"
+
+    def write(data: bytes) -> None:
+        connection.execute(upsert, ("large", f"k{random.randrange(RECORDS)}", data))
+
+    return write, connection
+
+
+async def large_subjects(bench: Bench, sizes: list[str]) -> tuple[list[Subject], list[Any]]:
+    """Ours and the peers, each with one workload per size and shape; and what to close."""
+    subjects: list[Subject] = []
+    closers: list[Any] = []
+    for kind, codec, durability in OURS:
+        store = Storage(await open_large(bench, kind, codec, durability))
+        closers.append(store.close)
+        group = store.get_group("large")
+        ours, peer = (
+            Subject(ours_name(kind, codec, durability)),
+            Subject(peer_name(kind, codec, durability)),
+        )
+        durable = durability == "full"
+        if kind == "file":
+            write = raw_writer(bench.root / "large" / peer.name.replace(" ", "-"), durable)
+        else:
+            write, connection = sqlite_writer(
+                bench.root / "large" / f"sqlite-{durability}.db", durable
+            )
+            closers.append(connection.close)
+        encode = encoder(codec)
+        for size in sizes:
+            for shape in shapes(codec):
+                value = make_value(size, shape)
+                name = workload(size, shape)
+                ours.latency[name] = setter(group, value)
+                # FileBackend writes a record (the value beside its keys); SQLite the value.
+                stored = record(value) if kind == "file" else value
+                if shape == "rows":
+                    peer.latency[name] = encode_and(write, encode, stored)
+                    peer.latency[f"{name} {PRE_ENCODED}"] = bind(write, encode(stored))
+                else:
+                    peer.latency[name] = bind(write, encode(stored))
+        subjects += [ours, peer]
+    return subjects, closers
+
+
+def setter(group: Any, value: Any) -> Callable[[], Any]:
+    return lambda: group[f"k{random.randrange(RECORDS)}"].set_value(value)
+
+
+def bind(write: Callable[[bytes], None], data: bytes) -> Callable[[], None]:
+    return lambda: write(data)
+
+
+def encode_and(
+    write: Callable[[bytes], None], encode: Callable[[Any], bytes], value: Any
+) -> Callable[[], None]:
+    return lambda: write(encode(value))
+
+
+def validation_subject(sizes: list[str]) -> Subject:
+    """The check a write makes beside the codec's encode, on the rows shape (str is trivial).
+
+    msgpack: the check a msgpack write makes (`value_fits` leaving ints and str subclasses to
+    msgpack's strict encoder); json: `check_value` in full.
+    """
+    subject = Subject(VALIDATION)
+    json_encode = encoder("json")
+    for size in sizes:
+        value = make_value(size, "rows")
+        subject.latency[f"msgpack check {size} rows"] = lambda value=value: value_fits(
+            value, 0, True, True, True
+        )
+        subject.latency[f"msgpack encode {size} rows"] = lambda value=value: msgpack.packb(value)
+        subject.latency[f"json check {size} rows"] = lambda value=value: check_value(
+            value, allow_bytes=False, allow_non_finite=False
+        )
+        subject.latency[f"json encode {size} rows"] = lambda value=value: json_encode(value)
+    return subject
+
+
+async def measure_large(bench: Bench, quick: bool) -> None:
+    """Add every large-value row (`bench_report.LARGE_TARGETS` compares them)."""
+    counts = QUICK_OPERATIONS if quick else OPERATIONS
+    subjects, closers = await large_subjects(bench, list(SIZES))
+    subjects.append(validation_subject(list(SIZES)))
+    try:
+        for size in SIZES:  # one size at a time: its own count of operations
+            chosen = [
+                Subject(s.name, {w: op for w, op in s.latency.items() if f" {size} " in w})
+                for s in subjects
+            ]
+            await bench.measure_latencies(chosen, counts[size])
+    finally:
+        for close in reversed(closers):
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+    add_syscall_notes(bench)
+
+
+def add_syscall_notes(bench: Bench) -> None:
+    """Note on our rows sets their ratio to the peer's system calls alone (no encode)."""
+    for kind, codec, durability in OURS:
+        for size in SIZES:
+            name = workload(size, "rows")
+            ours = bench.get(ours_name(kind, codec, durability), name)
+            alone = bench.get(peer_name(kind, codec, durability), f"{name} {PRE_ENCODED}")
+            ours.note = f"{ours.median_us / alone.median_us:.2f}x the system calls alone"
