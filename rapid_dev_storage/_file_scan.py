@@ -75,24 +75,25 @@ def read_slice(
     elsewhere: list[str] = []
     deadline = perf_counter() + SCAN_SLICE_SECONDS
     for name in names:
-        if is_record(name) is None:
-            continue
-        try:
-            descriptor = directory.open(FileIO, name, READ_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # removed since it was listed
-        except OSError:
-            elsewhere.append(name)  # a link, a socket...: read_in names it
-            continue
-        try:
-            status = os.fstat(descriptor)
-            if status.st_size > limit or not stat.S_ISREG(status.st_mode):
-                elsewhere.append(name)
-                continue
-            found.append((None, read_rest(descriptor, status.st_size), where + name))
-        finally:
-            os.close(descriptor)
-        if len(found) >= SCAN_BATCH or perf_counter() > deadline:
+        if is_record(name) is not None:
+            try:
+                descriptor = directory.open(FileIO, name, READ_FLAGS)
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # removed since it was listed
+            except OSError:
+                elsewhere.append(name)  # a link, a socket...: read_in names it
+            else:
+                try:
+                    status = os.fstat(descriptor)
+                    if status.st_size > limit or not stat.S_ISREG(status.st_mode):
+                        elsewhere.append(name)
+                    else:
+                        found.append((None, read_rest(descriptor, status.st_size), where + name))
+                finally:
+                    os.close(descriptor)
+        # Every name counts against the slice: a directory of large records (or of names that
+        # are not records) must not be gone through in one slice, nor handed over whole.
+        if len(found) + len(elsewhere) >= SCAN_BATCH or perf_counter() > deadline:
             return found, elsewhere, False
     return found, elsewhere, True
 

@@ -148,3 +148,29 @@ async def test_closing_the_store_closes_the_directories_its_reads_held(tmp_path:
     assert len(list(descriptors.iterdir())) >= before + 20  # held: one per group read
     await store.close()
     assert len(list(descriptors.iterdir())) <= before  # the 20 held ones too
+
+
+async def test_a_scan_of_large_records_read_partly_has_read_one_slice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every record over inline_limit: each slice hands its names to a thread, a slice at a time.
+    async with await open_store(tmp_path, durability="fast", inline_limit=64) as store:
+        group = store.get_group("G")
+        count = 4 * SCAN_BATCH
+        for start in range(0, count, 128):
+            await asyncio.gather(
+                *(group[f"k{i}"].set_value("x" * 100) for i in range(start, start + 128))
+            )
+        opened: list[str] = []
+
+        def counting_open(path: str, flags: int, mode: int = 0o777, **options: Any) -> int:
+            opened.append(path)
+            return os.open(path, flags, mode, **options)
+
+        monkeypatch.setattr(FileIO, "open", staticmethod(counting_open))
+        items = group.all_items()
+        await items.__anext__()
+        # One slice looked at (an open each) and read on a thread (an open each): not the group.
+        assert 0 < len(opened) <= 2 * SCAN_BATCH
+        await items.aclose()  # type: ignore[attr-defined]  # an async generator's
+        assert len({keys async for keys, _ in group.all_items()}) == count
