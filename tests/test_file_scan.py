@@ -57,15 +57,20 @@ async def _collect(group: Any, problems: list[CorruptRecordError] | None) -> dic
     return {keys: value async for keys, value in group.all_items(**options)}
 
 
+# Small records: a slice is read on the loop, an open each. Records over inline_limit: a slice
+# is looked at (an open each) and read on a thread (an open each), never the group at once.
+@pytest.mark.parametrize(
+    ("inline_limit", "value", "opens_each"), [(65536, 1, 1), (64, "x" * 100, 2)]
+)
 async def test_a_scan_read_partly_has_read_one_slice_not_the_group(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline_limit: int, value: Any, opens_each: int
 ) -> None:
-    async with await open_store(tmp_path, durability="fast") as store:
+    async with await open_store(tmp_path, durability="fast", inline_limit=inline_limit) as store:
         group = store.get_group("G")
         count = 4 * SCAN_BATCH
         for start in range(0, count, 128):
             await asyncio.gather(
-                *(group[f"k{i}"].set_value(i) for i in range(start, min(count, start + 128)))
+                *(group[f"k{i}"].set_value(value) for i in range(start, start + 128))
             )
         opened: list[str] = []
 
@@ -78,9 +83,9 @@ async def test_a_scan_read_partly_has_read_one_slice_not_the_group(
         first = await items.__anext__()
         assert first[0][0].startswith("k")
         # One slice read, not the group: memory stays bounded however large the group is.
-        assert 0 < len(opened) <= SCAN_BATCH
+        assert 0 < len(opened) <= opens_each * SCAN_BATCH
         await items.aclose()  # type: ignore[attr-defined]  # an async generator's
-        assert len(opened) <= SCAN_BATCH
+        assert len(opened) <= opens_each * SCAN_BATCH
         assert len({keys async for keys, _ in group.all_items()}) == count
 
 
@@ -148,29 +153,3 @@ async def test_closing_the_store_closes_the_directories_its_reads_held(tmp_path:
     assert len(list(descriptors.iterdir())) >= before + 20  # held: one per group read
     await store.close()
     assert len(list(descriptors.iterdir())) <= before  # the 20 held ones too
-
-
-async def test_a_scan_of_large_records_read_partly_has_read_one_slice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every record over inline_limit: each slice hands its names to a thread, a slice at a time.
-    async with await open_store(tmp_path, durability="fast", inline_limit=64) as store:
-        group = store.get_group("G")
-        count = 4 * SCAN_BATCH
-        for start in range(0, count, 128):
-            await asyncio.gather(
-                *(group[f"k{i}"].set_value("x" * 100) for i in range(start, start + 128))
-            )
-        opened: list[str] = []
-
-        def counting_open(path: str, flags: int, mode: int = 0o777, **options: Any) -> int:
-            opened.append(path)
-            return os.open(path, flags, mode, **options)
-
-        monkeypatch.setattr(FileIO, "open", staticmethod(counting_open))
-        items = group.all_items()
-        await items.__anext__()
-        # One slice looked at (an open each) and read on a thread (an open each): not the group.
-        assert 0 < len(opened) <= 2 * SCAN_BATCH
-        await items.aclose()  # type: ignore[attr-defined]  # an async generator's
-        assert len({keys async for keys, _ in group.all_items()}) == count
