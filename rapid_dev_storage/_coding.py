@@ -117,7 +117,7 @@ class RecordCoding(BackendHooks):
 
         A record that does not decode but changed a moment ago may be half-way through a save
         by a tool that writes in place (nano, ``cp`` over it): it is read again for a moment
-        (`_changed_recently`) before it is called corrupt. A large record decodes off the loop.
+        (`_may_settle`) before it is called corrupt. A large record decodes off the loop.
         """
         attempts = 0
         while True:
@@ -125,19 +125,23 @@ class RecordCoding(BackendHooks):
             if data is None:
                 return None, NoValue
             try:
-                return data, await self._value_async(group, keys, data)
+                if len(data) > LARGE_RECORD:
+                    return data, await self._value_async(group, keys, data)
+                return data, self._record_of(group, keys, data)[1]
             except CorruptRecordError:
-                from ._merge_text import has_conflict_markers  # noqa: PLC0415  (errors only)
-
                 attempts += 1
-                # git's conflict markers are no save half-way through: no use waiting.
-                if (
-                    attempts > SETTLE_ATTEMPTS
-                    or not self._changed_recently(group, keys)
-                    or has_conflict_markers(data)
-                ):
+                if attempts > SETTLE_ATTEMPTS or not self._may_settle(group, keys, data):
                     raise
             await asyncio.sleep(SETTLE_WAIT)
+
+    def _may_settle(self, group: str, keys: Keys, data: bytes) -> bool:
+        """Whether a record that does not decode may be half-way through a save: read it again.
+
+        git's conflict markers are no save half-way through: no use waiting.
+        """
+        from ._merge_text import has_conflict_markers  # noqa: PLC0415  (errors only)
+
+        return self._changed_recently(group, keys) and not has_conflict_markers(data)
 
     async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
         """`_value_of`, on a thread for a large record (see `_off_loop`)."""
@@ -146,25 +150,30 @@ class RecordCoding(BackendHooks):
         return self._value_of(group, keys, data)
 
     def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
-        """Return the value of a record whose keys are known, raising `CorruptRecordError`.
+        """Return the value of a record whose keys are known, raising `CorruptRecordError`."""
+        return self._record_of(group, keys, data, source)[1]
 
-        The short path of `_decode` (a microsecond a record counts over 100,000 of them): a
-        record that fails it takes the long one, to report well. Callers send no large record
-        down this path.
+    def _record_of(
+        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
+    ) -> tuple[Keys, Any]:
+        """Return a record's ``(keys, value)`` as `_decode` does, by a short path for good ones.
+
+        A microsecond a record counts over 100,000 of them. A record that fails the short path
+        takes the long one, to report well. Callers send no large record down this path.
         """
         codec = self.codec
         try:
-            value = self._decode_record(group, keys, data, source)[1]
+            record = self._decode_record(group, keys, data, source)
         except Exception:  # decoded again below, to raise a CorruptRecordError
             pass
         else:
             # _surely_storable, inlined.
             proof = self._proof if self._proof_codec is codec else self._find_proof()
             if (proof is not None and proof(data)) or value_fits(
-                value, 0, codec.allows_bytes, codec.allows_non_finite
+                record[1], 0, codec.allows_bytes, codec.allows_non_finite
             ):
-                return value
-        return self._decode(group, keys, data, source)[1]
+                return record
+        return self._decode(group, keys, data, source)
 
     def _decode(
         self, group: str, keys: Keys | None, data: bytes, source: str | None = None

@@ -4,7 +4,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 
 - `_file_layout`: every name in a store's directory and what its files hold (pure rules);
 - `_file_open`: a store's directory opened, its marker and bookkeeping made or checked;
-- `_file_read`: small records read on the loop (cached), listings and scans on threads;
+- `_file_read`: small records read on the loop (cached), listings on threads;
+- `_file_scan`: scans, small records read on the loop a slice at a time;
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
 - `_file_jobs`: the threads those run on, and the order they keep (cancellation follows the
@@ -37,7 +38,8 @@ from ._file_layout import (
 )
 from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
-from ._file_read import HandMadeWarnings, ReadCache, group_names, read_small, scan_group
+from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
+from ._file_scan import scan_group
 from ._file_sweep import OrphanSweep
 from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
@@ -103,6 +105,7 @@ class FileBackend(StorageBackend):
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = ReadCache()
+        self._directories = HeldDirectories()
         self._hand_made = HandMadeWarnings(directory)
 
     @classmethod
@@ -228,7 +231,7 @@ class FileBackend(StorageBackend):
         if cached is not None:
             return cached
         with os_errors(path, reading=(group, keys)):
-            done, data = read_small(path, self._inline_limit, self._cache)
+            done, data = read_small(path, self._inline_limit, self._cache, self._directories)
         return data if done else NOT_READY
 
     def _changed_recently(self, group: str, keys: Keys) -> bool:
@@ -274,7 +277,9 @@ class FileBackend(StorageBackend):
         path = self._group_directory(group)
         if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
             self._hand_made.look(group, listed=False)
-        return scan_group(self._jobs, path, group, self._extension, self._check_open)
+        return scan_group(
+            self._jobs, path, group, self._extension, self._check_open, self._inline_limit
+        )
 
     async def _list_groups(self) -> list[str]:
         return await self._jobs.read(
@@ -285,6 +290,7 @@ class FileBackend(StorageBackend):
         if self._sweep is not None:
             await self._sweep.stop()
         await self._jobs.close()
+        self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 
@@ -324,8 +330,10 @@ class FileBackend(StorageBackend):
         if keys is not None:
             misplaced = found_keys != keys
         else:
-            expected_name = record_file_name(found_keys, self._extension)
-            misplaced = source is not None and os.path.basename(source) != expected_name
+            # rpartition, not basename: sources are joined with os.sep, and it costs a third.
+            misplaced = source is not None and source.rpartition(os.sep)[2] != record_file_name(
+                found_keys, self._extension
+            )
         if misplaced:
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)

@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Iterator
 
 from ._file_io import UnsafeEntryError
 from ._types import Keys
 from .errors import CorruptRecordError, StorageError, StorageIOError
 
 
-@contextlib.contextmanager
-def os_errors(location: str, *, reading: tuple[str, Keys] | None = None) -> Iterator[None]:
+class os_errors:  # a lower-case name: used as a function, ``with os_errors(path):``
     """Turn OS and lock errors into ours, naming the file and keeping the original as the cause.
 
     ``location`` is the record (or directory) the operation is about: the system's own file
     name may be a bare temp file name. With ``reading`` (group, keys), something that is not a
     regular file where the record should be is a `CorruptRecordError`, as a bad record is.
+    A class, not a ``contextlib.contextmanager``: every inline read enters one, and a
+    generator-based one cost 1.5 us of a 20 us first read.
     """
-    try:
-        yield
-    except StorageError:
-        raise  # ours already (LockTimeoutError is an OSError too, through TimeoutError)
-    except UnsafeEntryError as exc:
-        where = exc.filename or location
-        if reading is not None and exc.expected == "regular file":
-            raise CorruptRecordError(
-                f"{where} {exc.strerror}", group=reading[0], keys=reading[1], location=where
-            ) from exc
-        raise _io_error(where, exc) from exc
-    except OSError as exc:
+
+    __slots__ = ("_location", "_reading")
+
+    def __init__(self, location: str, *, reading: tuple[str, Keys] | None = None) -> None:
+        self._location = location
+        self._reading = reading
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: object
+    ) -> None:
+        if exc is None or not isinstance(exc, OSError) or isinstance(exc, StorageError):
+            return  # ours already (LockTimeoutError is an OSError too, through TimeoutError)
+        location, reading = self._location, self._reading
+        if isinstance(exc, UnsafeEntryError):
+            where = exc.filename or location
+            if reading is not None and exc.expected == "regular file":
+                raise CorruptRecordError(
+                    f"{where} {exc.strerror}", group=reading[0], keys=reading[1], location=where
+                ) from exc
+            raise _io_error(where, exc) from exc
         named = (
             exc.filename if isinstance(exc.filename, str) and os.path.isabs(exc.filename) else None
         )

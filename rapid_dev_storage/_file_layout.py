@@ -160,12 +160,13 @@ def is_record_name(name: str, extension: str) -> bool:
     Only such names are records: a person's ``notes-from-the-design-meeting-v2.json`` beside
     them is never read as one, and never deleted by a clear.
     """
-    return _record_name_pattern(extension).fullmatch(name) is not None
+    return record_name_matcher(extension)(name) is not None
 
 
 @functools.lru_cache(maxsize=16)
-def _record_name_pattern(extension: str) -> re.Pattern[str]:
-    return re.compile(f"[0-9a-f]{{{DIGEST_LENGTH}}}{re.escape(extension)}")
+def record_name_matcher(extension: str) -> Callable[[str], re.Match[str] | None]:
+    """Return `is_record_name` for one ``extension``, as a match (for loops over many names)."""
+    return re.compile(f"[0-9a-f]{{{DIGEST_LENGTH}}}{re.escape(extension)}").fullmatch
 
 
 def stripe_of(directory_name: str, file_name: str) -> int:
@@ -216,19 +217,23 @@ def decode_record(codec: Codec, data: bytes) -> tuple[Keys, Any]:
     if (
         type(record) is not dict
         or len(record) != 2
-        or "keys" not in record
-        or "value" not in record
         # A msgpack map holding a key twice decodes to a smaller dict, one of them lost:
         # our records are a map of exactly two entries (JSON's decoder refuses duplicates).
-        or (codec.name == "msgpack" and data[:1] != b"\x82")
+        or (data[:1] != b"\x82" and codec.name == "msgpack")
     ):
-        raise ValueError('a record is a map of exactly "keys" and "value", each once')
-    found = record["keys"]
+        raise ValueError(_NOT_A_RECORD)
+    try:
+        found, value = record["keys"], record["value"]
+    except KeyError:
+        raise ValueError(_NOT_A_RECORD) from None
     if type(found) is not list or not stored_keys_fit(found):
         raise ValueError(
             f'"keys" must be a list of 1 to {MAX_KEYS} strings of valid Unicode, not {found!r}'
         )
-    return tuple(found), record["value"]
+    return tuple(found), value
+
+
+_NOT_A_RECORD = 'a record is a map of exactly "keys" and "value", each once'
 
 
 def misnamed_record(group: str, keys: Keys, where: str, extension: str) -> CorruptRecordError:

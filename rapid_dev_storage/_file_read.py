@@ -1,4 +1,4 @@
-"""FileBackend's reads: small records on the loop (with a cache), listings and scans on threads.
+"""FileBackend's reads: small records on the loop (with a cache), listings on threads.
 
 Reads of small records run inline on the event loop: opening and reading a warm file takes a few
 microseconds, a hop to a thread about 130. Each read opens, reads and closes its file within one
@@ -8,22 +8,21 @@ its job starts leaves nothing open. The system calls, and what they refuse, are 
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
-import itertools
 import logging
 import os
 import stat
 import threading
 import time
-from typing import AsyncIterator, Callable, Generator, Iterator
+from typing import Generator
 
-from ._file_errors import os_errors, unreadable
-from ._file_io import READ_FLAGS, Directory, FileIO, read_in, read_rest
-from ._file_jobs import FileJobs, forget
-from ._file_layout import group_of_directory, hand_made_group, hand_made_message, is_record_name
-from ._hooks import ScanItem
+from ._file_io import READ_FLAGS, Directory, FileIO, UnsafeEntryError, read_file, read_rest
+from ._file_layout import (
+    group_of_directory,
+    hand_made_group,
+    hand_made_message,
+    is_record_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +30,8 @@ READ_CACHE_ENTRIES = 16384
 READ_CACHE_RECORD_BYTES = 16 * 1024
 RACY_SECONDS = 0.05
 """A file changed this recently may change again within the same timestamp tick: not cached."""
-SCAN_BATCH = 128
-"""Records read per hop while iterating; two batches are in flight at a time."""
+HELD_DIRECTORIES = 256
+"""Group directories held open for reads (see HeldDirectories): descriptors are few."""
 
 
 class ReadCache:
@@ -74,8 +73,10 @@ class ReadCache:
         self._entries.pop(path, None)  # replaced, edited or removed since: read it again
         return None
 
-    def keep(self, path: str, status: os.stat_result, directory: Directory, data: bytes) -> None:
-        """Keep ``data``, read from ``path`` (``status``) in the open group ``directory``.
+    def keep(
+        self, path: str, status: os.stat_result, directory: str, directory_inode: int, data: bytes
+    ) -> None:
+        """Keep ``data``, read from ``path`` (``status``) in the group ``directory`` (its inode).
 
         Only if it is small enough to keep, and old enough to trust (see the class).
         """
@@ -86,7 +87,69 @@ class ReadCache:
             with contextlib.suppress(RuntimeError, StopIteration):
                 self._entries.pop(next(iter(self._entries)), None)  # the oldest
         file = (status.st_ino, status.st_size, status.st_mtime_ns)
-        self._entries[path] = (*file, directory.path, directory.identity()[1], data)
+        self._entries[path] = (*file, directory, directory_inode, data)
+
+
+class HeldDirectories:
+    """Group directories held open for reads on the loop; one ``lstat`` proves one still current.
+
+    A first read opened the group directory, opened the record relative to it and closed the
+    directory again: three of its seven system calls. A held directory is proven to be the one
+    at its path by one ``lstat`` (device and inode: a link has its own), and the record is then
+    opened relative to the directory that stood at the path at that moment, never through a
+    link. One replaced since (cleared and made again, checked out again by git, swapped for a
+    link by a person) is opened again by path, as every read did before, and the old one closed.
+
+    Used on the loop's thread and by synchronous callers' threads: a lock covers each use of a
+    held descriptor, so none is closed while another thread opens a file relative to it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[Directory, int, int]] = {}  # path: (it, device, inode)
+        self._closed = False
+
+    def open_file(self, directory: str, name: str) -> tuple[int, int]:
+        """Open ``name`` in ``directory`` to read; return it and the directory's inode.
+
+        Raises:
+            FileNotFoundError: no such directory or file (`Directory` and ``os.open`` raise the
+                rest: a link or a file where the directory should be, a link as the file...).
+
+        """
+        status = os.lstat(directory)
+        with self._lock:
+            held = self._held.get(directory)
+            if held is None or (held[1], held[2]) != (status.st_dev, status.st_ino):
+                held = self._hold(directory)
+            try:
+                return held[0].open(FileIO, name, READ_FLAGS), held[2]
+            finally:
+                if self._closed:  # the backend closed: hold nothing
+                    held[0].close()
+
+    def _hold(self, path: str) -> tuple[Directory, int, int]:
+        directory = Directory(path)  # never through a link
+        held = (directory, *directory.identity())  # what was opened, whatever lstat saw
+        old = self._held.pop(path, None)
+        if old is not None:
+            old[0].close()
+        if len(self._held) >= HELD_DIRECTORIES:  # bounded: group names may come from users
+            self._release()
+        if not self._closed:
+            self._held[path] = held
+        return held
+
+    def _release(self) -> None:
+        for directory, _, _ in self._held.values():
+            directory.close()
+        self._held.clear()
+
+    def close(self) -> None:
+        """Close every held directory; later reads open and close theirs each time."""
+        with self._lock:
+            self._closed = True
+            self._release()
 
 
 class HandMadeWarnings:
@@ -121,32 +184,33 @@ class HandMadeWarnings:
         logger.warning("%s", hand_made_message(self._root, name))
 
 
-def read_small(path: str, limit: int, cache: ReadCache) -> tuple[bool, bytes | None]:
+def read_small(
+    path: str, limit: int, cache: ReadCache, directories: HeldDirectories
+) -> tuple[bool, bytes | None]:
     """Read the record file ``path`` on the loop if it holds at most ``limit`` bytes.
 
     Return (True, its bytes, or None if there is no such file), or (False, None) having read
-    nothing when it is larger (or not a regular file): read it on a thread then. What it reads
-    goes into ``cache``, if worth keeping (look there first).
+    nothing when it is larger (or not a regular file): read it on a thread then. The group
+    directory is one of ``directories``. What it reads goes into ``cache``, if worth keeping
+    (look there first).
     """
+    directory, _, name = path.rpartition(os.sep)  # record paths are joined with os.sep
     try:
-        directory = Directory(os.path.dirname(path))
+        descriptor, directory_inode = directories.open_file(directory, name)
     except (FileNotFoundError, NotADirectoryError):
         return True, None
-    with directory:
-        try:
-            descriptor = directory.open(FileIO, os.path.basename(path), READ_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
-            return True, None
-        except OSError:
-            return True, read_in(directory, os.path.basename(path))  # raises the precise error
-        try:
-            status = os.fstat(descriptor)
-            if status.st_size > limit or not stat.S_ISREG(status.st_mode):
-                return False, None  # a FIFO or a device too: the thread's read names it
-            data = read_rest(descriptor, status.st_size)
-        finally:
-            os.close(descriptor)
-        cache.keep(path, status, directory, data)
+    except UnsafeEntryError:
+        raise  # the group directory is a link, or not a directory
+    except OSError:
+        return True, read_file(path)  # raises the precise error (the record is a link...)
+    try:
+        status = os.fstat(descriptor)
+        if status.st_size > limit or not stat.S_ISREG(status.st_mode):
+            return False, None  # a FIFO or a device too: the thread's read names it
+        data = read_rest(descriptor, status.st_size)
+    finally:
+        os.close(descriptor)
+    cache.keep(path, status, directory, directory_inode, data)
     return True, data
 
 
@@ -189,81 +253,3 @@ def group_names(root: str, extension: str, hand_made: HandMadeWarnings) -> list[
                 names.append(name)
             files.close()
     return names
-
-
-def read_records(path: str, group: str, names: list[str], extension: str) -> list[ScanItem] | None:
-    """Return the records among the files ``names`` of the group directory ``path``.
-
-    A file that cannot be read (permissions, a FIFO) is reported as a corrupt record; one gone
-    since it was listed, and any name that is not a record file's, is left out. None: the
-    group directory is gone.
-    """
-    records = [name for name in names if is_record_name(name, extension)]
-    found: list[ScanItem] = []
-    if not records:
-        return found
-    try:
-        directory = Directory(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # the group was removed meanwhile
-    with directory:
-        for name in records:
-            where = os.path.join(path, name)
-            try:
-                data = read_in(directory, name)
-            except OSError as exc:  # unreadable, or not a regular file: not a record
-                found.append((None, unreadable(group, where, exc), where))
-                continue
-            if data is not None:  # None: removed since it was listed
-                found.append((None, data, where))
-    return found
-
-
-async def scan_group(
-    jobs: FileJobs, path: str, group: str, extension: str, check_open: Callable[[], None]
-) -> AsyncIterator[list[ScanItem]]:
-    """Yield the records of the group directory ``path`` in batches read on ``jobs``' threads.
-
-    ``check_open`` runs as each batch arrives (it raises once the store is closed).
-    """
-    with os_errors(path):
-        try:
-            directory = Directory(path)  # one open: inline
-        except (FileNotFoundError, NotADirectoryError):
-            return  # no such group
-        with directory:
-            entries = os.scandir(directory.fd) if directory.fd is not None else None
-    # The listing (its own descriptor) is shared by the reading threads; each batch opens
-    # the directory again, never through a link, so nothing is shared across a hop.
-    listing = threading.Lock()
-    names: Iterator[str] = (
-        (entry.name for entry in entries) if entries is not None else iter(os.listdir(path))
-    )
-
-    def next_batch() -> tuple[bool, list[ScanItem]]:
-        with listing:
-            batch = list(itertools.islice(names, SCAN_BATCH))
-        found = read_records(path, group, batch, extension)
-        return found is None or len(batch) < SCAN_BATCH, found or []
-
-    def start() -> asyncio.Future[tuple[bool, list[ScanItem]]]:
-        return asyncio.ensure_future(jobs.read(next_batch))
-
-    # Two batches in flight: the threads read ahead while the caller decodes.
-    pending = collections.deque([start(), start()])
-    exhausted = False
-    try:
-        while pending:
-            done, batch = await pending.popleft()
-            exhausted = exhausted or done
-            check_open()
-            if not exhausted:
-                pending.append(start())
-            if batch:
-                yield batch
-    finally:
-        for future in pending:
-            forget(future)
-        with listing:
-            if entries is not None:
-                entries.close()

@@ -111,9 +111,12 @@ def check_record(group: object, keys: tuple[object, ...]) -> tuple[str, Keys]:
 
 def stored_keys_fit(keys: list[Any]) -> bool:
     """Whether keys read from a record are 1 to 5 plain `str` that `check_keys` would accept."""
-    return 0 < len(keys) <= MAX_KEYS and all(
-        type(key) is str and _is_utf8_encodable(key) for key in keys
-    )
+    if not 0 < len(keys) <= MAX_KEYS:
+        return False
+    for key in keys:  # a loop, no all() over a generator: every record a scan reads asks
+        if type(key) is not str or not (str.isascii(key) or _is_utf8_encodable(key)):
+            return False
+    return True
 
 
 def check_prefix(prefix: tuple[object, ...], group: str | None = None) -> Keys:

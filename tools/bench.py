@@ -6,7 +6,8 @@ are noisy: only side-by-side ratios mean anything). Latency workloads run in rou
 every subject in turn, so a slow minute of the machine falls on all of them alike. ``--quick``
 runs everything small, so CI proves the benchmark still works; it asserts no timings.
 
-    python tools/bench.py [--quick] [--sync | --large] [--postgres DSN] [--open-records N]
+    python tools/bench.py [--quick] [--sync | --large | --scaling] [--postgres DSN]
+                          [--open-records N]
                           [--markdown FILE] [--chart FILE.png] [--json FILE]
 
 ``--json`` keeps the run's rows and target ratios for ``tools/bench_ranges.py``, which turns three
@@ -49,6 +50,7 @@ from bench_peers import (
     thread_hop,
 )
 from bench_report import as_json, chart, machine, report
+from bench_scaling import measure_scaling
 from bench_startup import measure_startup
 from bench_sync import measure_sync
 
@@ -272,6 +274,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: in
         measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
         if server:
             await measure_plain_asyncpg_scans(bench, server)
+        print("measuring get and set as a group grows...", file=sys.stderr)
+        await measure_scaling(bench)
         print("measuring the synchronous API...", file=sys.stderr)
         await measure_sync(bench)
         print("measuring large values...", file=sys.stderr)
@@ -293,6 +297,9 @@ async def main() -> None:
         "--large", action="store_true", help="only the large values (50 KB, 1 MB) and their peers"
     )
     parser.add_argument(
+        "--scaling", action="store_true", help="only get and set at each group size"
+    )
+    parser.add_argument(
         "--open-records",
         type=int,
         help="records in the large store opened (default 100,000; --quick 1,000)",
@@ -311,6 +318,8 @@ async def main() -> None:
     try:
         if arguments.sync:
             await measure_sync(bench)
+        elif arguments.scaling:
+            await measure_scaling(bench)
         elif arguments.large:
             await measure_large(bench, arguments.quick)
         else:

@@ -26,12 +26,25 @@ class Sizes:
     concurrent: int  # operations in total for the 64-task workloads
     scan_small: int
     scan_large: int
+    scaling: tuple[int, ...]  # records in one group, for get and set at each size
 
 
 FULL = Sizes(
-    records=10_000, operations=4_000, concurrent=3_200, scan_small=10_000, scan_large=100_000
+    records=10_000,
+    operations=4_000,
+    concurrent=3_200,
+    scan_small=10_000,
+    scan_large=100_000,
+    scaling=(1_000, 10_000, 100_000, 300_000),
 )
-QUICK = Sizes(records=300, operations=100, concurrent=256, scan_small=300, scan_large=1_000)
+QUICK = Sizes(
+    records=300,
+    operations=100,
+    concurrent=256,
+    scan_small=300,
+    scan_large=1_000,
+    scaling=(300, 1_000),
+)
 ROUNDS = 5
 
 Operation = Callable[[], Any]  # a plain function, or one returning an awaitable

@@ -33,36 +33,39 @@ def raw_files(bench: Bench) -> Subject:
     for path in paths:
         Path(path).write_bytes(data)
 
-    def read(path: str) -> Any:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            return msgpack.unpackb(os.read(descriptor, 1 << 16))
-        finally:
-            os.close(descriptor)
-
-    def write(durable: bool) -> None:
-        target = random.choice(paths)
-        temp = f"{target}.{random.getrandbits(32)}.tmp"
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(descriptor, data)
-        if durable:
-            os.fsync(descriptor)
-        os.close(descriptor)
-        os.replace(temp, target)
-        if durable:
-            directory_descriptor = os.open(directory, os.O_RDONLY)
-            os.fsync(directory_descriptor)
-            os.close(directory_descriptor)
-
     return Subject(
         "raw files",
         {
-            "get": lambda: read(random.choice(paths)),
-            "get hot": lambda: read(random.choice(paths[:100])),
-            "set full": lambda: write(True),
-            "set fast": lambda: write(False),
+            "get": lambda: raw_read(random.choice(paths)),
+            "get hot": lambda: raw_read(random.choice(paths[:100])),
+            "set full": lambda: raw_write(random.choice(paths), data, True),
+            "set fast": lambda: raw_write(random.choice(paths), data, False),
         },
     )
+
+
+def raw_read(path: str) -> Any:
+    """Read and unpack a record file, as plain code would (no checks, no cache)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        return msgpack.unpackb(os.read(descriptor, 1 << 16))
+    finally:
+        os.close(descriptor)
+
+
+def raw_write(target: str, data: bytes, durable: bool) -> None:
+    """Replace ``target`` as a write should: temp file, (fsync,) rename, (directory fsync)."""
+    temp = f"{target}.{random.getrandbits(32)}.tmp"
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(descriptor, data)
+    if durable:
+        os.fsync(descriptor)
+    os.close(descriptor)
+    os.replace(temp, target)
+    if durable:
+        directory_descriptor = os.open(os.path.dirname(target), os.O_RDONLY)
+        os.fsync(directory_descriptor)
+        os.close(directory_descriptor)
 
 
 def measure_raw_scans(bench: Bench) -> None:

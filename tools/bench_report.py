@@ -14,6 +14,10 @@ from bench_large import OURS as LARGE_OURS
 from bench_large import SIZES as LARGE_SIZES
 from bench_large import VALIDATION, ours_name, peer_name, shapes
 from bench_large import workload as large_workload
+from bench_scaling import DISKCACHE as SCALING_DISKCACHE
+from bench_scaling import FILE as SCALING_FILE
+from bench_scaling import SQLITE as SCALING_SQLITE
+from bench_scaling import growth_lines
 from bench_startup import BASELINE as STARTUP_BASELINE
 from bench_startup import CLI_GET, CLI_GET_LARGE, IMPORT, OPEN, OPEN_LARGE, OPEN_SMALL, STARTUP
 from bench_sync import ASYNC as SYNC_ASYNC
@@ -275,9 +279,43 @@ STARTUP_TARGETS = [
 ]
 
 
+SCALING_TARGETS = [
+    Target(
+        "scaling: FileBackend get (not read before) at {scale_large} records <= 1.5x at "
+        "{scale_small}",
+        (SCALING_FILE, "get @{scale_large}"),
+        (SCALING_FILE, "get @{scale_small}"),
+        1.5,
+    ),
+    Target(
+        "scaling: FileBackend set fast at {scale_large} records <= 1.5x at {scale_small}",
+        (SCALING_FILE, "set fast @{scale_large}"),
+        (SCALING_FILE, "set fast @{scale_small}"),
+        1.5,
+    ),
+    Target(
+        "scaling: FileBackend get at {scale_large} records <= 1.0x diskcache.Cache.get there",
+        (SCALING_FILE, "get @{scale_large}"),
+        (SCALING_DISKCACHE, "get @{scale_large}"),
+        1.0,
+    ),
+    Target(
+        "scaling: SQLiteBackend get at {scale_large} records <= 1.5x at {scale_small}",
+        (SCALING_SQLITE, "get @{scale_large}"),
+        (SCALING_SQLITE, "get @{scale_small}"),
+        1.5,
+    ),
+]
+
+
 def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
-    sizes = {"large": f"{bench.sizes.scan_large:,}", "small": f"{bench.sizes.scan_small:,}"}
+    sizes = {
+        "large": f"{bench.sizes.scan_large:,}",
+        "small": f"{bench.sizes.scan_small:,}",
+        "scale_large": f"{bench.sizes.scaling[-1]:,}",
+        "scale_small": f"{bench.sizes.scaling[0]:,}",
+    }
     subjects = {r.subject for r in bench.results}
     measured = {(r.subject, r.workload) for r in bench.results}
     targets = list(TARGETS) if (FILE_FULL, "get") in measured else []  # a full run
@@ -285,19 +323,20 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     targets += SYNC_TARGETS if SYNC in subjects else []
     targets += LARGE_TARGETS if VALIDATION in subjects else []
     targets += STARTUP_TARGETS if STARTUP in subjects else []
+    targets += SCALING_TARGETS if SCALING_FILE in subjects else []
     for target in targets:
         ours = bench.get(target.ours[0], target.ours[1].format(**sizes))
         if target.reference[0] == "budget":  # an absolute bound, in microseconds
             ratio = ours.median_us / float(target.reference[1])
-            rows.append((target.label, ratio, ratio <= target.bound))
+            rows.append((target.label.format(**sizes), ratio, ratio <= target.bound))
             continue
         theirs = bench.get(target.reference[0], target.reference[1].format(**sizes))
         if target.higher_is_better:
             ratio = ours.ops_per_second / theirs.ops_per_second
-            rows.append((target.label, ratio, ratio >= target.bound))
+            rows.append((target.label.format(**sizes), ratio, ratio >= target.bound))
         else:
             ratio = ours.median_us / theirs.median_us
-            rows.append((target.label, ratio, ratio <= target.bound))
+            rows.append((target.label.format(**sizes), ratio, ratio <= target.bound))
     return rows
 
 
@@ -332,6 +371,10 @@ def report(bench: Bench, markdown: bool) -> str:
             f"| {label} | {ratio:.2f}x | {'yes' if met else '**no**'} |"
             for label, ratio, met in target_rows(bench)
         ]
+        growth = growth_lines(bench)
+        if growth:
+            lines += ["", "Per-operation cost against the smallest group:", ""]
+            lines += [f"- {line}" for line in growth]
         return "\n".join(lines)
     lines.append(f"{'subject':28} {'workload':18} {'median us/op':>13} {'ops/s':>11}  note")
     for r in bench.results:
@@ -340,6 +383,9 @@ def report(bench: Bench, markdown: bool) -> str:
     lines.append("")
     for label, ratio, met in target_rows(bench):
         lines.append(f"{'met ' if met else 'MISS'} {ratio:6.2f}x  {label}")
+    growth = growth_lines(bench)
+    if growth:
+        lines += ["", "per-operation cost against the smallest group:", *growth]
     return "\n".join(lines)
 
 

@@ -1,0 +1,155 @@
+"""FileBackend's scans: small records read on the loop in slices, the rest on threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rapid_dev_storage import CorruptRecordError, FileBackend, NoValue, Storage, StorageError
+from rapid_dev_storage._file_io import FileIO
+from rapid_dev_storage._file_scan import SCAN_BATCH
+
+PROMPT = 5.0  # seconds: a scan that would hang (a FIFO opened for reading) fails instead
+
+
+async def open_store(path: Path, **options: Any) -> Storage:
+    return Storage(await FileBackend.create_backend_instance(path, "app", 1, **options))
+
+
+def record_file(store: Storage, group: str, *keys: str) -> Path:
+    backend = store.backend
+    assert isinstance(backend, FileBackend)
+    return Path(backend.record_path(group, keys))
+
+
+@pytest.mark.parametrize("inline_limit", [65536, 64, 0])  # on the loop; large ones; threads
+async def test_a_scan_returns_exactly_the_records_whatever_reads_them(
+    tmp_path: Path, inline_limit: int
+) -> None:
+    async with await open_store(tmp_path, inline_limit=inline_limit, durability="fast") as store:
+        group = store.get_group("G")
+        expected: dict[tuple[str, ...], Any] = {(f"k{i}",): i for i in range(600)}
+        expected["big",] = "x" * 5000  # over 64 bytes: read on a thread at inline_limit=64
+        expected["a", "b"] = {"nested": [1, 2]}
+        for keys, value in expected.items():
+            await group[keys].set_value(value)
+        directory = record_file(store, "G", "k0").parent
+        # Not records: a person's file, a name of the wrong case, an editor's leftover.
+        (directory / "notes.msgpack").write_bytes(b"not a record")
+        (directory / ("A" * 32 + ".msgpack")).write_bytes(b"not a record")
+        (directory / (record_file(store, "G", "k1").name + "~")).write_bytes(b"a backup")
+        fifo = record_file(store, "G", "fifo")
+        os.mkfifo(fifo)
+        problems: list[CorruptRecordError] = []
+        found = await asyncio.wait_for(_collect(group, problems), PROMPT)
+        assert found == expected
+        assert [problem.location for problem in problems] == [str(fifo)]
+        with pytest.raises(CorruptRecordError):
+            await asyncio.wait_for(_collect(group, None), PROMPT)
+
+
+async def _collect(group: Any, problems: list[CorruptRecordError] | None) -> dict[Any, Any]:
+    options = {} if problems is None else {"on_corrupt": problems.append}
+    return {keys: value async for keys, value in group.all_items(**options)}
+
+
+# Small records: a slice is read on the loop, an open each. Records over inline_limit: a slice
+# is looked at (an open each) and read on a thread (an open each), never the group at once.
+@pytest.mark.parametrize(
+    ("inline_limit", "value", "opens_each"), [(65536, 1, 1), (64, "x" * 100, 2)]
+)
+async def test_a_scan_read_partly_has_read_one_slice_not_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline_limit: int, value: Any, opens_each: int
+) -> None:
+    async with await open_store(tmp_path, durability="fast", inline_limit=inline_limit) as store:
+        group = store.get_group("G")
+        count = 4 * SCAN_BATCH
+        for start in range(0, count, 128):
+            await asyncio.gather(
+                *(group[f"k{i}"].set_value(value) for i in range(start, start + 128))
+            )
+        opened: list[str] = []
+
+        def counting_open(path: str, flags: int, mode: int = 0o777, **options: Any) -> int:
+            opened.append(path)
+            return os.open(path, flags, mode, **options)
+
+        monkeypatch.setattr(FileIO, "open", staticmethod(counting_open))
+        items = group.all_items()
+        first = await items.__anext__()
+        assert first[0][0].startswith("k")
+        # One slice read, not the group: memory stays bounded however large the group is.
+        assert 0 < len(opened) <= opens_each * SCAN_BATCH
+        await items.aclose()  # type: ignore[attr-defined]  # an async generator's
+        assert len(opened) <= opens_each * SCAN_BATCH
+        assert len({keys async for keys, _ in group.all_items()}) == count
+
+
+async def test_a_scan_sees_records_another_writer_changed_after_a_read(tmp_path: Path) -> None:
+    async with (
+        await open_store(tmp_path) as store,
+        await open_store(tmp_path) as other,
+    ):
+        await store.get_group("G")["k"].set_value(1)
+        assert await store.get_group("G")["k"].get_value() == 1  # now in the read cache
+        await other.get_group("G")["k"].set_value(2)
+        assert [item async for item in store.get_group("G").all_items()] == [(("k",), 2)]
+        assert await store.get_group("G")["k"].get_value() == 2
+
+
+# --- group directories held open for first reads ----------------------------------------------
+
+
+async def test_a_group_directory_swapped_for_a_link_after_a_read_is_never_read_through(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    async with await open_store(tmp_path / "stores", codec="json") as store:
+        group = store.get_group("G")
+        await group["k"].set_value("inside")
+        await group["other"].set_value("inside too")
+        assert await group["k"].get_value() == "inside"  # the directory is held from here
+        path = record_file(store, "G", "other")
+        directory = path.parent
+        # Outside the store, a file of the very name the next read opens, holding a record.
+        outside.mkdir()
+        (outside / path.name).write_bytes(path.read_bytes().replace(b"inside too", b"outside"))
+        directory.rename(tmp_path / "moved-away")
+        directory.symlink_to(outside, target_is_directory=True)
+        with pytest.raises(StorageError) as caught:
+            await group["other"].get_value()
+        assert "link" in str(caught.value)
+
+
+async def test_a_group_directory_made_again_by_another_writer_is_read_anew(tmp_path: Path) -> None:
+    async with (
+        await open_store(tmp_path) as store,
+        await open_store(tmp_path) as other,
+    ):
+        await store.get_group("G")["k"].set_value(1)
+        assert await store.get_group("G")["k"].get_value() == 1
+        await other.get_group("G").clear_group()  # removes the group's directory
+        assert await store.get_group("G")["k"].get_value() is NoValue
+        await other.get_group("G")["j"].set_value(2)  # a new directory under the same name
+        await other.get_group("G")["k"].set_value(3)
+        assert await store.get_group("G")["k"].get_value() == 3
+        assert await store.get_group("G")["j"].get_value() == 2
+
+
+async def test_closing_the_store_closes_the_directories_its_reads_held(tmp_path: Path) -> None:
+    descriptors = Path("/proc/self/fd")
+    if not descriptors.is_dir():
+        pytest.skip("needs /proc/self/fd to count open descriptors")
+    store = await open_store(tmp_path)
+    for index in range(20):
+        await store.get_group(f"G{index}")["k"].set_value(index)
+    before = len(list(descriptors.iterdir()))
+    for index in range(20):
+        assert await store.get_group(f"G{index}")["k"].get_value() == index
+    assert len(list(descriptors.iterdir())) >= before + 20  # held: one per group read
+    await store.close()
+    assert len(list(descriptors.iterdir())) <= before  # the 20 held ones too
