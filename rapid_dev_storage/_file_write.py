@@ -15,9 +15,9 @@ import os
 import threading
 
 from ._codecs import Codec
+from ._file_commit import GroupCommit, Later
 from ._file_io import (
     Directory,
-    DirectorySync,
     FileIO,
     UnsafeEntryError,
     group_directory,
@@ -46,7 +46,7 @@ class RecordWrites:
         self._durable = durable
         self._stripes = stripes
         self._bookkeeping = bookkeeping
-        self._directory_sync = DirectorySync()
+        self._commit = GroupCommit()
 
     def replace(
         self,
@@ -55,11 +55,14 @@ class RecordWrites:
         expected: tuple[bytes | None] | None,
         new: bytes | None,
         abandon: threading.Event,
+        later: Later,
     ) -> bool:
         """Write ``new`` (None: delete) over the record file ``path``, if it holds ``expected``.
 
         Return False if ``expected`` was given and the record held something else. Once
         ``abandon`` is set, the write gives up if it has not renamed yet (raising `Abandoned`).
+        At ``durability="full"`` a write that renamed or removed a file returns at once and is
+        acknowledged through ``later`` by the directory fsync that covers it (`GroupCommit`).
 
         The temp file is written and fsynced before the lock is taken, so the lock is held only
         for the compare and the rename: sets and updates of one record, in any process, take
@@ -88,7 +91,9 @@ class RecordWrites:
                 if not landed:
                     return False
                 if self._durable and (new is not None or removed):
-                    self._directory_sync.sync(io, directory)
+                    lead = self._commit.join(io, directory, later.defer())
+                    if lead is not None:
+                        later.after_landing(lead)
             if removed:
                 remove_if_empty(directory_path)
             return True
@@ -150,7 +155,7 @@ class RecordWrites:
                         with contextlib.suppress(UnsafeEntryError):  # a directory: left alone
                             removed = remove_file(directory, name) or removed
             if removed and self._durable:
-                self._directory_sync.sync(io, directory)
+                self._commit.sync(io, directory)
         if removed:
             remove_if_empty(directory_path)
 
