@@ -30,6 +30,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from ._file_commit import Acknowledge, Later
 from ._file_errors import os_errors
+from ._file_locks import Abandon
 from ._locks import UnfinishedJobs
 from ._types import Keys
 from .errors import StoreClosedError
@@ -94,7 +95,7 @@ class FileJobs:
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def write(
-        self, path: str, group: str, keys: Keys, operation: Callable[[threading.Event, Later], T]
+        self, path: str, group: str, keys: Keys, operation: Callable[[Abandon, Later], T]
     ) -> T:
         """Run a write, swap or delete of the record in ``path`` on a writer thread.
 
@@ -125,7 +126,7 @@ class FileJobs:
         try:
             return await waiter
         except asyncio.CancelledError:
-            job.abandon.set()
+            job.abandoned = True
             with self._order:
                 never_started = not job.started
                 job.started = True  # now it never will: the record's queue passes it by
@@ -141,7 +142,7 @@ class FileJobs:
         try:
             concurrent.futures.wait(job.clears)
             with os_errors(job.path):
-                result = job.operation(job.abandon, job)
+                result = job.operation(job, job)
         except BaseException as exc:
             self._landed(job.path)
             job.finish(error=exc)
@@ -174,7 +175,7 @@ class FileJobs:
         return deliveries
 
     async def clear(
-        self, group: str, prefix: Keys, location: str, work: Callable[[threading.Event], None]
+        self, group: str, prefix: Keys, location: str, work: Callable[[Abandon], None]
     ) -> None:
         """Run ``work``, a clear of the records of ``group`` under ``prefix``, on a reader thread.
 
@@ -222,15 +223,15 @@ class FileJobs:
 class _WriteJob(Generic[T]):
     """One write of a record: queued, run on a writer thread, acknowledged on the loop.
 
-    It is `Later` for its operation: a durable write's acknowledgement waits for the directory
-    fsync that covers it. ``over`` is done once the caller's answer is known: what clears and
-    closing wait for.
+    It is `Abandon` and `Later` for its operation: it says whether its caller was cancelled,
+    and a durable write's acknowledgement waits for the directory fsync that covers it.
+    ``over`` is done once the caller's answer is known: what clears and closing wait for.
     """
 
     def __init__(
         self,
         path: str,
-        operation: Callable[[threading.Event, Later], T],
+        operation: Callable[[Abandon, Later], T],
         clears: list[concurrent.futures.Future[Any]],
         waiter: asyncio.Future[T],
     ) -> None:
@@ -238,7 +239,7 @@ class _WriteJob(Generic[T]):
         self.operation = operation
         self.clears = clears
         self.waiter = waiter
-        self.abandon = threading.Event()
+        self.abandoned = False  # its caller was cancelled: see `is_set`
         self.over: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.started = False  # or cancelled before it started (under FileJobs._order)
         self.after: list[Callable[[], None]] = []
@@ -247,6 +248,10 @@ class _WriteJob(Generic[T]):
         self._parts = 1  # what the answer waits for: the job's return, and a deferred fsync
         self._result: Any = None
         self._error: BaseException | None = None
+
+    def is_set(self) -> bool:
+        """Whether the caller was cancelled (the job is its own `Abandon`: no Event to make)."""
+        return self.abandoned
 
     def defer(self) -> Acknowledge:
         with self._lock:

@@ -16,7 +16,7 @@ import errno
 import os
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import filelock
 
@@ -49,6 +49,13 @@ class Abandoned(Exception):
     """The operation's caller was cancelled before it took effect: it gives up, and never will."""
 
 
+class Abandon(Protocol):
+    """Whether an operation's caller was cancelled (a `threading.Event`, or a write's job)."""
+
+    def is_set(self) -> bool:
+        """Return True once the caller was cancelled."""
+
+
 class StripeLocks:
     """The lock stripes of one store.
 
@@ -68,7 +75,7 @@ class StripeLocks:
         self.flock_unsupported = fcntl is None
 
     @contextlib.contextmanager
-    def hold(self, stripe: int, abandon: threading.Event) -> Iterator[None]:
+    def hold(self, stripe: int, abandon: Abandon) -> Iterator[None]:
         """Hold ``stripe``, waiting up to the store's lock timeout for another holder.
 
         Raises:
@@ -94,7 +101,7 @@ class StripeLocks:
             guard.release()
 
     @contextlib.contextmanager
-    def _hold_file(self, stripe: int, deadline: float, abandon: threading.Event) -> Iterator[None]:
+    def _hold_file(self, stripe: int, deadline: float, abandon: Abandon) -> Iterator[None]:
         """Hold the stripe's lock file against other processes, waiting until ``deadline``."""
         if not self.flock_unsupported:
             try:
@@ -114,7 +121,7 @@ class StripeLocks:
         with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
             yield
 
-    def _acquire(self, stripe: int, deadline: float, abandon: threading.Event) -> int:
+    def _acquire(self, stripe: int, deadline: float, abandon: Abandon) -> int:
         """Return a descriptor holding the flock of the stripe's current lock file."""
         assert fcntl is not None
         name = lock_file_name(stripe)
@@ -183,7 +190,7 @@ def _flock(
     path: str,
     timeout: float,
     deadline: float,
-    abandon: threading.Event,
+    abandon: Abandon,
 ) -> None:
     assert fcntl is not None
     delay = 0.0005

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import threading
 
 from ._codecs import Codec
 from ._file_commit import GroupCommit, Later
@@ -26,7 +25,7 @@ from ._file_io import (
     remove_if_empty,
 )
 from ._file_layout import decode_record, is_record_name, record_file_name, stripe_of
-from ._file_locks import StripeLocks
+from ._file_locks import Abandon, StripeLocks
 from ._file_open import Bookkeeping
 from ._file_temps import TempFile
 from ._record_keys import HEAD, leading_keys
@@ -54,7 +53,7 @@ class RecordWrites:
         path: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: threading.Event,
+        abandon: Abandon,
         later: Later,
     ) -> bool:
         """Write ``new`` (None: delete) over the record file ``path``, if it holds ``expected``.
@@ -106,7 +105,7 @@ class RecordWrites:
         name: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: threading.Event,
+        abandon: Abandon,
     ) -> tuple[bool, bool]:
         """`replace` in an open group directory: return (landed, a file was removed)."""
         if new is not None and self._bookkeeping.marker_missing():
@@ -127,7 +126,7 @@ class RecordWrites:
                 temp.discard()
 
     def delete_matching(
-        self, io: type[FileIO] | FileIO, directory_path: str, prefix: Keys, abandon: threading.Event
+        self, io: type[FileIO] | FileIO, directory_path: str, prefix: Keys, abandon: Abandon
     ) -> None:
         """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time.
 
