@@ -35,8 +35,8 @@ TASKS = 64
 RAW_THREADS = (16, 64)
 RAW = {"full": "raw threads full", "fast": "raw threads fast"}
 BEST = "best of 16/64 threads"
-ONE_TASK = "set, 1 task"
-TASKS_SET = f"set, {TASKS} tasks"
+ONE_TASK = "1 task set"
+TASKS_SET = f"{TASKS} tasks set"
 FILE = {"full": "FileBackend msgpack full", "fast": "FileBackend msgpack fast"}
 SQLITE = {"full": "SQLiteBackend full", "fast": "SQLiteBackend fast"}
 ROUNDS = 3
@@ -76,8 +76,7 @@ def raw_round(directory: Path, names: list[str], threads: int, durable: bool) ->
                 write(name)
 
         workers = [
-            threading.Thread(target=work, args=(names[index::threads],))
-            for index in range(threads)
+            threading.Thread(target=work, args=(names[index::threads],)) for index in range(threads)
         ]
         for worker in workers:
             worker.start()
