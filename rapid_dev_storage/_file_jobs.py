@@ -124,7 +124,7 @@ class FileJobs:
             else:
                 queued.append(job)
         if job.started:
-            self._writers.submit(self._run, job)
+            self._submit(job)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -139,22 +139,44 @@ class FileJobs:
                     await asyncio.shield(asyncio.wrap_future(job.over))
             raise
 
+    def _submit(self, job: _WriteJob[Any]) -> None:
+        """Hand ``job`` to a writer thread once the clears it waits for are over.
+
+        It waits off the threads: a write waiting on a thread for a clear could hold the last
+        free thread that an earlier write, which the clear waits for, needs.
+        """
+        clears = [clear for clear in job.clears if not clear.done()]
+        if not clears:
+            self._writers.submit(self._run, job)
+            return
+        remaining = [len(clears)]
+        lock = threading.Lock()
+
+        def cleared(_: concurrent.futures.Future[Any]) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            self._writers.submit(self._run, job)
+
+        for clear in clears:
+            clear.add_done_callback(cleared)
+
     def _run(self, job: _WriteJob[Any]) -> None:
         """Run ``job`` on this writer thread; then start the next write of its record."""
+        error: BaseException | None = None
+        result: Any = None
         try:
-            concurrent.futures.wait(job.clears)
             with os_errors(job.path):
                 result = job.operation(job, job)
         except BaseException as exc:
-            self._landed(job.path)
-            job.finish(error=exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            error = exc
         self._landed(job.path)
-        job.finish(result=result)
-        for work in job.after:
+        job.finish(result=result, error=error)
+        for work in job.after:  # a directory fsync this write leads (`_file_commit`)
             work()
+        if error is not None and not isinstance(error, Exception):
+            raise error
 
     def _landed(self, path: str) -> None:
         """Start the write queued behind the record's write that has just landed, if any."""
@@ -168,7 +190,7 @@ class FileJobs:
             else:
                 del self._records[path]
                 return
-        self._writers.submit(self._run, job)
+        self._submit(job)
 
     def _delivery(self, loop: asyncio.AbstractEventLoop) -> _Deliveries:
         deliveries = self._deliveries

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rapid_dev_storage import FileBackend, Storage
+from rapid_dev_storage import FileBackend, NoValue, Storage
 from rapid_dev_storage._file_io import FileIO
 from rapid_dev_storage._file_layout import TEMP_PREFIX, TEMP_SUFFIX
 
@@ -173,3 +173,25 @@ def test_writers_in_several_processes_at_once(tmp_path: Path, durability: str) -
     assert {key: records[key]["sequence"] for key in last} == last
     assert records["shared"]["sequence"] == 8  # every writer's last write of it was its 8th
     assert list(tmp_path.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")) == []
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+async def test_writes_held_back_by_a_clear_never_starve_the_writes_it_waits_for(
+    tmp_path: Path, durability: str
+) -> None:
+    """Two writes of one record (the second queued behind the first), a clear of the group, then
+    more writes the clear covers than there are writer threads: the clear waits for the second
+    write, and the later writes wait for the clear without holding every thread meanwhile."""
+    async with await open_store(tmp_path, durability=durability) as store:
+        group = store.get_group("G")
+        for round_number in range(3):
+            first = group["r"].set_value("x" * 2_000_000)  # runs a while on its thread
+            second = group["r"].set_value(round_number)  # queued behind it
+            started = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
+            await asyncio.sleep(0)
+            clear = asyncio.ensure_future(group.clear_group())
+            await asyncio.sleep(0)
+            later = [group[f"k{number}"].set_value(number) for number in range(40)]
+            await asyncio.wait_for(asyncio.gather(*started, clear, *later), 60)
+            assert await group["r"].get_value() is NoValue
+            assert await group["k39"].get_value() == 39
