@@ -44,6 +44,7 @@ and no longer waits for the directory's (group commit), so a few threads overlap
 more only queue for the group directory's lock and the GIL (64 tasks, interleaved rounds on a
 2-core VM: 8 threads 1,265-1,490 sets/s, 16 1,033-1,354, 32 795-1,080, 64 637-975). At ``fast``
 there is no fsync to overlap and more threads only contend for the GIL."""
+READER_THREADS = 2
 
 
 class FileJobs:
@@ -62,11 +63,13 @@ class FileJobs:
         # Records with a write running: the writes queued behind it, in order.
         self._order = threading.Lock()
         self._records: dict[str, collections.deque[_WriteJob[Any]]] = {}
-        self._writers = ThreadPoolExecutor(
-            WRITER_THREADS if durable else FAST_WRITER_THREADS,
-            thread_name_prefix="rapid-dev-storage-write",
+        writers = WRITER_THREADS if durable else FAST_WRITER_THREADS
+        self._writers = ThreadPoolExecutor(writers, thread_name_prefix="rapid-dev-storage-write")
+        self._readers = ThreadPoolExecutor(
+            READER_THREADS, thread_name_prefix="rapid-dev-storage-read"
         )
-        self._readers = ThreadPoolExecutor(2, thread_name_prefix="rapid-dev-storage-read")
+        self._pools = ((self._writers, writers), (self._readers, READER_THREADS))
+        self._threads_started = False
         self._deliveries: _Deliveries | None = None
         self._closed = False
 
@@ -89,6 +92,8 @@ class FileJobs:
         """Run ``function`` on a reader thread (``location`` and ``reading``: see `os_errors`)."""
         where = location or self._location
         self._check_open()
+        if not self._threads_started:
+            self._start_threads()
 
         def call() -> T:
             with os_errors(where, reading=reading):
@@ -112,6 +117,8 @@ class FileJobs:
         other.
         """
         self._check_open()
+        if not self._threads_started:
+            self._start_threads()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         job = _WriteJob(path, operation, self._unfinished_clears(group, keys), waiter)
         job.deliver = self._delivery(waiter.get_loop()).deliver
@@ -138,6 +145,24 @@ class FileJobs:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.shield(asyncio.wrap_future(job.over))
             raise
+
+    def _start_threads(self) -> None:
+        """Start every thread of both pools, at the first job.
+
+        A pool starts its threads as work comes, so it would grow, one more each time a few
+        jobs overlap, long after the store opened: to anyone counting threads, a leak. Each of
+        these jobs waits until all of its pool's run, so each has a thread of its own.
+        """
+        self._threads_started = True
+        for executor, count in self._pools:
+            ready = threading.Barrier(count)
+
+            def wait(ready: threading.Barrier = ready) -> None:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    ready.wait(timeout=5.0)  # a thread that cannot start: the pool is smaller
+
+            for _ in range(count):
+                executor.submit(wait)
 
     def _submit(self, job: _WriteJob[Any]) -> None:
         """Hand ``job`` to a writer thread once the clears it waits for are over.
@@ -209,6 +234,8 @@ class FileJobs:
         removed.
         """
         self._check_open()
+        if not self._threads_started:
+            self._start_threads()
         earlier = self._jobs.unfinished()
         abandon = threading.Event()
 
