@@ -85,27 +85,40 @@ class GroupCommit:
             raise outcome[0]
 
     def _lead(self, io: type[FileIO] | FileIO, identity: tuple[int, int], descriptor: int) -> None:
-        """Fsync the directory for every write that joined, until none is waiting."""
+        """Fsync the directory for every write that joined, until none is waiting.
+
+        The descriptor is closed before the last batch hears it is durable: a caller that
+        counts its descriptors once its write returned finds none of ours left open.
+        """
+        open_descriptor: int | None = descriptor
         try:
-            while True:
-                with self._lock:
-                    batch = self._waiting[identity]
-                    if not batch:
-                        del self._waiting[identity]  # the next writer leads
-                        return
-                    self._waiting[identity] = []
+            with self._lock:
+                batch, self._waiting[identity] = self._waiting[identity], []
+            while batch:
                 error: BaseException | None = None
                 try:
                     io.fsync(descriptor)
                 except BaseException as exc:  # told to every write it was to cover
                     error = exc
+                with self._lock:
+                    following, self._waiting[identity] = self._waiting[identity], []
+                    if not following:
+                        del self._waiting[identity]  # the next writer leads
+                if not following:
+                    open_descriptor = None
+                    os.close(descriptor)
                 for acknowledge in batch:
                     acknowledge(error)
                 if error is not None and not isinstance(error, Exception):
-                    self._give_up(identity, error)
+                    if following:  # the directory's entry is still ours: fail who joins it
+                        for acknowledge in following:
+                            acknowledge(error)
+                        self._give_up(identity, error)
                     raise error
+                batch = following
         finally:
-            os.close(descriptor)
+            if open_descriptor is not None:
+                os.close(open_descriptor)
 
     def _give_up(self, identity: tuple[int, int], error: BaseException) -> None:
         """Fail the writes still waiting for a leader that cannot go on."""
