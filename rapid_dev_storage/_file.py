@@ -261,7 +261,7 @@ class FileBackend(StorageBackend):
             path,
             group,
             keys,
-            lambda abandon: self._writes.replace(io, path, expected, new, abandon),
+            lambda abandon, later: self._writes.replace(io, path, expected, new, abandon, later),
         )
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:

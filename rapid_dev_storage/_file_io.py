@@ -15,11 +15,9 @@ and only the checks on the file itself apply.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import stat
-import threading
 import time
 from typing import Callable, Iterator
 
@@ -329,55 +327,3 @@ def group_directory(
                         parent.sync(io)
     with directory:
         yield directory
-
-
-class DirectorySync:
-    """Coalesces directory fsyncs: one fsync covers every rename that finished before it began.
-
-    Writes that finish together (64 tasks setting records of one group) then share one
-    directory fsync instead of queueing for one each. Directories are told apart by device and
-    inode, not path: a group directory removed and made again is another directory.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._directories: dict[tuple[int, int], _DirectoryState] = {}
-
-    def sync(self, io: type[FileIO] | FileIO, directory: Directory) -> None:
-        """Return once a directory fsync that began after this call has succeeded."""
-        identity = directory.identity()
-        with self._lock:
-            state = self._directories.get(identity)
-            if state is None:
-                if len(self._directories) >= 4096:  # bounded: groups come and go
-                    self._directories = {
-                        key: value for key, value in self._directories.items() if value.syncing
-                    }
-                state = self._directories[identity] = _DirectoryState()
-            state.renamed += 1
-            ticket = state.renamed
-        with state.changed:
-            while state.synced < ticket:
-                if state.syncing:
-                    state.changed.wait()
-                    continue
-                state.syncing, covered = True, state.renamed
-                state.changed.release()
-                synced = False
-                try:
-                    directory.sync(io)
-                    synced = True
-                finally:
-                    state.changed.acquire()
-                    state.syncing = False
-                    if synced:
-                        state.synced = max(state.synced, covered)
-                    state.changed.notify_all()
-
-
-@dataclasses.dataclass
-class _DirectoryState:
-    renamed: int = 0  # tickets handed out, one per rename
-    synced: int = 0  # every ticket up to this one is durable
-    syncing: bool = False
-    changed: threading.Condition = dataclasses.field(default_factory=threading.Condition)

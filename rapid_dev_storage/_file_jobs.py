@@ -1,12 +1,18 @@
 """FileBackend's threads, and the order its operations keep on them.
 
 Each operation crosses to a thread once, whole. Reads of large records, scans, listings and
-clears run on two reader threads. A record's writes, swaps and deletes run on the writer thread
-of that record, never on the loop at any durability: a rename or an unlink can block for hundreds
-of milliseconds in the kernel (measured: 100-425 ms for single inline renames while 64 tasks
-wrote at ``fast``, on ext4 under its journal's commits), and the loop must never stall that long.
-One thread per record keeps its operations in order; a clear waits for the writes before it and
-holds back the writes after it that it covers.
+clears run on two reader threads. Writes, swaps and deletes run on a pool of writer threads,
+never on the loop at any durability: a rename or an unlink can block for hundreds of
+milliseconds in the kernel (measured: 100-425 ms for single inline renames while 64 tasks wrote
+at ``fast``, on ext4 under its journal's commits), and the loop must never stall that long.
+
+A record's operations keep their order: a write of a record starts only once the one before it
+has landed (renamed, removed, failed or given up), so writes of distinct records run side by side
+on every thread while one record's never overtake each other. A durable write is acknowledged
+later, by the directory fsync that covers it (`_file_commit`), and its thread goes on meanwhile.
+A clear waits for the writes before it and holds back the writes after it that it covers.
+Finished writes reach the loop in batches: one wake-up of the loop for all the writes that
+finished since it last looked, not one each.
 
 What decides "still running" is the job itself, never the task that awaited it: a cancelled
 caller does not let later writes overtake its job.
@@ -15,26 +21,30 @@ caller does not let later writes overtake its job.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
+from ._file_commit import Acknowledge, Later
 from ._file_errors import os_errors
+from ._file_locks import Abandon
 from ._locks import UnfinishedJobs
 from ._types import Keys
 from .errors import StoreClosedError
 
 T = TypeVar("T")
 
-WRITER_THREADS = 16
+WRITER_THREADS = 8
 FAST_WRITER_THREADS = 4
-"""Writes of one record always use the same thread. At durability ``full`` many threads let
-concurrent fsyncs overlap and share directory fsyncs (measured: 2,180 sets/s with 4, 2,860 with
-16, at 64 tasks); at ``fast`` there is no fsync to overlap and the threads' Python work contends
-for the GIL (64 tasks: about 1,200 sets/s with 16 threads, 1,700-1,950 with 4, 1,900-2,200 with
-2), so four."""
+"""At durability ``full`` a writer thread spends most of a write waiting for its file's fsync,
+and no longer waits for the directory's (group commit), so a few threads overlap enough fsyncs:
+more only queue for the group directory's lock and the GIL (64 tasks, interleaved rounds on a
+2-core VM: 8 threads 1,265-1,490 sets/s, 16 1,033-1,354, 32 795-1,080, 64 637-975). At ``fast``
+there is no fsync to overlap and more threads only contend for the GIL."""
+READER_THREADS = 2
 
 
 class FileJobs:
@@ -50,11 +60,17 @@ class FileJobs:
         # Both are the jobs' own futures, done when the job is.
         self._jobs = UnfinishedJobs()
         self._clears: list[tuple[str, Keys, concurrent.futures.Future[Any]]] = []
-        self._writers = [
-            ThreadPoolExecutor(1, thread_name_prefix="rapid-dev-storage-write")
-            for _ in range(WRITER_THREADS if durable else FAST_WRITER_THREADS)
-        ]
-        self._readers = ThreadPoolExecutor(2, thread_name_prefix="rapid-dev-storage-read")
+        # Records with a write running: the writes queued behind it, in order.
+        self._order = threading.Lock()
+        self._records: dict[str, collections.deque[_WriteJob[Any]]] = {}
+        writers = WRITER_THREADS if durable else FAST_WRITER_THREADS
+        self._writers = ThreadPoolExecutor(writers, thread_name_prefix="rapid-dev-storage-write")
+        self._readers = ThreadPoolExecutor(
+            READER_THREADS, thread_name_prefix="rapid-dev-storage-read"
+        )
+        self._pools = ((self._writers, writers), (self._readers, READER_THREADS))
+        self._threads_started = False
+        self._deliveries: _Deliveries | None = None
         self._closed = False
 
     def _check_open(self) -> None:
@@ -76,6 +92,8 @@ class FileJobs:
         """Run ``function`` on a reader thread (``location`` and ``reading``: see `os_errors`)."""
         where = location or self._location
         self._check_open()
+        if not self._threads_started:
+            self._start_threads()
 
         def call() -> T:
             with os_errors(where, reading=reading):
@@ -84,12 +102,13 @@ class FileJobs:
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def write(
-        self, path: str, group: str, keys: Keys, operation: Callable[[threading.Event], T]
+        self, path: str, group: str, keys: Keys, operation: Callable[[Abandon, Later], T]
     ) -> T:
-        """Run a write, swap or delete of the record in ``path`` on the record's writer thread.
+        """Run a write, swap or delete of the record in ``path`` on a writer thread.
 
-        The record's operations keep their order on its thread; the job first waits for the
-        clears covering the record that were started before it.
+        It starts once the record's earlier writes have landed and the clears covering the
+        record that were started before it are over. ``operation`` may defer its
+        acknowledgement to a directory fsync (see `Later`): the caller hears then.
 
         Cancellation follows the work: a caller cancelled before the job started cancels it; one
         cancelled while it runs sets the event passed to ``operation`` (the job gives up if it
@@ -98,21 +117,114 @@ class FileJobs:
         other.
         """
         self._check_open()
-        writer = self._writers[hash(path) % len(self._writers)]  # the same for each record
-        clears = self._unfinished_clears(group, keys)
-        abandon = threading.Event()
+        if not self._threads_started:
+            self._start_threads()
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        job = _WriteJob(path, operation, self._unfinished_clears(group, keys), waiter)
+        job.deliver = self._delivery(waiter.get_loop()).deliver
+        self._jobs.add(job.over)
+        with self._order:
+            queued = self._records.get(path)
+            if queued is None:
+                self._records[path] = collections.deque()
+                job.started = True
+            else:
+                queued.append(job)
+        if job.started:
+            self._submit(job)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            job.abandoned = True
+            with self._order:
+                never_started = not job.started
+                job.started = True  # now it never will: the record's queue passes it by
+            if never_started:
+                job.over.set_result(None)
+            else:  # until it has landed or given up: only then is the caller told
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(asyncio.wrap_future(job.over))
+            raise
 
-        def job() -> T:
-            concurrent.futures.wait(clears)
-            with os_errors(path):
-                return operation(abandon)
+    def _start_threads(self) -> None:
+        """Start every thread of both pools, at the first job.
 
-        future = writer.submit(job)
-        self._jobs.add(future)
-        return await _following(future, abandon)
+        A pool starts its threads as work comes, so it would grow, one more each time a few
+        jobs overlap, long after the store opened: to anyone counting threads, a leak. Each of
+        these jobs waits until all of its pool's run, so each has a thread of its own.
+        """
+        self._threads_started = True
+        for executor, count in self._pools:
+            ready = threading.Barrier(count)
+
+            def wait(ready: threading.Barrier = ready) -> None:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    ready.wait(timeout=5.0)  # a thread that cannot start: the pool is smaller
+
+            for _ in range(count):
+                executor.submit(wait)
+
+    def _submit(self, job: _WriteJob[Any]) -> None:
+        """Hand ``job`` to a writer thread once the clears it waits for are over.
+
+        It waits off the threads: a write waiting on a thread for a clear could hold the last
+        free thread that an earlier write, which the clear waits for, needs.
+        """
+        clears = [clear for clear in job.clears if not clear.done()]
+        if not clears:
+            self._writers.submit(self._run, job)
+            return
+        remaining = [len(clears)]
+        lock = threading.Lock()
+
+        def cleared(_: concurrent.futures.Future[Any]) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            self._writers.submit(self._run, job)
+
+        for clear in clears:
+            clear.add_done_callback(cleared)
+
+    def _run(self, job: _WriteJob[Any]) -> None:
+        """Run ``job`` on this writer thread; then start the next write of its record."""
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            with os_errors(job.path):
+                result = job.operation(job, job)
+        except BaseException as exc:
+            error = exc
+        self._landed(job.path)
+        job.finish(result=result, error=error)
+        for work in job.after:  # a directory fsync this write leads (`_file_commit`)
+            work()
+        if error is not None and not isinstance(error, Exception):
+            raise error
+
+    def _landed(self, path: str) -> None:
+        """Start the write queued behind the record's write that has just landed, if any."""
+        with self._order:
+            queued = self._records[path]
+            while queued:
+                job = queued.popleft()
+                if not job.started:  # not cancelled meanwhile
+                    job.started = True
+                    break
+            else:
+                del self._records[path]
+                return
+        self._submit(job)
+
+    def _delivery(self, loop: asyncio.AbstractEventLoop) -> _Deliveries:
+        deliveries = self._deliveries
+        if deliveries is None or deliveries.loop is not loop:
+            deliveries = self._deliveries = _Deliveries(loop)
+        return deliveries
 
     async def clear(
-        self, group: str, prefix: Keys, location: str, work: Callable[[threading.Event], None]
+        self, group: str, prefix: Keys, location: str, work: Callable[[Abandon], None]
     ) -> None:
         """Run ``work``, a clear of the records of ``group`` under ``prefix``, on a reader thread.
 
@@ -122,6 +234,8 @@ class FileJobs:
         removed.
         """
         self._check_open()
+        if not self._threads_started:
+            self._start_threads()
         earlier = self._jobs.unfinished()
         abandon = threading.Event()
 
@@ -149,10 +263,116 @@ class FileJobs:
         self._closed = True
 
         def shut_down() -> None:
-            for executor in (*self._writers, self._readers):
+            # Every write first: a write that lands starts the next one queued on its record.
+            concurrent.futures.wait(self._jobs.unfinished())
+            for executor in (self._writers, self._readers):
                 executor.shutdown(wait=True)
 
         await asyncio.get_running_loop().run_in_executor(None, shut_down)
+
+
+class _WriteJob(Generic[T]):
+    """One write of a record: queued, run on a writer thread, acknowledged on the loop.
+
+    It is `Abandon` and `Later` for its operation: it says whether its caller was cancelled,
+    and a durable write's acknowledgement waits for the directory fsync that covers it.
+    ``over`` is done once the caller's answer is known: what clears and closing wait for.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        operation: Callable[[Abandon, Later], T],
+        clears: list[concurrent.futures.Future[Any]],
+        waiter: asyncio.Future[T],
+    ) -> None:
+        self.path = path
+        self.operation = operation
+        self.clears = clears
+        self.waiter = waiter
+        self.abandoned = False  # its caller was cancelled: see `is_set`
+        self.over: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.started = False  # or cancelled before it started (under FileJobs._order)
+        self.after: list[Callable[[], None]] = []
+        self.deliver: Callable[[Callable[[], None]], None] = _call
+        self._lock = threading.Lock()
+        self._parts = 1  # what the answer waits for: the job's return, and a deferred fsync
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    def is_set(self) -> bool:
+        """Whether the caller was cancelled (the job is its own `Abandon`: no Event to make)."""
+        return self.abandoned
+
+    def defer(self) -> Acknowledge:
+        with self._lock:
+            self._parts += 1
+
+        def acknowledge(error: BaseException | None) -> None:
+            if error is not None:
+                try:
+                    with os_errors(self.path):
+                        raise error
+                except BaseException as exc:
+                    error = exc
+            self.finish(error=error)
+
+        return acknowledge
+
+    def after_landing(self, work: Callable[[], None]) -> None:
+        self.after.append(work)
+
+    def finish(self, *, result: Any = None, error: BaseException | None = None) -> None:
+        """One part of the answer is known (the first error wins); the last part answers.
+
+        The job's own return passes its ``result``; a deferred fsync passes only its error.
+        """
+        with self._lock:
+            if result is not None:
+                self._result = result
+            if error is not None and self._error is None:
+                self._error = error
+            self._parts -= 1
+            if self._parts:
+                return
+        self.over.set_result(None)
+        self.deliver(self._answer)
+
+    def _answer(self) -> None:
+        """On the loop: tell the caller, unless it stopped listening."""
+        if self.waiter.done():
+            return
+        if self._error is not None:
+            self.waiter.set_exception(self._error)
+        else:
+            self.waiter.set_result(self._result)
+
+
+class _Deliveries:
+    """Callbacks from threads run on the loop in batches: one wake-up for all that came."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[Callable[[], None]] = []
+
+    def deliver(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending.append(callback)
+            if len(self._pending) > 1:
+                return  # a wake-up is on its way and will run this one too
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            self.loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        for callback in batch:
+            callback()
+
+
+def _call(callback: Callable[[], None]) -> None:
+    callback()
 
 
 async def _following(job: concurrent.futures.Future[T], abandon: threading.Event) -> T:

@@ -16,10 +16,10 @@ import errno
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from ._file_io import Directory, FileIO, UnsafeEntryError
-from ._file_layout import LOCK_DIRECTORY, lock_file_name
+from ._file_layout import LOCK_DIRECTORY, LOCK_STRIPES, lock_file_name
 from .errors import LockTimeoutError
 
 if TYPE_CHECKING:
@@ -30,7 +30,9 @@ try:
 except ImportError:  # Windows: filelock locks with msvcrt there
     fcntl = None  # type: ignore[assignment]
 
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_LOCK_FLAGS = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+"""The lock file is opened without O_CREAT first: creating takes the directory's lock
+exclusively (every writer of the store would queue on ``.locks``), looking up only shares it."""
 _UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
@@ -48,6 +50,13 @@ class Abandoned(Exception):
     """The operation's caller was cancelled before it took effect: it gives up, and never will."""
 
 
+class Abandon(Protocol):
+    """Whether an operation's caller was cancelled (a `threading.Event`, or a write's job)."""
+
+    def is_set(self) -> bool:
+        """Return True once the caller was cancelled."""
+
+
 class StripeLocks:
     """The lock stripes of one store.
 
@@ -60,10 +69,14 @@ class StripeLocks:
         self._timeout = timeout
         self._recreate = recreate
         self._filelocks: dict[int, filelock.FileLock] = {}
+        # This process's writers queue for a stripe here, woken the moment it is let go; the
+        # flock then only excludes other processes (a flock held by another of our threads would
+        # be polled for, sleeping up to 20 ms at a time).
+        self._guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self.flock_unsupported = fcntl is None
 
     @contextlib.contextmanager
-    def hold(self, stripe: int, abandon: threading.Event) -> Iterator[None]:
+    def hold(self, stripe: int, abandon: Abandon) -> Iterator[None]:
         """Hold ``stripe``, waiting up to the store's lock timeout for another holder.
 
         Raises:
@@ -75,9 +88,25 @@ class StripeLocks:
         timeout = self._timeout
         if abandon.is_set():
             raise Abandoned
+        deadline = time.monotonic() + timeout
+        guard = self._guards[stripe]
+        while not guard.acquire(timeout=0.05):
+            if abandon.is_set():
+                raise Abandoned
+            if time.monotonic() >= deadline:
+                raise lock_timeout_error(os.path.join(self._path, lock_file_name(stripe)), timeout)
+        try:
+            with self._hold_file(stripe, deadline, abandon):
+                yield
+        finally:
+            guard.release()
+
+    @contextlib.contextmanager
+    def _hold_file(self, stripe: int, deadline: float, abandon: Abandon) -> Iterator[None]:
+        """Hold the stripe's lock file against other processes, waiting until ``deadline``."""
         if not self.flock_unsupported:
             try:
-                descriptor = self._acquire(stripe, timeout, abandon)
+                descriptor = self._acquire(stripe, deadline, abandon)
             except _FlockUnsupported:
                 self.flock_unsupported = True
             else:
@@ -90,14 +119,13 @@ class StripeLocks:
                     finally:
                         os.close(descriptor)
                 return
-        with self._filelock(stripe, timeout):
+        with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
             yield
 
-    def _acquire(self, stripe: int, timeout: float, abandon: threading.Event) -> int:
+    def _acquire(self, stripe: int, deadline: float, abandon: Abandon) -> int:
         """Return a descriptor holding the flock of the stripe's current lock file."""
         assert fcntl is not None
         name = lock_file_name(stripe)
-        deadline = time.monotonic() + timeout
         while True:
             # .locks is opened for each lock (a few microseconds): a descriptor kept open
             # would outlive every `git clean` that removes the directory.
@@ -108,7 +136,7 @@ class StripeLocks:
                 continue
             with directory:
                 try:
-                    descriptor = directory.open(FileIO, name, _LOCK_FLAGS, 0o644)
+                    descriptor = _open_lock_file(directory, name)
                 except FileNotFoundError:
                     continue  # .locks removed since we opened it
                 except OSError as exc:
@@ -118,7 +146,7 @@ class StripeLocks:
                         ) from exc
                     raise
                 try:
-                    _flock(descriptor, directory.join(name), timeout, deadline, abandon)
+                    _flock(descriptor, directory.join(name), self._timeout, deadline, abandon)
                     if _still_at_path(descriptor, directory, name, self._path):
                         return descriptor
                 except BaseException:
@@ -129,7 +157,7 @@ class StripeLocks:
                 os.close(descriptor)
 
     @contextlib.contextmanager
-    def _filelock(self, stripe: int, timeout: float) -> Iterator[None]:
+    def _filelock(self, stripe: int, remaining: float) -> Iterator[None]:
         import filelock  # noqa: PLC0415  (only where flock is missing: start-up time is measured)
 
         path = os.path.join(self._path, lock_file_name(stripe))
@@ -140,13 +168,20 @@ class StripeLocks:
             # thread_local (the default): two threads of this process exclude each other too.
             lock = self._filelocks[stripe] = filelock.FileLock(path, timeout=self._timeout)
         try:
-            lock.acquire(timeout=timeout)
+            lock.acquire(timeout=remaining)
         except filelock.Timeout:
-            raise lock_timeout_error(path, timeout) from None
+            raise lock_timeout_error(path, self._timeout) from None
         try:
             yield
         finally:
             lock.release()
+
+
+def _open_lock_file(directory: Directory, name: str) -> int:
+    try:
+        return directory.open(FileIO, name, _LOCK_FLAGS)
+    except FileNotFoundError:
+        return directory.open(FileIO, name, _LOCK_FLAGS | os.O_CREAT, 0o644)
 
 
 class _FlockUnsupported(Exception):
@@ -158,7 +193,7 @@ def _flock(
     path: str,
     timeout: float,
     deadline: float,
-    abandon: threading.Event,
+    abandon: Abandon,
 ) -> None:
     assert fcntl is not None
     delay = 0.0005

@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import threading
 
 from ._codecs import Codec
+from ._file_commit import GroupCommit, Later
 from ._file_io import (
     Directory,
-    DirectorySync,
     FileIO,
     UnsafeEntryError,
     group_directory,
@@ -26,7 +25,7 @@ from ._file_io import (
     remove_if_empty,
 )
 from ._file_layout import decode_record, is_record_name, record_file_name, stripe_of
-from ._file_locks import StripeLocks
+from ._file_locks import Abandon, StripeLocks
 from ._file_open import Bookkeeping
 from ._file_temps import TempFile
 from ._record_keys import HEAD, leading_keys
@@ -46,7 +45,7 @@ class RecordWrites:
         self._durable = durable
         self._stripes = stripes
         self._bookkeeping = bookkeeping
-        self._directory_sync = DirectorySync()
+        self._commit = GroupCommit()
 
     def replace(
         self,
@@ -54,12 +53,15 @@ class RecordWrites:
         path: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: threading.Event,
+        abandon: Abandon,
+        later: Later,
     ) -> bool:
         """Write ``new`` (None: delete) over the record file ``path``, if it holds ``expected``.
 
         Return False if ``expected`` was given and the record held something else. Once
         ``abandon`` is set, the write gives up if it has not renamed yet (raising `Abandoned`).
+        At ``durability="full"`` a write that renamed or removed a file returns at once and is
+        acknowledged through ``later`` by the directory fsync that covers it (`GroupCommit`).
 
         The temp file is written and fsynced before the lock is taken, so the lock is held only
         for the compare and the rename: sets and updates of one record, in any process, take
@@ -88,7 +90,9 @@ class RecordWrites:
                 if not landed:
                     return False
                 if self._durable and (new is not None or removed):
-                    self._directory_sync.sync(io, directory)
+                    lead = self._commit.join(io, directory, later.defer())
+                    if lead is not None:
+                        later.after_landing(lead)
             if removed:
                 remove_if_empty(directory_path)
             return True
@@ -101,7 +105,7 @@ class RecordWrites:
         name: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: threading.Event,
+        abandon: Abandon,
     ) -> tuple[bool, bool]:
         """`replace` in an open group directory: return (landed, a file was removed)."""
         if new is not None and self._bookkeeping.marker_missing():
@@ -122,7 +126,7 @@ class RecordWrites:
                 temp.discard()
 
     def delete_matching(
-        self, io: type[FileIO] | FileIO, directory_path: str, prefix: Keys, abandon: threading.Event
+        self, io: type[FileIO] | FileIO, directory_path: str, prefix: Keys, abandon: Abandon
     ) -> None:
         """Remove the group's records whose keys start with ``prefix``, a lock stripe at a time.
 
@@ -150,7 +154,7 @@ class RecordWrites:
                         with contextlib.suppress(UnsafeEntryError):  # a directory: left alone
                             removed = remove_file(directory, name) or removed
             if removed and self._durable:
-                self._directory_sync.sync(io, directory)
+                self._commit.sync(io, directory)
         if removed:
             remove_if_empty(directory_path)
 

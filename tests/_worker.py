@@ -108,6 +108,31 @@ async def write_forever(path: str, durability: str) -> None:
         print(sequence, flush=True)
 
 
+async def write_concurrently(path: str, durability: str, tasks: int, rounds: int) -> None:
+    """``tasks`` tasks write records of their own (and one shared record) at once, ``rounds``
+    times each (0: until killed); print "KEY SEQUENCE" once each write has returned.
+
+    Every task's writes are numbered in order, so a record on disk must hold the last number
+    printed for it, or a later one.
+    """
+    backend = await FileBackend.create_backend_instance(path, "commit", 1, durability=durability)
+    prefix = f"{os.getpid()}-"
+    async with Storage(backend) as store:
+        group = store.get_group("G")
+
+        async def task(number: int) -> None:
+            sequence = 0
+            while rounds == 0 or sequence < rounds:
+                sequence += 1
+                key = f"{prefix}{number}" if sequence % 8 else "shared"
+                value = {"writer": prefix, "sequence": sequence, "pad": "x" * 4_000}
+                await group[key].set_value(value)
+                if key != "shared":
+                    print(key, sequence, flush=True)
+
+        await asyncio.gather(*(task(number) for number in range(tasks)))
+
+
 async def burst(kind: str, path: str, writes: int, seed: int) -> None:
     """Write ``writes`` random values over 100 keys, some of them clears."""
     chooser = random.Random(seed)
@@ -206,6 +231,8 @@ if __name__ == "__main__":
         asyncio.run(increment_counting(path, int(sys.argv[4])))
     elif command == "write-forever":
         asyncio.run(write_forever(path, kind))
+    elif command == "write-concurrently":  # kind is the durability
+        asyncio.run(write_concurrently(path, kind, int(sys.argv[4]), int(sys.argv[5])))
     elif command == "burst":
         asyncio.run(burst(kind, path, int(sys.argv[4]), int(sys.argv[5])))
     elif command == "keep-updating":

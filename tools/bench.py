@@ -35,6 +35,7 @@ from typing import Any
 
 import aiosqlite
 import diskcache
+from bench_concurrency import measure_concurrency_rows
 from bench_harness import FULL, QUICK, VALUE, Bench, Result, Subject, peak_rss_growth
 from bench_large import measure_large
 from bench_peers import (
@@ -117,7 +118,9 @@ async def open_ours(
         return await group[bench.random_key()].update(bump)
 
     operations = {"get": get, "get hot": get_hot, "set": put, "update": update}
-    return Subject(name, operations, {"get": get, "set": put}, store)
+    # 64 tasks setting FileBackend and SQLiteBackend records: bench_concurrency, beside raw threads.
+    concurrent = {"get": get, "set": put} if kind in ("postgres", "memory") else {"get": get}
+    return Subject(name, operations, concurrent, store)
 
 
 async def fill(store: Storage, group_name: str, keys: list[str]) -> None:
@@ -270,6 +273,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: in
                 await measure_scans(bench, subject)
             if subject.name == "PostgresBackend msgpack fast":
                 await measure_scans(bench, subject, server=True)
+        print("measuring concurrent writes beside raw threads...", file=sys.stderr)
+        await measure_concurrency_rows(bench)
         measure_raw_scans(bench)
         measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
         if server:

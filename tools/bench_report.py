@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from bench_concurrency import BEST, ONE_TASK, RAW, TASKS_SET
 from bench_harness import Bench
 from bench_large import OURS as LARGE_OURS
 from bench_large import SIZES as LARGE_SIZES
@@ -47,6 +48,10 @@ class Target:
 FILE_FULL, FILE_FAST = "FileBackend msgpack full", "FileBackend msgpack fast"
 SQLITE_FULL, SQLITE_FAST = "SQLiteBackend full", "SQLiteBackend fast"
 SCAN_LARGE = "all_items {large}"
+FAST_SCALING = 1.2
+"""Raw threads writing records of one directory at ``fast`` do not scale at all on ext4 (64
+threads: 0.9-1.1x one thread's throughput; renames and creates in one directory take its lock
+in turn): 64 tasks must still beat one, by more than noise."""
 TARGETS = [
     Target(
         "FileBackend get, warm <= 1.0x diskcache.Cache.get",
@@ -73,9 +78,30 @@ TARGETS = [
         1.3,
     ),
     Target(
-        "64 tasks set full: FileBackend throughput >= plain sqlite3 FULL",
-        (FILE_FULL, "64 tasks set"),
-        ("plain sqlite3 FULL", "set"),
+        "64 tasks set full: FileBackend throughput >= raw threads' (best of 16/64)",
+        (FILE_FULL, TASKS_SET),
+        (RAW["full"], BEST),
+        1.0,
+        higher_is_better=True,
+    ),
+    Target(
+        "(extra) 64 tasks set full: FileBackend throughput >= SQLiteBackend full's",
+        (FILE_FULL, TASKS_SET),
+        (SQLITE_FULL, TASKS_SET),
+        1.0,
+        higher_is_better=True,
+    ),
+    Target(
+        f"64 tasks set fast: FileBackend throughput >= {FAST_SCALING}x one task's",
+        (FILE_FAST, TASKS_SET),
+        (FILE_FAST, ONE_TASK),
+        FAST_SCALING,
+        higher_is_better=True,
+    ),
+    Target(
+        "(extra) 64 tasks set fast: FileBackend throughput >= raw threads' (best of 16/64)",
+        (FILE_FAST, TASKS_SET),
+        (RAW["fast"], BEST),
         1.0,
         higher_is_better=True,
     ),

@@ -1,0 +1,195 @@
+"""Concurrent writes of distinct records, beside raw threads making the same system calls.
+
+FileBackend (msgpack) at both durabilities and SQLiteBackend (FULL and NORMAL) are written by 64
+tasks at once, each setting records no other task sets; the peers are 1, 16 and 64 plain Python
+threads doing what a FileBackend write does underneath (temp file open, write, fsync, close,
+``os.replace``, directory fsync; no fsync at ``fast``) on records in one directory. At ``fast``
+FileBackend is also written by one task, to see whether throughput grows with concurrency.
+
+Rounds visit every subject in turn (after one untimed round each, so every timed write replaces
+a record, as an application's mostly do), so a slow minute of the machine falls on all of them
+alike; each row's note gives the range over its rounds.
+
+    python tools/bench_concurrency.py [--quick] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import msgpack
+from bench_harness import FULL, QUICK, VALUE, Bench
+
+from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
+
+TASKS = 64
+RAW_THREADS = (16, 64)
+RAW = {"full": "raw threads full", "fast": "raw threads fast"}
+BEST = "best of 16/64 threads"
+ONE_TASK = "1 task set"
+TASKS_SET = f"{TASKS} tasks set"
+FILE = {"full": "FileBackend msgpack full", "fast": "FileBackend msgpack fast"}
+SQLITE = {"full": "SQLiteBackend full", "fast": "SQLiteBackend fast"}
+ROUNDS = 3
+
+Round = Callable[[], Awaitable[float]]  # runs one round of writes, returns its seconds
+
+
+def raw_round(directory: Path, names: list[str], threads: int, durable: bool) -> Round:
+    """``threads`` threads writing ``names`` (each its share) the way FileBackend does."""
+    data = msgpack.packb({"keys": ["k"], "value": VALUE})
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str) -> None:
+        target = os.path.join(directory, name)
+        temp = f"{target}.{threading.get_ident()}.tmp"
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(descriptor, data)
+            if durable:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temp, target)
+        if durable:
+            directory_descriptor = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(directory_descriptor)
+            finally:
+                os.close(directory_descriptor)
+
+    async def run() -> float:
+        start = threading.Barrier(threads + 1)
+
+        def work(share: list[str]) -> None:
+            start.wait()
+            for name in share:
+                write(name)
+
+        workers = [
+            threading.Thread(target=work, args=(names[index::threads],)) for index in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        start.wait()
+        began = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        return time.perf_counter() - began
+
+    return run
+
+
+def tasks_round(store: Storage, names: list[str], tasks: int) -> Round:
+    """``tasks`` tasks setting ``names`` (each its share) through ``store``."""
+    group = store.get_group("concurrent")
+
+    async def run() -> float:
+        async def work(share: list[str]) -> None:
+            for name in share:
+                await group[name].set_value(VALUE)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(work(names[index::tasks]) for index in range(tasks)))
+        return time.perf_counter() - began
+
+    return run
+
+
+async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
+    """Add the rows `bench_report.CONCURRENCY_TARGETS` compare."""
+    root = bench.root / "concurrency"
+    count = bench.sizes.concurrent
+    names = [f"r{index:06}" for index in range(count)]
+    files = [f"{name}.msgpack" for name in names]
+    stores: list[Storage] = []
+    subjects: dict[tuple[str, str], tuple[Round, int]] = {}
+    try:
+        for durability in ("full", "fast"):
+            durable = durability == "full"
+            for threads in (1, *RAW_THREADS) if not durable else RAW_THREADS:
+                where = root / f"raw-{durability}-{threads}"
+                subjects[RAW[durability], _threads(threads)] = (
+                    raw_round(where, files, threads, durable),
+                    count,
+                )
+            file_store = Storage(
+                await FileBackend.create_backend_instance(
+                    root / "file", "concurrent", durability, durability=durability
+                )
+            )
+            sqlite_store = Storage(
+                await SQLiteBackend.create_backend_instance(
+                    root / f"sqlite-{durability}.db", "concurrent", 1, durability=durability
+                )
+            )
+            stores += [file_store, sqlite_store]
+            subjects[FILE[durability], TASKS_SET] = (tasks_round(file_store, names, TASKS), count)
+            if not durable:  # one task writes a quarter as much: it is the slow one
+                quarter = names[: max(TASKS, count // 4)]
+                subjects[FILE[durability], ONE_TASK] = (
+                    tasks_round(file_store, quarter, 1),
+                    len(quarter),
+                )
+            subjects[SQLITE[durability], TASKS_SET] = (
+                tasks_round(sqlite_store, names, TASKS),
+                count,
+            )
+        for run, _ in subjects.values():  # untimed: every timed write replaces a record
+            await run()
+        seconds: dict[tuple[str, str], list[float]] = {key: [] for key in subjects}
+        for _ in range(rounds):
+            for key, (run, _) in subjects.items():
+                seconds[key].append(await run())
+        for (subject, workload), spent in seconds.items():
+            written = subjects[subject, workload][1]
+            rates = sorted(written / each for each in spent)
+            note = f"rounds {rates[0]:,.0f}-{rates[-1]:,.0f}/s"
+            bench.add_throughput(subject, workload, written * len(spent), sum(spent), note)
+        for durability in ("full", "fast"):
+            best = max(
+                (bench.get(RAW[durability], _threads(threads)) for threads in RAW_THREADS),
+                key=lambda result: result.ops_per_second,
+            )
+            bench.results.append(
+                type(best)(RAW[durability], BEST, best.median_us, best.ops_per_second, best.note)
+            )
+    finally:
+        for store in stores:
+            await store.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _threads(threads: int) -> str:
+    return f"set, {threads} thread{'s' if threads > 1 else ''}"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    arguments = parser.parse_args()
+    bench = Bench(QUICK if arguments.quick else FULL, Path(tempfile.mkdtemp(prefix="rds-bench-")))
+    try:
+        await measure_concurrency_rows(bench, arguments.rounds)
+    finally:
+        shutil.rmtree(bench.root, ignore_errors=True)
+    for result in bench.results:
+        print(
+            f"{result.subject:26} {result.workload:22} {result.ops_per_second:9,.0f}/s  "
+            f"{result.note}",
+            file=sys.stdout,
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
