@@ -28,6 +28,7 @@ from typing import Awaitable, Callable
 
 import msgpack
 from bench_harness import FULL, QUICK, VALUE, Bench
+from bench_peers import raw_write
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage
 
@@ -50,22 +51,7 @@ def raw_round(directory: Path, names: list[str], threads: int, durable: bool) ->
     directory.mkdir(parents=True, exist_ok=True)
 
     def write(name: str) -> None:
-        target = os.path.join(directory, name)
-        temp = f"{target}.{threading.get_ident()}.tmp"
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(descriptor, data)
-            if durable:
-                os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temp, target)
-        if durable:
-            directory_descriptor = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(directory_descriptor)
-            finally:
-                os.close(directory_descriptor)
+        raw_write(os.path.join(directory, name), data, durable)
 
     async def run() -> float:
         start = threading.Barrier(threads + 1)

@@ -14,7 +14,6 @@ own table and file. Rounds visit every subject in turn (`Bench.measure_latencies
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 import msgpack
 from bench_harness import ROUNDS, Bench, Subject
+from bench_peers import raw_write
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
 from rapid_dev_storage._sqlite import table_name
@@ -108,22 +108,7 @@ def raw_writer(directory: Path, durable: bool) -> Callable[[bytes], None]:
     paths = [str(directory / f"k{index}.bin") for index in range(RECORDS)]
 
     def write(data: bytes) -> None:
-        target = random.choice(paths)
-        temp = f"{target}.{random.getrandbits(32)}.tmp"
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(descriptor, data)  # one call: Linux writes a regular file whole
-            if durable:
-                os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temp, target)
-        if durable:
-            directory_descriptor = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(directory_descriptor)
-            finally:
-                os.close(directory_descriptor)
+        raw_write(random.choice(paths), data, durable)
 
     return write
 
