@@ -92,14 +92,15 @@ class StorageBackend(Publishes):
 
         """
         group, checked = self._checked_write(group_name, keys, "set_value()")
-        if self._turn_due():
-            await self._give_turn()
+        due = self._turn_due()
         try:
             data = self._encode(group, checked, value)
             async with self._publishing(group, [checked], data):
                 await self._write(group, checked, data)
         finally:
             self._turn_last = perf_counter()  # see _turn_due
+        if due:  # after the write is on its way, never before: see _turn_due
+            await self._give_turn()
 
     async def get_data(self, group_name: str, *keys: str) -> Any:
         """Return the value stored under ``keys``, or `NoValue`.
@@ -157,13 +158,14 @@ class StorageBackend(Publishes):
     async def clear_by_keys(self, group_name: str, *keys: str) -> None:
         """Remove the value under ``keys``; nothing stored there is not an error."""
         group, checked = self._checked_write(group_name, keys, "clear_value()")
-        if self._turn_due():
-            await self._give_turn()
+        due = self._turn_due()
         try:
             async with self._publishing(group, [checked], None):
                 await self._delete(group, checked)
         finally:
             self._turn_last = perf_counter()  # see _turn_due
+        if due:  # after the clear is on its way, never before: see _turn_due
+            await self._give_turn()
 
     async def clear_group(self, group_name: str) -> None:
         """Remove every record of the group."""
@@ -247,8 +249,7 @@ class StorageBackend(Publishes):
         """
         group, checked = self._checked_write(group_name, keys, "update()")
         lock_id = self._lock_id(group, checked)
-        if self._turn_due():
-            await self._give_turn()
+        due = self._turn_due()
         async with self._record_locks().hold(lock_id):
             try:
                 while True:
@@ -258,9 +259,12 @@ class StorageBackend(Publishes):
                     async with self._publishing(group, [checked], new_data) as outcome:
                         outcome.landed = await self._swap(group, checked, data, new_data)
                     if outcome.landed:
-                        return new
+                        break
             finally:
                 self._turn_last = perf_counter()  # see _turn_due
+        if due:  # after the update has landed, never before: see _turn_due
+            await self._give_turn()
+        return new
 
     async def list_groups(self) -> list[str]:
         """Return the names of the groups that hold at least one record, sorted."""

@@ -5,15 +5,66 @@ Part of `rapid_dev_storage.testing.BackendConformance` (a mixin, one concern of 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
 import pytest
 
-from ._api import Storage
+from ._api import Storage, StorageValue
 from ._conformance_support import DISTINCT_KEYS, case, contents, distinct_records
+from ._types import NoValue
 from .errors import InvalidKeyError
 
 
 class RecordCases:
     """Checks that clears, listings and iteration touch exactly the records they name."""
+
+    # --- order ---------------------------------------------------------------------------------
+
+    @case
+    async def test_a_write_made_first_lands_first(self, store: Storage) -> None:
+        """Of two writes of one record, the one made later wins.
+
+        Also when the earlier one is due to give the loop a turn and the later one, made after
+        other work held the loop, is not.
+        """
+        group = store.get_group("order")
+        await group["other"].set_value("x")
+
+        async def race(first: Callable[[StorageValue], Awaitable[Any]], second: Any) -> Any:
+            handle = group["k"]
+
+            async def busy_reader() -> None:  # over a millisecond of reads: a turn comes due
+                end = time.perf_counter() + 0.0015
+                while time.perf_counter() < end:
+                    await group["other"].get_value()
+
+            async def loop_held() -> None:  # other work holding the loop for 3 ms
+                end = time.perf_counter() + 0.003
+                while time.perf_counter() < end:
+                    pass
+
+            await asyncio.gather(busy_reader(), first(handle), loop_held(), second(handle))
+            return await handle.get_value()
+
+        async def set_first(handle: StorageValue) -> None:
+            await handle.set_value("first")
+
+        async def set_second(handle: StorageValue) -> None:
+            await handle.set_value("second")
+
+        async def clear(handle: StorageValue) -> None:
+            await handle.clear_value()
+
+        async def bump(handle: StorageValue) -> None:
+            await handle.update(lambda current: f"{current} bumped")
+
+        for _ in range(3):
+            assert await race(set_first, set_second) == "second"
+            assert await race(set_first, clear) is NoValue
+            assert await race(clear, set_second) == "second"
+            assert await race(set_first, bump) == "first bumped"
 
     # --- clearing -----------------------------------------------------------------------------
 

@@ -91,8 +91,23 @@ class OverlayBackend(StorageBackend):
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
     ) -> bool:
-        # The per-record lock of update() keeps this atomic within the process.
-        return await self._swap_in_process(group, keys, expected, new)
+        # The layer's own compare-and-swap, not a read then a write: a set_value of the record
+        # racing this update is ordered with the layer's swap (it lands before the compare, which
+        # then fails, or after), so the update never writes a value built on one it replaced.
+        in_layer = await self._layer._read(group, keys)
+        if in_layer is None:
+            if await self._read(group, keys) != expected:
+                return False  # the fixture's record (or none) is no longer what fn saw
+        elif in_layer != expected:
+            return False
+        if not await self._layer._swap(group, keys, in_layer, new):
+            return False
+        if new is None:
+            if await self._base._read(group, keys) is not None:
+                await self._tombstones.write_data(group, *keys, value=True)
+        else:
+            await self._tombstones._delete(group, keys)
+        return True
 
     async def _delete(self, group: str, keys: Keys) -> None:
         await self._layer._delete(group, keys)

@@ -44,6 +44,10 @@ class TakesTurns:
         ends) begins a new run: its caller did something else meanwhile. Measuring from the
         end, not the start, keeps a run of slow operations (a write meeting a busy disk) one
         run. Two clock reads per operation (about 120 ns).
+
+        A write, clear or update gives its turn after it is on its way, never before: a write
+        told to wait a turn while a later write of the same record (starting a new run after
+        other work held the loop) was not would land after it, and the earlier write would win.
         """
         now = perf_counter()
         if now - self._turn_last > TURN_GAP:
