@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._codecs import Codec
-from ._postgres_run import lost_connection_errors, translated
+from ._postgres_run import lost_connection_errors, require_asyncpg, translated
 from ._postgres_sql import (
     CREATION_LOCK,
     CURRENT_SCHEMA,
@@ -298,7 +298,13 @@ async def _create_functions(connection: asyncpg.Connection, schema: str) -> None
 
 
 async def list_stores(dsn: str) -> list[tuple[str, str]]:
-    """Return the ``(name, unique_identifier)`` of every store on the server (for the CLI)."""
+    """Return the ``(name, unique_identifier)`` of every store on the server (for the CLI).
+
+    Raises:
+        UnsupportedOperationError: asyncpg (the postgres extra) is not installed.
+
+    """
+    require_asyncpg()
     import asyncpg  # noqa: PLC0415
 
     try:

@@ -50,6 +50,26 @@ def test_the_package_imports_without_asyncpg() -> None:
     assert "pip install 'rapid_dev_storage[postgres]'" in result.stdout
 
 
+def test_the_command_line_without_asyncpg_names_the_extra() -> None:
+    """A PostgreSQL URL on the command line without asyncpg: the extra to install, no traceback."""
+    code = (
+        "import sys; sys.modules['asyncpg'] = None\n"
+        "from rapid_dev_storage.cli import main\n"
+        "sys.argv = ['rapid-dev-storage', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    for arguments in (
+        ["ls", "postgresql://x@localhost/x"],
+        ["get", "postgresql://x@h/x", "G", "k"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", code, *arguments], check=False, capture_output=True, text=True
+        )
+        assert result.returncode != 0, arguments
+        assert "pip install 'rapid_dev_storage[postgres]'" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+
+
 async def test_a_dsn_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a DSN"):
         await PostgresBackend.create_backend_instance("/var/lib/data", "a", 1)
