@@ -9,6 +9,7 @@ its job starts leaves nothing open. The system calls, and what they refuse, are 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -30,8 +31,10 @@ READ_CACHE_ENTRIES = 16384
 READ_CACHE_RECORD_BYTES = 16 * 1024
 RACY_SECONDS = 0.05
 """A file changed this recently may change again within the same timestamp tick: not cached."""
-HELD_DIRECTORIES = 256
-"""Group directories held open for reads (see HeldDirectories): descriptors are few."""
+HELD_DIRECTORIES = 32
+"""Group directories held open for reads (see HeldDirectories), per store: a process may run
+many stores under a descriptor limit of 256 (macOS's default), and the app's own files come
+first. An app reading more groups than this in turn opens them as every read did before."""
 
 
 class ReadCache:
@@ -117,6 +120,18 @@ class HeldDirectories:
                 rest: a link or a file where the directory should be, a link as the file...).
 
         """
+        try:
+            return self._open_file(directory, name)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            with self._lock:
+                if not self._held:
+                    raise
+                self._release()  # out of descriptors: the held ones go first, not the read
+        return self._open_file(directory, name)
+
+    def _open_file(self, directory: str, name: str) -> tuple[int, int]:
         status = os.lstat(directory)
         with self._lock:
             held = self._held.get(directory)

@@ -153,3 +153,32 @@ async def test_closing_the_store_closes_the_directories_its_reads_held(tmp_path:
     assert len(list(descriptors.iterdir())) >= before + 20  # held: one per group read
     await store.close()
     assert len(list(descriptors.iterdir())) <= before  # the 20 held ones too
+
+
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="needs resource limits (POSIX)")
+async def test_reads_of_many_groups_under_a_low_descriptor_limit(tmp_path: Path) -> None:
+    """Held group directories never crowd out the app's files: a store reading 200 groups
+    works under a limit of 96 descriptors, and when the app itself has taken nearly all of
+    them, a read of another group gives up the held ones instead of failing."""
+    import resource  # noqa: PLC0415  (POSIX only)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    async with await open_store(tmp_path / "s") as store:
+        for index in range(201):
+            await store.get_group(f"g{index}")["k"].set_value(index)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (96, hard))
+    taken: list[int] = []
+    try:
+        async with await open_store(tmp_path / "s") as store:
+            for index in range(200):
+                assert await store.get_group(f"g{index}")["k"].get_value() == index
+            try:
+                while True:
+                    taken.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                os.close(taken.pop())  # one left: a read needs two (group and record)
+            assert await store.get_group("g200")["k"].get_value() == 200  # not read before
+    finally:
+        for descriptor in taken:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
