@@ -18,7 +18,7 @@ from ._codecs import Codec
 from ._hooks import BackendHooks
 from ._slices import LARGE_RECORD
 from ._types import Keys, NoValue
-from ._validate import check_value, unwritable_reason
+from ._validate import check_value, lone_surrogate_path, unwritable_reason
 from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
@@ -103,12 +103,27 @@ class RecordCoding(BackendHooks):
         except InvalidValueError as exc:
             message = f"cannot store {record_label(group, keys)}: {exc}"
             raise InvalidValueError(message, group=group, keys=keys, path=exc.path) from None
-        except Exception as exc:
+        except UnicodeEncodeError as exc:  # the one refusal the check leaves to the encoder
+            path = lone_surrogate_path(value)
+            if path is None:  # not in the value: a codec of the user's own failed
+                raise self._codec_failed(group, keys, exc) from exc
             raise InvalidValueError(
-                f"cannot store {record_label(group, keys)}: the {codec.name} codec failed: {exc}",
+                f"cannot store {record_label(group, keys)}: {path} holds a lone surrogate "
+                f"({exc.object[exc.start : exc.end]!r}), which UTF-8 cannot carry: use valid "
+                "Unicode text",
                 group=group,
                 keys=keys,
+                path=path,
             ) from exc
+        except Exception as exc:
+            raise self._codec_failed(group, keys, exc) from exc
+
+    def _codec_failed(self, group: str, keys: Keys, exc: Exception) -> InvalidValueError:
+        return InvalidValueError(
+            f"cannot store {record_label(group, keys)}: the {self.codec.name} codec failed: {exc}",
+            group=group,
+            keys=keys,
+        )
 
     # --- decoding ---------------------------------------------------------------------------
 

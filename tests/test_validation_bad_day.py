@@ -280,3 +280,21 @@ def test_collector_pause_restores_the_collector() -> None:
         assert not gc.isenabled(), "a program that disabled the collector keeps it disabled"
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("codec", ["msgpack", "json"])
+async def test_a_lone_surrogate_in_a_value_is_named_by_its_path(codec: str, tmp_path: Path) -> None:
+    """UTF-8 cannot carry a lone surrogate: the error says where it is, and nothing is written."""
+    backend = await FileBackend.create_backend_instance(tmp_path, "s", 1, codec=codec)
+    async with Storage(backend) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value("kept")
+        for value, path in (
+            ({"a": ["ok", {"b": "x\ud800"}]}, "value['a'][1]['b']"),
+            ({"a": {"\udc00k": 1}}, "value['a']: dict key '\\udc00k'"),
+        ):
+            with pytest.raises(InvalidValueError, match="lone surrogate") as caught:
+                await handle.set_value(value)
+            assert caught.value.path == path
+            assert path in str(caught.value)
+        assert await handle.get_value() == "kept"

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapid_dev_storage import InvalidValueError, MemoryBackend
-from rapid_dev_storage._validate import _check, check_value, unwritable_reason
+from rapid_dev_storage._validate import _check, check_value, lone_surrogate_path, unwritable_reason
 from rapid_dev_storage._value_fits import BATCH, INT_MAX, INT_MIN, MAX_DEPTH, value_fits
 
 
@@ -120,6 +120,11 @@ def old_encode(value: Any) -> tuple[str, Any]:
         return "refused", (str(error), error.path)
     try:
         return "stored", msgpack.packb(value, use_bin_type=True, datetime=False)
+    except UnicodeEncodeError as error:  # named by its path since the review of issue 17
+        path = lone_surrogate_path(value)
+        surrogate = error.object[error.start : error.end]
+        message = f"{path} holds a lone surrogate ({surrogate!r}), which UTF-8 cannot carry"
+        return "refused", (f"{message}: use valid Unicode text", path)
     except Exception as error:
         return "codec failed", f"the msgpack codec failed: {error}"
 
