@@ -65,7 +65,16 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    """Return the public names, loaded or not, and the public submodules imported so far.
+
+    Not this module's own imports (``Any``, ``importlib``...) nor the private modules.
+    """
+    own = {"Any", "TYPE_CHECKING", "annotations", "importlib"}
+    return sorted(
+        name
+        for name in {*globals(), *_LAZY}
+        if name not in own and (not name.startswith("_") or name.startswith("__"))
+    )
 
 
 __all__ = [
