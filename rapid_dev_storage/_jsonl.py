@@ -74,7 +74,9 @@ def parse_lines(lines: Iterable[tuple[int, str]], codec: Codec) -> list[tuple[st
             problems.append(f"line {number}: {exc}")
     if problems:
         shown = "\n  ".join(problems[:20])
-        raise ValueError(f"{len(problems)} bad lines, nothing was written:\n  {shown}")
+        count = len(problems)
+        lines = "a bad line" if count == 1 else f"{count} bad lines"
+        raise ValueError(f"{lines}, nothing was written:\n  {shown}")
     return records
 
 
