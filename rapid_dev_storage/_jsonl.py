@@ -75,8 +75,8 @@ def parse_lines(lines: Iterable[tuple[int, str]], codec: Codec) -> list[tuple[st
     if problems:
         shown = "\n  ".join(problems[:20])
         count = len(problems)
-        lines = "a bad line" if count == 1 else f"{count} bad lines"
-        raise ValueError(f"{lines}, nothing was written:\n  {shown}")
+        bad = "a bad line" if count == 1 else f"{count} bad lines"
+        raise ValueError(f"{bad}, nothing was written:\n  {shown}")
     return records
 
 

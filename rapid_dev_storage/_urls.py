@@ -13,6 +13,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from urllib.parse import unquote
 
+from ._codecs import resolve_codec
 from ._settings import parse_byte_count, parse_durability, parse_flag, parse_seconds, resolve
 from .errors import LocationError
 
@@ -41,8 +42,13 @@ def _parse_pool_size(text: str) -> int:
     return parse_pool_size(text)
 
 
+def _parse_codec_name(text: str) -> str:
+    resolve_codec(text, None, None)  # a ValueError names the codecs it knows
+    return text
+
+
 QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "codec": str,  # the backend checks the name, and lists the codecs it knows
+    "codec": _parse_codec_name,
     "durability": parse_durability,
     "lock_timeout": parse_seconds,
     "inline_limit": parse_byte_count,

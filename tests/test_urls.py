@@ -82,6 +82,7 @@ BAD = [
     ("memory:?durability=fast", "MemoryBackend"),
     ("postgresql://h/db?pool_size=0", "a pool holds at least 1 connection"),
     ("file:data?serializer=x", "unknown option 'serializer'"),
+    ("file:data?codec=yaml", "option codec: unknown codec 'yaml': use one of json, msgpack"),
 ]
 
 
