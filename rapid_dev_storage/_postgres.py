@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
+from ._locks import KeyLocks
 from ._postgres_listen import ChangeListener
 from ._postgres_open import OpenedStore, Server, connect_pool, list_stores, resolve_server
 from ._postgres_run import Statements, require_asyncpg
@@ -88,6 +89,11 @@ class PostgresBackend(StorageBackend):
         self._server = server
         self._lost = self._statements.lost
         self._listener: ChangeListener | None = None
+        # One record's writes, clears and swaps go to the server one at a time, in the order
+        # they were made: on two pooled connections a later write could commit first. Taken
+        # before the first suspension, so the order is the callers'; a write cancelled
+        # mid-statement still settles before the next starts (Statements.releasing).
+        self._write_order = KeyLocks()
 
     @classmethod
     async def create_backend_instance(
@@ -179,9 +185,10 @@ class PostgresBackend(StorageBackend):
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         params = stored_record_params(group, keys)
         check_size(group, params)
-        await self._statements.statement(
-            "execute", self._queries.upsert, *params, *self._stored(data), writing=True
-        )
+        async with self._write_order.hold((group, keys)):
+            await self._statements.statement(
+                "execute", self._queries.upsert, *params, *self._stored(data), writing=True
+            )
 
     async def _swap(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
@@ -201,22 +208,23 @@ class PostgresBackend(StorageBackend):
                 sql, values = queries.swap_delete, (*params, *was)
             else:
                 sql, values = queries.swap_update, (*params, *self._stored(new), version, *was)
-        lost: Exception | None = None  # once a connection was lost mid-statement
-        while True:
-            try:
-                status = await self._statements.once("execute", sql, values)
-            except Exception as exc:
-                if not isinstance(exc, self._lost):
-                    raise self._statements.error(exc, writing=True) from exc
-                lost = exc
-            else:
-                if lost is None or not status.endswith(" 0"):
-                    return not status.endswith(" 0")
-                # Sent again and matched nothing: the lost one may have landed meanwhile.
-            landed = await self._after_loss(group, keys, expected, new, version, lost)
-            if landed is not None:
-                return landed
-            # Otherwise nothing changed: the same statement again lands at most once.
+        async with self._write_order.hold((group, keys)):  # see __init__
+            lost: Exception | None = None  # once a connection was lost mid-statement
+            while True:
+                try:
+                    status = await self._statements.once("execute", sql, values)
+                except Exception as exc:
+                    if not isinstance(exc, self._lost):
+                        raise self._statements.error(exc, writing=True) from exc
+                    lost = exc
+                else:
+                    if lost is None or not status.endswith(" 0"):
+                        return not status.endswith(" 0")
+                    # Sent again and matched nothing: the lost one may have landed meanwhile.
+                landed = await self._after_loss(group, keys, expected, new, version, lost)
+                if landed is not None:
+                    return landed
+                # Otherwise nothing changed: the same statement again lands at most once.
 
     async def _after_loss(
         self,
@@ -268,7 +276,8 @@ class PostgresBackend(StorageBackend):
 
     async def _delete(self, group: str, keys: Keys) -> None:
         params = stored_record_params(group, keys)
-        await self._statements.statement("execute", self._queries.delete, *params, writing=True)
+        async with self._write_order.hold((group, keys)):
+            await self._statements.statement("execute", self._queries.delete, *params, writing=True)
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         params = (escape(group), *map(escape, prefix))
