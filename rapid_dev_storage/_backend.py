@@ -120,7 +120,7 @@ class StorageBackend(Publishes):
                 return NoValue
             try:
                 if len(data) > LARGE_RECORD:
-                    return await self._value_async(group, checked, data)
+                    return await self._large_value(group, checked, data)
                 return self._record_of(group, checked, data)[1]
             except CorruptRecordError:
                 if not self._may_settle(group, checked, data):

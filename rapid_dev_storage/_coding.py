@@ -141,7 +141,7 @@ class RecordCoding(BackendHooks):
                 return None, NoValue
             try:
                 if len(data) > LARGE_RECORD:
-                    return data, await self._value_async(group, keys, data)
+                    return data, await self._large_value(group, keys, data)
                 return data, self._record_of(group, keys, data)[1]
             except CorruptRecordError:
                 attempts += 1
@@ -158,11 +158,9 @@ class RecordCoding(BackendHooks):
 
         return self._changed_recently(group, keys) and not has_conflict_markers(data)
 
-    async def _value_async(self, group: str, keys: Keys, data: bytes) -> Any:
-        """`_value_of`, on a thread for a large record (see `_off_loop`)."""
-        if len(data) > LARGE_RECORD:
-            return (await self._off_loop(self._decode, group, keys, data))[1]
-        return self._value_of(group, keys, data)
+    async def _large_value(self, group: str, keys: Keys, data: bytes) -> Any:
+        """`_value_of` of a record over `LARGE_RECORD`, decoded on a thread (see `_off_loop`)."""
+        return (await self._off_loop(self._decode, group, keys, data))[1]
 
     def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
         """Return the value of a record whose keys are known, raising `CorruptRecordError`."""
