@@ -1,9 +1,10 @@
 """The command line's commands for people and git: edit, resolve, merge-driver, git-setup.
 
-`rapid_dev_storage.cli` adds `GIT_COMMANDS` to its group. The work is elsewhere: the edit flow
-in `_edit`, settling a conflicted record in `_resolve`, git's merge driver in `_merge_driver`,
-what git-setup writes in `_git_setup`. Exit statuses follow git's tools: 0 done (or nothing to
-do), 1 nothing written because of a problem (with any text kept in a file, named), 2 usage.
+`rapid_dev_storage.cli`'s group (`_cli_lazy.LazyCommands`) adds `GIT_COMMANDS` when one runs.
+The work is elsewhere: the edit flow in `_edit`, settling a conflicted record in `_resolve`,
+git's merge driver in `_merge_driver`, what git-setup writes in `_git_setup`. Exit statuses
+follow git's tools: 0 done (or nothing to do), 1 nothing written because of a problem (with
+any text kept in a file, named), 2 usage.
 """
 
 from __future__ import annotations

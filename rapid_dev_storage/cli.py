@@ -22,6 +22,7 @@ import click
 from . import _json_view
 from ._api import Storage
 from ._cli_damage import Damage, counted
+from ._cli_lazy import LazyCommands
 from ._cli_output import (
     CREATE_OPTIONS,
     NOT_FOUND,
@@ -72,26 +73,7 @@ def _store_command(
     return define
 
 
-GIT_COMMANDS = ("edit", "resolve", "merge-driver", "git-setup")
-"""The commands of `_cli_git`, loaded when one runs (or help lists them)."""
-
-
-class _Commands(click.Group):
-    """The command group; `_cli_git`'s commands (and their editor and merge code) load lazily."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *GIT_COMMANDS})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in GIT_COMMANDS and cmd_name not in self.commands:
-            from ._cli_git import GIT_COMMANDS as git_commands
-
-            for command in git_commands:
-                self.add_command(command)
-        return super().get_command(ctx, cmd_name)
-
-
-@click.group(cls=_Commands)
+@click.group(cls=LazyCommands)
 @click.version_option(package_name="rapid_dev_storage")
 def main() -> None:
     """Inspect, edit, dump, load and copy rapid_dev_storage stores.

@@ -17,6 +17,7 @@ import click
 import pytest
 
 import rapid_dev_storage
+from rapid_dev_storage import _cli_lazy as lazy
 from rapid_dev_storage import cli
 
 NEVER_AT_IMPORT = [
@@ -142,10 +143,10 @@ def test_get_on_the_command_line_loads_only_what_get_needs(tmp_path: Path) -> No
 def test_the_git_commands_are_listed_and_found_before_their_module_loads() -> None:
     from rapid_dev_storage._cli_git import GIT_COMMANDS  # noqa: PLC0415
 
-    assert sorted(command.name for command in GIT_COMMANDS) == sorted(cli.GIT_COMMANDS)
+    assert sorted(command.name for command in GIT_COMMANDS) == sorted(lazy.GIT_COMMANDS)
     context = click.Context(cli.main)
-    assert set(cli.GIT_COMMANDS) <= set(cli.main.list_commands(context))
-    for name in cli.GIT_COMMANDS:
+    assert set(lazy.GIT_COMMANDS) <= set(cli.main.list_commands(context))
+    for name in lazy.GIT_COMMANDS:
         command = cli.main.get_command(context, name)
         assert command is not None
         assert command.name == name
