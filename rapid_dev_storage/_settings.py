@@ -47,8 +47,17 @@ def parse_durability(text: str) -> Durability:
 
 
 def parse_seconds(text: str) -> float:
-    """Accept a non-negative number of seconds."""
-    seconds = float(text)
+    """Accept a non-negative number of seconds.
+
+    Raises:
+        ValueError: saying what was expected and quoting ``text`` (float's own message,
+            "could not convert string to float", names neither the setting nor what it wants).
+
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")  # refused below, with the message that says what is wanted
     if not seconds >= 0:
         raise ValueError(f"a timeout must be a number of seconds >= 0, not {text!r}")
     return seconds
@@ -61,8 +70,11 @@ def resolve_durability(argument: str | None) -> Durability:
 
 
 def parse_byte_count(text: str) -> int:
-    """Accept a whole number of bytes >= 0."""
-    count = int(text)
+    """Accept a whole number of bytes >= 0 (`parse_seconds` says why int's message is not used)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
     if count < 0:
         raise ValueError(f"a size must be a whole number of bytes >= 0, not {text!r}")
     return count

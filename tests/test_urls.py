@@ -77,6 +77,12 @@ BAD = [
     ("file:data?colour=blue", "unknown option 'colour'"),
     ("file:data?durability=sometimes", "durability must be one of full, fast"),
     ("file:data?lock_timeout=-1", "option lock_timeout"),
+    (
+        "file:data?lock_timeout=abc",
+        "option lock_timeout: a timeout must be a number of seconds >= 0, not 'abc'",
+    ),
+    ("postgresql://h/db?reconnect_timeout=soon", "a number of seconds >= 0, not 'soon'"),
+    ("file:data?inline_limit=lots", "option inline_limit: a size must be a whole number of bytes"),
     ("file:data?force_polling=maybe", "expected 1 or 0"),
     ("sqlite:a.db?inline_limit=5", "SQLiteBackend (store URL 'sqlite:a.db?inline_limit=5') takes"),
     ("memory:?durability=fast", "MemoryBackend"),
