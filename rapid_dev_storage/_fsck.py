@@ -10,6 +10,7 @@ What ``repair`` does about each is `_fsck_repair`'s.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -45,7 +46,7 @@ from ._types import Keys
 if TYPE_CHECKING:
     from ._api import Storage
 
-__all__ = ["Problem", "Report", "check", "check_records"]
+__all__ = ["Problem", "Report", "check", "check_records", "check_store"]
 
 
 @dataclasses.dataclass
@@ -129,7 +130,24 @@ def check(
     return report
 
 
-async def check_records(store: Storage) -> Report:
+async def check_store(
+    store: Storage, *, repair: bool, on_file: Callable[[], object] = lambda: None
+) -> Report:
+    """Return what fsck finds in ``store``: `check` for a file store, else `check_records`.
+
+    A file store is checked file by file on a thread (and repaired if asked); any other
+    backend holds only records, which are checked through the API (nothing to repair).
+    ``on_file`` is called once per file or record checked.
+    """
+    backend = store.backend
+    if isinstance(backend, FileBackend):
+        return await asyncio.to_thread(check, backend, repair=repair, on_file=on_file)
+    return await check_records(store, on_record=on_file)
+
+
+async def check_records(
+    store: Storage, *, on_record: Callable[[], object] = lambda: None
+) -> Report:
     """Return a problem for each record of ``store`` that does not decode (any backend)."""
     report = Report([])
     for group_name in await store.list_groups():
@@ -140,6 +158,7 @@ async def check_records(store: Storage) -> Report:
             )
         ):
             report.records += 1
+            on_record()
     return report
 
 

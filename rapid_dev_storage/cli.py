@@ -388,8 +388,7 @@ def fsck_command(
     PostgreSQL stores: undecodable records (reported only). Ends with a summary line (with
     --json, a JSON object on stderr).
     """
-    from ._file import FileBackend
-    from ._fsck import check, check_records
+    from ._fsck import check_store
     from ._locations import open_location
 
     async def work() -> Report:
@@ -397,13 +396,8 @@ def fsck_command(
             location, name, identifier, sweep_orphans=False, read_only=True
         )
         async with Storage(backend) as store:
-            backend = store.backend
-            if isinstance(backend, FileBackend):
-                with progress("fsck") as bar:
-                    return await asyncio.to_thread(
-                        check, backend, repair=repair, on_file=lambda: bar.update(1)
-                    )
-            return await check_records(store)
+            with progress("fsck") as bar:
+                return await check_store(store, repair=repair, on_file=lambda: bar.update(1))
 
     # fsck's output: _fsck.Report says what to print, and where (the "handmade" change).
     report = run(work)
