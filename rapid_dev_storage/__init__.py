@@ -15,7 +15,6 @@ from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._hooks import ScanItem
 from ._memory import MemoryBackend
 from ._types import AnyStorable, Keys, NoValue
-from ._watch import Change, Subscription, Watch
 from .errors import (
     CorruptRecordError,
     IncompatibleStoreError,
@@ -39,20 +38,25 @@ if TYPE_CHECKING:
     from ._overlay import OverlayBackend
     from ._postgres import PostgresBackend
     from ._sqlite import SQLiteBackend
+    from ._watch import Change, Subscription, Watch
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Change": "._watch",
     "FileBackend": "._file",
     "OverlayBackend": "._overlay",
     "PostgresBackend": "._postgres",
     "SQLiteBackend": "._sqlite",
+    "Subscription": "._watch",
+    "Watch": "._watch",
     "open_storage": "._open_storage",
 }
 """Names imported at their first use, not with the package: each backend brings its own
 dependencies (threads, file watching, sqlite3, PostgreSQL's modules), and a program that uses
-one should not wait for the others. ``import rapid_dev_storage`` costs little more than
-``import asyncio, msgpack`` (tools/bench_startup.py measures it)."""
+one should not wait for the others; watching (`_watch`) loads with the first watch.
+``import rapid_dev_storage`` costs little more than ``import asyncio, msgpack``
+(tools/bench_startup.py measures it)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -8,14 +8,16 @@ contract is run through its adapter (`_original.adapt`).
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, TypeVar
 
 from ._backend import CorruptHandler, StorageBackend
 from ._original import adapt
 from ._types import AnyStorable, ClosesOnExit, Keys, NamesARecord, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys
-from ._watch import Callback, Subscription, Watch
 from .errors import InvalidKeyError
+
+if TYPE_CHECKING:  # loaded with the first watch (`_publishing`): start-up time is measured
+    from ._watch import Callback, Subscription, Watch
 
 StorageT = TypeVar("StorageT", bound="Storage")
 

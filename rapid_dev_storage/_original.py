@@ -13,14 +13,16 @@ can neither list groups nor report changes); `close` releases nothing (it has no
 from __future__ import annotations
 
 import weakref
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._backend import CorruptHandler, StorageBackend
 from ._hooks import implements_no_hook
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_prefix, check_record
-from ._watch import Callback, Subscription, Watch
 from .errors import InvalidKeyError, StoreClosedError, UnsupportedOperationError
+
+if TYPE_CHECKING:
+    from ._watch import Callback, Subscription, Watch
 
 # One adapter per backend while anything uses it, so that every handle's updates of a record
 # share one lock. Keyed by id: the adapter holds its backend, so the id stays its own meanwhile.

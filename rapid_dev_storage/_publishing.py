@@ -14,13 +14,19 @@ stop); the backend uses only the hub's public methods.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._coding import RecordCoding
 from ._types import Keys
 from ._validate import check_group_name, check_prefix
-from ._watch import Callback, ChangeHub, Filter, Subscription, Watch
 from .errors import InvalidKeyError
+
+if TYPE_CHECKING:
+    from ._watch import Callback, ChangeHub, Filter, Subscription, Watch
+
+# `_watch` (the hub, watches, subscriptions and their dataclasses) loads with the first watch:
+# a program or a command that never watches does not pay for it (start-up time is measured).
+# ruff: noqa: PLC0415
 
 
 class WriteOutcome:
@@ -36,6 +42,8 @@ class Publishes(RecordCoding):
 
     def watch_changes(self, group_name: str | None = None, *prefix: str) -> Watch:
         """Return a `Watch` of changes to ``group_name`` (None: all) under ``prefix``."""
+        from ._watch import Watch
+
         return Watch(self._watch_hub(), self._watch_filter(group_name, prefix))
 
     async def subscribe_changes(
@@ -45,6 +53,8 @@ class Publishes(RecordCoding):
 
         A callback that raises is logged and stays subscribed; it never stops the others.
         """
+        from ._watch import Subscription
+
         where = self._watch_filter(group_name, prefix)
         hub = self._watch_hub()
         subscription = Subscription(hub, callback)
@@ -65,6 +75,8 @@ class Publishes(RecordCoding):
         """Return the backend's change hub, made on first use."""
         self._check_open()
         if self._change_hub is None:
+            from ._watch import ChangeHub
+
             self._change_hub = ChangeHub(
                 decode=self._change_value, start=self._start_watching, stop=self._stop_watching
             )
@@ -75,6 +87,8 @@ class Publishes(RecordCoding):
         return self._decode(group, keys, data)[1]
 
     def _watch_filter(self, group_name: str | None, prefix: tuple[str, ...]) -> Filter:
+        from ._watch import Filter
+
         group = None if group_name is None else check_group_name(group_name)
         if group is None and prefix:
             raise InvalidKeyError("a key prefix needs a group to apply to", keys=prefix)
