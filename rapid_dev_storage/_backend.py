@@ -280,7 +280,10 @@ class StorageBackend(Publishes):
             return
         self._closed = True
         await self._end_watches()
-        await self._close()
+        try:
+            await self._close()
+        finally:
+            await self._stop_decoding()
 
     # --- policy helpers ---------------------------------------------------------------------
 

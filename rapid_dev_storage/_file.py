@@ -16,7 +16,6 @@ The backend implements the hooks and only assembles the parts, each a module of 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from ._settings import (
     resolve_inline_limit,
     resolve_store_options,
 )
+from ._threads import on_own_thread
 from ._types import Keys
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ class FileBackend(StorageBackend):
                     sweep = None  # a small store: swept whole already
                 return chosen, marker, sweep
 
-        chosen, marker, sweep = await asyncio.get_running_loop().run_in_executor(None, open_store)
+        chosen, marker, sweep = await on_own_thread(open_store)  # no thread left behind
         backend = cls(
             directory=directory,
             codec=chosen,

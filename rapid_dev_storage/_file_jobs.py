@@ -32,6 +32,7 @@ from ._file_commit import Acknowledge, Later
 from ._file_errors import os_errors
 from ._file_locks import Abandon
 from ._locks import UnfinishedJobs
+from ._threads import on_own_thread
 from ._types import Keys
 from .errors import StoreClosedError
 
@@ -268,7 +269,7 @@ class FileJobs:
             for executor in (self._writers, self._readers):
                 executor.shutdown(wait=True)
 
-        await asyncio.get_running_loop().run_in_executor(None, shut_down)
+        await on_own_thread(shut_down)  # not the loop's executor: no thread outlives close
 
 
 class _WriteJob(Generic[T]):

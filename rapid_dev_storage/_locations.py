@@ -17,6 +17,7 @@ from ._codecs import Codec, codec_by_name
 from ._file_io import read_regular_file
 from ._file_layout import MARKER, marker_names
 from ._memory import MemoryBackend
+from ._threads import on_own_thread
 from ._urls import ParsedURL, merge_options, parse_url
 from .errors import LocationError, StoreNotFoundError
 
@@ -67,7 +68,7 @@ async def found_stores(location: str) -> list[FoundStore]:
         from ._postgres import list_stores  # noqa: PLC0415
 
         return [FoundStore(name, identifier) for name, identifier in await list_stores(path)]
-    return await asyncio.get_running_loop().run_in_executor(None, _stores_on_disk, scheme, path)
+    return await on_own_thread(_stores_on_disk, scheme, path)  # no thread left in the loop's
 
 
 async def stores_at(location: str) -> list[tuple[str, str]]:

@@ -7,7 +7,6 @@ can write and clear freely and the next test starts from the same data.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -15,6 +14,7 @@ from ._backend import ScanItem, StorageBackend, ignore_corrupt
 from ._file import FileBackend
 from ._file_open import stores_in
 from ._store_choice import only_store
+from ._threads import on_own_thread
 from ._types import Keys
 from .errors import CorruptRecordError, IncompatibleStoreError
 
@@ -59,7 +59,7 @@ class OverlayBackend(StorageBackend):
         """
         store_name, identifier = name, unique_identifier
         if store_name is None or identifier is None:
-            found = await asyncio.get_running_loop().run_in_executor(None, stores_in, str(fixture))
+            found = await on_own_thread(stores_in, str(fixture))
             store_name, identifier = only_store(
                 str(fixture), found, name, identifier, options=("name=", "unique_identifier=")
             )

@@ -7,8 +7,12 @@ set ``_turn_last`` as it ends.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any, Callable, TypeVar
+
+from ._threads import on_own_thread
+from .errors import StoreClosedError
 
 T = TypeVar("T")
 
@@ -25,14 +29,33 @@ class TakesTurns:
     _turn_start: float = 0.0  # when the current run of inline operations began (_turn_due)
     _turn_last: float = 0.0  # when the last operation ended (or began, while it runs)
     _turn_pending: bool = False  # a _turn_given callback waits for the loop's next round
+    _decoders: ThreadPoolExecutor | None = None  # made by the first large decode
 
     async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
         """Run a decode of a large record on a thread, leaving the loop free meanwhile.
 
         The codecs decode a large record in slices (`rapid_dev_storage._slices`), so the
-        thread lets the loop take the GIL between slices.
+        thread lets the loop take the GIL between slices. The threads are the store's own
+        (not the loop's default executor's): `_stop_decoding` ends them at close.
+
+        Raises:
+            StoreClosedError: the store closed while the read that needs the decode ran.
+
         """
-        return await asyncio.get_running_loop().run_in_executor(None, decode, *args)
+        decoders = self._decoders
+        if decoders is None:
+            decoders = self._decoders = ThreadPoolExecutor(2, "rapid_dev_storage-decode")
+        try:
+            future = decoders.submit(decode, *args)
+        except RuntimeError:  # shut down: close() ran while this read was on its way
+            raise StoreClosedError("the store was closed while a record was read") from None
+        return await asyncio.wrap_future(future)
+
+    async def _stop_decoding(self) -> None:
+        """End the decode threads (at close), after a decode in progress, off the loop."""
+        decoders = self._decoders
+        if decoders is not None:
+            await on_own_thread(decoders.shutdown)
 
     def _turn_due(self) -> bool:
         """Whether inline operations have held the loop for `TURN_EVERY`: call as one starts.

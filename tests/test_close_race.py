@@ -8,11 +8,15 @@ of ending the run.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+from rapid_dev_storage import StoreClosedError, open_storage
 
 SCRIPT = """
 import asyncio, sys
@@ -59,3 +63,34 @@ def test_closing_while_operations_run_ends_them_with_our_error(tmp_path: Path, s
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "", done.stdout
+
+
+LARGE = "x" * 300_000  # over LARGE_RECORD: read back through a decode thread
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite", "file"])
+async def test_a_closed_store_leaves_no_thread_behind(tmp_path: Path, scheme: str) -> None:
+    """Opening, reading a large record and closing leave no thread (the default executor did)."""
+    url = {"memory": "memory:", "sqlite": f"sqlite:{tmp_path}/db", "file": f"file:{tmp_path}"}
+    before = set(threading.enumerate())
+    store = await open_storage(url[scheme], "app", 1)
+    await store.get_group("G")["k"].set_value(LARGE)
+    assert await store.get_group("G")["k"].get_value() == LARGE
+    assert [keys async for keys, _ in store.get_group("G").all_items()] == [("k",)]
+    await store.close()
+    for _ in range(100):  # a thread whose job ended may take a moment to return: never stays
+        left = [thread.name for thread in set(threading.enumerate()) - before]
+        if not left:
+            break
+        await asyncio.sleep(0.02)
+    assert left == []
+
+
+async def test_a_large_read_that_meets_close_raises_our_error(tmp_path: Path) -> None:
+    store = await open_storage(f"file:{tmp_path}", "app", 1)
+    await store.get_group("G")["k"].set_value(LARGE)
+    reads = [asyncio.ensure_future(store.get_group("G")["k"].get_value()) for _ in range(8)]
+    await asyncio.sleep(0)
+    await store.close()
+    for outcome in await asyncio.gather(*reads, return_exceptions=True):
+        assert outcome == LARGE or isinstance(outcome, StoreClosedError), repr(outcome)

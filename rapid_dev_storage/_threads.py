@@ -1,0 +1,48 @@
+"""Threads a store starts for one job end with it: none is left behind in the loop's executor.
+
+asyncio's default executor keeps its threads until the loop shuts it down, so a store that
+used it for opening, closing or decoding left idle threads (``asyncio_0``...) behind after
+``close()``, in a program's loop that the program may run for hours. A job that runs once per
+store (opening, closing) gets a thread of its own here, which ends when the job does; work that
+recurs (large decodes: `_turns`) uses a pool the store owns and shuts down at close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+
+async def on_own_thread(call: Callable[..., T], *args: Any) -> T:
+    """Return ``call(*args)`` run on a new thread that ends with it.
+
+    Cancelling the awaiter does not stop the call (the work goes on, as with an executor): its
+    result is then dropped, and so is a result that arrives after the loop closed.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the awaiter was cancelled
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = call(*args)
+        except BaseException as exc:  # handed to the awaiter, as an executor's future would
+            error = exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits the result
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=f"rapid_dev_storage-{call.__name__}").start()
+    return await future
