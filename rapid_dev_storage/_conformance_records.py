@@ -66,6 +66,31 @@ class RecordCases:
             assert await race(clear, set_second) == "second"
             assert await race(set_first, bump) == "first bumped"
 
+    @case
+    async def test_a_clear_of_many_records_keeps_its_place_among_writes(
+        self, store: Storage
+    ) -> None:
+        """A clear of a group or prefix lands after the writes made before it, before later ones.
+
+        Several writes in flight at once, so that a backend writing on several connections or
+        threads would let one overtake the clear, or the clear overtake it.
+        """
+        group = store.get_group("order")
+        records = [("p", str(index)) for index in range(8)]
+
+        def set_all(value: str) -> list[asyncio.Future[None]]:
+            return [asyncio.ensure_future(group[keys].set_value(value)) for keys in records]
+
+        async def values() -> list[Any]:
+            return [await group[keys].get_value() for keys in records]
+
+        for clear in (group.clear_group, lambda: group.clear_prefix("p")):
+            for _ in range(3):  # tasks start in the order they are made
+                await asyncio.gather(*set_all("before"), asyncio.ensure_future(clear()))
+                assert await values() == [NoValue] * len(records)
+                await asyncio.gather(asyncio.ensure_future(clear()), *set_all("after"))
+                assert await values() == ["after"] * len(records)
+
     # --- clearing -----------------------------------------------------------------------------
 
     @case

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
-from ._locks import KeyLocks
 from ._postgres_listen import ChangeListener
 from ._postgres_open import OpenedStore, Server, connect_pool, list_stores, resolve_server
+from ._postgres_order import WriteOrder
 from ._postgres_run import Statements, require_asyncpg
 from ._postgres_sql import (
     DSN_PREFIXES,
@@ -89,11 +89,10 @@ class PostgresBackend(StorageBackend):
         self._server = server
         self._lost = self._statements.lost
         self._listener: ChangeListener | None = None
-        # One record's writes, clears and swaps go to the server one at a time, in the order
-        # they were made: on two pooled connections a later write could commit first. Taken
-        # before the first suspension, so the order is the callers'; a write cancelled
-        # mid-statement still settles before the next starts (Statements.releasing).
-        self._write_order = KeyLocks()
+        # Overlapping writes, clears and swaps (one record's; a record's and a clear of its
+        # group or prefix) go to the server one at a time, in the order they were made: on two
+        # pooled connections a later write could commit first (`_postgres_order`).
+        self._write_order = WriteOrder()
 
     @classmethod
     async def create_backend_instance(
@@ -185,7 +184,7 @@ class PostgresBackend(StorageBackend):
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         params = stored_record_params(group, keys)
         check_size(group, params)
-        async with self._write_order.hold((group, keys)):
+        async with self._write_order.turn(group, keys):
             await self._statements.statement(
                 "execute", self._queries.upsert, *params, *self._stored(data), writing=True
             )
@@ -208,7 +207,7 @@ class PostgresBackend(StorageBackend):
                 sql, values = queries.swap_delete, (*params, *was)
             else:
                 sql, values = queries.swap_update, (*params, *self._stored(new), version, *was)
-        async with self._write_order.hold((group, keys)):  # see __init__
+        async with self._write_order.turn(group, keys):  # see __init__
             lost: Exception | None = None  # once a connection was lost mid-statement
             while True:
                 try:
@@ -276,13 +275,14 @@ class PostgresBackend(StorageBackend):
 
     async def _delete(self, group: str, keys: Keys) -> None:
         params = stored_record_params(group, keys)
-        async with self._write_order.hold((group, keys)):
+        async with self._write_order.turn(group, keys):
             await self._statements.statement("execute", self._queries.delete, *params, writing=True)
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         params = (escape(group), *map(escape, prefix))
         sql = self._queries.delete_prefix[len(prefix)]
-        await self._statements.statement("execute", sql, *params, writing=True)
+        async with self._write_order.turn(group, prefix, prefix=True):
+            await self._statements.statement("execute", sql, *params, writing=True)
 
     async def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         head = (escape(group), *map(escape, prefix))
