@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 from ._sync_bridge import ClosesOnExit
 from ._watch import Change
 from ._watch import Watch as AsyncWatch
-from .errors import StoreClosedError
+from .errors import StoreClosedError, UnsupportedOperationError
 
 if TYPE_CHECKING:
     from ._sync_bridge import LoopThread
@@ -53,10 +54,29 @@ class Watch(ClosesOnExit):
         self._watch: AsyncWatch | None = None
         self._state: Literal["new", "watching", "closed"] = "new"
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self.timeout = timeout
 
+    def _check_process(self) -> None:
+        """Refuse use in a child forked after the watch was made.
+
+        The watch lives on its store's loop thread in the parent, which the child does not
+        have: waiting for it there would hang for ever. (A store itself opens again in a child.)
+        """
+        if os.getpid() != self._pid:
+            raise UnsupportedOperationError(
+                "this watch was made before os.fork(): it cannot be used in the child, where "
+                "its store's thread does not run; make a new one there (store.watch())"
+            )
+
     def start(self) -> Watch:
-        """Start watching now (``with`` and the first iteration call this)."""
+        """Start watching now (``with`` and the first iteration call this).
+
+        Raises:
+            UnsupportedOperationError: in a child forked after the watch was made.
+
+        """
+        self._check_process()
         with self._lock:
             if self._state == "new":
                 self._watch = self._bridge.call(self._started())
@@ -67,10 +87,14 @@ class Watch(ClosesOnExit):
         return await self._make().start()  # on the loop: the watch's queue belongs to it
 
     def close(self) -> None:
-        """Stop watching; iteration then ends (a thread waiting for a change gets none)."""
+        """Stop watching; iteration then ends (a thread waiting for a change gets none).
+
+        In a child forked after the watch was made, this only marks it closed: the parent's
+        watch is the parent's to stop.
+        """
         with self._lock:
             watch, self._watch, self._state = self._watch, None, "closed"
-        if watch is not None:
+        if watch is not None and os.getpid() == self._pid:
             with contextlib.suppress(StoreClosedError):  # closing the store ended it already
                 self._bridge.call(watch.close())
 
@@ -78,6 +102,7 @@ class Watch(ClosesOnExit):
         return self
 
     def __next__(self) -> Change:
+        self._check_process()
         if self._state == "new":
             self.start()
         watch = self._watch
@@ -117,7 +142,10 @@ class Subscription:
             return  # the store closed (perhaps from this very callback): the subscription ends
 
     def cancel(self) -> None:
-        """Stop calling the callback; from its own thread too (then it returns at once)."""
+        """Stop calling the callback; from its own thread too (then it returns at once).
+
+        In a child forked after subscribing, nothing runs (the thread stayed in the parent).
+        """
         self._watch.close()
         self.join()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rapid_dev_storage import Change, NoValue, sync
+from rapid_dev_storage import Change, NoValue, UnsupportedOperationError, sync
 
 THREADS = 8
 OPERATIONS = 150
@@ -198,6 +198,39 @@ def test_a_forked_child_writes_and_the_parent_reads(tmp_path: Path) -> None:
         assert group["child"].get_value() == {"saw": "before fork", "pid": pid}
         group["parent"].set_value("after fork")  # the parent's store is untouched
         assert group["parent"].get_value() == "after fork"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_a_watch_made_before_fork_refuses_the_child_instead_of_hanging(tmp_path: Path) -> None:
+    """The watch's loop thread stayed in the parent: the child gets a clear error at once."""
+    with sync.open_storage(f"file:{tmp_path}", "forked", 1) as store:
+        group = store.get_group("G")
+        changes = group.watch(timeout=5).start()
+        subscription = store.subscribe(lambda change: None, "G")
+        reading, writing = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # as in the test above
+            pid = os.fork()
+        if pid == 0:  # the child: report through the pipe, never return into pytest
+            report = "failed"
+            try:
+                with pytest.raises(UnsupportedOperationError, match=r"made before os\.fork\(\)"):
+                    next(changes)
+                changes.close()  # does not wait for the parent's loop
+                subscription.cancel()
+                group["child"].set_value("written")  # the store itself opens again
+                store.close()
+                report = "ok"
+            finally:
+                os.write(writing, report.encode())
+                os._exit(0)
+        os.close(writing)
+        with os.fdopen(reading, "rb") as pipe:
+            assert pipe.read() == b"ok"
+        os.waitpid(pid, 0)
+        assert next(changes).keys == ("child",)  # the parent's watch goes on
+        subscription.cancel()
+        changes.close()
 
 
 TYPED_EXAMPLE = """
