@@ -262,6 +262,10 @@ class FileJobs:
     async def close(self) -> None:
         """Wait for every job to end, and let the threads go; later jobs are refused."""
         self._closed = True
+        if not self._threads_started:  # no job ever ran (a command line's get): nothing to wait for
+            for executor in (self._writers, self._readers):
+                executor.shutdown(wait=False)
+            return
 
         def shut_down() -> None:
             # Every write first: a write that lands starts the next one queued on its record.
