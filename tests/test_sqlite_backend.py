@@ -296,3 +296,21 @@ async def test_fast_writes_run_inline_and_queue_behind_a_lock_in_order(tmp_path:
         other.close()
         assert await handle.get_value() == "second"
         assert any(name != loop_thread for name in threads)  # the worker
+
+
+@pytest.mark.parametrize("path", ["file", ":memory:"])
+async def test_a_scan_over_pages_of_small_and_large_values_yields_each_once(
+    tmp_path: Path, path: str
+) -> None:
+    """Pages of small values take the short way, a page holding a large one the long way."""
+    store = await open_store(tmp_path / "db.sqlite3" if path == "file" else path)
+    group = store.get_group("G")
+    large = "x" * 300_000  # over LARGE_RECORD: NULL in the page, read by itself
+    expected = {(f"{index:04}",): index for index in range(600)}  # three pages of 256
+    for keys, value in expected.items():
+        await group[keys].set_value(value)
+    expected[("0300",)] = large
+    await group["0300"].set_value(large)
+    async with store:
+        assert {keys: value async for keys, value in group.all_items()} == expected
+        assert [keys async for keys, _ in group.all_items()] == sorted(expected)
