@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any, AsyncIterator, cast
+from typing import Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend
 from ._blob_reads import read_large_value
@@ -38,9 +38,6 @@ from ._types import Keys
 from ._validate import MAX_KEYS
 
 __all__ = ["STORES_TABLE", "SQLiteBackend", "table_name"]
-
-SMALL_DATA = MAX_KEYS + 1
-"""A scanned row's value column: the value, or NULL for a large one (`Queries.scan_page`)."""
 
 
 class SQLiteBackend(StorageBackend):
@@ -138,30 +135,17 @@ class SQLiteBackend(StorageBackend):
         while True:
             self._check_open()
             rows = await self._connections.read(scan_page, self._queries, group, prefix, after)
-            # Rows are (k1..k5, key_count, small value or NULL, length); sqlite3's rows are
-            # tuples, so a slice is the keys. A page of small values, the usual one, is built
-            # in one comprehension (a fraction of a microsecond a record, over 100,000).
-            if all(row[SMALL_DATA] is not None for row in rows):
-                tuples = cast("list[tuple[Any, ...]]", rows)
-                yield [(row[: row[MAX_KEYS]], row[SMALL_DATA], None) for row in tuples]
-            else:
-                yield await self._page_with_large_values(group, rows)
+            items: list[ScanItem] = []
+            for row in rows:  # (k1..k5, key_count, small value or NULL, length)
+                keys = keys_of(row)
+                data = row[-2] if row[-2] is not None else await self._large_read(group, keys)
+                if data is not None:  # None: cleared since the page was read
+                    items.append((keys, data, None))
+            yield items
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][: MAX_KEYS + 1]
             await asyncio.sleep(0)  # pages are read inline: let other tasks run between them
-
-    async def _page_with_large_values(self, group: str, rows: list[Row]) -> list[ScanItem]:
-        """Return a page's items, reading each large value off the loop (see `_large_read`)."""
-        items: list[ScanItem] = []
-        for row in rows:
-            keys = keys_of(row)
-            data = row[SMALL_DATA]
-            if data is None:
-                data = await self._large_read(group, keys)
-            if data is not None:  # None: cleared since the page was read
-                items.append((keys, data, None))
-        return items
 
     async def _list_groups(self) -> list[str]:
         return await self._connections.read(list_groups, self._queries)
