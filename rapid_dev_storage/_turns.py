@@ -7,6 +7,7 @@ set ``_turn_last`` as it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any, Callable, TypeVar
@@ -30,6 +31,7 @@ class TakesTurns:
     _turn_last: float = 0.0  # when the last operation ended (or began, while it runs)
     _turn_pending: bool = False  # a _turn_given callback waits for the loop's next round
     _decoders: ThreadPoolExecutor | None = None  # made by the first large decode
+    _decoding_over = False  # set by _stop_decoding: no pool is made after it
 
     async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
         """Run a decode of a large record on a thread, leaving the loop free meanwhile.
@@ -43,16 +45,19 @@ class TakesTurns:
 
         """
         decoders = self._decoders
-        if decoders is None:
+        if decoders is None and not self._decoding_over:  # after close, a pool would outlive it
             decoders = self._decoders = ThreadPoolExecutor(2, "rapid_dev_storage-decode")
-        try:
-            future = decoders.submit(decode, *args)
-        except RuntimeError:  # shut down: close() ran while this read was on its way
-            raise StoreClosedError("the store was closed while a record was read") from None
+        future = None
+        if decoders is not None:
+            with contextlib.suppress(RuntimeError):  # shut down: close() ran meanwhile
+                future = decoders.submit(decode, *args)
+        if future is None:
+            raise StoreClosedError("the store was closed while a record was read")
         return await asyncio.wrap_future(future)
 
     async def _stop_decoding(self) -> None:
         """End the decode threads (at close), after a decode in progress, off the loop."""
+        self._decoding_over = True
         decoders = self._decoders
         if decoders is not None:
             await on_own_thread(decoders.shutdown)

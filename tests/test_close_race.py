@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from rapid_dev_storage import StoreClosedError, open_storage
+from rapid_dev_storage import MemoryBackend, StoreClosedError, open_storage
 
 SCRIPT = """
 import asyncio, sys
-from rapid_dev_storage import StoreClosedError, open_storage
+from rapid_dev_storage import MemoryBackend, StoreClosedError, open_storage
 
 async def main(url, rounds):
     unexpected = []
@@ -94,3 +94,13 @@ async def test_a_large_read_that_meets_close_raises_our_error(tmp_path: Path) ->
     await store.close()
     for outcome in await asyncio.gather(*reads, return_exceptions=True):
         assert outcome == LARGE or isinstance(outcome, StoreClosedError), repr(outcome)
+
+
+async def test_no_decode_pool_is_made_after_close() -> None:
+    """A read that reaches its decode after close gets our error, and starts no thread."""
+    backend = MemoryBackend()
+    before = set(threading.enumerate())
+    await backend.close()
+    with pytest.raises(StoreClosedError):
+        await backend._off_loop(len, b"a large record's bytes")  # what such a read calls
+    assert set(threading.enumerate()) - before == set()
