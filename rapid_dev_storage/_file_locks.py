@@ -121,43 +121,37 @@ class StripeLocks:
             if time.monotonic() >= deadline:
                 raise lock_timeout_error(os.path.join(self._path, lock_file_name(stripe)), timeout)
         try:
-            with self._hold_file(stripe, deadline, abandon, busy=retry is not None):
+            # The lock file against other processes (one generator, not two nested: a hold
+            # is taken for every write).
+            if not self.flock_unsupported:
+                try:
+                    descriptor = self._acquire(stripe, deadline, abandon, busy=retry is not None)
+                except _FlockUnsupported:
+                    self.flock_unsupported = True
+                except StripeBusy:
+                    assert retry is not None
+                    retry.lock_deadline = deadline
+                    raise
+                else:
+                    assert fcntl is not None
+                    try:
+                        yield
+                    finally:
+                        try:
+                            fcntl.flock(descriptor, fcntl.LOCK_UN)
+                        finally:
+                            os.close(descriptor)
+                    return
+            with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
                 yield
-        except StripeBusy:
-            assert retry is not None
-            retry.lock_deadline = deadline
-            raise
         finally:
             guard.release()
 
-    @contextlib.contextmanager
-    def _hold_file(
-        self, stripe: int, deadline: float, abandon: Abandon, *, busy: bool
-    ) -> Iterator[None]:
-        """Hold the stripe's lock file against other processes, waiting until ``deadline``.
-
-        ``busy``: raise `StripeBusy` instead of waiting (where flock works).
-        """
-        if not self.flock_unsupported:
-            try:
-                descriptor = self._acquire(stripe, deadline, abandon, busy=busy)
-            except _FlockUnsupported:
-                self.flock_unsupported = True
-            else:
-                assert fcntl is not None
-                try:
-                    yield
-                finally:
-                    try:
-                        fcntl.flock(descriptor, fcntl.LOCK_UN)
-                    finally:
-                        os.close(descriptor)
-                return
-        with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
-            yield
-
     def _acquire(self, stripe: int, deadline: float, abandon: Abandon, *, busy: bool) -> int:
-        """Return a descriptor holding the flock of the stripe's current lock file."""
+        """Return a descriptor holding the flock of the stripe's current lock file.
+
+        ``busy``: raise `StripeBusy` instead of waiting for another process.
+        """
         assert fcntl is not None
         name = lock_file_name(stripe)
         while True:
