@@ -8,8 +8,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_scan`: scans, small records read on the loop a slice at a time;
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
-- `_file_jobs`: the threads those run on, and the order they keep (cancellation follows the
-  work, never the task that awaited it);
+- `_file_jobs`: the threads those run on (`_file_writers`, with `_file_write_job`'s jobs), and
+  the order they keep (cancellation follows the work, never the task that awaited it);
 - `_file_io`: the system calls, never through a link; `_file_errors`: theirs made ours;
 - `_file_watch` (with `_file_events`): other writers' changes, while anyone watches.
 """

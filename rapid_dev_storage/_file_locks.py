@@ -174,8 +174,9 @@ class StripeLocks:
                         ) from exc
                     raise
                 try:
-                    _flock(descriptor, directory.join(name), self._timeout, deadline, abandon, busy)
-                    if _still_at_path(descriptor, directory, name, self._path):
+                    path = directory.join(name)
+                    _flock(descriptor, path, self._timeout, deadline, abandon, busy)
+                    if _still_at_path(descriptor, path):
                         return descriptor
                 except BaseException:
                     os.close(descriptor)
@@ -245,15 +246,16 @@ def _flock(
             raise
 
 
-def _still_at_path(descriptor: int, directory: Directory, name: str, path: str) -> bool:
-    """Whether the locked file is still the file at its path, in the ``.locks`` at its path."""
+def _still_at_path(descriptor: int, path: str) -> bool:
+    """Whether the locked file is still the file at its path.
+
+    ``path`` is resolved again now, ``.locks`` and all: a lock file or a ``.locks`` made again
+    meanwhile holds another inode there. (Two system calls: whoever locks through the path
+    locks this same inode, which is all the exclusion needs.)
+    """
     try:
         held = os.fstat(descriptor)
-        current = directory.lstat(name)
-        at_path = os.lstat(path)
+        current = os.lstat(path)
     except FileNotFoundError:
         return False
-    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino) and (
-        at_path.st_dev,
-        at_path.st_ino,
-    ) == directory.identity()
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
