@@ -87,7 +87,7 @@ async def test_writes_of_other_stripes_go_on_while_another_process_holds_one(
         holder = Holder(tmp_path / "app~1" / LOCK_DIRECTORY / lock_file_name(stripe))
         holders.append(holder)
         blocked = [asyncio.ensure_future(group[name].set_value(name)) for name in blocked_names]
-        await asyncio.sleep(0.05)  # every blocked write has found its stripe held
+        await asyncio.sleep(0.05)  # the blocked writes reach their stripe first
         free = [asyncio.ensure_future(group[name].set_value(name)) for name in free_names]
         done, _ = await asyncio.wait(free, timeout=60)
         assert done == set(free)
@@ -104,7 +104,7 @@ async def test_a_write_waiting_for_another_process_times_out_without_holding_a_t
     tmp_path: Path, holders: list[Holder]
 ) -> None:
     backend = await FileBackend.create_backend_instance(
-        tmp_path, "app", 1, durability="full", lock_timeout=3.0
+        tmp_path, "app", 1, durability="full", lock_timeout=5.0
     )
     async with Storage(backend) as store:
         group = store.get_group("G")
@@ -122,7 +122,7 @@ async def test_a_write_waiting_for_another_process_times_out_without_holding_a_t
         outcomes = await asyncio.gather(*blocked, return_exceptions=True)
         for outcome in outcomes:
             assert isinstance(outcome, LockTimeoutError)
-            assert outcome.timeout == 3.0
+            assert outcome.timeout == 5.0
             assert outcome.location == str(lock_file)
         for name in blocked_names:
             assert await group[name].get_value() is NoValue
