@@ -131,7 +131,7 @@ class HeldDirectories:
                 try:
                     if held[0] is None:
                         return held[3].open(FileIO, name, READ_FLAGS), held[2]
-                    return os.open(name, READ_FLAGS, dir_fd=held[0]), held[2]
+                    return FileIO.open(name, READ_FLAGS, dir_fd=held[0]), held[2]
                 finally:
                     if self._closed:  # the backend closed: hold nothing
                         held[3].close()

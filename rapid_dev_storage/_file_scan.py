@@ -79,7 +79,7 @@ def read_slice(
         if is_record(name) is not None:
             try:
                 descriptor = (
-                    os.open(name, READ_FLAGS, dir_fd=descriptor_of)
+                    FileIO.open(name, READ_FLAGS, dir_fd=descriptor_of)
                     if descriptor_of is not None
                     else directory.open(FileIO, name, READ_FLAGS)
                 )
