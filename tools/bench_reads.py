@@ -5,7 +5,7 @@ does), so when the record's data is not cached the disk read holds the loop. Eac
 pages are evicted on their own (fsync, then ``posix_fadvise(DONTNEED)`` of that one file:
 dropping the machine's caches would disturb everything else running on it), then read through
 a store opened afresh (its read cache has seen nothing), and the same file, evicted again, by a
-raw open+read+close beside it. The directory and the file's inode stay cached: this measures
+raw open+read+close+unpack beside it. The directory and the file's inode stay cached: this measures
 the data read, not a cold path walk (after ``drop_caches`` the first reads also wait for
 directory and inode blocks). Linux only (elsewhere no rows are added).
 """
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench_harness import VALUE, Bench, Result
+from bench_peers import raw_read
 
 from rapid_dev_storage import FileBackend, Storage
 
@@ -33,14 +34,6 @@ def evict(path: str) -> None:
     try:
         os.fsync(descriptor)
         os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(descriptor)
-
-
-def raw_read(path: str) -> bytes:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(descriptor, 1 << 16)
     finally:
         os.close(descriptor)
 
