@@ -219,17 +219,24 @@ class StorageBackend(Publishes):
                 try:
                     if isinstance(data, CorruptRecordError):
                         raise data
-                    if len(data) > LARGE_RECORD:
-                        record_keys, value = await self._off_loop(
-                            self._decode, group, known_keys, data, source
+                    try:
+                        record = (
+                            self._record_of(group, known_keys, data, source)
+                            if len(data) <= LARGE_RECORD
+                            else None
                         )
-                    else:
-                        record_keys, value = self._record_of(group, known_keys, data, source)
+                    except CorruptRecordError:
+                        record = None
+                    if record is None:  # large (decoded on a thread), or perhaps mid-save
+                        record = (await self._settled_record(group, known_keys, data, source))[1]
+                        if record is None:
+                            continue  # removed meanwhile
                 except CorruptRecordError as exc:
                     if on_corrupt is None:
                         raise
                     on_corrupt(exc)
                     continue
+                record_keys, value = record
                 # A backend that learns keys only by decoding leaves the prefix test to us.
                 if known_keys is None and record_keys[:width] != prefix:
                     continue
