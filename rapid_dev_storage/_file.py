@@ -33,6 +33,7 @@ from ._file_layout import (
     encode_record,
     group_directory_name,
     misnamed_record,
+    record_around,
     record_file_name,
     store_directory,
 )
@@ -321,6 +322,9 @@ class FileBackend(StorageBackend):
 
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return encode_record(self.codec, keys, value)
+
+    def _encoded_record(self, keys: Keys, encoded: bytes) -> bytes | None:
+        return record_around(self.codec, keys, encoded)
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None

@@ -161,6 +161,9 @@ class OverlayBackend(StorageBackend):
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return self._layer._encode_record(keys, value)
 
+    def _encoded_record(self, keys: Keys, encoded: bytes) -> bytes | None:
+        return self._layer._encoded_record(keys, encoded)
+
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None
     ) -> tuple[Keys, Any]:
