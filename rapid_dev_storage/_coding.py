@@ -28,13 +28,15 @@ SETTLE_ATTEMPTS = 50
 keeps changing, for up to a second: long enough for an editor's in-place save to finish."""
 
 
-INLINE_ENCODE = 1024 * 1024
+INLINE_ENCODE = 1536 * 1024
 """Bytes of a value's snapshot (its msgpack) above which it is checked and encoded on a thread.
 
-A value is checked and encoded where the write is made, on the event loop: up to a MiB of
-msgpack (about 23,000 small rows) that costs 3-10 ms (25 ms on a busy machine), while a value of
-200,000 rows held the loop 245-285 ms (msgpack) and 1.5-2.1 s (JSON, whose indented encoder is
-Python). A larger value is checked and encoded on a thread, from a snapshot (`LargeValue`)."""
+A value is checked and encoded where the write is made, on the event loop: up to 1.5 MiB of
+msgpack (about 35,000 small rows) that costs 6-15 ms (twice that on a busy machine), while a
+value of 200,000 rows held the loop 245-285 ms (msgpack) and 1.5-2.1 s (JSON, whose indented
+encoder is Python). A larger value is checked and encoded on a thread, from a snapshot
+(`LargeValue`): that costs the thread about twice the inline work (the snapshot is decoded
+again), but the loop only the snapshot."""
 
 
 class LargeValue:
@@ -173,9 +175,10 @@ class RecordCoding(BackendHooks):
     def _encode_large(self, group: str, keys: Keys, large: LargeValue) -> bytes:
         """`_encode` of the value ``large`` holds, on a thread: the same checks, errors and bytes.
 
-        The snapshot is decoded in slices into a private copy, checked with the walk that
-        gives up the GIL every few ms (not the level walk's long C passes), and encoded
-        (msgpack: the snapshot is the encoding). The collector stays paused throughout (the
+        The snapshot is decoded in slices into a private copy, checked (for msgpack the
+        level walk, whose passes take a slice of a level at a time; ints out of range and
+        subclasses were refused by the snapshot) and encoded (msgpack: the snapshot is the
+        encoding). The collector stays paused throughout (the
         copy's millions of objects would make each collection hold the GIL for 100 ms), and
         the copy is taken apart a slice at a time (`_drop_in_slices`).
         """
@@ -187,7 +190,7 @@ class RecordCoding(BackendHooks):
                     large.snapshot, raw=False, use_list=False, strict_map_key=False
                 )
             try:
-                if type(self.codec) is MsgpackCodec and value_fits(value, 0, True, True):
+                if type(self.codec) is MsgpackCodec and value_fits(value, 0, True, True, True):
                     record = self._encoded_record(keys, large.snapshot)
                     if record is not None:
                         return record

@@ -68,7 +68,7 @@ def as_stored(value: Any) -> Any:
 async def test_a_large_value_is_checked_and_encoded_on_a_thread(
     store: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """30,000 rows (over a MiB): the check and the codec's encode never run on the loop's thread."""
+    """40,000 rows (over 1.5 MiB): the check and the codec's encode run off the loop's thread."""
     loop_thread = threading.get_ident()
     threads: list[tuple[str, int]] = []
     real_fits, real_dumps = coding.value_fits, JSONCodec.dumps
@@ -84,8 +84,9 @@ async def test_a_large_value_is_checked_and_encoded_on_a_thread(
         return real_dumps(self, value)
 
     monkeypatch.setattr(coding, "value_fits", fits)
+    assert len(coding._SNAPSHOTS.dumps(rows(40_000))) > coding.INLINE_ENCODE
     monkeypatch.setattr(JSONCodec, "dumps", dumps)
-    value = rows(30_000)
+    value = rows(40_000)
     handle = store.get_group("g")["big"]
     await handle.set_value(value)
     await handle.update(lambda current: {**current, "extra": 1})
@@ -93,8 +94,8 @@ async def test_a_large_value_is_checked_and_encoded_on_a_thread(
     assert all(thread != loop_thread for _, thread in threads), threads
     assert ("encode" in {what for what, _ in threads}) == (store.backend.codec.name == "json")
     stored = await handle.get_value()
-    assert len(stored) == 30_001
-    assert stored["r029999"] == as_stored(value["r029999"])
+    assert len(stored) == 40_001
+    assert stored["r039999"] == as_stored(value["r039999"])
 
 
 @pytest.mark.usefixtures("small_inline")
@@ -211,6 +212,7 @@ def both_paths(backend: StorageBackend, value: Any) -> None:
     """The inline check (the reference) and the thread's path agree on ``value``."""
     keys = ("k",)
     expected = outcome(backend, lambda: coding.RecordCoding._encode(backend, "g", keys, value))
+    default = coding.INLINE_ENCODE
     for large in (False, True):
         inline = 0 if large else 10**12
         coding.INLINE_ENCODE = inline
@@ -221,7 +223,7 @@ def both_paths(backend: StorageBackend, value: Any) -> None:
                 assert large
                 found = outcome(backend, lambda: backend._encode_large("g", keys, snapshot))  # noqa: B023  (called at once)
         finally:
-            coding.INLINE_ENCODE = 1024 * 1024
+            coding.INLINE_ENCODE = default
         assert found == expected, (large, value)
 
 
