@@ -49,10 +49,15 @@ class LargeValue:
     of the check and encode it replaces (200,000 rows: 38 ms against 245-285).
     """
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("is_record", "snapshot")
 
-    def __init__(self, snapshot: bytes) -> None:
+    def __init__(self, snapshot: bytes, is_record: bool) -> None:
         self.snapshot = snapshot
+        self.is_record = is_record  # the record's bytes (`_record_form`), or the value's
+
+
+UNKNOWN_FORM: Any = object()
+"""`RecordCoding._record_form` of a backend whose records are not the bytes of one object."""
 
 
 _SNAPSHOTS = MsgpackCodec()  # its dumps is the strict encoder, one Packer per thread
@@ -107,16 +112,21 @@ class RecordCoding(BackendHooks):
         """
         return self.codec.dumps(value)
 
-    def _encoded_record(self, keys: Keys, encoded: bytes) -> bytes | None:
-        """Return the stored bytes of a value from the codec's bytes of it (``encoded``).
+    def _record_form(self, keys: Keys, value: Any) -> Any:
+        """Return what this backend's record of ``value`` is the codec's bytes of.
 
-        None: this backend cannot (its records are not the codec's bytes of the value alone),
-        and `_encode_record` is called. A backend overriding `_encode_record` overrides this
-        too, or keeps it returning None.
+        By default the value itself; a backend whose records wrap the value (files: with
+        their keys) returns the wrapping, and `_value_of_form` unwraps it; `UNKNOWN_FORM`:
+        its records are not one object's bytes (a backend overriding `_encode_record` but
+        not this). Asked for msgpack stores only: a record encoded in one go, no copy.
         """
         if type(self)._encode_record is RecordCoding._encode_record:
-            return encoded
-        return None
+            return value
+        return UNKNOWN_FORM
+
+    def _value_of_form(self, form: Any) -> Any:
+        """Return the value a `_record_form` wraps."""
+        return form
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None
@@ -160,16 +170,15 @@ class RecordCoding(BackendHooks):
         kind = type(codec)
         if kind is not MsgpackCodec and kind is not JSONCodec:
             return self._encode(group, keys, value)
-        try:
-            snapshot = _SNAPSHOTS.dumps(value)
+        form = self._record_form(keys, value) if kind is MsgpackCodec else UNKNOWN_FORM
+        try:  # msgpack: the record itself (the strict encoder is the codec's)
+            snapshot = _SNAPSHOTS.dumps(value if form is UNKNOWN_FORM else form)
         except Exception:  # refused: the check below names the part (or the codec's error)
             return self._encode(group, keys, value)
         if len(snapshot) > INLINE_ENCODE:
-            return LargeValue(snapshot)
-        if kind is MsgpackCodec and value_fits(value, 0, True, True, strict=True):
-            record = self._encoded_record(keys, snapshot)
-            if record is not None:
-                return record
+            return LargeValue(snapshot, form is not UNKNOWN_FORM)
+        if form is not UNKNOWN_FORM and value_fits(value, 0, True, True, strict=True):
+            return snapshot
         return self._encode(group, keys, value)
 
     def _encode_large(self, group: str, keys: Keys, large: LargeValue) -> bytes:
@@ -178,25 +187,26 @@ class RecordCoding(BackendHooks):
         The snapshot is decoded in slices into a private copy, checked (for msgpack the
         level walk, whose passes take a slice of a level at a time; ints out of range and
         subclasses were refused by the snapshot) and encoded (msgpack: the snapshot is the
-        encoding). The collector stays paused throughout (the
-        copy's millions of objects would make each collection hold the GIL for 100 ms), and
-        the copy is taken apart a slice at a time (`_drop_in_slices`).
+        record). The collector stays paused throughout (the copy's millions of objects would
+        make each collection hold the GIL for 100 ms), and the copy is taken apart a slice at
+        a time (`_drop_in_slices`).
         """
         with collector_paused:
             try:
-                value = unpack_in_slices(large.snapshot, raw=False, strict_map_key=False)
+                copy = unpack_in_slices(large.snapshot, raw=False, strict_map_key=False)
             except TypeError:  # an array as a dict key: back as a tuple, to be named as before
-                value = unpack_in_slices(
+                copy = unpack_in_slices(
                     large.snapshot, raw=False, use_list=False, strict_map_key=False
                 )
             try:
-                if type(self.codec) is MsgpackCodec and value_fits(value, 0, True, True, True):
-                    record = self._encoded_record(keys, large.snapshot)
-                    if record is not None:
-                        return record
+                if not large.is_record:
+                    return self._encode(group, keys, copy)
+                value = self._value_of_form(copy)
+                if value_fits(value, 0, True, True, strict=True):
+                    return large.snapshot
                 return self._encode(group, keys, value)
             finally:
-                _drop_in_slices(value)
+                _drop_in_slices(copy)
 
     def _encode(self, group: str, keys: Keys, value: Any) -> bytes:
         """Return the bytes to store, or raise `InvalidValueError` naming the record.

@@ -33,8 +33,8 @@ from ._file_layout import (
     encode_record,
     group_directory_name,
     misnamed_record,
-    record_around,
     record_file_name,
+    record_form,
     store_directory,
 )
 from ._file_locks import StripeLocks
@@ -323,8 +323,11 @@ class FileBackend(StorageBackend):
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return encode_record(self.codec, keys, value)
 
-    def _encoded_record(self, keys: Keys, encoded: bytes) -> bytes | None:
-        return record_around(self.codec, keys, encoded)
+    def _record_form(self, keys: Keys, value: Any) -> Any:
+        return record_form(keys, value)
+
+    def _value_of_form(self, form: Any) -> Any:
+        return form["value"]
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None

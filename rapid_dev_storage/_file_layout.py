@@ -27,7 +27,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
-from ._codecs import Codec, MsgpackCodec, codec_for_existing_store
+from ._codecs import Codec, codec_for_existing_store
 from ._names import decode_name, encode_name, key_digest
 from ._types import Keys
 from ._validate import MAX_KEYS, stored_keys_fit
@@ -202,18 +202,12 @@ def temp_writer_pid(name: str) -> int | None:
 
 def encode_record(codec: Codec, keys: Keys, value: Any) -> bytes:
     """Return a record file's bytes: a map of exactly ``keys`` and ``value``."""
-    return codec.dumps({"keys": list(keys), "value": value})
+    return codec.dumps(record_form(keys, value))
 
 
-def record_around(codec: Codec, keys: Keys, encoded: bytes) -> bytes | None:
-    """Return `encode_record`'s bytes from the codec's bytes of the value, or None if it cannot.
-
-    msgpack's map is its header and its entries one after the other: the record is a few
-    bytes of keys before the value's bytes, without encoding the value again.
-    """
-    if type(codec) is not MsgpackCodec:
-        return None
-    return b"".join((b"\x82\xa4keys", codec.dumps(list(keys)), b"\xa5value", encoded))
+def record_form(keys: Keys, value: Any) -> dict[str, Any]:
+    """Return what a record file holds: a map of exactly ``keys`` and ``value``."""
+    return {"keys": list(keys), "value": value}
 
 
 def decode_record(codec: Codec, data: bytes) -> tuple[Keys, Any]:

@@ -161,8 +161,11 @@ class OverlayBackend(StorageBackend):
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return self._layer._encode_record(keys, value)
 
-    def _encoded_record(self, keys: Keys, encoded: bytes) -> bytes | None:
-        return self._layer._encoded_record(keys, encoded)
+    def _record_form(self, keys: Keys, value: Any) -> Any:
+        return self._layer._record_form(keys, value)
+
+    def _value_of_form(self, form: Any) -> Any:
+        return self._layer._value_of_form(form)
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None

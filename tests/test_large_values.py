@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 import rapid_dev_storage._coding as coding
 from rapid_dev_storage import FileBackend, MemoryBackend, SQLiteBackend, Storage, StorageBackend
 from rapid_dev_storage._codecs import JSONCodec, MsgpackCodec
-from rapid_dev_storage._file_layout import encode_record, record_around
 from rapid_dev_storage._value_fits import INT_MAX, INT_MIN, MAX_DEPTH
 from rapid_dev_storage.errors import InvalidValueError
 
@@ -245,16 +244,6 @@ def test_both_paths_refuse_alike(value: Any, padded: bool, codec: str) -> None:
     if padded:
         value = {"pad": "p" * 5000, "rows": [value] * 50}
     both_paths(MemoryBackend(codec=codec), value)
-
-
-@given(value=VALUES, keys=st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=5))
-def test_a_file_record_around_the_values_bytes_is_the_record(value: Any, keys: list[str]) -> None:
-    codec = MsgpackCodec()
-    try:
-        encoded = codec.dumps(value)
-    except Exception:
-        return
-    assert record_around(codec, tuple(keys), encoded) == encode_record(codec, tuple(keys), value)
 
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
