@@ -13,6 +13,7 @@ from bench_concurrency import BEST, ONE_TASK, RAW, TASKS_SET
 from bench_harness import Bench
 from bench_large import OURS as LARGE_OURS
 from bench_large import SIZES as LARGE_SIZES
+from bench_large import STALL as LARGE_STALL
 from bench_large import VALIDATION, ours_name, peer_name, shapes
 from bench_large import workload as large_workload
 from bench_scaling import DISKCACHE as SCALING_DISKCACHE
@@ -239,27 +240,40 @@ POSTGRES_TARGETS = [
 ]
 
 
-LARGE_TARGETS = [
-    Target(
-        f"{ours_name(kind, codec, durability)} {large_workload(size, shape)} <= 1.3x "
-        f"{peer_name(kind, codec, durability)}",
-        (ours_name(kind, codec, durability), large_workload(size, shape)),
-        (peer_name(kind, codec, durability), large_workload(size, shape)),
-        1.3,
-    )
-    for size in LARGE_SIZES
-    for kind, codec, durability in LARGE_OURS
-    for shape in shapes(codec)
-] + [
-    Target(
-        f"{codec} write's value check of {size} rows <= 1.0x {codec}'s encode",
-        (VALIDATION, f"{codec} check {size} rows"),
-        (VALIDATION, f"{codec} encode {size} rows"),
-        1.0,
-    )
-    for size in LARGE_SIZES
-    for codec in ("msgpack", "json")
-]
+LARGE_TARGETS = (
+    [
+        Target(
+            f"{ours_name(kind, codec, durability)} {large_workload(size, shape)} <= 1.3x "
+            f"{peer_name(kind, codec, durability)}",
+            (ours_name(kind, codec, durability), large_workload(size, shape)),
+            (peer_name(kind, codec, durability), large_workload(size, shape)),
+            1.3,
+        )
+        for size in LARGE_SIZES
+        for kind, codec, durability in LARGE_OURS
+        for shape in shapes(codec)
+    ]
+    + [
+        Target(
+            f"{codec} write's value check of {size} rows <= 1.0x {codec}'s encode",
+            (VALIDATION, f"{codec} check {size} rows"),
+            (VALIDATION, f"{codec} encode {size} rows"),
+            1.0,
+        )
+        for size in LARGE_SIZES
+        for codec in ("msgpack", "json")
+    ]
+    + [
+        Target(
+            f"{ours_name(kind, codec, durability)}: {LARGE_STALL} <= 50 ms",
+            (ours_name(kind, codec, durability), LARGE_STALL),
+            ("budget", "50000"),
+            1.0,
+        )
+        for kind, codec, durability in LARGE_OURS
+        if durability == "fast"
+    ]
+)
 
 
 SYNC_TARGETS = [

@@ -240,7 +240,7 @@ class Run:
         await self.in_directory(body)
 
     async def large_set(self, kind: str, codec: str) -> None:
-        """set_value and update of 200,000 rows (~9 MB msgpack): checked and encoded off the loop."""
+        """set_value and update of 200,000 rows (~9 MB msgpack): checked, encoded off the loop."""
         count = 200_000
         for operation in ("set_value", "update"):
             name = f"{kind} {codec}: {operation} of {count:,} rows"
