@@ -98,7 +98,7 @@ class StorageBackend(Publishes):
         due = self._turn_due()
         try:
             data = self._encode_at_call(group, checked, value)
-            if self._waiting_writes or isinstance(data, LargeValue):
+            if isinstance(data, LargeValue) or self._waits(group, checked):
                 await self._write_in_turn(group, checked, data)
             else:
                 async with self._publishing(group, [checked], data):
@@ -166,7 +166,7 @@ class StorageBackend(Publishes):
         group, checked = self._checked_write(group_name, keys, "clear_value()")
         due = self._turn_due()
         try:
-            if self._waiting_writes:
+            if self._waits(group, checked):
                 await self._write_in_turn(group, checked, None)
             else:
                 async with self._publishing(group, [checked], None):
@@ -304,6 +304,11 @@ class StorageBackend(Publishes):
         await self._close()
 
     # --- policy helpers ---------------------------------------------------------------------
+
+    def _waits(self, group: str, keys: Keys) -> bool:
+        """Whether a write of ``keys`` made now must wait behind an earlier one."""
+        waiting = self._waiting_writes
+        return bool(waiting and waiting.ahead_of_record(group, keys))
 
     def _write_in_turn(
         self, group: str, keys: Keys, data: bytes | LargeValue | None
