@@ -34,6 +34,7 @@ from ._file_layout import (
     group_directory_name,
     misnamed_record,
     record_file_name,
+    record_form,
     store_directory,
 )
 from ._file_locks import StripeLocks
@@ -336,6 +337,12 @@ class FileBackend(StorageBackend):
 
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return encode_record(self.codec, keys, value)
+
+    def _record_form(self, keys: Keys, value: Any) -> Any:
+        return record_form(keys, value)
+
+    def _value_of_form(self, form: Any) -> Any:
+        return form["value"]
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None

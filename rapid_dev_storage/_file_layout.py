@@ -218,7 +218,12 @@ def temp_writer_pid(name: str) -> int | None:
 
 def encode_record(codec: Codec, keys: Keys, value: Any) -> bytes:
     """Return a record file's bytes: a map of exactly ``keys`` and ``value``."""
-    return codec.dumps({"keys": list(keys), "value": value})
+    return codec.dumps(record_form(keys, value))
+
+
+def record_form(keys: Keys, value: Any) -> dict[str, Any]:
+    """Return what a record file holds: a map of exactly ``keys`` and ``value``."""
+    return {"keys": list(keys), "value": value}
 
 
 def decode_record(codec: Codec, data: bytes) -> tuple[Keys, Any]:

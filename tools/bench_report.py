@@ -13,6 +13,7 @@ from bench_concurrency import BEST, ONE_TASK, RAW, TASKS_SET, TMPFS
 from bench_harness import Bench
 from bench_large import OURS as LARGE_OURS
 from bench_large import SIZES as LARGE_SIZES
+from bench_large import STALL as LARGE_STALL
 from bench_large import VALIDATION, ours_name, peer_name, shapes
 from bench_large import workload as large_workload
 from bench_reads import COLD_LONGEST
@@ -270,6 +271,17 @@ LARGE_TARGETS = [
     for codec in ("msgpack", "json")
 ]
 
+LARGE_STALL_TARGETS = [
+    Target(
+        f"{ours_name(kind, codec, durability)}: {LARGE_STALL} <= 50 ms",
+        (ours_name(kind, codec, durability), LARGE_STALL),
+        ("budget", "50000"),
+        1.0,
+    )
+    for kind, codec, durability in LARGE_OURS
+    if durability == "fast"
+]
+
 
 SYNC_TARGETS = [
     Target(
@@ -366,7 +378,7 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     targets = list(TARGETS) if (FILE_FULL, "get") in measured else []  # a full run
     targets += POSTGRES_TARGETS if any(s.startswith("PostgresBackend") for s in subjects) else []
     targets += SYNC_TARGETS if SYNC in subjects else []
-    targets += LARGE_TARGETS if VALIDATION in subjects else []
+    targets += LARGE_TARGETS + LARGE_STALL_TARGETS if VALIDATION in subjects else []
     targets += STARTUP_TARGETS if STARTUP in subjects else []
     targets += SCALING_TARGETS if SCALING_FILE in subjects else []
     targets += COLD_TARGETS if (COLD_OURS, COLD_LONGEST) in measured else []
