@@ -11,19 +11,21 @@ implements no hook) is not handled here: `Storage` runs it through `_original.Or
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from pathlib import Path
 from time import perf_counter
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
-from ._coding import record_label
+from ._coding import LargeValue, record_label
 from ._hooks import NOT_READY, ScanItem
 from ._locks import KeyLocks, check_not_updating, running_update_function
 from ._publishing import Publishes
 from ._slices import LARGE_RECORD
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys, check_prefix, check_record
+from ._write_order import WaitingWrites
 from .errors import CorruptRecordError, InvalidKeyError, UnsupportedOperationError
 
 __all__ = ["NOT_READY", "CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
@@ -50,6 +52,7 @@ class StorageBackend(Publishes):
     """
 
     _update_locks: KeyLocks | None = None  # made by the first update
+    _waiting_writes: WaitingWrites | None = None  # made by the first large write
 
     def __init__(self, codec: str | Codec | None = None) -> None:
         """Use ``codec``: a `Codec`, a codec's name (``"msgpack"``, ``"json"``) or None (msgpack).
@@ -94,9 +97,12 @@ class StorageBackend(Publishes):
         group, checked = self._checked_write(group_name, keys, "set_value()")
         due = self._turn_due()
         try:
-            data = self._encode(group, checked, value)
-            async with self._publishing(group, [checked], data):
-                await self._write(group, checked, data)
+            data = self._encode_at_call(group, checked, value)
+            if isinstance(data, LargeValue) or self._waits(group, checked):
+                await self._write_in_turn(group, checked, data)
+            else:
+                async with self._publishing(group, [checked], data):
+                    await self._write(group, checked, data)
         finally:
             self._turn_last = perf_counter()  # see _turn_due
         if due:  # after the write is on its way, never before: see _turn_due
@@ -160,8 +166,11 @@ class StorageBackend(Publishes):
         group, checked = self._checked_write(group_name, keys, "clear_value()")
         due = self._turn_due()
         try:
-            async with self._publishing(group, [checked], None):
-                await self._delete(group, checked)
+            if self._waits(group, checked):
+                await self._write_in_turn(group, checked, None)
+            else:
+                async with self._publishing(group, [checked], None):
+                    await self._delete(group, checked)
         finally:
             self._turn_last = perf_counter()  # see _turn_due
         if due:  # after the clear is on its way, never before: see _turn_due
@@ -219,17 +228,24 @@ class StorageBackend(Publishes):
                 try:
                     if isinstance(data, CorruptRecordError):
                         raise data
-                    if len(data) > LARGE_RECORD:
-                        record_keys, value = await self._off_loop(
-                            self._decode, group, known_keys, data, source
+                    try:
+                        record = (
+                            self._record_of(group, known_keys, data, source)
+                            if len(data) <= LARGE_RECORD
+                            else None
                         )
-                    else:
-                        record_keys, value = self._record_of(group, known_keys, data, source)
+                    except CorruptRecordError:
+                        record = None
+                    if record is None:  # large (decoded on a thread), or perhaps mid-save
+                        record = (await self._settled_record(group, known_keys, data, source))[1]
+                        if record is None:
+                            continue  # removed meanwhile
                 except CorruptRecordError as exc:
                     if on_corrupt is None:
                         raise
                     on_corrupt(exc)
                     continue
+                record_keys, value = record
                 # A backend that learns keys only by decoding leaves the prefix test to us.
                 if known_keys is None and record_keys[:width] != prefix:
                     continue
@@ -252,10 +268,18 @@ class StorageBackend(Publishes):
         due = self._turn_due()
         async with self._record_locks().hold(lock_id):
             try:
+                if self._waiting_writes and (
+                    ahead := self._waiting_writes.ahead_of_record(group, checked)
+                ):
+                    await asyncio.wait(ahead)  # an earlier write of the record lands first
                 while True:
                     data, current = await self._read_value(group, checked)
                     new = await self._call_update_function(fn, current, lock_id)
-                    new_data = None if new is NoValue else self._encode(group, checked, new)
+                    new_data = None
+                    if new is not NoValue:
+                        new_data = await self._encoded(
+                            group, checked, self._encode_at_call(group, checked, new)
+                        )
                     async with self._publishing(group, [checked], new_data) as outcome:
                         outcome.landed = await self._swap(group, checked, data, new_data)
                     if outcome.landed:
@@ -278,6 +302,10 @@ class StorageBackend(Publishes):
         """
         if self._closed:
             return
+        if self._waiting_writes:  # writes made before the close land first
+            await self._waiting_writes.drain()
+            if self._closed:
+                return
         self._closed = True
         await self._end_watches()
         try:
@@ -287,8 +315,53 @@ class StorageBackend(Publishes):
 
     # --- policy helpers ---------------------------------------------------------------------
 
+    def _waits(self, group: str, keys: Keys) -> bool:
+        """Whether a write of ``keys`` made now must wait behind an earlier one."""
+        waiting = self._waiting_writes
+        return bool(waiting and waiting.ahead_of_record(group, keys))
+
+    def _write_in_turn(
+        self, group: str, keys: Keys, data: bytes | LargeValue | None
+    ) -> asyncio.Task[None]:
+        """Start a write of ``data`` (None: a clear) after the record's earlier waiting writes.
+
+        A `LargeValue` is checked and encoded on a thread first (`_encode_large`); its errors
+        reach the caller, and nothing is written.
+        """
+        waiting = self._waiting_writes
+        if waiting is None:
+            waiting = self._waiting_writes = WaitingWrites()
+
+        async def write() -> None:
+            stored = None if data is None else await self._encoded(group, keys, data)
+            async with self._publishing(group, [keys], stored):
+                if stored is None:
+                    await self._delete(group, keys)
+                else:
+                    await self._write(group, keys, stored)
+
+        return waiting.add_record_write(group, keys, waiting.ahead_of_record(group, keys), write)
+
+    async def _encoded(self, group: str, keys: Keys, data: bytes | LargeValue) -> bytes:
+        """Return ``data``, or the bytes of a `LargeValue`, checked and encoded on a thread."""
+        if isinstance(data, LargeValue):
+            return await self._off_loop(self._encode_large, group, keys, data)
+        return data
+
     async def _clear_publishing(self, group: str, prefix: Keys) -> None:
-        """Clear a prefix (empty: the group); while watched, publish each record cleared."""
+        """Clear a prefix (empty: the group); while watched, publish each record cleared.
+
+        After the waiting writes of records it clears, if any (`_write_order`).
+        """
+        waiting = self._waiting_writes
+        if waiting and (ahead := waiting.ahead_of_prefix(group, prefix)):
+            await waiting.add_prefix_clear(
+                group, ahead, lambda: self._clear_publishing_now(group, prefix)
+            )
+        else:
+            await self._clear_publishing_now(group, prefix)
+
+    async def _clear_publishing_now(self, group: str, prefix: Keys) -> None:
         if self._active_hub() is None:
             await self._delete_prefix(group, prefix)
             return

@@ -10,6 +10,7 @@ from typing import Any, Callable, NoReturn, Protocol, runtime_checkable
 
 import msgpack
 
+from ._json_dumps import json_dumps
 from ._slices import LARGE_RECORD, collector_paused, contains_in_slices, unpack_in_slices
 from ._validate import lone_surrogate_path
 from ._value_fits import INT_MAX, INT_MIN, MAX_DEPTH
@@ -118,9 +119,12 @@ class JSONCodec:
     allows_non_finite = False
 
     def dumps(self, value: Any) -> bytes:
-        """Encode ``value`` as pretty, sorted, UTF-8 JSON with a final newline."""
-        text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
-        return (text + "\n").encode("utf-8")
+        """Encode ``value`` as pretty, sorted, UTF-8 JSON with a final newline.
+
+        ``json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)``
+        and a newline, byte for byte; faster for long text (see `_json_dumps`).
+        """
+        return json_dumps(value)
 
     def loads(self, data: bytes) -> Any:
         r"""Decode UTF-8 JSON; a byte-order mark left by an editor is accepted.

@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from ._api import Storage, StorageValue
+from ._coding import INLINE_ENCODE
 from ._conformance_support import DISTINCT_KEYS, case, contents, distinct_records
 from ._types import NoValue
 from .errors import InvalidKeyError
@@ -90,6 +91,38 @@ class RecordCases:
                 assert await values() == [NoValue] * len(records)
                 await asyncio.gather(asyncio.ensure_future(clear()), *set_all("after"))
                 assert await values() == ["after"] * len(records)
+
+    @case
+    async def test_a_large_write_made_first_lands_first(self, store: Storage) -> None:
+        """A write of a large value (checked and encoded on a thread) lands before later writes.
+
+        Later sets, clears, updates and clears of a prefix or the group, made while it encodes,
+        wait for it; a large write cancelled while it encodes never lands.
+        """
+        group = store.get_group("order")
+        large = "L" * (INLINE_ENCODE + 1)
+
+        async def after_large(second: Callable[[StorageValue], Awaitable[Any]]) -> Any:
+            handle = group["p", "k"]
+            await asyncio.gather(handle.set_value(large), second(handle))
+            return await handle.get_value()
+
+        async def bump(handle: StorageValue) -> None:
+            await handle.update(lambda current: current[:3] + " bumped")
+
+        for _ in range(2):
+            assert await after_large(lambda handle: handle.set_value("small")) == "small"
+            assert await after_large(lambda handle: handle.clear_value()) is NoValue
+            assert await after_large(bump) == "LLL bumped"
+            assert await after_large(lambda _: group.clear_prefix("p")) is NoValue
+            assert await after_large(lambda _: group.clear_group()) is NoValue
+        handle = group["p", "k"]
+        cancelled = asyncio.ensure_future(handle.set_value(large))
+        await asyncio.sleep(0)  # under way: its snapshot is taken
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        await handle.set_value("after")
+        assert await handle.get_value() == "after"
 
     # --- clearing -----------------------------------------------------------------------------
 

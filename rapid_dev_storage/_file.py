@@ -8,8 +8,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_scan`: scans, small records read on the loop a slice at a time;
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
-- `_file_jobs`: the threads those run on, and the order they keep (cancellation follows the
-  work, never the task that awaited it);
+- `_file_jobs`: the threads those run on (`_file_writers`, with `_file_write_job`'s jobs), and
+  the order they keep (cancellation follows the work, never the task that awaited it);
 - `_file_io`: the system calls, never through a link; `_file_errors`: theirs made ours;
 - `_file_watch` (with `_file_events`): other writers' changes, while anyone watches.
 """
@@ -33,6 +33,7 @@ from ._file_layout import (
     group_directory_name,
     misnamed_record,
     record_file_name,
+    record_form,
     store_directory,
 )
 from ._file_locks import StripeLocks
@@ -58,8 +59,9 @@ __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where test
 
 SETTLE_SECONDS = 0.25
 """A record that does not decode but changed within the last quarter second may be half-way
-through a non-atomic save (nano, ``cp`` over it): reads look again while it keeps changing (see
-StorageBackend._read_value); a file left alone that long is what it is."""
+through a non-atomic save (nano, ``cp`` over it, ``git checkout``): reads and scans look again
+while it keeps changing (see RecordCoding._settled_record); a file left alone that long is what
+it is."""
 
 
 class FileBackend(StorageBackend):
@@ -227,19 +229,33 @@ class FileBackend(StorageBackend):
         if not self._inline_limit:
             return NOT_READY
         path = self.record_path(group, keys)
-        cached = self._cache.get(path)  # before os_errors: entering it costs a microsecond
+        cached = self._cache.get(path)
         if cached is not None:
             return cached
-        with os_errors(path, reading=(group, keys)):
+        try:
             done, data = read_small(path, self._inline_limit, self._cache, self._directories)
+        except OSError:  # made ours here, not by entering os_errors on every read (0.4 us)
+            with os_errors(path, reading=(group, keys)):
+                raise
         return data if done else NOT_READY
 
-    def _changed_recently(self, group: str, keys: Keys) -> bool:
+    def _changed_recently(self, group: str, keys: Keys | None, source: str | None = None) -> bool:
+        if source is None:
+            if keys is None:
+                return False
+            source = self.record_path(group, keys)
         try:
-            status = os.stat(self.record_path(group, keys), follow_symlinks=False)
+            status = os.stat(source, follow_symlinks=False)
         except OSError:
             return False
         return time.time() - status.st_mtime < SETTLE_SECONDS
+
+    async def _read_again(self, group: str, keys: Keys | None, source: str | None) -> bytes | None:
+        if source is None:
+            return await super()._read_again(group, keys, source)
+        # A record a scan found: read by its path (a misnamed file's keys name another), on a
+        # thread (a record met mid-save, so a rare path).
+        return await self._jobs.read(lambda: read_file(source), location=source)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._replace(group, keys, None, data)
@@ -321,6 +337,12 @@ class FileBackend(StorageBackend):
 
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return encode_record(self.codec, keys, value)
+
+    def _record_form(self, keys: Keys, value: Any) -> Any:
+        return record_form(keys, value)
+
+    def _value_of_form(self, form: Any) -> Any:
+        return form["value"]
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None

@@ -15,7 +15,9 @@ Finished writes reach the loop in batches: one wake-up of the loop for all the w
 finished since it last looked, not one each.
 
 What decides "still running" is the job itself, never the task that awaited it: a cancelled
-caller does not let later writes overtake its job.
+caller does not let later writes overtake its job. A write whose lock stripe another process
+holds gives its thread back and is tried again a little later (`_file_writers`), so it holds
+back only its own record's later writes.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import concurrent.futures
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, TypeVar
 
-from ._file_commit import Acknowledge, Later
+from ._file_commit import Later
 from ._file_errors import os_errors
-from ._file_locks import Abandon
-from ._locks import UnfinishedJobs
+from ._file_locks import Abandon, Retry, StripeBusy
+from ._file_write_job import Deliveries, WriteJob
+from ._file_writers import WriterThreads
 from ._threads import on_own_thread
 from ._types import Keys
 from .errors import StoreClosedError
@@ -57,21 +60,22 @@ class FileJobs:
 
     def __init__(self, location: str, *, durable: bool) -> None:
         self._location = location
-        # The unfinished jobs, and the clears not finished yet: what orders later operations.
-        # Both are the jobs' own futures, done when the job is.
-        self._jobs = UnfinishedJobs()
+        # The writes not over yet (what clears and closing wait for), and the clears not
+        # finished yet (what later writes of the records they cover wait for).
+        self._unfinished: set[WriteJob[Any]] = set()
+        self._over = threading.Condition()
+        self._watching = 0  # threads waiting on ``_over``: only then is it notified
         self._clears: list[tuple[str, Keys, concurrent.futures.Future[Any]]] = []
         # Records with a write running: the writes queued behind it, in order.
         self._order = threading.Lock()
-        self._records: dict[str, collections.deque[_WriteJob[Any]]] = {}
+        self._records: dict[str, collections.deque[WriteJob[Any]]] = {}
         writers = WRITER_THREADS if durable else FAST_WRITER_THREADS
-        self._writers = ThreadPoolExecutor(writers, thread_name_prefix="rapid-dev-storage-write")
+        self._writers = WriterThreads(writers, "rapid-dev-storage-write", self._run)
         self._readers = ThreadPoolExecutor(
             READER_THREADS, thread_name_prefix="rapid-dev-storage-read"
         )
-        self._pools = ((self._writers, writers), (self._readers, READER_THREADS))
         self._threads_started = False
-        self._deliveries: _Deliveries | None = None
+        self._deliveries: Deliveries | None = None
         self._closed = False
 
     def _check_open(self) -> None:
@@ -103,27 +107,34 @@ class FileJobs:
         return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def write(
-        self, path: str, group: str, keys: Keys, operation: Callable[[Abandon, Later], T]
+        self, path: str, group: str, keys: Keys, operation: Callable[[Retry, Later], T]
     ) -> T:
         """Run a write, swap or delete of the record in ``path`` on a writer thread.
 
         It starts once the record's earlier writes have landed and the clears covering the
         record that were started before it are over. ``operation`` may defer its
-        acknowledgement to a directory fsync (see `Later`): the caller hears then.
+        acknowledgement to a directory fsync (see `Later`): the caller hears then. It may
+        raise `StripeBusy` having changed nothing: it is run again a little later.
 
         Cancellation follows the work: a caller cancelled before the job started cancels it; one
-        cancelled while it runs sets the event passed to ``operation`` (the job gives up if it
+        cancelled while it runs sets the flag ``operation`` is given (the job gives up if it
         has not renamed yet) and waits until the job has given up or landed. So when the caller
         hears of its cancellation, the write will never land later, in this process or for any
         other.
         """
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if not self._threads_started:
             self._start_threads()
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        job = _WriteJob(path, operation, self._unfinished_clears(group, keys), waiter)
-        job.deliver = self._delivery(waiter.get_loop()).deliver
-        self._jobs.add(job.over)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        deliveries = self._deliveries
+        if deliveries is None or deliveries.loop is not loop:
+            deliveries = self._deliveries = Deliveries(loop)
+        job = WriteJob(path, operation, waiter, deliveries.deliver, self.ended)
+        if self._clears:
+            job.clears = self._unfinished_clears(group, keys)
+        self._unfinished.add(job)
         with self._order:
             queued = self._records.get(path)
             if queued is None:
@@ -141,10 +152,10 @@ class FileJobs:
                 never_started = not job.started
                 job.started = True  # now it never will: the record's queue passes it by
             if never_started:
-                job.over.set_result(None)
+                job.end()
             else:  # until it has landed or given up: only then is the caller told
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.shield(asyncio.wrap_future(job.over))
+                    await asyncio.shield(job.ended(loop))
             raise
 
     def _start_threads(self) -> None:
@@ -152,20 +163,20 @@ class FileJobs:
 
         A pool starts its threads as work comes, so it would grow, one more each time a few
         jobs overlap, long after the store opened: to anyone counting threads, a leak. Each of
-        these jobs waits until all of its pool's run, so each has a thread of its own.
+        the readers' first jobs waits until all of them run, so each has a thread of its own.
         """
         self._threads_started = True
-        for executor, count in self._pools:
-            ready = threading.Barrier(count)
+        self._writers.start()
+        ready = threading.Barrier(READER_THREADS)
 
-            def wait(ready: threading.Barrier = ready) -> None:
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    ready.wait(timeout=5.0)  # a thread that cannot start: the pool is smaller
+        def wait() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                ready.wait(timeout=5.0)  # a thread that cannot start: the pool is smaller
 
-            for _ in range(count):
-                executor.submit(wait)
+        for _ in range(READER_THREADS):
+            self._readers.submit(wait)
 
-    def _submit(self, job: _WriteJob[Any]) -> None:
+    def _submit(self, job: WriteJob[Any]) -> None:
         """Hand ``job`` to a writer thread once the clears it waits for are over.
 
         It waits off the threads: a write waiting on a thread for a clear could hold the last
@@ -173,7 +184,7 @@ class FileJobs:
         """
         clears = [clear for clear in job.clears if not clear.done()]
         if not clears:
-            self._writers.submit(self._run, job)
+            self._writers.submit(job)
             return
         remaining = [len(clears)]
         lock = threading.Lock()
@@ -183,26 +194,31 @@ class FileJobs:
                 remaining[0] -= 1
                 if remaining[0]:
                     return
-            self._writers.submit(self._run, job)
+            self._writers.submit(job)
 
         for clear in clears:
             clear.add_done_callback(cleared)
 
-    def _run(self, job: _WriteJob[Any]) -> None:
-        """Run ``job`` on this writer thread; then start the next write of its record."""
+    def _run(self, job: WriteJob[Any]) -> float | None:
+        """Run ``job`` on this writer thread; then start the next write of its record.
+
+        Return the delay after which to run it again if its lock stripe was held elsewhere.
+        """
         error: BaseException | None = None
         result: Any = None
         try:
             with os_errors(job.path):
                 result = job.operation(job, job)
+        except StripeBusy:
+            job.delay = min(job.delay * 2, 0.02)  # as long as the lock timeout allows
+            return job.delay
         except BaseException as exc:
             error = exc
         self._landed(job.path)
         job.finish(result=result, error=error)
         for work in job.after:  # a directory fsync this write leads (`_file_commit`)
             work()
-        if error is not None and not isinstance(error, Exception):
-            raise error
+        return None
 
     def _landed(self, path: str) -> None:
         """Start the write queued behind the record's write that has just landed, if any."""
@@ -218,11 +234,22 @@ class FileJobs:
                 return
         self._submit(job)
 
-    def _delivery(self, loop: asyncio.AbstractEventLoop) -> _Deliveries:
-        deliveries = self._deliveries
-        if deliveries is None or deliveries.loop is not loop:
-            deliveries = self._deliveries = _Deliveries(loop)
-        return deliveries
+    def ended(self, job: WriteJob[Any]) -> None:
+        """``job`` is over (its caller's answer is known): wake whoever waits for writes."""
+        self._unfinished.discard(job)
+        if self._watching:
+            with self._over:
+                self._over.notify_all()
+
+    def _wait_for(self, jobs: set[WriteJob[Any]]) -> None:
+        """On a thread: return once every one of ``jobs`` is over."""
+        with self._over:
+            self._watching += 1
+            try:
+                while not jobs.isdisjoint(self._unfinished):
+                    self._over.wait(0.1)
+            finally:
+                self._watching -= 1
 
     async def clear(
         self, group: str, prefix: Keys, location: str, work: Callable[[Abandon], None]
@@ -237,11 +264,11 @@ class FileJobs:
         self._check_open()
         if not self._threads_started:
             self._start_threads()
-        earlier = self._jobs.unfinished()
+        earlier = set(self._unfinished)
         abandon = threading.Event()
 
         def job() -> None:
-            concurrent.futures.wait(earlier)
+            self._wait_for(earlier)
             with os_errors(location):
                 work(abandon)
 
@@ -250,8 +277,6 @@ class FileJobs:
         await _following(future, abandon)
 
     def _unfinished_clears(self, group: str, keys: Keys) -> list[concurrent.futures.Future[Any]]:
-        if not self._clears:
-            return []
         self._clears = [clear for clear in self._clears if not clear[2].done()]
         return [
             future
@@ -263,121 +288,16 @@ class FileJobs:
         """Wait for every job to end, and let the threads go; later jobs are refused."""
         self._closed = True
         if not self._threads_started:  # no job ever ran (a command line's get): nothing to wait for
-            for executor in (self._writers, self._readers):
-                executor.shutdown(wait=False)
+            self._readers.shutdown(wait=False)
             return
 
         def shut_down() -> None:
             # Every write first: a write that lands starts the next one queued on its record.
-            concurrent.futures.wait(self._jobs.unfinished())
-            for executor in (self._writers, self._readers):
-                executor.shutdown(wait=True)
+            self._wait_for(set(self._unfinished))
+            self._writers.stop()
+            self._readers.shutdown(wait=True)
 
         await on_own_thread(shut_down)  # not the loop's executor: no thread outlives close
-
-
-class _WriteJob(Generic[T]):
-    """One write of a record: queued, run on a writer thread, acknowledged on the loop.
-
-    It is `Abandon` and `Later` for its operation: it says whether its caller was cancelled,
-    and a durable write's acknowledgement waits for the directory fsync that covers it.
-    ``over`` is done once the caller's answer is known: what clears and closing wait for.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        operation: Callable[[Abandon, Later], T],
-        clears: list[concurrent.futures.Future[Any]],
-        waiter: asyncio.Future[T],
-    ) -> None:
-        self.path = path
-        self.operation = operation
-        self.clears = clears
-        self.waiter = waiter
-        self.abandoned = False  # its caller was cancelled: see `is_set`
-        self.over: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.started = False  # or cancelled before it started (under FileJobs._order)
-        self.after: list[Callable[[], None]] = []
-        self.deliver: Callable[[Callable[[], None]], None] = _call
-        self._lock = threading.Lock()
-        self._parts = 1  # what the answer waits for: the job's return, and a deferred fsync
-        self._result: Any = None
-        self._error: BaseException | None = None
-
-    def is_set(self) -> bool:
-        """Whether the caller was cancelled (the job is its own `Abandon`: no Event to make)."""
-        return self.abandoned
-
-    def defer(self) -> Acknowledge:
-        with self._lock:
-            self._parts += 1
-
-        def acknowledge(error: BaseException | None) -> None:
-            if error is not None:
-                try:
-                    with os_errors(self.path):
-                        raise error
-                except BaseException as exc:
-                    error = exc
-            self.finish(error=error)
-
-        return acknowledge
-
-    def after_landing(self, work: Callable[[], None]) -> None:
-        self.after.append(work)
-
-    def finish(self, *, result: Any = None, error: BaseException | None = None) -> None:
-        """One part of the answer is known (the first error wins); the last part answers.
-
-        The job's own return passes its ``result``; a deferred fsync passes only its error.
-        """
-        with self._lock:
-            if result is not None:
-                self._result = result
-            if error is not None and self._error is None:
-                self._error = error
-            self._parts -= 1
-            if self._parts:
-                return
-        self.over.set_result(None)
-        self.deliver(self._answer)
-
-    def _answer(self) -> None:
-        """On the loop: tell the caller, unless it stopped listening."""
-        if self.waiter.done():
-            return
-        if self._error is not None:
-            self.waiter.set_exception(self._error)
-        else:
-            self.waiter.set_result(self._result)
-
-
-class _Deliveries:
-    """Callbacks from threads run on the loop in batches: one wake-up for all that came."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._pending: list[Callable[[], None]] = []
-
-    def deliver(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._pending.append(callback)
-            if len(self._pending) > 1:
-                return  # a wake-up is on its way and will run this one too
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-            self.loop.call_soon_threadsafe(self._run)
-
-    def _run(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        for callback in batch:
-            callback()
-
-
-def _call(callback: Callable[[], None]) -> None:
-    callback()
 
 
 async def _following(job: concurrent.futures.Future[T], abandon: threading.Event) -> T:

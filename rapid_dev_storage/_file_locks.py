@@ -6,6 +6,10 @@ are bookkeeping a person's tools may delete at any moment (``git clean -fdx``, `
 meanwhile is dropped and taken again on the file now at the path, so two processes never both
 hold "the" lock of one stripe through two different files.
 
+A write does not wait on its thread for a stripe another process holds: it raises `StripeBusy`
+and is tried again a little later (`_file_jobs`), so the writes of other records go on meanwhile.
+Clears wait where they are (a reader thread, and they are rare).
+
 (Temp files carry a lock of their own, which proves their writer alive: see `_file_temps`.)
 """
 
@@ -57,6 +61,20 @@ class Abandon(Protocol):
         """Return True once the caller was cancelled."""
 
 
+class Retry(Abandon, Protocol):
+    """A write that is tried again instead of waiting for a stripe another process holds.
+
+    ``lock_deadline`` is when its lock timeout runs out, set when it first found the stripe held
+    (None until then): every later attempt keeps that deadline.
+    """
+
+    lock_deadline: float | None
+
+
+class StripeBusy(Exception):
+    """Another process holds the stripe: try the write again later (see `Retry`)."""
+
+
 class StripeLocks:
     """The lock stripes of one store.
 
@@ -76,19 +94,26 @@ class StripeLocks:
         self.flock_unsupported = fcntl is None
 
     @contextlib.contextmanager
-    def hold(self, stripe: int, abandon: Abandon) -> Iterator[None]:
+    def hold(self, stripe: int, abandon: Abandon, retry: Retry | None = None) -> Iterator[None]:
         """Hold ``stripe``, waiting up to the store's lock timeout for another holder.
+
+        With ``retry``, another process's hold is not waited for: `StripeBusy` is raised (and
+        the deadline kept in ``retry``) until the deadline, `LockTimeoutError` after it. This
+        process's own holders are waited for: they hold a stripe only for a rename.
 
         Raises:
             LockTimeoutError: held elsewhere for longer than the store's lock timeout.
             Abandoned: ``abandon`` was set before the lock was taken (checked while waiting
                 for flock; filelock's fallback waits without looking).
+            StripeBusy: with ``retry``, another process holds the stripe now.
 
         """
         timeout = self._timeout
         if abandon.is_set():
             raise Abandoned
-        deadline = time.monotonic() + timeout
+        deadline = retry.lock_deadline if retry is not None else None
+        if deadline is None:
+            deadline = time.monotonic() + timeout
         guard = self._guards[stripe]
         while not guard.acquire(timeout=0.05):
             if abandon.is_set():
@@ -96,34 +121,37 @@ class StripeLocks:
             if time.monotonic() >= deadline:
                 raise lock_timeout_error(os.path.join(self._path, lock_file_name(stripe)), timeout)
         try:
-            with self._hold_file(stripe, deadline, abandon):
+            # The lock file against other processes (one generator, not two nested: a hold
+            # is taken for every write).
+            if not self.flock_unsupported:
+                try:
+                    descriptor = self._acquire(stripe, deadline, abandon, busy=retry is not None)
+                except _FlockUnsupported:
+                    self.flock_unsupported = True
+                except StripeBusy:
+                    assert retry is not None
+                    retry.lock_deadline = deadline
+                    raise
+                else:
+                    assert fcntl is not None
+                    try:
+                        yield
+                    finally:
+                        try:
+                            fcntl.flock(descriptor, fcntl.LOCK_UN)
+                        finally:
+                            os.close(descriptor)
+                    return
+            with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
                 yield
         finally:
             guard.release()
 
-    @contextlib.contextmanager
-    def _hold_file(self, stripe: int, deadline: float, abandon: Abandon) -> Iterator[None]:
-        """Hold the stripe's lock file against other processes, waiting until ``deadline``."""
-        if not self.flock_unsupported:
-            try:
-                descriptor = self._acquire(stripe, deadline, abandon)
-            except _FlockUnsupported:
-                self.flock_unsupported = True
-            else:
-                assert fcntl is not None
-                try:
-                    yield
-                finally:
-                    try:
-                        fcntl.flock(descriptor, fcntl.LOCK_UN)
-                    finally:
-                        os.close(descriptor)
-                return
-        with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
-            yield
+    def _acquire(self, stripe: int, deadline: float, abandon: Abandon, *, busy: bool) -> int:
+        """Return a descriptor holding the flock of the stripe's current lock file.
 
-    def _acquire(self, stripe: int, deadline: float, abandon: Abandon) -> int:
-        """Return a descriptor holding the flock of the stripe's current lock file."""
+        ``busy``: raise `StripeBusy` instead of waiting for another process.
+        """
         assert fcntl is not None
         name = lock_file_name(stripe)
         while True:
@@ -146,8 +174,9 @@ class StripeLocks:
                         ) from exc
                     raise
                 try:
-                    _flock(descriptor, directory.join(name), self._timeout, deadline, abandon)
-                    if _still_at_path(descriptor, directory, name, self._path):
+                    path = directory.join(name)
+                    _flock(descriptor, path, self._timeout, deadline, abandon, busy)
+                    if _still_at_path(descriptor, path):
                         return descriptor
                 except BaseException:
                     os.close(descriptor)
@@ -194,6 +223,7 @@ def _flock(
     timeout: float,
     deadline: float,
     abandon: Abandon,
+    busy: bool,
 ) -> None:
     assert fcntl is not None
     delay = 0.0005
@@ -206,6 +236,8 @@ def _flock(
                 raise lock_timeout_error(path, timeout) from None
             if abandon.is_set():
                 raise Abandoned from None
+            if busy:
+                raise StripeBusy from None
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
         except OSError as exc:
@@ -214,15 +246,16 @@ def _flock(
             raise
 
 
-def _still_at_path(descriptor: int, directory: Directory, name: str, path: str) -> bool:
-    """Whether the locked file is still the file at its path, in the ``.locks`` at its path."""
+def _still_at_path(descriptor: int, path: str) -> bool:
+    """Whether the locked file is still the file at its path.
+
+    ``path`` is resolved again now, ``.locks`` and all: a lock file or a ``.locks`` made again
+    meanwhile holds another inode there. (Two system calls: whoever locks through the path
+    locks this same inode, which is all the exclusion needs.)
+    """
     try:
         held = os.fstat(descriptor)
-        current = directory.lstat(name)
-        at_path = os.lstat(path)
+        current = os.lstat(path)
     except FileNotFoundError:
         return False
-    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino) and (
-        at_path.st_dev,
-        at_path.st_ino,
-    ) == directory.identity()
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)

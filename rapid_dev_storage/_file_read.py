@@ -109,7 +109,9 @@ class HeldDirectories:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[Directory, int, int]] = {}  # path: (it, device, inode)
+        # path: (its descriptor, or None where names do not open relative to one; device and
+        # inode; the Directory), the descriptor first: a first read opens relative to it.
+        self._held: dict[str, tuple[int | None, int, int, Directory]] = {}
         self._closed = False
 
     def open_file(self, directory: str, name: str) -> tuple[int, int]:
@@ -121,7 +123,18 @@ class HeldDirectories:
 
         """
         try:
-            return self._open_file(directory, name)
+            status = os.lstat(directory)
+            with self._lock:
+                held = self._held.get(directory)
+                if held is None or held[2] != status.st_ino or held[1] != status.st_dev:
+                    held = self._hold(directory)
+                try:
+                    if held[0] is None:
+                        return held[3].open(FileIO, name, READ_FLAGS), held[2]
+                    return FileIO.open(name, READ_FLAGS, dir_fd=held[0]), held[2]
+                finally:
+                    if self._closed:  # the backend closed: hold nothing
+                        held[3].close()
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -129,26 +142,14 @@ class HeldDirectories:
                 if not self._held:
                     raise
                 self._release()  # out of descriptors: the held ones go first, not the read
-        return self._open_file(directory, name)
+        return self.open_file(directory, name)
 
-    def _open_file(self, directory: str, name: str) -> tuple[int, int]:
-        status = os.lstat(directory)
-        with self._lock:
-            held = self._held.get(directory)
-            if held is None or (held[1], held[2]) != (status.st_dev, status.st_ino):
-                held = self._hold(directory)
-            try:
-                return held[0].open(FileIO, name, READ_FLAGS), held[2]
-            finally:
-                if self._closed:  # the backend closed: hold nothing
-                    held[0].close()
-
-    def _hold(self, path: str) -> tuple[Directory, int, int]:
+    def _hold(self, path: str) -> tuple[int | None, int, int, Directory]:
         directory = Directory(path)  # never through a link
-        held = (directory, *directory.identity())  # what was opened, whatever lstat saw
+        held = (directory.fd, *directory.identity(), directory)  # what was opened, not lstat's
         old = self._held.pop(path, None)
         if old is not None:
-            old[0].close()
+            old[3].close()
         if len(self._held) >= HELD_DIRECTORIES:  # bounded: group names may come from users
             self._release()
         if not self._closed:
@@ -156,8 +157,8 @@ class HeldDirectories:
         return held
 
     def _release(self) -> None:
-        for directory, _, _ in self._held.values():
-            directory.close()
+        for held in self._held.values():
+            held[3].close()
         self._held.clear()
 
     def close(self) -> None:

@@ -71,13 +71,18 @@ def read_slice(
     """
     is_record = record_name_matcher(extension)
     where = directory.path + os.sep
+    descriptor_of = directory.fd
     found: list[ScanItem] = []
     elsewhere: list[str] = []
     deadline = perf_counter() + SCAN_SLICE_SECONDS
-    for name in names:
+    for counted, name in enumerate(names, 1):  # every name counts against the slice: see below
         if is_record(name) is not None:
             try:
-                descriptor = directory.open(FileIO, name, READ_FLAGS)
+                descriptor = (
+                    FileIO.open(name, READ_FLAGS, dir_fd=descriptor_of)
+                    if descriptor_of is not None
+                    else directory.open(FileIO, name, READ_FLAGS)
+                )
             except (FileNotFoundError, NotADirectoryError):
                 pass  # removed since it was listed
             except OSError:
@@ -91,9 +96,9 @@ def read_slice(
                         found.append((None, read_rest(descriptor, status.st_size), where + name))
                 finally:
                     os.close(descriptor)
-        # Every name counts against the slice: a directory of large records (or of names that
-        # are not records) must not be gone through in one slice, nor handed over whole.
-        if len(found) + len(elsewhere) >= SCAN_BATCH or perf_counter() > deadline:
+        # A directory of large records (or of names that are not records) must not be gone
+        # through in one slice, nor handed over whole.
+        if counted >= SCAN_BATCH or perf_counter() > deadline:
             return found, elsewhere, False
     return found, elsewhere, True
 

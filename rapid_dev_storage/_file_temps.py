@@ -16,7 +16,13 @@ import time
 from typing import Generator, Iterator
 
 from ._file_io import TEMP_FLAGS, Directory, FileIO, remove_if_empty
-from ._file_layout import is_bookkeeping, is_temp_name, temp_name, temp_writer_pid
+from ._file_layout import (
+    is_bookkeeping,
+    is_temp_name,
+    new_temp_token,
+    temp_name,
+    temp_writer_pid,
+)
 
 try:
     import fcntl
@@ -60,7 +66,11 @@ class TempFile:
         """Create and lock a new temp file; return a descriptor to write it through."""
         while True:
             self.name = temp_name()
-            descriptor = self._directory.open(self._io, self.name, TEMP_FLAGS, 0o644)
+            try:
+                descriptor = self._directory.open(self._io, self.name, TEMP_FLAGS, 0o644)
+            except FileExistsError:  # another writer's name (see `temp_name`): draw again
+                new_temp_token()
+                continue
             if fcntl is None or self._directory.fd is None:
                 return descriptor
             self._lock = os.dup(descriptor)

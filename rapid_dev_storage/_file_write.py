@@ -25,7 +25,7 @@ from ._file_io import (
     remove_if_empty,
 )
 from ._file_layout import decode_record, is_record_name, record_file_name, stripe_of
-from ._file_locks import Abandon, StripeLocks
+from ._file_locks import Abandon, Retry, StripeLocks
 from ._file_open import Bookkeeping
 from ._file_temps import TempFile
 from ._record_keys import HEAD, leading_keys
@@ -53,13 +53,15 @@ class RecordWrites:
         path: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: Abandon,
+        job: Retry,
         later: Later,
     ) -> bool:
         """Write ``new`` (None: delete) over the record file ``path``, if it holds ``expected``.
 
-        Return False if ``expected`` was given and the record held something else. Once
-        ``abandon`` is set, the write gives up if it has not renamed yet (raising `Abandoned`).
+        Return False if ``expected`` was given and the record held something else. Once ``job``
+        is set (its caller was cancelled), the write gives up if it has not renamed yet (raising
+        `Abandoned`). While another process holds the record's lock stripe it raises
+        `StripeBusy`, having changed nothing, to be tried again with the same ``job``.
         At ``durability="full"`` a write that renamed or removed a file returns at once and is
         acknowledged through ``later`` by the directory fsync that covers it (`GroupCommit`).
 
@@ -79,7 +81,7 @@ class RecordWrites:
                 if directory is None:  # no group directory: the record is absent
                     return expected is None or expected[0] is None
                 try:
-                    landed, removed = self._replace_in(io, directory, name, expected, new, abandon)
+                    landed, removed = self._replace_in(io, directory, name, expected, new, job)
                 except FileNotFoundError:
                     # The group directory (another process's clear, `git clean`, `rm -rf`) or
                     # our temp file (`git clean -x`) was removed under us: nothing landed, so
@@ -105,15 +107,20 @@ class RecordWrites:
         name: str,
         expected: tuple[bytes | None] | None,
         new: bytes | None,
-        abandon: Abandon,
+        job: Retry,
     ) -> tuple[bool, bool]:
         """`replace` in an open group directory: return (landed, a file was removed)."""
         if new is not None and self._bookkeeping.marker_missing():
             self._bookkeeping.recreate()  # removed by a checkout, a clean, a person
-        temp = None if new is None else TempFile(io, directory, new, self._durable)
         stripe = stripe_of(os.path.basename(directory.path), name)
+        if job.lock_deadline is not None:
+            # Tried again after finding the stripe held elsewhere: no temp file is written
+            # (and fsynced) again until the stripe is free.
+            with self._stripes.hold(stripe, job, job):
+                pass
+        temp = None if new is None else TempFile(io, directory, new, self._durable)
         try:
-            with self._stripes.hold(stripe, abandon):
+            with self._stripes.hold(stripe, job, job):
                 if expected is not None and read_in(directory, name) != expected[0]:
                     return False, False
                 if temp is None:

@@ -161,6 +161,12 @@ class OverlayBackend(StorageBackend):
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return self._layer._encode_record(keys, value)
 
+    def _record_form(self, keys: Keys, value: Any) -> Any:
+        return self._layer._record_form(keys, value)
+
+    def _value_of_form(self, form: Any) -> Any:
+        return self._layer._value_of_form(form)
+
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None
     ) -> tuple[Keys, Any]:

@@ -76,6 +76,7 @@ def stored_record_params(group: str, keys: Keys) -> tuple[Any, ...]:
 # costs an unneeded exact copy.
 _JSONB_INEXACT = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000|[0-9]e\+|-0\.0(?![0-9])")
 _JSONB_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_JSONB_INEXACT_NEEDS = (b"\\u0000", b"e+", b"-0.0")
 
 
 def check_size(group: str, params: tuple[Any, ...]) -> None:
@@ -100,7 +101,9 @@ def stored_value(jsonb: bool, data: bytes) -> tuple[Any, ...]:
     if not jsonb:
         return (data,)
     text = data.decode()
-    if _JSONB_INEXACT.search(data) is None:
+    # The regex tries every position (75 ns a byte: 1.7 s on the loop for 23 MB); what it can
+    # match needs one of these, found at memchr speed.
+    if not any(map(data.__contains__, _JSONB_INEXACT_NEEDS)) or _JSONB_INEXACT.search(data) is None:
         return (text, None)
     return (None if _JSONB_NUL.search(data) else text, text)
 

@@ -34,7 +34,7 @@ class TakesTurns:
     _decoding_over = False  # set by _stop_decoding: no pool is made after it
 
     async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
-        """Run a decode of a large record on a thread, leaving the loop free meanwhile.
+        """Run the decode (or encode) of a large record on a thread, leaving the loop free.
 
         The codecs decode a large record in slices (`rapid_dev_storage._slices`), so the
         thread lets the loop take the GIL between slices. The threads are the store's own
@@ -46,7 +46,7 @@ class TakesTurns:
         """
         decoders = self._decoders
         if decoders is None and not self._decoding_over:  # after close, a pool would outlive it
-            decoders = self._decoders = ThreadPoolExecutor(2, "rapid_dev_storage-decode")
+            decoders = self._decoders = ThreadPoolExecutor(2, "rapid_dev_storage-large")
         future = None
         if decoders is not None:
             with contextlib.suppress(RuntimeError):  # shut down: close() ran meanwhile

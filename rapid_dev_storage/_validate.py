@@ -46,6 +46,8 @@ def check_keys(keys: object, group: str | None = None) -> Keys:
 
     A single `str` is one key, never a sequence of characters.
     """
+    if type(keys) is str and str.isascii(keys):  # a handle's usual key: plain, and UTF-8
+        return (keys,)
     if isinstance(keys, str):
         keys = (keys,)
     elif not isinstance(keys, tuple):

@@ -19,6 +19,10 @@ INT_MAX = 2**64 - 1
 """msgpack's range, kept for every codec so that a store converts to any other codec losslessly."""
 
 
+LEVEL_SLICE = 32_768
+"""Containers of one level checked in one set of passes: each pass is one C call holding the
+GIL, a few ms for this many small rows (a level of 2,000,000 rows at once: over 100 ms)."""
+
 BATCH = 16
 """With ``strict``, containers longer than this are checked a level at a time (`_levels_fit`),
 smaller ones item by item: the level walk's few C calls cost more for a small dict."""
@@ -110,29 +114,55 @@ def _levels_fit(
     while True:
         if depth >= MAX_DEPTH:
             return False
-        if dict in kinds:
-            dicts = level if len(kinds) == 1 else [item for item in level if type(item) is dict]
-            try:  # str.join refuses anything but str (subclasses: see value_fits' strict)
-                "".join(_flatten(dicts))
-            except TypeError:
+        if len(level) <= LEVEL_SLICE:
+            found = _next_level(level, kinds, storable, allow_non_finite)
+            if found is None:
                 return False
-            items = list(_flatten(map(dict.values, dicts)))
-            if len(kinds) > 1:
-                items += _flatten([item for item in level if type(item) is not dict])
-        else:
-            items = list(_flatten(level))
-        types = set(map(type, items))
-        if not types <= storable:
-            return False
-        if (
-            float in types
-            and not allow_non_finite
-            and not all(map(_isfinite, compress(items, map(_is_float, map(type, items)))))
-        ):
-            return False
-        kinds = types & _CONTAINERS
+            level, kinds = found
+        else:  # a slice at a time: each pass holds the GIL (see LEVEL_SLICE)
+            below: list[Any] = []
+            below_kinds: set[type] = set()
+            for start in range(0, len(level), LEVEL_SLICE):
+                part = level[start : start + LEVEL_SLICE]
+                found = _next_level(part, set(map(type, part)), storable, allow_non_finite)
+                if found is None:
+                    return False
+                below += found[0]
+                below_kinds |= found[1]
+            level, kinds = below, below_kinds
         if not kinds:
             return True
-        if not types <= _CONTAINERS:
-            items = list(compress(items, map(_is_container, map(type, items))))
-        level, depth = items, depth + 1
+        depth += 1
+
+
+def _next_level(
+    level: list[Any], kinds: set[type], storable: frozenset[object], allow_non_finite: bool
+) -> tuple[list[Any], set[type]] | None:
+    """Check the items of the containers ``level`` (of the types ``kinds``).
+
+    Return the containers among them and their types, or None if one cannot be stored.
+    """
+    if dict in kinds:
+        dicts = level if len(kinds) == 1 else [item for item in level if type(item) is dict]
+        try:  # str.join refuses anything but str (subclasses: see value_fits' strict)
+            "".join(_flatten(dicts))
+        except TypeError:
+            return None
+        items = list(_flatten(map(dict.values, dicts)))
+        if len(kinds) > 1:
+            items += _flatten([item for item in level if type(item) is not dict])
+    else:
+        items = list(_flatten(level))
+    types = set(map(type, items))
+    if not types <= storable:
+        return None
+    if (
+        float in types
+        and not allow_non_finite
+        and not all(map(_isfinite, compress(items, map(_is_float, map(type, items)))))
+    ):
+        return None
+    kinds = types & _CONTAINERS
+    if kinds and not types <= _CONTAINERS:
+        items = list(compress(items, map(_is_container, map(type, items))))
+    return (items if kinds else []), kinds

@@ -35,7 +35,7 @@ from rapid_dev_storage import (
     StorageIOError,
 )
 from rapid_dev_storage._file_io import FileIO
-from rapid_dev_storage._file_layout import MARKER, TEMP_PREFIX, TEMP_SUFFIX
+from rapid_dev_storage._file_layout import MARKER, TEMP_PREFIX, TEMP_SUFFIX, temp_name
 from rapid_dev_storage._names import key_digest
 
 WORKER = Path(__file__).with_name("_worker.py")
@@ -612,3 +612,25 @@ async def test_a_held_lock_times_out_as_lock_timeout_error(
             for descriptor in held:
                 os.close(descriptor)
         assert await handle.update(lambda current: current + 1) == 2
+
+
+async def test_a_temp_file_name_taken_by_another_writer_is_drawn_again(tmp_path: Path) -> None:
+    """Temp names are a per-process random part and a counter: one already taken (another
+    host's writer, a forked child) is refused by O_EXCL, and the write goes on under another."""
+    async with await open_store(tmp_path) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value(1)
+        group_directory = next(
+            path
+            for path in (tmp_path / "app~1").iterdir()
+            if path.is_dir() and not path.name.startswith(".")
+        )
+        taken = temp_name()  # the name before the next: the next write's is one more
+        prefix, _, rest = taken.rpartition("-")
+        counter = rest[: -len(TEMP_SUFFIX)]
+        token, number = counter[:8], int(counter[8:], 16)
+        following = f"{prefix}-{token}{number + 1:x}{TEMP_SUFFIX}"
+        (group_directory / following).write_bytes(b"another writer's")
+        await handle.set_value(2)
+        assert await handle.get_value() == 2
+        assert (group_directory / following).read_bytes() == b"another writer's"

@@ -453,6 +453,85 @@ def test_reads_during_in_place_saves_are_never_corrupt(tmp_path: Path) -> None:
     assert corrupt == 0, f"{corrupt} of {reads} reads called a record mid-save corrupt"
 
 
+REWRITE_IN_PLACE = """
+import sys
+path, half = sys.argv[1], int(sys.argv[2])
+with open(sys.argv[3], "rb") as source:
+    new = source.read()
+with open(path, "r+b") as record:  # in place, as git checkout and cp write: no rename
+    record.truncate(0)
+    record.write(new[:half])
+    record.flush()
+    print("half", flush=True)
+    sys.stdin.readline()  # the scan has met the half-written record
+    record.write(new[half:])
+"""
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_a_scan_waits_for_a_record_half_written_in_place(tmp_path: Path, codec: str) -> None:
+    """A scan meeting a record another process is rewriting waits for it, as a get does."""
+    new = tmp_path / "new"
+
+    async def make() -> Path:
+        async with await open_store(tmp_path, codec=codec) as store:
+            group = store.get_group("G")
+            for key in ("a", "b", "c"):
+                await group[key].set_value({"version": 1, "key": key})
+            await group["b"].set_value({"version": 2, "rows": ["x" * 40] * 50})
+            shutil.copy(record_file(store, "G", "b"), new)  # the bytes the other process writes
+            await group["b"].set_value({"version": 1, "key": "b"})
+            return record_file(store, "G", "b")
+
+    async def scan_while_half_written(go: Any) -> dict[Any, Any]:
+        async with await open_store(tmp_path, codec=codec) as store:
+            scan = asyncio.ensure_future(_items(store.get_group("G")))
+            for _ in range(100):  # the scan reads the group on the loop, meeting the half record
+                await asyncio.sleep(0)
+            assert not scan.done(), scan.exception()  # not reported corrupt: waiting for it
+            go.write("go\n")
+            go.flush()
+            return await asyncio.wait_for(scan, PROMPT)
+
+    path = asyncio.run(make())
+    writer = subprocess.Popen(
+        [sys.executable, "-c", REWRITE_IN_PLACE, str(path), "100", str(new)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdin is not None
+    try:
+        assert writer.stdout.readline() == "half\n"
+        items = asyncio.run(scan_while_half_written(writer.stdin))
+    finally:
+        writer.communicate(timeout=PROMPT)
+    assert writer.returncode == 0
+    assert items == {
+        ("a",): {"version": 1, "key": "a"},
+        ("b",): {"version": 2, "rows": ["x" * 40] * 50},
+        ("c",): {"version": 1, "key": "c"},
+    }
+
+
+async def _items(group: Any) -> dict[Any, Any]:
+    return {keys: value async for keys, value in group.all_items()}
+
+
+async def test_a_record_left_broken_is_still_reported_by_scans(tmp_path: Path) -> None:
+    async with await open_store(tmp_path) as store:
+        group = store.get_group("G")
+        for key in ("a", "b"):
+            await group[key].set_value(1)
+        broken = record_file(store, "G", "b")
+        broken.write_text('{"keys": ["b"], "val')  # just now: looked at again, then reported
+        problems: list[CorruptRecordError] = []
+        items = [keys async for keys, _ in group.all_items(on_corrupt=problems.append)]
+    assert items == [("a",)]
+    assert [problem.location for problem in problems] == [str(broken)]
+
+
 def test_a_record_left_broken_is_still_reported_promptly(tmp_path: Path) -> None:
     async def check() -> float:
         async with await open_store(tmp_path) as store:

@@ -50,6 +50,7 @@ from bench_peers import (
     raw_files,
     thread_hop,
 )
+from bench_reads import measure_cold_reads
 from bench_report import as_json, chart, machine, report
 from bench_scaling import measure_scaling
 from bench_startup import measure_startup
@@ -276,6 +277,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: in
         print("measuring concurrent writes beside raw threads...", file=sys.stderr)
         await measure_concurrency_rows(bench)
         measure_raw_scans(bench)
+        print("measuring first reads of records not in the page cache...", file=sys.stderr)
+        await measure_cold_reads(bench, 30 if quick else 300)
         measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
         if server:
             await measure_plain_asyncpg_scans(bench, server)

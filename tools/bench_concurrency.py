@@ -6,6 +6,10 @@ threads doing what a FileBackend write does underneath (temp file open, write, f
 ``os.replace``, directory fsync; no fsync at ``fast``) on records in one directory. At ``fast``
 FileBackend is also written by one task, to see whether throughput grows with concurrency.
 
+The same FileBackend and raw-thread rows are measured again on tmpfs (``/dev/shm``, where there
+is one), suffixed ", tmpfs": with no disk to wait for, they compare the Python each write costs
+(ours: the loop's share and the writer threads') with the bare system calls'.
+
 Rounds visit every subject in turn (after one untimed round each, so every timed write replaces
 a record, as an application's mostly do), so a slow minute of the machine falls on all of them
 alike; each row's note gives the range over its rounds.
@@ -41,6 +45,8 @@ TASKS_SET = f"{TASKS} tasks set"
 FILE = {"full": "FileBackend msgpack full", "fast": "FileBackend msgpack fast"}
 SQLITE = {"full": "SQLiteBackend full", "fast": "SQLiteBackend fast"}
 ROUNDS = 3
+TMPFS = ", tmpfs"
+TMPFS_ROOT = "/dev/shm"
 
 Round = Callable[[], Awaitable[float]]  # runs one round of writes, returns its seconds
 
@@ -92,8 +98,18 @@ def tasks_round(store: Storage, names: list[str], tasks: int) -> Round:
 
 
 async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
-    """Add the rows `bench_report.CONCURRENCY_TARGETS` compare."""
-    root = bench.root / "concurrency"
+    """Add the rows `bench_report.CONCURRENCY_TARGETS` compare (and their tmpfs twins)."""
+    await _measure(bench, bench.root / "concurrency", rounds, "")
+    if _writable(TMPFS_ROOT):
+        root = Path(tempfile.mkdtemp(prefix="rds-bench-", dir=TMPFS_ROOT))
+        try:
+            await _measure(bench, root / "concurrency", rounds, TMPFS)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _measure(bench: Bench, root: Path, rounds: int, suffix: str) -> None:
+    """Measure every subject in ``root``, workloads named with ``suffix`` (no SQLite on tmpfs)."""
     count = bench.sizes.concurrent
     names = [f"r{index:06}" for index in range(count)]
     files = [f"{name}.msgpack" for name in names]
@@ -102,9 +118,9 @@ async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
     try:
         for durability in ("full", "fast"):
             durable = durability == "full"
-            for threads in (1, *RAW_THREADS) if not durable else RAW_THREADS:
+            for threads in (1, *RAW_THREADS) if not durable and not suffix else RAW_THREADS:
                 where = root / f"raw-{durability}-{threads}"
-                subjects[RAW[durability], _threads(threads)] = (
+                subjects[RAW[durability], _threads(threads) + suffix] = (
                     raw_round(where, files, threads, durable),
                     count,
                 )
@@ -113,19 +129,25 @@ async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
                     root / "file", "concurrent", durability, durability=durability
                 )
             )
+            stores.append(file_store)
+            subjects[FILE[durability], TASKS_SET + suffix] = (
+                tasks_round(file_store, names, TASKS),
+                count,
+            )
+            if not durable:  # one task writes a quarter as much: it is the slow one
+                quarter = names[: max(TASKS, count // 4)]
+                subjects[FILE[durability], ONE_TASK + suffix] = (
+                    tasks_round(file_store, quarter, 1),
+                    len(quarter),
+                )
+            if suffix:
+                continue
             sqlite_store = Storage(
                 await SQLiteBackend.create_backend_instance(
                     root / f"sqlite-{durability}.db", "concurrent", 1, durability=durability
                 )
             )
-            stores += [file_store, sqlite_store]
-            subjects[FILE[durability], TASKS_SET] = (tasks_round(file_store, names, TASKS), count)
-            if not durable:  # one task writes a quarter as much: it is the slow one
-                quarter = names[: max(TASKS, count // 4)]
-                subjects[FILE[durability], ONE_TASK] = (
-                    tasks_round(file_store, quarter, 1),
-                    len(quarter),
-                )
+            stores.append(sqlite_store)
             subjects[SQLITE[durability], TASKS_SET] = (
                 tasks_round(sqlite_store, names, TASKS),
                 count,
@@ -143,16 +165,22 @@ async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
             bench.add_throughput(subject, workload, written * len(spent), sum(spent), note)
         for durability in ("full", "fast"):
             best = max(
-                (bench.get(RAW[durability], _threads(threads)) for threads in RAW_THREADS),
+                (bench.get(RAW[durability], _threads(threads) + suffix) for threads in RAW_THREADS),
                 key=lambda result: result.ops_per_second,
             )
             bench.results.append(
-                type(best)(RAW[durability], BEST, best.median_us, best.ops_per_second, best.note)
+                type(best)(
+                    RAW[durability], BEST + suffix, best.median_us, best.ops_per_second, best.note
+                )
             )
     finally:
         for store in stores:
             await store.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _writable(directory: str) -> bool:
+    return os.path.isdir(directory) and os.access(directory, os.W_OK)
 
 
 def _threads(threads: int) -> str:

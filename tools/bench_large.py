@@ -22,6 +22,7 @@ from typing import Any, Callable
 import msgpack
 from bench_harness import ROUNDS, Bench, Subject
 from bench_peers import raw_write
+from loop_ticker import ticking
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
 from rapid_dev_storage._sqlite import table_name
@@ -42,6 +43,10 @@ OURS = [
 """bench.py's backends but MemoryBackend (no bytes to write): (kind, codec, durability)."""
 PRE_ENCODED = "pre-encoded"
 VALIDATION = "value check"
+STALL_ROWS = 200_000
+STALL = f"loop held during a set of {STALL_ROWS:,} rows"
+"""The longest the event loop waited on this process (`loop_ticker.ticking`'s "held": the stall
+less its wait for a core) while one task sets a value of ~10 MB: budget 50 ms."""
 
 
 def ours_name(kind: str, codec: str, durability: str) -> str:
@@ -216,6 +221,28 @@ async def measure_large(bench: Bench, quick: bool) -> None:
             if hasattr(result, "__await__"):
                 await result
     add_syscall_notes(bench)
+    await measure_large_stalls(bench, 1 if quick else 3)
+
+
+async def measure_large_stalls(bench: Bench, runs: int) -> None:
+    """Add the `STALL` row of each of ours at ``fast``: the median of ``runs`` sets."""
+    value = make_value("1 MB", "rows") | {
+        f"s{index:06}": {"id": index, "name": f"u{index}", "score": 0.5, "ok": True}
+        for index in range(STALL_ROWS - SIZES["1 MB"][1])
+    }
+    for kind, codec, durability in OURS:
+        if durability != "fast":
+            continue
+        async with Storage(await open_large(bench, kind, codec, durability)) as store:
+            handle = store.get_group("stall")["rows"]
+            held, stalls = [], []
+            for _ in range(runs):
+                async with ticking() as stall:
+                    await handle.set_value(value)
+                held.append(int(stall[3] * 1e6))
+                stalls.append(stall[0])
+            note = f"stall {min(stalls):.0f}-{max(stalls):.0f} ms (with the wait for a core)"
+            bench.add(ours_name(kind, codec, durability), STALL, held, note)
 
 
 def add_syscall_notes(bench: Bench) -> None:
