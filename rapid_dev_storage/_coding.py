@@ -23,9 +23,10 @@ from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
 SETTLE_WAIT = 0.02
-SETTLE_ATTEMPTS = 50
+SETTLE_ATTEMPTS = 100
 """A record that changed a moment ago and does not decode is read again every 20 ms while it
-keeps changing, for up to a second: long enough for an editor's in-place save to finish."""
+keeps changing, for up to two seconds: long enough for an editor's in-place save to finish, also
+on a loaded machine where the saving process waits for a core or the disk's journal."""
 
 
 INLINE_ENCODE = 1536 * 1024

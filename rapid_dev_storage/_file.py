@@ -63,6 +63,11 @@ through a non-atomic save (nano, ``cp`` over it, ``git checkout``): reads and sc
 while it keeps changing (see RecordCoding._settled_record); a file left alone that long is what
 it is."""
 
+SETTLE_EMPTY_SECONDS = 2.0
+"""An empty record file is no record any codec writes: it is a save that truncated the file and
+has not written yet (``cp`` over it; measured: a ``cp`` starved of CPU left it empty 0.4 s, one
+waiting on a busy disk's journal for seconds), so it is waited for longer."""
+
 
 class FileBackend(StorageBackend):
     """Stores each record as a file in a directory per group: friendly to git and hand edits.
@@ -248,7 +253,8 @@ class FileBackend(StorageBackend):
             status = os.stat(source, follow_symlinks=False)
         except OSError:
             return False
-        return time.time() - status.st_mtime < SETTLE_SECONDS
+        settle = SETTLE_EMPTY_SECONDS if status.st_size == 0 else SETTLE_SECONDS
+        return time.time() - status.st_mtime < settle
 
     async def _read_again(self, group: str, keys: Keys | None, source: str | None) -> bytes | None:
         if source is None:

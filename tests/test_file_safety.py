@@ -453,6 +453,31 @@ def test_reads_during_in_place_saves_are_never_corrupt(tmp_path: Path) -> None:
     assert corrupt == 0, f"{corrupt} of {reads} reads called a record mid-save corrupt"
 
 
+async def test_an_empty_record_is_waited_for_longer(tmp_path: Path) -> None:
+    """A save that truncated the record and waits (for a core, for the disk) has left it empty
+    longer than a changing record is waited for: the read waits for the save to finish."""
+    async with await open_store(tmp_path) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value({"v": 1})
+        path = record_file(store, "G", "k")
+        saved = path.read_bytes()
+        path.write_bytes(b"")
+        truncated = time.time() - 0.5  # twice as long ago as a non-empty record is waited for
+        os.utime(path, (truncated, truncated))
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        read_again = backend._read_again
+
+        async def the_save_finishes(
+            group: str, keys: tuple[str, ...] | None, source: str | None
+        ) -> bytes | None:
+            path.write_bytes(saved)
+            return await read_again(group, keys, source)
+
+        backend._read_again = the_save_finishes  # type: ignore[method-assign]
+        assert await handle.get_value() == {"v": 1}
+
+
 REWRITE_IN_PLACE = """
 import sys
 path, half = sys.argv[1], int(sys.argv[2])
