@@ -98,7 +98,7 @@ def tasks_round(store: Storage, names: list[str], tasks: int) -> Round:
 
 
 async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
-    """Add the rows `bench_report.CONCURRENCY_TARGETS` compare (and their tmpfs twins)."""
+    """Add the rows `bench_targets.CONCURRENCY_TARGETS` compare (and their tmpfs twins)."""
     await _measure(bench, bench.root / "concurrency", rounds, "")
     if _writable(TMPFS_ROOT):
         root = Path(tempfile.mkdtemp(prefix="rds-bench-", dir=TMPFS_ROOT))

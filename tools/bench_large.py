@@ -204,7 +204,7 @@ def validation_subject(sizes: list[str]) -> Subject:
 
 
 async def measure_large(bench: Bench, quick: bool) -> None:
-    """Add every large-value row (`bench_report.LARGE_TARGETS` compares them)."""
+    """Add every large-value row (`bench_targets.LARGE_TARGETS` compares them)."""
     counts = QUICK_OPERATIONS if quick else OPERATIONS
     subjects, closers = await large_subjects(bench, list(SIZES))
     subjects.append(validation_subject(list(SIZES)))

@@ -111,7 +111,7 @@ async def time_opens(roots: dict[str, Path], runs: int) -> dict[str, float]:
 async def measure_startup(
     bench: Bench, *, runs: int, open_records: int, bytecode: bool = True
 ) -> None:
-    """Add the start-up and open rows `bench_report.STARTUP_TARGETS` compare."""
+    """Add the start-up and open rows `bench_targets.STARTUP_TARGETS` compare."""
     root = bench.root / "startup"
     large = f"{open_records:,} records"
     print(f"filling a store of {large}...", file=sys.stderr)

@@ -26,7 +26,7 @@ HOT_RECORDS = 100
 
 
 async def measure_sync(bench: Bench) -> None:
-    """Add the rows `bench_report.SYNC_TARGETS` compare."""
+    """Add the rows `bench_targets.SYNC_TARGETS` compare."""
     keys = bench.keys[:HOT_RECORDS]
     root = bench.root / "sync"
     async_store = await open_storage(f"file:{root}", "async", 1, durability="full")
