@@ -18,11 +18,12 @@ from time import perf_counter
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
-from ._coding import LargeValue, record_label
+from ._coding import record_label
 from ._hooks import NOT_READY, ScanItem
 from ._locks import KeyLocks, check_not_updating, running_update_function
 from ._publishing import Publishes
 from ._slices import LARGE_RECORD
+from ._snapshots import LargeValue
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
 from ._validate import check_group_name, check_keys, check_prefix, check_record
 from ._write_order import WaitingWrites

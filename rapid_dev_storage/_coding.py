@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ._codecs import Codec, JSONCodec, MsgpackCodec
 from ._hooks import BackendHooks
 from ._slices import LARGE_RECORD, collector_paused, unpack_in_slices
+from ._snapshots import INLINE_ENCODE, SNAPSHOTS, LargeValue, drop_in_slices
 from ._types import Keys, NoValue
 from ._validate import check_value, lone_surrogate_path, unwritable_reason
 from ._value_fits import value_fits
@@ -29,63 +30,8 @@ keeps changing, for up to two seconds: long enough for an editor's in-place save
 on a loaded machine where the saving process waits for a core or the disk's journal."""
 
 
-INLINE_ENCODE = 1536 * 1024
-"""Bytes of a value's snapshot (its msgpack) above which it is checked and encoded on a thread.
-
-A value is checked and encoded where the write is made, on the event loop: up to 1.5 MiB of
-msgpack (about 35,000 small rows) that costs 6-15 ms (twice that on a busy machine), while a
-value of 200,000 rows held the loop 245-285 ms (msgpack) and 1.5-2.1 s (JSON, whose indented
-encoder is Python). A larger value is checked and encoded on a thread, from a snapshot
-(`LargeValue`): that costs the thread about twice the inline work (the snapshot is decoded
-again), but the loop only the snapshot."""
-
-
-class LargeValue:
-    """A value too large to check and encode on the loop: its msgpack, taken as the write is made.
-
-    The snapshot is msgpack's C encoder (strict types: subclasses, ints out of range and lone
-    surrogates refused) run on the loop. It runs no Python for plain data (the ``default`` hook
-    only for tuples), so no other task runs during it: what a thread checks and encodes later is
-    the value at the call, however the caller's value changes meanwhile. It costs about a fifth
-    of the check and encode it replaces (200,000 rows: 38 ms against 245-285).
-    """
-
-    __slots__ = ("is_record", "snapshot")
-
-    def __init__(self, snapshot: bytes, is_record: bool) -> None:
-        self.snapshot = snapshot
-        self.is_record = is_record  # the record's bytes (`_record_form`), or the value's
-
-
 UNKNOWN_FORM: Any = object()
 """`RecordCoding._record_form` of a backend whose records are not the bytes of one object."""
-
-
-_SNAPSHOTS = MsgpackCodec()  # its dumps is the strict encoder, one Packer per thread
-
-
-DROP_SLICE = 4096
-"""Items of a large container freed at a time (about a millisecond, GIL held)."""
-
-
-def _drop_in_slices(value: Any) -> None:
-    """Empty a large container a slice at a time, so that the GIL changes hands meanwhile.
-
-    Freeing it whole is one C call holding the GIL until every object inside is freed (50 ms
-    for 200,000 rows).
-    """
-    kind = type(value)
-    if kind is list:
-        while value:
-            for item in value[-DROP_SLICE:]:
-                if type(item) in (list, dict) and len(item) > DROP_SLICE:
-                    _drop_in_slices(item)
-            del value[-DROP_SLICE:]
-    elif kind is dict:
-        while value:
-            item = value.popitem()[1]
-            if type(item) in (list, dict) and len(item) > DROP_SLICE:
-                _drop_in_slices(item)
 
 
 def conflict_message(where: str) -> str:
@@ -183,7 +129,7 @@ class RecordCoding(BackendHooks):
             return self._encode(group, keys, value)
         form = self._record_form(keys, value) if kind is MsgpackCodec else UNKNOWN_FORM
         try:  # msgpack: the record itself (the strict encoder is the codec's)
-            snapshot = _SNAPSHOTS.dumps(value if form is UNKNOWN_FORM else form)
+            snapshot = SNAPSHOTS.dumps(value if form is UNKNOWN_FORM else form)
         except Exception:  # refused: the check below names the part (or the codec's error)
             return self._encode(group, keys, value)
         if len(snapshot) > INLINE_ENCODE:
@@ -200,7 +146,7 @@ class RecordCoding(BackendHooks):
         subclasses were refused by the snapshot) and encoded (msgpack: the snapshot is the
         record). The collector stays paused throughout (the copy's millions of objects would
         make each collection hold the GIL for 100 ms), and the copy is taken apart a slice at
-        a time (`_drop_in_slices`).
+        a time (`_snapshots.drop_in_slices`).
         """
         with collector_paused:
             try:
@@ -217,7 +163,7 @@ class RecordCoding(BackendHooks):
                     return large.snapshot
                 return self._encode(group, keys, value)
             finally:
-                _drop_in_slices(copy)
+                drop_in_slices(copy)
 
     def _encode(self, group: str, keys: Keys, value: Any) -> bytes:
         """Return the bytes to store, or raise `InvalidValueError` naming the record.

@@ -12,8 +12,8 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from ._api import Storage, StorageValue
-from ._coding import INLINE_ENCODE
 from ._conformance_support import DISTINCT_KEYS, case, contents, distinct_records
+from ._snapshots import INLINE_ENCODE
 from ._types import NoValue
 from .errors import InvalidKeyError
 

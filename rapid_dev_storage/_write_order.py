@@ -2,7 +2,7 @@
 
 A write is normally handed to the backend's ``_write`` at once, and every backend keeps one
 record's writes in the order it receives them. A write of a large value cannot be: its check
-and encode run on a thread first (`_coding.LargeValue`). While it does, a later write of that
+and encode run on a thread first (`_snapshots.LargeValue`). While it does, a later write of that
 record (or a clear of a prefix holding it) waits behind it, in a task of its own (`WaitingWrites`);
 the record's next write waits behind that one, and so on. Once no write of a record waits,
 its writes go straight to the backend again: the bookkeeping costs one dict lookup.

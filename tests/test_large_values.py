@@ -83,7 +83,7 @@ async def test_a_large_value_is_checked_and_encoded_on_a_thread(
         return real_dumps(self, value)
 
     monkeypatch.setattr(coding, "value_fits", fits)
-    assert len(coding._SNAPSHOTS.dumps(rows(40_000))) > coding.INLINE_ENCODE
+    assert len(coding.SNAPSHOTS.dumps(rows(40_000))) > coding.INLINE_ENCODE
     monkeypatch.setattr(JSONCodec, "dumps", dumps)
     value = rows(40_000)
     handle = store.get_group("g")["big"]
@@ -261,4 +261,4 @@ async def test_file_records_refuse_alike(tmp_path: Path, codec: str) -> None:
 def test_our_codecs_are_the_ones_snapshotted() -> None:
     """The snapshot is msgpack's strict encoder: for msgpack stores the encoding itself."""
     value = {"a": (1, [2.5, None]), "b": b"x"}
-    assert coding._SNAPSHOTS.dumps(value) == MsgpackCodec().dumps(value)
+    assert coding.SNAPSHOTS.dumps(value) == MsgpackCodec().dumps(value)
