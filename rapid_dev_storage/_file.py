@@ -254,7 +254,9 @@ class FileBackend(StorageBackend):
         except OSError:
             return False
         settle = SETTLE_EMPTY_SECONDS if status.st_size == 0 else SETTLE_SECONDS
-        return time.time() - status.st_mtime < settle
+        # ctime too: a file truncated in place can show its old mtime for a moment (ext4), and
+        # tools that restore times (rsync -a, cp -p) set the mtime back; the ctime is the change.
+        return time.time() - max(status.st_mtime, status.st_ctime) < settle
 
     async def _read_again(self, group: str, keys: Keys | None, source: str | None) -> bytes | None:
         if source is None:

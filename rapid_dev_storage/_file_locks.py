@@ -8,7 +8,8 @@ hold "the" lock of one stripe through two different files.
 
 A write does not wait on its thread for a stripe another process holds: it raises `StripeBusy`
 and is tried again a little later (`_file_jobs`), so the writes of other records go on meanwhile.
-Clears wait where they are (a reader thread, and they are rare).
+Clears wait where they are (a reader thread, and they are rare), but without this process's
+guard of the stripe, so that its writes of other records give their threads back meanwhile.
 
 (Temp files carry a lock of their own, which proves their writer alive: see `_file_temps`.)
 """
@@ -115,37 +116,57 @@ class StripeLocks:
         if deadline is None:
             deadline = time.monotonic() + timeout
         guard = self._guards[stripe]
-        while not guard.acquire(timeout=0.05):
-            if abandon.is_set():
-                raise Abandoned
-            if time.monotonic() >= deadline:
-                raise lock_timeout_error(os.path.join(self._path, lock_file_name(stripe)), timeout)
-        try:
-            # The lock file against other processes (one generator, not two nested: a hold
-            # is taken for every write).
-            if not self.flock_unsupported:
-                try:
-                    descriptor = self._acquire(stripe, deadline, abandon, busy=retry is not None)
-                except _FlockUnsupported:
-                    self.flock_unsupported = True
-                except StripeBusy:
-                    assert retry is not None
+        delay = 0.0005
+        while True:
+            self._enter(guard, stripe, deadline, abandon)
+            if self.flock_unsupported:
+                break
+            try:
+                # The lock file against other processes (one generator, not two nested: a
+                # hold is taken for every write).
+                descriptor = self._acquire(stripe, deadline, abandon, busy=True)
+            except _FlockUnsupported:
+                self.flock_unsupported = True
+                break
+            except StripeBusy:
+                guard.release()
+                if retry is not None:
                     retry.lock_deadline = deadline
                     raise
-                else:
-                    assert fcntl is not None
-                    try:
-                        yield
-                    finally:
-                        try:
-                            fcntl.flock(descriptor, fcntl.LOCK_UN)
-                        finally:
-                            os.close(descriptor)
-                    return
+                # A clear waits for the other process here, but not holding the guard: this
+                # process's writes of the stripe meanwhile get `StripeBusy` and give their
+                # writer threads back, instead of queueing on the guard and holding them all.
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                continue
+            except BaseException:
+                guard.release()
+                raise
+            assert fcntl is not None
+            try:
+                yield
+            finally:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_UN)
+                finally:
+                    os.close(descriptor)
+                    guard.release()
+            return
+        try:
             with self._filelock(stripe, max(0.0, deadline - time.monotonic())):
                 yield
         finally:
             guard.release()
+
+    def _enter(self, guard: threading.Lock, stripe: int, deadline: float, abandon: Abandon) -> None:
+        """Take this process's guard of ``stripe``: its holders hold it only for a rename."""
+        while not guard.acquire(timeout=0.05):
+            if abandon.is_set():
+                raise Abandoned
+            if time.monotonic() >= deadline:
+                raise lock_timeout_error(
+                    os.path.join(self._path, lock_file_name(stripe)), self._timeout
+                )
 
     def _acquire(self, stripe: int, deadline: float, abandon: Abandon, *, busy: bool) -> int:
         """Return a descriptor holding the flock of the stripe's current lock file.

@@ -126,3 +126,35 @@ async def test_a_write_waiting_for_another_process_times_out_without_holding_a_t
             assert outcome.location == str(lock_file)
         for name in blocked_names:
             assert await group[name].get_value() is NoValue
+
+
+async def test_a_clear_waiting_for_another_process_holds_back_no_other_record(
+    tmp_path: Path, holders: list[Holder]
+) -> None:
+    """A clear waits for the held stripe on its own thread, without this process's guard of the
+    stripe: the writes of other records in that stripe give their threads back meanwhile, so
+    more of them than there are writer threads do not hold back the writes of other stripes."""
+    backend = await FileBackend.create_backend_instance(
+        tmp_path, "app", 1, durability="full", lock_timeout=120
+    )
+    async with Storage(backend) as store:
+        stripe = 5
+        cleared, _ = keys_by_stripe(backend, "G", stripe, 1)
+        same_stripe, other_stripes = keys_by_stripe(backend, "H", stripe, 2 * WRITER_THREADS)
+        await store.get_group("G")[cleared[0]].set_value(0)
+        holder = Holder(tmp_path / "app~1" / LOCK_DIRECTORY / lock_file_name(stripe))
+        holders.append(holder)
+        clear = asyncio.ensure_future(store.get_group("G").clear_group())
+        await asyncio.sleep(0.05)  # the clear waits for the stripe first
+        group = store.get_group("H")
+        blocked = [asyncio.ensure_future(group[name].set_value(name)) for name in same_stripe]
+        await asyncio.sleep(0.05)
+        free = [asyncio.ensure_future(group[name].set_value(name)) for name in other_stripes]
+        done, _ = await asyncio.wait(free, timeout=20)
+        assert done == set(free)
+        assert not clear.done()
+        holder.release()
+        await asyncio.gather(clear, *blocked)
+        assert await store.get_group("G")[cleared[0]].get_value() is NoValue
+        for name in same_stripe + other_stripes:
+            assert await group[name].get_value() == name

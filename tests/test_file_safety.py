@@ -462,8 +462,7 @@ async def test_an_empty_record_is_waited_for_longer(tmp_path: Path) -> None:
         path = record_file(store, "G", "k")
         saved = path.read_bytes()
         path.write_bytes(b"")
-        truncated = time.time() - 0.5  # twice as long ago as a non-empty record is waited for
-        os.utime(path, (truncated, truncated))
+        await asyncio.sleep(0.4)  # changed longer ago than a non-empty record is waited for
         backend = store.backend
         assert isinstance(backend, FileBackend)
         read_again = backend._read_again
@@ -476,6 +475,34 @@ async def test_an_empty_record_is_waited_for_longer(tmp_path: Path) -> None:
 
         backend._read_again = the_save_finishes  # type: ignore[method-assign]
         assert await handle.get_value() == {"v": 1}
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+async def test_a_record_saved_in_place_with_an_old_mtime_is_waited_for(
+    tmp_path: Path, codec: str
+) -> None:
+    """A save that keeps (``rsync -a``, ``cp -p``) or has not yet set (ext4's truncate) a fresh
+    mtime: the change time says the record is changing, and the read waits for it."""
+    async with await open_store(tmp_path, codec=codec) as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value({"v": list(range(100))})
+        path = record_file(store, "G", "k")
+        saved = path.read_bytes()
+        path.write_bytes(saved[: len(saved) // 2])
+        old = time.time() - 60
+        os.utime(path, (old, old))  # the mtime a minute old; the ctime is now
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        read_again = backend._read_again
+
+        async def the_save_finishes(
+            group: str, keys: tuple[str, ...] | None, source: str | None
+        ) -> bytes | None:
+            path.write_bytes(saved)
+            return await read_again(group, keys, source)
+
+        backend._read_again = the_save_finishes  # type: ignore[method-assign]
+        assert await handle.get_value() == {"v": list(range(100))}
 
 
 REWRITE_IN_PLACE = """
