@@ -107,9 +107,7 @@ class Connections:
         fsync) or in memory, with no earlier write still queued on the worker: writes of this
         backend land in the order they were made.
         """
-        if (
-            self._inline_writes and small and not self._worker_writes.unfinished()
-        ) or self.worker is None:
+        if (self._inline_writes and small and not self._worker_writes) or self.worker is None:
             try:
                 result = function(self.loop_connection(), *args)
             except sqlite3.Error as exc:

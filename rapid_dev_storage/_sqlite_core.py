@@ -150,11 +150,17 @@ def prune_change_log(connection: sqlite3.Connection, queries: Queries, up_to: in
 
 # --- opening ---------------------------------------------------------------------------------
 
+BUSY_TIMEOUT_MAX = (2**31 - 1) / 1000
+"""The longest lock wait SQLite can be told, in seconds (its busy timeout is int milliseconds)."""
+
 
 def connect(path: str, lock_timeout: float, durability: Durability) -> sqlite3.Connection:
     """Open a connection in autocommit mode, usable from any thread (one at a time)."""
+    # SQLite keeps the busy timeout in int milliseconds: above 2**31 - 1 (24.8 days, or inf)
+    # it became 0, "do not wait at all". That long is as good as forever.
+    timeout = min(lock_timeout, BUSY_TIMEOUT_MAX)
     connection = sqlite3.connect(
-        path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
+        path, timeout=timeout, isolation_level=None, check_same_thread=False
     )
     connection.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
     return connection

@@ -172,6 +172,31 @@ async def test_writes_time_out_on_a_held_lock_while_reads_go_on(tmp_path: Path) 
         assert await handle.get_value() == "after"
 
 
+@pytest.mark.parametrize("lock_timeout", [float("inf"), 1e9])
+async def test_a_lock_timeout_beyond_sqlites_range_waits(
+    tmp_path: Path, lock_timeout: float
+) -> None:
+    """SQLite's busy timeout is int milliseconds: inf or a billion seconds became 0 (no wait)."""
+    path = tmp_path / "db.sqlite3"
+    async with await open_store(path, lock_timeout=lock_timeout) as store:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        busy = backend._connections.writer.execute("PRAGMA busy_timeout").fetchone()[0]
+        assert busy == 2**31 - 1  # milliseconds: 24.8 days
+        handle = store.get_group("G")["k"]
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(handle.set_value("waited"))
+        try:
+            done, _ = await asyncio.wait([write], timeout=0.3)
+            assert not done  # waiting for the lock, not refused at once
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await write
+        assert await handle.get_value() == "waited"
+
+
 async def test_durability_maps_to_synchronous(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
