@@ -453,6 +453,22 @@ def test_reads_during_in_place_saves_are_never_corrupt(tmp_path: Path) -> None:
     assert corrupt == 0, f"{corrupt} of {reads} reads called a record mid-save corrupt"
 
 
+def finish_the_save_when_read_again(store: Storage, path: Path, saved: bytes) -> None:
+    """Write ``saved`` back to ``path`` the moment the store reads a record again to let it settle
+    (its first look found the record half-saved): a save finishing while the read waits."""
+    backend = store.backend
+    assert isinstance(backend, FileBackend)
+    read_again = backend._read_again
+
+    async def the_save_finishes(
+        group: str, keys: tuple[str, ...] | None, source: str | None
+    ) -> bytes | None:
+        path.write_bytes(saved)
+        return await read_again(group, keys, source)
+
+    backend._read_again = the_save_finishes  # type: ignore[method-assign]
+
+
 async def test_an_empty_record_is_waited_for_longer(tmp_path: Path) -> None:
     """A save that truncated the record and waits (for a core, for the disk) has left it empty
     longer than a changing record is waited for: the read waits for the save to finish."""
@@ -463,17 +479,7 @@ async def test_an_empty_record_is_waited_for_longer(tmp_path: Path) -> None:
         saved = path.read_bytes()
         path.write_bytes(b"")
         await asyncio.sleep(0.4)  # changed longer ago than a non-empty record is waited for
-        backend = store.backend
-        assert isinstance(backend, FileBackend)
-        read_again = backend._read_again
-
-        async def the_save_finishes(
-            group: str, keys: tuple[str, ...] | None, source: str | None
-        ) -> bytes | None:
-            path.write_bytes(saved)
-            return await read_again(group, keys, source)
-
-        backend._read_again = the_save_finishes  # type: ignore[method-assign]
+        finish_the_save_when_read_again(store, path, saved)
         assert await handle.get_value() == {"v": 1}
 
 
@@ -491,17 +497,7 @@ async def test_a_record_saved_in_place_with_an_old_mtime_is_waited_for(
         path.write_bytes(saved[: len(saved) // 2])
         old = time.time() - 60
         os.utime(path, (old, old))  # the mtime a minute old; the ctime is now
-        backend = store.backend
-        assert isinstance(backend, FileBackend)
-        read_again = backend._read_again
-
-        async def the_save_finishes(
-            group: str, keys: tuple[str, ...] | None, source: str | None
-        ) -> bytes | None:
-            path.write_bytes(saved)
-            return await read_again(group, keys, source)
-
-        backend._read_again = the_save_finishes  # type: ignore[method-assign]
+        finish_the_save_when_read_again(store, path, saved)
         assert await handle.get_value() == {"v": list(range(100))}
 
 
