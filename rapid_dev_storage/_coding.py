@@ -17,7 +17,14 @@ from typing import Any, Callable
 from ._codecs import Codec, JSONCodec, MsgpackCodec
 from ._hooks import BackendHooks
 from ._slices import LARGE_RECORD, collector_paused, unpack_in_slices
-from ._snapshots import INLINE_ENCODE, SNAPSHOTS, LargeValue, drop_in_slices
+from ._snapshots import (
+    INLINE_ENCODE,
+    REFUSED_INLINE,
+    SNAPSHOTS,
+    LargeValue,
+    drop_in_slices,
+    holds_more_than,
+)
 from ._types import Keys, NoValue
 from ._validate import check_value, lone_surrogate_path, unwritable_reason
 from ._value_fits import value_fits
@@ -130,7 +137,9 @@ class RecordCoding(BackendHooks):
         form = self._record_form(keys, value) if kind is MsgpackCodec else UNKNOWN_FORM
         try:  # msgpack: the record itself (the strict encoder is the codec's)
             snapshot = SNAPSHOTS.dumps(value if form is UNKNOWN_FORM else form)
-        except Exception:  # refused: the check below names the part (or the codec's error)
+        except Exception:  # refused: the check names the part (or the codec's error)
+            if holds_more_than(value, REFUSED_INLINE):  # named on a thread (see LargeValue)
+                return LargeValue(None, False, value)
             return self._encode(group, keys, value)
         if len(snapshot) > INLINE_ENCODE:
             return LargeValue(snapshot, form is not UNKNOWN_FORM)
@@ -148,6 +157,8 @@ class RecordCoding(BackendHooks):
         make each collection hold the GIL for 100 ms), and the copy is taken apart a slice at
         a time (`_snapshots.drop_in_slices`).
         """
+        if large.snapshot is None:  # refused by the snapshot: the walk names the part
+            return self._encode(group, keys, large.refused)
         with collector_paused:
             try:
                 copy = unpack_in_slices(large.snapshot, raw=False, strict_map_key=False)

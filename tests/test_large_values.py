@@ -97,6 +97,45 @@ async def test_a_large_value_is_checked_and_encoded_on_a_thread(
     assert stored["r039999"] == as_stored(value["r039999"])
 
 
+class Level(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    "bad", [Level(3), INT_MAX + 1, "\ud800"], ids=["subclass", "int", "surrogate"]
+)
+async def test_a_large_value_the_snapshot_refuses_is_named_on_a_thread(
+    store: Storage, monkeypatch: pytest.MonkeyPatch, bad: Any
+) -> None:
+    """The walk naming the refused part of 40,000 rows runs off the loop (it held it ~1 s at
+    300,000); a small refused value is still named where the write is made."""
+    loop_thread = threading.get_ident()
+    named_on: list[int] = []
+    real_check = coding.check_value
+
+    def check(value: Any, **options: Any) -> None:
+        named_on.append(threading.get_ident())
+        real_check(value, **options)
+
+    monkeypatch.setattr(coding, "check_value", check)
+    handle = store.get_group("g")["k"]
+    await handle.set_value("kept")
+    for count, where in ((40_000, "off"), (10, "on")):
+        value = rows(count)
+        last = f"r{count - 1:06d}"
+        value[last]["bad"] = bad
+        named_on.clear()
+        with pytest.raises(InvalidValueError) as caught:
+            await handle.set_value(value)
+        assert caught.value.path is not None
+        assert caught.value.path.startswith(f"value[{last!r}]['bad']")
+        assert named_on
+        assert all((thread == loop_thread) == (where == "on") for thread in named_on), where
+        with pytest.raises(InvalidValueError):
+            await handle.update(lambda current, value=value: value)  # type: ignore[misc]
+    assert await handle.get_value() == "kept"
+
+
 @pytest.mark.usefixtures("small_inline")
 async def test_the_value_stored_is_the_value_at_the_call(store: Storage) -> None:
     """Another task mutating the caller's value while it is encoded changes nothing stored."""
