@@ -224,7 +224,7 @@ def _check_scalar(value: object, path: str, allow_bytes: bool, allow_non_finite:
                 "Infinity): store a string or use the msgpack codec",
                 path=path,
             )
-    elif kind is bytes:
+    elif kind is bytes or kind is bytearray or kind is memoryview:  # read back as bytes
         if not allow_bytes:
             raise InvalidValueError(
                 f"{path}: bytes cannot be stored by this codec: encode them (base64) or use "

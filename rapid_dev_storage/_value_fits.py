@@ -69,7 +69,7 @@ def _items_fit(
         elif kind is dict or kind is list or kind is tuple:
             fits = value_fits(item, depth, allow_bytes, allow_non_finite, strict)
         else:
-            fits = kind is bytes and allow_bytes
+            fits = (kind is bytes or kind is bytearray or kind is memoryview) and allow_bytes
         if not fits:
             return False
     return True
@@ -83,12 +83,12 @@ def _scalar_fits(value: object, allow_bytes: bool, allow_non_finite: bool) -> bo
         return INT_MIN <= cast(int, value) <= INT_MAX
     if kind is float:
         return allow_non_finite or _isfinite(cast(float, value))
-    return kind is bytes and allow_bytes
+    return (kind is bytes or kind is bytearray or kind is memoryview) and allow_bytes
 
 
 _CONTAINERS = frozenset({dict, list, tuple})
 _STORABLE = frozenset({str, bool, type(None), int, float, *_CONTAINERS})
-_STORABLE_WITH_BYTES = _STORABLE | {bytes}
+_STORABLE_WITH_BYTES = _STORABLE | {bytes, bytearray, memoryview}  # read back as bytes
 _is_container = _CONTAINERS.__contains__
 _is_float = frozenset({float}).__contains__
 _flatten = chain.from_iterable
