@@ -146,10 +146,10 @@ class JSONCodec:
             escaped = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
         # Our dumps writes no \u escape but for control characters: the walk is rare.
         if escaped:
-            where = lone_surrogate_path(value, "document")
-            if where is not None:
+            found = lone_surrogate_path(value, "document")
+            if found is not None:
                 raise ValueError(
-                    f"{where}: a \\u escape makes a lone surrogate, which UTF-8 cannot carry"
+                    f"{found[1]}: a \\u escape makes a lone surrogate, which UTF-8 cannot carry"
                 )
         return value
 

@@ -201,11 +201,12 @@ class RecordCoding(BackendHooks):
             message = f"cannot store {record_label(group, keys)}: {exc}"
             raise InvalidValueError(message, group=group, keys=keys, path=exc.path) from None
         except UnicodeEncodeError as exc:  # the one refusal the check leaves to the encoder
-            path = lone_surrogate_path(value)
-            if path is None:  # not in the value: a codec of the user's own failed
+            found = lone_surrogate_path(value)
+            if found is None:  # not in the value: a codec of the user's own failed
                 raise self._codec_failed(group, keys, exc) from exc
+            path, where = found
             raise InvalidValueError(
-                f"cannot store {record_label(group, keys)}: {path} holds a lone surrogate "
+                f"cannot store {record_label(group, keys)}: {where} holds a lone surrogate "
                 f"({exc.object[exc.start : exc.end]!r}), which UTF-8 cannot carry: use valid "
                 "Unicode text",
                 group=group,

@@ -156,18 +156,20 @@ def unwritable_reason(value: object, *, allow_bytes: bool, allow_non_finite: boo
     return "value: cannot be stored"  # not reached: both walks agree
 
 
-def lone_surrogate_path(value: object, path: str = "value") -> str | None:
+def lone_surrogate_path(value: object, path: str = "value") -> tuple[str, str] | None:
     r"""Return where ``value`` holds a str (or dict key) with a lone surrogate, or None.
 
-    No codec writes one (UTF-8 cannot carry it), but a JSON ``"\ud800"`` escape reads as one.
+    As (its path, how a message names it): a dict key's path is its dict's, named
+    ``value['a']: dict key '\udc00'``. No codec writes one (UTF-8 cannot carry it), but a
+    JSON ``"\ud800"`` escape reads as one.
     """
     kind = type(value)
     if kind is str:
-        return None if _is_utf8_encodable(cast(str, value)) else path
+        return None if _is_utf8_encodable(cast(str, value)) else (path, path)
     if kind is dict:
         for key, item in cast("dict[Any, Any]", value).items():
             if type(key) is str and not _is_utf8_encodable(key):
-                return f"{path}: dict key {key!r}"
+                return path, f"{path}: dict key {key!r}"
             found = lone_surrogate_path(item, f"{path}[{key!r}]")
             if found is not None:
                 return found

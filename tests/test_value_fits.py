@@ -121,9 +121,11 @@ def old_encode(value: Any) -> tuple[str, Any]:
     try:
         return "stored", msgpack.packb(value, use_bin_type=True, datetime=False)
     except UnicodeEncodeError as error:  # named by its path since the review of issue 17
-        path = lone_surrogate_path(value)
+        found = lone_surrogate_path(value)
+        assert found is not None
+        path, where = found
         surrogate = error.object[error.start : error.end]
-        message = f"{path} holds a lone surrogate ({surrogate!r}), which UTF-8 cannot carry"
+        message = f"{where} holds a lone surrogate ({surrogate!r}), which UTF-8 cannot carry"
         return "refused", (f"{message}: use valid Unicode text", path)
     except Exception as error:
         return "codec failed", f"the msgpack codec failed: {error}"
