@@ -40,16 +40,18 @@ first. An app reading more groups than this in turn opens them as every read did
 class ReadCache:
     """Recently read small records, trusted only while the file's identity is unchanged.
 
-    An atomic replace gives the record a new inode and an in-place edit a new mtime or size, so
-    one ``stat`` (about 2.5 us) proves an entry current, where opening and reading the file costs
-    about 7. Like git's index, it never trusts a file modified within `RACY_SECONDS` of being
-    read: a second edit within the same timestamp tick could otherwise go unseen. The inode
-    proves it is the very file read before, which was inside the store.
+    An atomic replace gives the record a new inode and an in-place edit a new ctime, so one
+    ``stat`` (about 2.5 us) proves an entry current, where opening and reading the file costs
+    about 7 (not the mtime: ``cp -p`` and ``rsync -a --inplace`` write a file of the same size
+    in place and set its mtime back; nothing sets a ctime back). Like git's index, it never
+    trusts a file changed within `RACY_SECONDS` of being read (by its mtime or its ctime,
+    whichever is later): a second edit within the same timestamp tick could otherwise go
+    unseen. The inode proves it is the very file read before, which was inside the store.
     """
 
     def __init__(self) -> None:
         # Used on the event loop's thread and by synchronous callers' threads (inline reads run
-        # on both). An entry: the file's inode, size and mtime, its group directory's path and
+        # on both). An entry: the file's inode, size and ctime, its group directory's path and
         # inode, and the bytes. Each use is one dict operation, safe between threads, except
         # finding the oldest entry (see keep).
         self._entries: dict[str, tuple[int, int, int, str, int, bytes]] = {}
@@ -66,7 +68,7 @@ class ReadCache:
         except OSError:
             pass
         else:
-            if (status.st_ino, status.st_size, status.st_mtime_ns, directory.st_ino) == (
+            if (status.st_ino, status.st_size, status.st_ctime_ns, directory.st_ino) == (
                 entry[0],
                 entry[1],
                 entry[2],
@@ -83,13 +85,14 @@ class ReadCache:
 
         Only if it is small enough to keep, and old enough to trust (see the class).
         """
-        if len(data) > READ_CACHE_RECORD_BYTES or time.time() - status.st_mtime < RACY_SECONDS:
+        changed = max(status.st_mtime, status.st_ctime)
+        if len(data) > READ_CACHE_RECORD_BYTES or time.time() - changed < RACY_SECONDS:
             return
         if len(self._entries) >= READ_CACHE_ENTRIES:
             # Another thread changing the dict meanwhile breaks next(iter()): evict next time.
             with contextlib.suppress(RuntimeError, StopIteration):
                 self._entries.pop(next(iter(self._entries)), None)  # the oldest
-        file = (status.st_ino, status.st_size, status.st_mtime_ns)
+        file = (status.st_ino, status.st_size, status.st_ctime_ns)
         self._entries[path] = (*file, directory, directory_inode, data)
 
 

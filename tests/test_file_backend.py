@@ -36,6 +36,7 @@ from rapid_dev_storage import (
 )
 from rapid_dev_storage._file_io import FileIO
 from rapid_dev_storage._file_layout import MARKER, TEMP_PREFIX, TEMP_SUFFIX, temp_name
+from rapid_dev_storage._file_read import RACY_SECONDS
 from rapid_dev_storage._names import key_digest
 
 WORKER = Path(__file__).with_name("_worker.py")
@@ -538,6 +539,7 @@ async def test_cached_reads_see_every_kind_of_change(tmp_path: Path) -> None:
         path = Path(backend.record_path("G", ("k",)))
         old = time.time() - 10
         os.utime(path, (old, old))  # old enough to be cached
+        await asyncio.sleep(RACY_SECONDS)  # and so is the change of its times (its ctime)
         assert await handle.get_value() == {"v": "aaaa"}
         assert path.as_posix() in backend._cache._entries  # it is cached
         # An edit in place of the same size: a new mtime.
@@ -552,6 +554,30 @@ async def test_cached_reads_see_every_kind_of_change(tmp_path: Path) -> None:
         # Removed by hand.
         path.unlink()
         assert await handle.get_value() is NoValue
+
+
+async def test_cached_reads_see_an_edit_that_put_the_old_mtime_back(tmp_path: Path) -> None:
+    """``cp -p`` over a record, or ``rsync -a --inplace``: the same inode, the same size, and the
+    mtime set back to the one read: only the ctime says the file changed."""
+    async with await open_store(tmp_path, codec="json") as store:
+        handle = store.get_group("G")["k"]
+        await handle.set_value({"v": "aaaa"})
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        path = Path(backend.record_path("G", ("k",)))
+        old = time.time_ns() - 10**10
+        os.utime(path, ns=(old, old))
+        await asyncio.sleep(RACY_SECONDS)
+        assert await handle.get_value() == {"v": "aaaa"}
+        assert path.as_posix() in backend._cache._entries  # it is cached
+        inode = path.stat().st_ino
+        with path.open("r+b") as record:  # in place, as cp does: the same inode
+            edited = record.read().replace(b"aaaa", b"bbbb")
+            record.seek(0)
+            record.write(edited)
+        os.utime(path, ns=(old, old))  # the mtime read before, to the nanosecond
+        assert (path.stat().st_ino, path.stat().st_mtime_ns) == (inode, old)
+        assert await handle.get_value() == {"v": "bbbb"}
 
 
 async def test_records_changed_a_moment_ago_are_not_cached(tmp_path: Path) -> None:
