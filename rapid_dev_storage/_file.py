@@ -17,14 +17,13 @@ The backend implements the hooks and only assembles the parts, each a module of 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
 from ._file_errors import os_errors
-from ._file_io import FileIO, read_file
+from ._file_io import FileIO, read_file, seconds_since_change
 from ._file_jobs import FileJobs
 from ._file_layout import (
     MARKER,
@@ -254,9 +253,7 @@ class FileBackend(StorageBackend):
         except OSError:
             return False
         settle = SETTLE_EMPTY_SECONDS if status.st_size == 0 else SETTLE_SECONDS
-        # ctime too: a file truncated in place can show its old mtime for a moment (ext4), and
-        # tools that restore times (rsync -a, cp -p) set the mtime back; the ctime is the change.
-        return time.time() - max(status.st_mtime, status.st_ctime) < settle
+        return seconds_since_change(status) < settle
 
     async def _read_again(self, group: str, keys: Keys | None, source: str | None) -> bytes | None:
         if source is None:

@@ -58,6 +58,16 @@ class UnsafeEntryError(OSError):
         self.expected = expected
 
 
+def seconds_since_change(status: os.stat_result) -> float:
+    """How long ago a file last changed, by its mtime or its ctime, whichever is later.
+
+    Not the mtime alone: tools that restore times (``cp -p``, ``rsync -a``) set it back, and a
+    file truncated in place can show its old mtime for a moment (ext4); nothing sets a ctime
+    back.
+    """
+    return time.time() - max(status.st_mtime, status.st_ctime)
+
+
 def kind_of(mode: int) -> str:
     """Name a file type for messages."""
     for test, name in (

@@ -14,10 +14,17 @@ import logging
 import os
 import stat
 import threading
-import time
 from typing import Generator
 
-from ._file_io import READ_FLAGS, Directory, FileIO, UnsafeEntryError, read_file, read_rest
+from ._file_io import (
+    READ_FLAGS,
+    Directory,
+    FileIO,
+    UnsafeEntryError,
+    read_file,
+    read_rest,
+    seconds_since_change,
+)
 from ._file_layout import (
     group_of_directory,
     hand_made_group,
@@ -85,8 +92,7 @@ class ReadCache:
 
         Only if it is small enough to keep, and old enough to trust (see the class).
         """
-        changed = max(status.st_mtime, status.st_ctime)
-        if len(data) > READ_CACHE_RECORD_BYTES or time.time() - changed < RACY_SECONDS:
+        if len(data) > READ_CACHE_RECORD_BYTES or seconds_since_change(status) < RACY_SECONDS:
             return
         if len(self._entries) >= READ_CACHE_ENTRIES:
             # Another thread changing the dict meanwhile breaks next(iter()): evict next time.
