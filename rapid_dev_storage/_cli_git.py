@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
@@ -211,5 +211,10 @@ def git_setup_command(repo: Path, paths: tuple[Path, ...], command: str | None) 
         _fail(f"no store found in {done.top}: name its directory with --path DIR", 1)
 
 
-GIT_COMMANDS: list[Any] = [edit_command, resolve_command, merge_driver_command, git_setup_command]
+GIT_COMMANDS: list[click.Command] = [
+    edit_command,
+    resolve_command,
+    merge_driver_command,
+    git_setup_command,
+]
 """The commands `rapid_dev_storage.cli.main` adds."""

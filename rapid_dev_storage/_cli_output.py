@@ -50,6 +50,29 @@ _STORE_FAILURES = (
     UnsupportedOperationError,
 )
 
+Command = Callable[..., Any]
+
+STORE_OPTIONS = (
+    click.option("--name", help="The store's name, when the location holds several."),
+    click.option("--id", "identifier", help="The store's unique identifier."),
+)
+GROUP_ARGUMENTS = (click.argument("location"), click.argument("group", required=False))
+STRICT = click.option("--strict", is_flag=True, help="Stop at the first undecodable record.")
+
+
+def store_command(
+    name: str, *parameters: Callable[[Command], Command]
+) -> Callable[[Command], click.Command]:
+    """Define a command on one store: its ``parameters`` in order, then --name and --id."""
+
+    def define(function: Command) -> click.Command:
+        for parameter in reversed((*parameters, *STORE_OPTIONS)):
+            function = parameter(function)
+        return click.command(name)(function)
+
+    return define
+
+
 CREATE_OPTIONS = (
     click.option(
         "--create",

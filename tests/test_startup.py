@@ -7,6 +7,7 @@ tools/bench_startup.py measures the time.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import subprocess
@@ -135,6 +136,7 @@ def test_get_on_the_command_line_loads_only_what_get_needs(tmp_path: Path) -> No
         "rapid_dev_storage._postgres",
         "rapid_dev_storage._fsck",
         "rapid_dev_storage._cli_git",
+        "rapid_dev_storage._cli_stores",
         "rapid_dev_storage._cli_copy",
         "rapid_dev_storage._edit",
         "rapid_dev_storage._merge",
@@ -146,13 +148,19 @@ def test_get_on_the_command_line_loads_only_what_get_needs(tmp_path: Path) -> No
     assert sorted(loaded & set(unwanted)) == []
 
 
-def test_the_git_commands_are_listed_and_found_before_their_module_loads() -> None:
-    from rapid_dev_storage._cli_git import GIT_COMMANDS  # noqa: PLC0415
-
-    assert sorted(command.name for command in GIT_COMMANDS) == sorted(lazy.GIT_COMMANDS)
+@pytest.mark.parametrize(
+    ("module", "listed"),
+    [("_cli_git", lazy.GIT_COMMANDS), ("_cli_stores", lazy.STORE_COMMANDS)],
+)
+def test_lazy_commands_are_listed_and_found_before_their_module_loads(
+    module: str, listed: tuple[str, ...]
+) -> None:
+    defined = importlib.import_module(f"rapid_dev_storage.{module}")
+    commands = getattr(defined, "GIT_COMMANDS" if module == "_cli_git" else "STORE_COMMANDS")
+    assert sorted(command.name for command in commands) == sorted(listed)
     context = click.Context(cli.main)
-    assert set(lazy.GIT_COMMANDS) <= set(cli.main.list_commands(context))
-    for name in lazy.GIT_COMMANDS:
+    assert set(listed) <= set(cli.main.list_commands(context))
+    for name in listed:
         command = cli.main.get_command(context, name)
         assert command is not None
         assert command.name == name
