@@ -9,7 +9,8 @@ person's ``{"$ref": "x"}`` means just that. ``from_view(to_view(v)) == v`` for e
 value, and the text tells bytes from a string that looks like them.
 
 NaN and the infinities (msgpack stores carry them) are written the way Python's json module
-writes and reads them (``NaN``, ``Infinity``).
+writes and reads them (``NaN``, ``Infinity``). A number too large for a float (``1e400``) is an
+error, not an infinity nobody typed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 BYTES_TAG = "$bytes"
@@ -121,10 +123,22 @@ def parse(text: str, where: str = "value") -> Any:
     """Return `json.loads` of ``text``; nesting deeper than recursion allows is a ValueError.
 
     Raises:
-        ValueError: not JSON (`json.JSONDecodeError`), or nested too deeply.
+        ValueError: not JSON (`json.JSONDecodeError`), a number beyond a float's range, or
+            nested too deeply.
 
     """
+
+    def finite_float(number: str) -> float:
+        # json.loads would read 1e400 as inf: a value nobody typed (a msgpack store keeps it).
+        parsed = float(number)
+        if math.isinf(parsed):
+            raise ValueError(
+                f"{where}: the number {number[:40]} is beyond the range of a float; write it as "
+                "a string to keep it, or Infinity if infinity is meant"
+            )
+        return parsed
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=finite_float)
     except RecursionError:
         raise ValueError(f"{where}: {TOO_DEEP}") from None

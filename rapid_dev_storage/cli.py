@@ -12,6 +12,7 @@ resolve, merge-driver and git-setup are in `_cli_git`.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -136,8 +137,10 @@ def set_command(
     source = sys.stdin.read() if text == "-" else text
     try:
         value = _json_view.loads(source, "--value")
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         fail(f"--value is not JSON: {exc}", USAGE)
+    except ValueError as exc:  # JSON, but not a value: the message names --value and the place
+        fail(str(exc), USAGE)
 
     async def store_value(store: Storage) -> None:
         await store.get_group(group)[keys].set_value(value)

@@ -88,6 +88,21 @@ def test_bad_input_writes_nothing(store: str) -> None:
     assert run("dump", store).stdout == before
 
 
+def test_a_number_beyond_a_float_is_refused_not_stored_as_infinity(tmp_path: Path) -> None:
+    location = f"file:{tmp_path}"
+    created = ["--create", "--codec", "msgpack", "--name", "a", "--id", "1"]
+    assert run("set", location, "G", "k", "--value", "[1]", *created).exit_code == 0
+    result = run("set", location, "G", "k", "--value", '{"a": [2, 1e400]}')
+    assert result.exit_code == 2
+    assert "--value: the number 1e400 is beyond the range of a float" in result.output
+    assert "is not JSON" not in result.output
+    assert lines(run("get", location, "G", "k")) == [[1]]  # nothing written
+    # Meant as infinity, it is written so (a msgpack store holds it), and 1.5e300 is a float.
+    assert run("set", location, "G", "k", "--value", "[Infinity, 1.5e300]").exit_code == 0
+    assert run("get", location, "G", "k").output.strip() == "[Infinity, 1.5e+300]"
+    assert "is not JSON" in run("set", location, "G", "k", "--value", "{not json").output
+
+
 def test_path_names_the_file_before_it_exists(store: str) -> None:
     result = run("path", store, "USER", "u9", "settings")
     assert result.exit_code == 0
