@@ -33,17 +33,18 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._changes import Change
     from ._file import FileBackend
     from ._open_storage import open_storage
     from ._overlay import OverlayBackend
     from ._postgres import PostgresBackend
     from ._sqlite import SQLiteBackend
-    from ._watch import Change, Subscription, Watch
+    from ._watch import Subscription, Watch
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Change": "._watch",
+    "Change": "._changes",
     "FileBackend": "._file",
     "OverlayBackend": "._overlay",
     "PostgresBackend": "._postgres",

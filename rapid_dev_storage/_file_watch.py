@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 import watchfiles
 
+from ._changes import UNDECODABLE
 from ._file_events import Batch, DirectoryEvents
 from ._file_jobs import FileJobs
 from ._file_layout import group_of_directory
@@ -40,7 +41,6 @@ from ._file_read import HandMadeWarnings
 from ._file_watch_read import SKIPPED, RecordFileReader
 from ._turns import Yielder
 from ._types import Keys, NoValue
-from ._watch import UNDECODABLE
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Any, AsyncIterator, Callable
 
+from ._changes import UNDECODABLE, digest_of
 from ._coding import conflict_message
 from ._file_events import Batch
 from ._file_jobs import FileJobs, forget
@@ -22,7 +23,6 @@ from ._file_layout import group_of_directory, is_record_name
 from ._file_read import HandMadeWarnings, record_files
 from ._merge_text import has_conflict_markers
 from ._types import Keys, NoValue
-from ._watch import UNDECODABLE, digest_of
 from .errors import StorageError
 
 logger = logging.getLogger(__name__)

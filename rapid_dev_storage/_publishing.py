@@ -22,7 +22,8 @@ from ._validate import check_group_name, check_prefix
 from .errors import InvalidKeyError
 
 if TYPE_CHECKING:
-    from ._watch import Callback, ChangeHub, Filter, Subscription, Watch
+    from ._changes import Filter
+    from ._watch import Callback, ChangeHub, Subscription, Watch
 
 # `_watch` (the hub, watches, subscriptions and their dataclasses) loads with the first watch:
 # a program or a command that never watches does not pay for it (start-up time is measured).
@@ -87,7 +88,7 @@ class Publishes(RecordCoding):
         return self._decode(group, keys, data)[1]
 
     def _watch_filter(self, group_name: str | None, prefix: tuple[str, ...]) -> Filter:
-        from ._watch import Filter
+        from ._changes import Filter
 
         group = None if group_name is None else check_group_name(group_name)
         if group is None and prefix:

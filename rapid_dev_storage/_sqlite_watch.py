@@ -16,13 +16,13 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._changes import UNDECODABLE, digest_of
 from ._sql import keys_of
 from ._sqlite_bridge import Connections
 from ._sqlite_core import connect, install_change_log, is_busy, prune_change_log, read
 from ._sqlite_sql import LOG_BATCH, Queries
 from ._turns import Yielder
 from ._types import Keys, NoValue
-from ._watch import UNDECODABLE, digest_of
 
 if TYPE_CHECKING:
     from ._watch import ChangeHub

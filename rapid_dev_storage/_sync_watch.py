@@ -15,8 +15,8 @@ import os
 import threading
 from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
+from ._changes import Change
 from ._sync_bridge import ClosesOnExit
-from ._watch import Change
 from ._watch import Watch as AsyncWatch
 from .errors import StoreClosedError, UnsupportedOperationError
 

@@ -26,8 +26,8 @@ from rapid_dev_storage import (
     NoValue,
     Storage,
     Watch,
+    _changes,
     _file,
-    _watch,
 )
 from rapid_dev_storage._sqlite import table_name
 from rapid_dev_storage.errors import StorageIOError
@@ -189,8 +189,8 @@ async def test_a_file_the_reader_refuses_is_skipped(
 def test_a_watch_coalesces_per_record_once_it_falls_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_watch, "WATCH_BACKLOG", 3)
-    queue = _watch.ChangeQueue()
+    monkeypatch.setattr(_changes, "WATCH_BACKLOG", 3)
+    queue = _changes.ChangeQueue()
 
     def put(key: str, value: int) -> None:
         queue.put(Change("set", "G", (key,), value, "local"))
@@ -229,7 +229,7 @@ async def test_a_consumer_that_reads_nothing_costs_memory_per_record() -> None:
             # Kept whole, 20,000 changes of a kilobyte would be over 20 MB.
             assert grown < 2_000_000
             seen = []
-            while len(seen) < _watch.WATCH_BACKLOG:
+            while len(seen) < _changes.WATCH_BACKLOG:
                 seen.append(await next_change(changes))
         assert seen[-1].value["index"] == 19_999  # the latest state arrived
 
@@ -316,7 +316,7 @@ async def test_a_read_a_local_write_overtook_is_not_published() -> None:
         async with store.watch() as changes:
             mark = hub.mark()  # a watcher sends a read of ("G", ("k",)) to a thread
             hub.remember("G", ("k",), codec.dumps("new"))  # meanwhile a local write of it begins
-            stale = _watch.digest_of(codec.dumps("old"))
+            stale = _changes.digest_of(codec.dumps("old"))
             assert not hub.offer("G", ("k",), stale, "old", mark)  # read it again instead
             # Read again while the write is still landing: still older than the write, whose
             # own change follows; delivering it would report a state twice (seen under load).
