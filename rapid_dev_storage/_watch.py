@@ -54,7 +54,7 @@ class ChangeHub:
         self._callbacks: dict[Subscription, Filter] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._known: dict[tuple[str, Keys], bytes | None] = {}  # record -> digest (None: cleared)
-        self._clock = 0  # local writes begun so far
+        self._clock = 0  # local writes begun or landed so far
         self._touched: dict[tuple[str, Keys], int] = {}  # record -> clock at its latest
         self._touched_floor = 0  # records not in _touched were last written before this
         self._writing: dict[tuple[str, Keys], int] = {}  # record -> local writes not yet over
@@ -126,12 +126,16 @@ class ChangeHub:
         """Learn the bytes a local write is about to store, before it lands (not published)."""
         record = (group, keys)
         self._set_known(record, None if data is None else digest_of(data))
+        self._touch(record)
+        self._writing[record] = self._writing.get(record, 0) + 1
+
+    def _touch(self, record: tuple[str, Keys]) -> None:
+        """Note that a local write of ``record`` began or landed: reads marked before are stale."""
         self._clock += 1
         if len(self._touched) >= TOUCHED_RECORDS:
             self._touched.clear()
             self._touched_floor = self._clock
         self._touched[record] = self._clock
-        self._writing[record] = self._writing.get(record, 0) + 1
 
     def know(self, group: str, keys: Keys, digest: bytes | None) -> None:
         """Learn a record's state from a watcher's first scan, unless something newer is known."""
@@ -167,6 +171,9 @@ class ChangeHub:
         record = (group, keys)
         if origin == "local":
             self._over(record)
+            # A read sent while the write was landing may hold the bytes it replaced, and come
+            # back after this: marked before now, it is read again, not delivered as external.
+            self._touch(record)
         if not self.active:
             return
         digest = None if data is None else digest_of(data)
@@ -189,8 +196,8 @@ class ChangeHub:
 
         ``digest`` is `digest_of` the bytes (None: cleared, ``value`` then `NoValue`; ``value``
         `UNDECODABLE`: warned about, not delivered). Return False, delivering nothing, when a
-        local write of the record began after ``mark``: what was read may be older than that
-        write, so read the record again.
+        local write of the record began or landed after ``mark``: what was read may be older
+        than that write, so read the record again.
         """
         if not self.active:
             return True

@@ -324,6 +324,13 @@ async def test_a_read_a_local_write_overtook_is_not_published() -> None:
             hub.publish("G", ("k",), codec.dumps("new"), "local")  # the write landed
             change = await next_change(changes)
             assert (change.value, change.origin) == ("new", "local")
+            # A read sent while a write was landing, answered after it landed: read it again
+            # (it may hold the bytes the write replaced; delivered, ours echoed as external).
+            hub.remember("G", ("k",), codec.dumps("newer"))
+            landing = hub.mark()
+            hub.publish("G", ("k",), codec.dumps("newer"), "local")
+            assert (await next_change(changes)).value == "newer"
+            assert not hub.offer("G", ("k",), stale, "old", landing)
             # Another writer's "old" after ours is a change, reported once.
             assert hub.offer("G", ("k",), stale, "old", hub.mark())
             assert (await next_change(changes)).value == "old"
