@@ -30,6 +30,7 @@ from ._file_layout import (
     decode_record,
     encode_record,
     group_directory_name,
+    is_file_of,
     misnamed_record,
     record_file_name,
     record_form,
@@ -357,10 +358,7 @@ class FileBackend(StorageBackend):
         if keys is not None:
             misplaced = found_keys != keys
         else:
-            # rpartition, not basename: sources are joined with os.sep, and it costs a third.
-            misplaced = source is not None and source.rpartition(os.sep)[2] != record_file_name(
-                found_keys, self._extension
-            )
+            misplaced = source is not None and not is_file_of(source, found_keys, self._extension)
         if misplaced:
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)
