@@ -30,7 +30,6 @@ from ._file_layout import (
     decode_record,
     encode_record,
     group_directory_name,
-    is_file_of,
     misnamed_record,
     record_file_name,
     record_form,
@@ -357,8 +356,15 @@ class FileBackend(StorageBackend):
         # Read by keys, the file was named from them; found by listing, its name must match.
         if keys is not None:
             misplaced = found_keys != keys
+        elif source is None or self._record_paths.get((group, found_keys)) == source:
+            # A path remembered by record_path was named from these keys' digest: no digest
+            # again for a record this process wrote or read (a scan asks for every record).
+            misplaced = False
         else:
-            misplaced = source is not None and not is_file_of(source, found_keys, self._extension)
+            # rpartition, not basename: sources are joined with os.sep, and it costs a third.
+            misplaced = source.rpartition(os.sep)[2] != record_file_name(
+                found_keys, self._extension
+            )
         if misplaced:
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)

@@ -155,21 +155,6 @@ def record_file_name(keys: Keys, extension: str) -> str:
     return key_digest(keys) + extension
 
 
-def is_file_of(path: str, keys: Keys, extension: str) -> bool:
-    """Whether ``path``, a file found by listing, is the file `record_file_name` gives ``keys``.
-
-    A scan asks this of every record it reads (a misnamed file must not be yielded under keys
-    a get cannot find): the name is compared where it stands in ``path``, none is built.
-    """
-    start = len(path) - len(extension) - DIGEST_LENGTH
-    return (
-        start >= 0
-        and path.endswith(extension)
-        and path.startswith(key_digest(keys), start)
-        and (start == 0 or path[start - 1] == os.sep)
-    )
-
-
 def is_record_name(name: str, extension: str) -> bool:
     """Whether ``name`` is a record file's: exactly 32 lower-case hex digits + ``extension``.
 
