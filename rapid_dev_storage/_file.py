@@ -356,13 +356,9 @@ class FileBackend(StorageBackend):
         # Read by keys, the file was named from them; found by listing, its name must match.
         if keys is not None:
             misplaced = found_keys != keys
-        elif source is None or self._record_paths.get((group, found_keys)) == source:
-            # A path remembered by record_path was named from these keys' digest: no digest
-            # again for a record this process wrote or read (a scan asks for every record).
-            misplaced = False
         else:
             # rpartition, not basename: sources are joined with os.sep, and it costs a third.
-            misplaced = source.rpartition(os.sep)[2] != record_file_name(
+            misplaced = source is not None and source.rpartition(os.sep)[2] != record_file_name(
                 found_keys, self._extension
             )
         if misplaced:

@@ -105,8 +105,8 @@ async def test_a_scan_sees_records_another_writer_changed_after_a_read(tmp_path:
 async def test_a_copy_of_a_record_this_process_wrote_is_refused_by_a_scan(
     tmp_path: Path, inline_limit: int
 ) -> None:
-    # The scan skips the digest for a file at the path remembered for its keys: a copy of
-    # that file under another name must still be found out by its name.
+    # The process knows the original's path for these keys; a copy of it under another name
+    # must still be found out by its name (a get could never find it).
     async with await open_store(tmp_path, inline_limit=inline_limit) as store:
         group = store.get_group("G")
         await group["k"].set_value(1)  # its path is remembered now

@@ -14,10 +14,12 @@ ones below it:
 - get_data: `StorageBackend.get_data` (the policy: checks, decode, turns);
 - group[key]: ``group[key].get_value()``, as the bench's get row does.
 
-Scans (``--scan``): all_items of a group beside the raw scandir+read+unpack loop, and the scan
-without its decoding (`_file_scan.scan_group`), per record.
+Scans (``--scan``): all_items of a group beside the raw scandir+read+unpack loop, the scan
+without its decoding (`_file_scan.scan_group`), and with the backend's decoding but not the
+policy's loop, per record. ``--cold``: as a process that did not write or read the records
+scans them (their names proven by digest, not by the paths remembered for their keys).
 
-    python tools/measure_file_reads.py [--scan] [--rounds N]
+    python tools/measure_file_reads.py [--scan [--cold]] [--rounds N]
 """
 
 from __future__ import annotations
@@ -44,6 +46,21 @@ RECORDS = 1_000
 SCAN_RECORDS = 20_000
 
 Layer = Callable[[int], Awaitable[Any]]
+
+
+async def interleave(
+    layers: dict[str, Layer], rounds: int, calls: int, per: int, before: Callable[[], None]
+) -> dict[str, list[float]]:
+    """Time ``calls`` calls of each layer in turn, ``rounds`` times: µs per one of ``per``."""
+    samples: dict[str, list[float]] = {name: [] for name in layers}
+    for _ in range(rounds):
+        for name, layer in layers.items():
+            before()
+            start = time.perf_counter()
+            for index in range(calls):
+                await layer(index)
+            samples[name].append((time.perf_counter() - start) / per * 1e6)
+    return samples
 
 
 def report(samples: dict[str, list[float]], base: str) -> None:
@@ -108,21 +125,17 @@ async def first_reads(root: str, rounds: int) -> None:
         "get_data": get_data,
         "group[key]": group_key,
     }
-    samples: dict[str, list[float]] = {name: [] for name in layers}
-    for _ in range(rounds):
-        for name, layer in layers.items():
-            backend._cache = fresh[0] = ReadCache()  # not read before
-            start = time.perf_counter()
-            for index in range(RECORDS):
-                await layer(index)
-            samples[name].append((time.perf_counter() - start) / RECORDS * 1e6)
-    report(samples, "diskcache")
+
+    def forget() -> None:
+        backend._cache = fresh[0] = ReadCache()  # not read before
+
+    report(await interleave(layers, rounds, RECORDS, RECORDS, forget), "diskcache")
     os.close(held)
     cache.close()
     await store.close()
 
 
-async def scans(root: str, rounds: int) -> None:
+async def scans(root: str, rounds: int, *, cold: bool) -> None:
     backend = await FileBackend.create_backend_instance(root, "scan", 1, durability="fast")
     store = Storage(backend)
     group = store.get_group("scan")
@@ -163,24 +176,28 @@ async def scans(root: str, rounds: int) -> None:
         "+ _record_of": decoded,
         "all_items": all_items,
     }
-    samples: dict[str, list[float]] = {name: [] for name in layers}
-    for _ in range(rounds):
-        for name, layer in layers.items():
-            start = time.perf_counter()
-            await layer(0)
-            samples[name].append((time.perf_counter() - start) / SCAN_RECORDS * 1e6)
-    report(samples, "raw")
+
+    def forget() -> None:
+        if cold:  # a process that never wrote or read these records: every name digested
+            backend._record_paths.clear()
+
+    report(await interleave(layers, rounds, 1, SCAN_RECORDS, forget), "raw")
     await store.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scan", action="store_true", help="measure scans, not first reads")
+    parser.add_argument(
+        "--cold", action="store_true", help="scans: by a process that did not write the records"
+    )
     parser.add_argument("--rounds", type=int, default=15)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rds-file-reads-") as root:
-        measure = scans if arguments.scan else first_reads
-        asyncio.run(measure(root, arguments.rounds))
+        if arguments.scan:
+            asyncio.run(scans(root, arguments.rounds, cold=arguments.cold))
+        else:
+            asyncio.run(first_reads(root, arguments.rounds))
 
 
 if __name__ == "__main__":
