@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 import threading
+from stat import S_ISREG
 from typing import Generator
 
 from ._file_io import (
@@ -94,12 +95,19 @@ class ReadCache:
         """
         if len(data) > READ_CACHE_RECORD_BYTES or seconds_since_change(status) < RACY_SECONDS:
             return
-        if len(self._entries) >= READ_CACHE_ENTRIES:
+        entries = self._entries
+        if len(entries) >= READ_CACHE_ENTRIES:
             # Another thread changing the dict meanwhile breaks next(iter()): evict next time.
             with contextlib.suppress(RuntimeError, StopIteration):
-                self._entries.pop(next(iter(self._entries)), None)  # the oldest
-        file = (status.st_ino, status.st_size, status.st_ctime_ns)
-        self._entries[path] = (*file, directory, directory_inode, data)
+                entries.pop(next(iter(entries)), None)  # the oldest
+        entries[path] = (
+            status.st_ino,
+            status.st_size,
+            status.st_ctime_ns,
+            directory,
+            directory_inode,
+            data,
+        )
 
 
 class HeldDirectories:
@@ -137,10 +145,10 @@ class HeldDirectories:
                 held = self._held.get(directory)
                 if held is None or held[2] != status.st_ino or held[1] != status.st_dev:
                     held = self._hold(directory)
-                try:
-                    if held[0] is None:
-                        return held[3].open(FileIO, name, READ_FLAGS), held[2]
+                if held[0] is not None and not self._closed:  # nearly every read
                     return FileIO.open(name, READ_FLAGS, dir_fd=held[0]), held[2]
+                try:
+                    return held[3].open(FileIO, name, READ_FLAGS), held[2]
                 finally:
                     if self._closed:  # the backend closed: hold nothing
                         held[3].close()
@@ -230,9 +238,12 @@ def read_small(
         return True, read_file(path)  # raises the precise error (the record is a link...)
     try:
         status = os.fstat(descriptor)
-        if status.st_size > limit or not stat.S_ISREG(status.st_mode):
+        size = status.st_size
+        if size > limit or not S_ISREG(status.st_mode):
             return False, None  # a FIFO or a device too: the thread's read names it
-        data = read_rest(descriptor, status.st_size)
+        data = os.read(descriptor, size + 1)  # read_rest, its one read written out
+        if len(data) > size:  # grown since the fstat
+            data += read_rest(descriptor, 0)
     finally:
         os.close(descriptor)
     cache.keep(path, status, directory, directory_inode, data)

@@ -101,6 +101,25 @@ async def test_a_scan_sees_records_another_writer_changed_after_a_read(tmp_path:
         assert await store.get_group("G")["k"].get_value() == 2
 
 
+@pytest.mark.parametrize("inline_limit", [65536, 0])  # read on the loop; on threads
+async def test_a_copy_of_a_record_this_process_wrote_is_refused_by_a_scan(
+    tmp_path: Path, inline_limit: int
+) -> None:
+    # The process knows the original's path for these keys; a copy of it under another name
+    # must still be found out by its name (a get could never find it).
+    async with await open_store(tmp_path, inline_limit=inline_limit) as store:
+        group = store.get_group("G")
+        await group["k"].set_value(1)  # its path is remembered now
+        original = record_file(store, "G", "k")
+        copy = original.with_name("0" * 32 + original.suffix)
+        copy.write_bytes(original.read_bytes())
+        problems: list[CorruptRecordError] = []
+        items = [item async for item in group.all_items(on_corrupt=problems.append)]
+        assert items == [(("k",), 1)]
+        assert [problem.location for problem in problems] == [str(copy)]
+        assert "copied or renamed by hand" in str(problems[0])
+
+
 # --- group directories held open for first reads ----------------------------------------------
 
 

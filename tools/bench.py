@@ -50,7 +50,7 @@ from bench_peers import (
     raw_files,
     thread_hop,
 )
-from bench_reads import measure_cold_reads
+from bench_reads import measure_cold_reads, measure_warm_reads
 from bench_report import as_json, chart, machine, report
 from bench_scaling import measure_scaling
 from bench_startup import measure_startup
@@ -279,6 +279,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: in
         measure_raw_scans(bench)
         print("measuring first reads of records not in the page cache...", file=sys.stderr)
         await measure_cold_reads(bench, 30 if quick else 300)
+        print("measuring first reads of warm records beside their system calls...", file=sys.stderr)
+        await measure_warm_reads(bench, 300 if quick else 4_000)
         measure_plain_sqlite_scans(bench, plain_normal)  # on the fast file, filled by ours
         if server:
             await measure_plain_asyncpg_scans(bench, server)

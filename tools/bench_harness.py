@@ -47,6 +47,16 @@ QUICK = Sizes(
 )
 ROUNDS = 5
 
+
+@dataclasses.dataclass
+class Target:
+    label: str
+    ours: tuple[str, str]  # (subject, workload); "{large}" in a workload is the large scan size
+    reference: tuple[str, str]  # or ("budget", microseconds): a fixed bound
+    bound: float
+    higher_is_better: bool = False  # compare throughput instead of latency
+
+
 Operation = Callable[[], Any]  # a plain function, or one returning an awaitable
 
 

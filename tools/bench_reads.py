@@ -1,4 +1,5 @@
-"""First reads of records whose bytes are not in the page cache: disk I/O on the event loop.
+"""First reads: of records whose bytes are not in the page cache (disk I/O on the event loop),
+and of warm records beside the system calls they cannot do without.
 
 A first read of a small record runs on the loop (a hop to a thread costs more than a warm read
 does), so when the record's data is not cached the disk read holds the loop. Each record's
@@ -8,24 +9,60 @@ a store opened afresh (its read cache has seen nothing), and the same file, evic
 raw open+read+close+unpack beside it. The directory and the file's inode stay cached: this measures
 the data read, not a cold path walk (after ``drop_caches`` the first reads also wait for
 directory and inode blocks). Linux only (elsewhere no rows are added).
+
+A first read of a warm record makes five system calls (lstat of the held group directory, open
+relative to it, fstat, read, close), each guarding something (docs/benchmarks.md); the rows of
+`measure_warm_reads` put our get beside those calls alone and beside diskcache's get, so the
+Python over the floor and the floor itself are each a ratio of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import statistics
 import time
 from pathlib import Path
+from typing import Any, Callable
 
-from bench_harness import VALUE, Bench, Result
+import diskcache
+from bench_harness import ROUNDS, VALUE, Bench, Result, Target
 from bench_peers import raw_read
 
 from rapid_dev_storage import FileBackend, Storage
+from rapid_dev_storage._file_io import READ_FLAGS
 
 OURS = "FileBackend msgpack fast"
 RAW = "raw files"
 COLD = "first read, not cached"
 COLD_LONGEST = "first read, not cached, longest"
+WARM = "first read, warm"
+FLOOR = "its system calls alone"
+DISKCACHE = "diskcache.Cache"
+
+COLD_TARGETS = [  # Linux only: posix_fadvise evicts one file's pages
+    Target(
+        "(extra) first read of a record not in the page cache: longest <= 50 ms (on the loop)",
+        (OURS, COLD_LONGEST),
+        ("budget", "50000"),
+        1.0,
+    ),
+]
+WARM_TARGETS = [  # the Python over a first read's five system calls, and those calls' floor
+    Target(
+        "(extra) first read, warm: FileBackend get <= 1.5x its system calls alone",
+        (OURS, WARM),
+        (FLOOR, WARM),
+        1.5,
+    ),
+    Target(
+        "(extra) first read, warm: its system calls alone <= 1.0x diskcache.Cache.get",
+        (FLOOR, WARM),
+        (DISKCACHE, WARM),
+        1.0,
+    ),
+]
 
 
 def evict(path: str) -> None:
@@ -74,3 +111,62 @@ async def measure_cold_reads(bench: Bench, count: int) -> None:
         longest = max(samples) / 1000
         note = f"of {count}; median {statistics.median(samples) / 1000:,.0f} µs"
         bench.results.append(Result(subject, COLD_LONGEST, longest, 1e6 / longest, note))
+
+
+async def measure_warm_reads(bench: Bench, count: int) -> None:
+    """Add first reads of ``count`` warm records: ours, its system calls alone, diskcache's.
+
+    Each subject reads every record once, in rounds that visit the subjects in turn; ours on a
+    store opened afresh, so nothing it reads is in its read cache.
+    """
+    root = Path(bench.root) / "warm"
+    keys = [f"warm{index:06}" for index in range(count)]
+    backend = await FileBackend.create_backend_instance(root, "warm", 1, durability="fast")
+    async with Storage(backend) as store:
+        group = store.get_group("warm")
+        for start in range(0, count, 256):
+            await asyncio.gather(
+                *(group[key].set_value(VALUE) for key in keys[start : start + 256])
+            )
+    paths = {key: backend.record_path("warm", (key,)) for key in keys}
+    directory = os.path.dirname(paths[keys[0]])
+    held = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    cache = diskcache.Cache(str(root / "diskcache"))
+    for key in keys:
+        cache.set(key, VALUE)
+    await asyncio.sleep(0.1)  # older than the read cache's racy window, as most records are
+
+    def system_calls(key: str) -> bytes:
+        os.lstat(directory)
+        descriptor = os.open(os.path.basename(paths[key]), READ_FLAGS, dir_fd=held)
+        try:
+            return os.read(descriptor, os.fstat(descriptor).st_size + 1)
+        finally:
+            os.close(descriptor)
+
+    try:
+        async with Storage(
+            await FileBackend.create_backend_instance(root, "warm", 1, durability="fast")
+        ) as store:
+            group = store.get_group("warm")
+            subjects: dict[str, Callable[[str], Any]] = {
+                OURS: lambda key: group[key].get_value(),
+                FLOOR: system_calls,
+                DISKCACHE: cache.get,
+            }
+            orders = {name: random.sample(keys, count) for name in subjects}
+            samples: dict[str, list[int]] = {name: [] for name in subjects}
+            per_round = max(1, count // ROUNDS)
+            for turn in range(ROUNDS):
+                for name, read in subjects.items():
+                    for key in orders[name][turn * per_round : (turn + 1) * per_round]:
+                        start = time.perf_counter_ns()
+                        result = read(key)
+                        if asyncio.iscoroutine(result):
+                            await result
+                        samples[name].append(time.perf_counter_ns() - start)
+    finally:
+        os.close(held)
+        cache.close()
+    for name, timings in samples.items():
+        bench.add(name, WARM, timings, f"of {len(timings)} records, each read once")

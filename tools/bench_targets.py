@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from bench_concurrency import BEST, ONE_TASK, RAW, TASKS_SET, TMPFS
-from bench_harness import Bench
+from bench_harness import Bench, Target
 from bench_large import OURS as LARGE_OURS
 from bench_large import SIZES as LARGE_SIZES
 from bench_large import STALL as LARGE_STALL
 from bench_large import VALIDATION, ours_name, peer_name, shapes
 from bench_large import workload as large_workload
-from bench_reads import COLD_LONGEST
+from bench_reads import COLD_LONGEST, COLD_TARGETS, FLOOR, WARM, WARM_TARGETS
 from bench_reads import OURS as COLD_OURS
 from bench_scaling import DISKCACHE as SCALING_DISKCACHE
 from bench_scaling import FILE as SCALING_FILE
@@ -23,16 +21,6 @@ from bench_sync import DISKCACHE as SYNC_DISKCACHE
 from bench_sync import GET as SYNC_GET
 from bench_sync import SET as SYNC_SET
 from bench_sync import SYNC
-
-
-@dataclasses.dataclass
-class Target:
-    label: str
-    ours: tuple[str, str]  # (subject, workload); "{large}" in a workload is the large scan size
-    reference: tuple[str, str]  # or ("budget", microseconds): a fixed bound
-    bound: float
-    higher_is_better: bool = False  # compare throughput instead of latency
-
 
 FILE_FULL, FILE_FAST = "FileBackend msgpack full", "FileBackend msgpack fast"
 SQLITE_FULL, SQLITE_FAST = "SQLiteBackend full", "SQLiteBackend fast"
@@ -312,16 +300,6 @@ STARTUP_TARGETS = [
 ]
 
 
-COLD_TARGETS = [  # Linux only: posix_fadvise evicts one file's pages (bench_reads)
-    Target(
-        "(extra) first read of a record not in the page cache: longest <= 50 ms (on the loop)",
-        (COLD_OURS, COLD_LONGEST),
-        ("budget", "50000"),
-        1.0,
-    ),
-]
-
-
 SCALING_TARGETS = [
     Target(
         "scaling: FileBackend get (not read before) at {scale_large} records <= 1.5x at "
@@ -368,6 +346,7 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     targets += STARTUP_TARGETS if STARTUP in subjects else []
     targets += SCALING_TARGETS if SCALING_FILE in subjects else []
     targets += COLD_TARGETS if (COLD_OURS, COLD_LONGEST) in measured else []
+    targets += WARM_TARGETS if (FLOOR, WARM) in measured else []
     # Rows on tmpfs exist only where /dev/shm does.
     targets = [t for t in targets if not t.ours[1].endswith(TMPFS) or t.ours in measured]
     for target in targets:
