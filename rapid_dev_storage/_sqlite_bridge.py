@@ -1,7 +1,7 @@
 """SQLiteBackend's bridge to the event loop: two connections and the worker thread that owns one.
 
-A primary-key read takes a few microseconds, far less than a hop to a thread (about 130 us
-here, measured in ``tools/measure_sqlite_bridge.py``), so reads run inline on the loop through a
+A primary-key read takes a few microseconds, far less than a hop to a thread (35-45 us here on
+the store's own worker thread, `_sqlite_worker`), so reads run inline on the loop through a
 connection that never waits for a lock; in WAL mode a reader never waits for a writer, and if
 it ever meets a lock anyway the read moves to the worker. Writes commit with an fsync and may
 wait for another process's lock, so they run on one worker thread that owns the writing
@@ -11,16 +11,14 @@ process, so it runs entirely inline.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from ._codecs import Codec
-from ._locks import UnfinishedJobs
 from ._settings import StoreOptions
 from ._sqlite_core import MEMORY, checkpoint, open_connections, translated
 from ._sqlite_sql import Queries
+from ._sqlite_worker import Worker
 from .errors import LockTimeoutError, StoreClosedError
 
 T = TypeVar("T")
@@ -37,7 +35,7 @@ class Connections:
         location: str,
         options: StoreOptions,
         connections: tuple[sqlite3.Connection, sqlite3.Connection],
-        worker: ThreadPoolExecutor | None,
+        worker: Worker | None,
     ) -> None:
         self.location = location
         self.writer, self.inline = connections
@@ -47,8 +45,6 @@ class Connections:
         self._lock_timeout = options.lock_timeout
         # Inline means a small write at durability fast (a WAL commit without fsync).
         self._inline_writes = worker is None or options.durability == "fast"
-        # Writes handed to the worker and not finished: later writes queue behind them.
-        self._worker_writes = UnfinishedJobs()
         self._commits_since_checkpoint = 0
         self.closed = False
 
@@ -78,10 +74,7 @@ class Connections:
 
         if self.closed:
             raise StoreClosedError(f"the store at {self.location} is closed")
-        future = self.worker.submit(call)
-        if write:
-            self._worker_writes.add(future)
-        return await asyncio.wrap_future(future)
+        return await self.worker.run(call, write=write)
 
     def submit(self, function: Callable[..., object], *args: Any) -> None:
         """Hand the worker housekeeping (a checkpoint, a prune) that nobody awaits."""
@@ -107,7 +100,8 @@ class Connections:
         fsync) or in memory, with no earlier write still queued on the worker: writes of this
         backend land in the order they were made.
         """
-        if (self._inline_writes and small and not self._worker_writes) or self.worker is None:
+        worker = self.worker
+        if worker is None or (self._inline_writes and small and not worker.writes_pending):
             try:
                 result = function(self.loop_connection(), *args)
             except sqlite3.Error as exc:
@@ -142,8 +136,8 @@ class Connections:
         if self.worker is None:
             self.writer.close()
             return
-        await asyncio.get_running_loop().run_in_executor(self.worker, self.writer.close)
-        self.worker.shutdown(wait=True)
+        await self.worker.run(self.writer.close)
+        self.worker.stop()
 
 
 async def open_store(location: str, options: StoreOptions) -> tuple[Connections, Queries, Codec]:
@@ -151,12 +145,10 @@ async def open_store(location: str, options: StoreOptions) -> tuple[Connections,
     if location == MEMORY:
         writer, inline, queries, codec = open_connections(location, options)
         return Connections(location, options, (writer, inline), None), queries, codec
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapid-dev-storage-sqlite")
+    worker = Worker("rapid-dev-storage-sqlite")
     try:
-        writer, inline, queries, codec = await asyncio.get_running_loop().run_in_executor(
-            worker, open_connections, location, options
-        )
+        writer, inline, queries, codec = await worker.run(open_connections, location, options)
     except BaseException:
-        worker.shutdown(wait=False)
+        worker.stop(wait=False)  # a cancelled open runs on: the loop does not wait for it
         raise
     return Connections(location, options, (writer, inline), worker), queries, codec
