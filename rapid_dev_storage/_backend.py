@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 from ._codecs import Codec, MsgpackCodec, resolve_codec
 from ._coding import record_label
 from ._hooks import NOT_READY, ScanItem
-from ._locks import KeyLocks, check_not_updating, running_update_function
+from ._locks import KeyLocks, check_not_updating, running_update_function, update_running
 from ._publishing import Publishes
 from ._slices import LARGE_RECORD
 from ._snapshots import LargeValue
@@ -101,6 +101,8 @@ class StorageBackend(Publishes):
             data = self._encode_at_call(group, checked, value)
             if isinstance(data, LargeValue) or self._waits(group, checked):
                 await self._write_in_turn(group, checked, data)
+            elif self._active_hub() is None:  # unwatched: no publishing context to enter
+                await self._write(group, checked, data)
             else:
                 async with self._publishing(group, [checked], data):
                     await self._write(group, checked, data)
@@ -169,6 +171,8 @@ class StorageBackend(Publishes):
         try:
             if self._waits(group, checked):
                 await self._write_in_turn(group, checked, None)
+            elif self._active_hub() is None:  # unwatched: no publishing context to enter
+                await self._delete(group, checked)
             else:
                 async with self._publishing(group, [checked], None):
                     await self._delete(group, checked)
@@ -379,9 +383,10 @@ class StorageBackend(Publishes):
         self._check_open()
         group, checked = check_record(group_name, keys)
         self._check_writable()
-        check_not_updating(
-            self._lock_id(group, checked), action, lambda: record_label(group, checked)
-        )
+        if update_running():  # the lock id and the label cost a set that no update runs around
+            check_not_updating(
+                self._lock_id(group, checked), action, lambda: record_label(group, checked)
+            )
         return group, checked
 
     def _record_locks(self) -> KeyLocks:
