@@ -67,6 +67,11 @@ class RecordCoding(BackendHooks):
 
     _proof_codec: Codec | None = None  # the codec whose surely_storable _proof is
     _proof: Callable[[bytes], bool] | None = None
+    _decodes_plainly = True  # no _decode_record of its own: `_record_of` calls the codec itself
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._decodes_plainly = cls._decode_record is RecordCoding._decode_record
 
     # --- optional hooks ---------------------------------------------------------------------
 
@@ -304,7 +309,10 @@ class RecordCoding(BackendHooks):
         """
         codec = self.codec
         try:
-            record = self._decode_record(group, keys, data, source)
+            if keys is not None and self._decodes_plainly:  # the default hook, written out
+                record = keys, codec.loads(data)
+            else:
+                record = self._decode_record(group, keys, data, source)
         except Exception:  # decoded again below, to raise a CorruptRecordError
             pass
         else:

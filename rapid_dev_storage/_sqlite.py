@@ -99,7 +99,7 @@ class SQLiteBackend(StorageBackend):
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         try:  # Connections.read's inline attempt, written out: this is the hottest path
-            data = read_small(self._connections.loop_connection(), self._queries, group, keys)
+            data = read_small(self._connections.loop_cursor(), self._queries, group, keys)
         except sqlite3.Error:
             data = await self._connections.read(read_small, self._queries, group, keys)
         if data is LARGE:

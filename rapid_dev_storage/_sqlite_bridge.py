@@ -40,6 +40,8 @@ class Connections:
         self.location = location
         self.writer, self.inline = connections
         """The worker's connection (it may wait for locks), and the loop's (it never does)."""
+        # Reads of one record reuse a cursor: sqlite3 makes one per Connection.execute.
+        self._loop_cursor = self.inline.cursor()
         self.worker = worker
         """None in memory: everything runs inline."""
         self._lock_timeout = options.lock_timeout
@@ -55,8 +57,17 @@ class Connections:
         when the store closes gets our error, never a closed (or closing) connection.
         """
         if self.closed:
-            raise StoreClosedError(f"the store at {self.location} is closed")
+            raise self._closed_error()
         return self.inline
+
+    def loop_cursor(self) -> sqlite3.Cursor:
+        """Return the loop's connection's cursor for whole reads (`loop_connection`'s rules)."""
+        if self.closed:
+            raise self._closed_error()
+        return self._loop_cursor
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"the store at {self.location} is closed")
 
     async def on_worker(self, function: Callable[..., T], *args: Any, write: bool = False) -> T:
         """Run one whole operation on the worker's connection, which may wait for locks.
@@ -73,7 +84,7 @@ class Connections:
                 raise self.error(exc) from exc
 
         if self.closed:
-            raise StoreClosedError(f"the store at {self.location} is closed")
+            raise self._closed_error()
         return await self.worker.run(call, write=write)
 
     def submit(self, function: Callable[..., object], *args: Any) -> None:

@@ -76,9 +76,12 @@ def read(connection: sqlite3.Connection, queries: Queries, group: str, keys: Key
 
 
 def read_small(
-    connection: sqlite3.Connection, queries: Queries, group: str, keys: Keys
+    connection: sqlite3.Connection | sqlite3.Cursor, queries: Queries, group: str, keys: Keys
 ) -> bytes | object | None:
-    """`read` for inline use: `LARGE` (having copied nothing) for a large value."""
+    """`read` for inline use: `LARGE` (having copied nothing) for a large value.
+
+    ``connection`` may be a cursor of one, reused (its rows are all fetched here).
+    """
     rows = connection.execute(queries.select_small, record_params(group, keys)).fetchall()
     if not rows:
         return None
