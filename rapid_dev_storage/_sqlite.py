@@ -54,6 +54,7 @@ class SQLiteBackend(StorageBackend):
         super().__init__(codec)
         self.location = connections.location
         self._connections = connections
+        connections.after_wait = self._turn_taken  # a wait for the worker gave the loop a round
         self._queries = queries
         # An in-memory database has no other writer: our own events are all there is to watch.
         self._poller = (

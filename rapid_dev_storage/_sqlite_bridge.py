@@ -49,6 +49,8 @@ class Connections:
         self._inline_writes = worker is None or options.durability == "fast"
         self._commits_since_checkpoint = 0
         self.closed = False
+        self.after_wait: Callable[[], None] = _nothing
+        """Called after each operation that waited for the worker (the loop ran meanwhile)."""
 
     def loop_connection(self) -> sqlite3.Connection:
         """Return the loop's connection, or raise `StoreClosedError` once closing began.
@@ -85,7 +87,10 @@ class Connections:
 
         if self.closed:
             raise self._closed_error()
-        return await self.worker.run(call, write=write)
+        try:
+            return await self.worker.run(call, write=write)
+        finally:
+            self.after_wait()
 
     def submit(self, function: Callable[..., object], *args: Any) -> None:
         """Hand the worker housekeeping (a checkpoint, a prune) that nobody awaits."""
@@ -149,6 +154,10 @@ class Connections:
             return
         await self.worker.run(self.writer.close)
         self.worker.stop()
+
+
+def _nothing() -> None:
+    pass
 
 
 async def open_store(location: str, options: StoreOptions) -> tuple[Connections, Queries, Codec]:

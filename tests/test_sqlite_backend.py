@@ -339,3 +339,28 @@ async def test_a_scan_over_pages_of_small_and_large_values_yields_each_once(
     async with store:
         assert {keys: value async for keys, value in group.all_items()} == expected
         assert [keys async for keys, _ in group.all_items()] == sorted(expected)
+
+
+async def test_durable_sets_waiting_for_the_worker_are_given_no_extra_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each durable set waits for the worker, so the loop had its round: no sleep(0) on top."""
+    backend = await SQLiteBackend.create_backend_instance(
+        tmp_path / "s.db", "s", 1, durability="full"
+    )
+    turns: list[None] = []
+    give_turn = backend._give_turn
+
+    async def counted() -> None:
+        turns.append(None)
+        await give_turn()
+
+    monkeypatch.setattr(backend, "_give_turn", counted)
+    group = Storage(backend).get_group("g")
+    # Well over TURN_EVERY of back-to-back sets: before, a turn every millisecond or so.
+    for index in range(40):
+        await group[f"k{index}"].set_value(index)
+    assert turns == []
+    for index in range(40):
+        assert await group[f"k{index}"].get_value() == index
+    await backend.close()
