@@ -16,16 +16,15 @@ unfinished (`Worker.writes_pending`) until then, so later inline writes queue be
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import queue
 import threading
 import weakref
 from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
+from ._threads import stop_at_exit, stopped
 
-_LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
+T = TypeVar("T")
 
 
 class _Job:
@@ -70,7 +69,7 @@ class Worker:
         )
         self._thread.start()
         self._finalizer = weakref.finalize(self, self._queue.put, None)
-        _LIVE.add(self)
+        stop_at_exit(self)  # queued writes land before the interpreter goes
 
     @property
     def writes_pending(self) -> bool:
@@ -101,7 +100,7 @@ class Worker:
 
     def stop(self, *, wait: bool = True) -> None:
         """End the thread once the jobs given before are done; ``wait`` for it to end."""
-        _LIVE.discard(self)
+        stopped(self)
         self._finalizer()  # puts the thread's end on the queue, once
         if wait:
             self._thread.join()
@@ -126,14 +125,3 @@ def _work(
         if job.loop is not None:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits the result
                 job.loop.call_soon_threadsafe(job.settle, result, error)
-
-
-@atexit.register
-def _finish_at_exit() -> None:
-    """Let queued jobs (writes) finish before the interpreter goes, as an executor's would.
-
-    The threads are daemons (an idle one must not keep a process alive whose store was never
-    closed); atexit handlers run while daemon threads still do.
-    """
-    for worker in list(_LIVE):
-        worker.stop()
