@@ -82,7 +82,7 @@ def read_small(
 
     ``connection`` may be a cursor of one, reused (its rows are all fetched here).
     """
-    rows = connection.execute(queries.select_small, record_params(group, keys)).fetchall()
+    rows = connection.execute(queries.select_small_of[len(keys)], (group, *keys)).fetchall()
     if not rows:
         return None
     data, size = rows[0]
@@ -93,7 +93,7 @@ def write(
     connection: sqlite3.Connection, queries: Queries, group: str, keys: Keys, data: bytes
 ) -> None:
     """Store a record's bytes."""
-    connection.execute(queries.upsert, (*record_params(group, keys), data))
+    connection.execute(queries.upsert_of[len(keys)], (group, *keys, data))
 
 
 def swap(

@@ -364,3 +364,25 @@ async def test_durable_sets_waiting_for_the_worker_are_given_no_extra_turns(
     for index in range(40):
         assert await group[f"k{index}"].get_value() == index
     await backend.close()
+
+
+async def test_records_of_every_key_count_stay_distinct(tmp_path: Path) -> None:
+    """Reads and writes use one statement per key count; unused slots and empty keys differ."""
+    store = await open_store(tmp_path / "s.db")
+    group = store.get_group("g")
+    all_keys = [("a",), ("a", ""), ("a", "", ""), ("a", "b", "c", "d"), ("", "", "", "", "")]
+    for index, keys in enumerate(all_keys):
+        await group[keys].set_value(index)
+    for index, keys in enumerate(all_keys):
+        assert await group[keys].get_value() == index
+    assert sorted([keys async for keys, _ in group.all_items()]) == sorted(all_keys)
+    await store.close()
+    connection = sqlite3.connect(tmp_path / "s.db")  # the rows as any reader sees them
+    try:
+        rows = connection.execute(
+            f'SELECT k1, k2, k3, k4, k5, key_count FROM "{table_name("app", "1")}"'
+        ).fetchall()
+    finally:
+        connection.close()
+    expected = [(*keys, *[""] * (5 - len(keys)), len(keys)) for keys in all_keys]
+    assert sorted(rows) == sorted(expected)
