@@ -1,8 +1,11 @@
 """The user-facing handles: `Storage` → `StorageGroup` → `StorageValue`.
 
 Handles call only the backend's public methods, so a backend subclass overriding one (and
-calling ``super()``) is seen by every handle. A backend written for the original seven-method
-contract is run through its adapter (`_original.adapt`).
+calling ``super()``) is seen by every handle; a get or set through a backend that keeps the
+policy's own `StorageBackend.get_data` or ``write_data`` skips a second check of the keys the
+handle checked once. A
+backend written for the original seven-method contract is run through its adapter
+(`_original.adapt`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # loaded with the first watch (`_publishing`): start-up time 
     from ._watch import Callback, Subscription, Watch
 
 StorageT = TypeVar("StorageT", bound="Storage")
+_POLICY_GET, _POLICY_WRITE = StorageBackend.get_data, StorageBackend.write_data
 
 
 class StorageValue(NamesARecord):
@@ -44,7 +48,11 @@ class StorageValue(NamesARecord):
 
         A stored ``None`` is returned as ``None``. Lists and tuples come back as lists.
         """
-        value = await self._backend.get_data(self._group_name, *self._keys)
+        backend = self._backend
+        if type(backend).get_data is _POLICY_GET:  # see the module's docstring
+            value = await backend._get_checked(self._group_name, self._keys)
+        else:
+            value = await backend.get_data(self._group_name, *self._keys)
         return default if value is NoValue else value
 
     async def set_value(self, value: AnyStorable) -> None:
@@ -55,7 +63,11 @@ class StorageValue(NamesARecord):
                 datetime, a non-str dict key, an int out of range...); nothing is written.
 
         """
-        await self._backend.write_data(self._group_name, *self._keys, value=value)
+        backend = self._backend
+        if type(backend).write_data is _POLICY_WRITE:  # see the module's docstring
+            await backend._write_checked(self._group_name, self._keys, value)
+        else:
+            await backend.write_data(self._group_name, *self._keys, value=value)
 
     async def clear_value(self) -> None:
         """Remove the stored value; clearing an absent value is not an error."""

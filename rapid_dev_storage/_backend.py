@@ -12,27 +12,23 @@ implements no hook) is not handled here: `Storage` runs it through `_original.Or
 from __future__ import annotations
 
 import asyncio
-import inspect
 from pathlib import Path
 from time import perf_counter
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
-from ._coding import record_label
 from ._hooks import NOT_READY, ScanItem
-from ._locks import KeyLocks, check_not_updating, running_update_function
-from ._publishing import Publishes
 from ._slices import LARGE_RECORD
 from ._snapshots import LargeValue
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
-from ._validate import check_group_name, check_keys, check_prefix, check_record
+from ._validate import check_keys, check_prefix, check_record
+from ._write_checks import ChecksWrites
 from ._write_order import WaitingWrites
 from .errors import CorruptRecordError, InvalidKeyError, UnsupportedOperationError
 
 __all__ = ["NOT_READY", "CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
-LockId = tuple[int, str, Keys]
 CorruptHandler = Callable[[CorruptRecordError], object]
 """What ``on_corrupt`` is given: called with each record that does not decode."""
 
@@ -41,7 +37,7 @@ def ignore_corrupt(error: CorruptRecordError) -> None:
     """Skip a record that does not decode, while listing keys (a read of it reports it)."""
 
 
-class StorageBackend(Publishes):
+class StorageBackend(ChecksWrites):
     """Where a store's records live. Subclass it to add a backend.
 
     A new backend calls ``super().__init__(codec)`` and implements every hook: ``_read``,
@@ -52,7 +48,6 @@ class StorageBackend(Publishes):
     subclass may override one and call ``super()``.
     """
 
-    _update_locks: KeyLocks | None = None  # made by the first update
     _waiting_writes: WaitingWrites | None = None  # made by the first large write
 
     def __init__(self, codec: str | Codec | None = None) -> None:
@@ -95,12 +90,20 @@ class StorageBackend(Publishes):
             InvalidValueError: the codec cannot carry ``value``; nothing is written.
 
         """
-        group, checked = self._checked_write(group_name, keys, "set_value()")
+        self._check_open()
+        group, checked = check_record(group_name, keys)
+        await self._write_checked(group, checked, value)
+
+    async def _write_checked(self, group: str, checked: Keys, value: AnyStorable) -> None:
+        """`write_data` of checked names and keys: what a handle calls (it checked them once)."""
+        self._check_write(group, checked, "set_value()")
         due = self._turn_due()
         try:
             data = self._encode_at_call(group, checked, value)
             if isinstance(data, LargeValue) or self._waits(group, checked):
                 await self._write_in_turn(group, checked, data)
+            elif self._active_hub() is None:  # unwatched: no publishing context to enter
+                await self._write(group, checked, data)
             else:
                 async with self._publishing(group, [checked], data):
                     await self._write(group, checked, data)
@@ -118,6 +121,11 @@ class StorageBackend(Publishes):
         """
         self._check_open()
         group, checked = check_record(group_name, keys)
+        return await self._get_checked(group, checked)
+
+    async def _get_checked(self, group: str, checked: Keys) -> Any:
+        """`get_data` of checked names and keys: what a handle calls (it checked them once)."""
+        self._check_open()
         if self._turn_due():
             await self._give_turn()
         try:
@@ -169,6 +177,8 @@ class StorageBackend(Publishes):
         try:
             if self._waits(group, checked):
                 await self._write_in_turn(group, checked, None)
+            elif self._active_hub() is None:  # unwatched: no publishing context to enter
+                await self._delete(group, checked)
             else:
                 async with self._publishing(group, [checked], None):
                     await self._delete(group, checked)
@@ -371,35 +381,3 @@ class StorageBackend(Publishes):
             cleared.append(keys)
         async with self._publishing(group, cleared, None):
             await self._delete_prefix(group, prefix)
-
-    def _checked_write(
-        self, group_name: str, keys: tuple[str, ...], action: str
-    ) -> tuple[str, Keys]:
-        """Check a write of one record: open, name and keys, writable, not from its own update."""
-        self._check_open()
-        group, checked = check_record(group_name, keys)
-        self._check_writable()
-        check_not_updating(
-            self._lock_id(group, checked), action, lambda: record_label(group, checked)
-        )
-        return group, checked
-
-    def _record_locks(self) -> KeyLocks:
-        """Return the locks that keep this process's updates of one record one at a time."""
-        if self._update_locks is None:
-            self._update_locks = KeyLocks()
-        return self._update_locks
-
-    def _lock_id(self, group: str, keys: Keys) -> LockId:
-        return (id(self), group, keys)
-
-    def _checked_group(self, group_name: str) -> str:
-        self._check_open()
-        return check_group_name(group_name)
-
-    async def _call_update_function(self, fn: UpdateFunction, current: Any, lock_id: LockId) -> Any:
-        with running_update_function(lock_id):
-            new = fn(current)
-            if inspect.isawaitable(new):
-                new = await new
-        return new

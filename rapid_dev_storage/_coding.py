@@ -27,7 +27,7 @@ from ._snapshots import (
 )
 from ._types import Keys, NoValue
 from ._validate import check_value, lone_surrogate_path, unwritable_reason
-from ._value_fits import value_fits
+from ._value_fits import keys_fit, value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
 SETTLE_WAIT = 0.02
@@ -36,6 +36,10 @@ SETTLE_ATTEMPTS = 100
 keeps changing, for up to two seconds: long enough for an editor's in-place save to finish, also
 on a loaded machine where the saving process waits for a core or the disk's journal."""
 
+
+SMALL_SNAPSHOT = 4096
+"""Bytes up to which a write's check of a msgpack snapshot walks its containers only
+(`keys_fit`); a larger one takes `value_fits`, whose C passes over long containers win."""
 
 UNKNOWN_FORM: Any = object()
 """`RecordCoding._record_form` of a backend whose records are not the bytes of one object."""
@@ -51,11 +55,23 @@ def record_label(group: str, keys: Keys) -> str:
     return f"group {group!r} keys {keys!r}"
 
 
+def _snapshot_fits(value: Any, snapshot: bytes) -> bool:
+    """Whether a value msgpack's strict encoder took as ``snapshot`` passes `check_value`."""
+    if len(snapshot) <= SMALL_SNAPSHOT and SNAPSHOTS.surely_storable(snapshot):
+        return keys_fit(value)  # the bytes proved the rest (see keys_fit)
+    return value_fits(value, 0, True, True, strict=True)
+
+
 class RecordCoding(BackendHooks):
     """Turns values into a record's bytes and back, refusing alike in both directions."""
 
     _proof_codec: Codec | None = None  # the codec whose surely_storable _proof is
     _proof: Callable[[bytes], bool] | None = None
+    _decodes_plainly = True  # no _decode_record of its own: `_record_of` calls the codec itself
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._decodes_plainly = cls._decode_record is RecordCoding._decode_record
 
     # --- optional hooks ---------------------------------------------------------------------
 
@@ -143,7 +159,7 @@ class RecordCoding(BackendHooks):
             return self._encode(group, keys, value)
         if len(snapshot) > INLINE_ENCODE:
             return LargeValue(snapshot, form is not UNKNOWN_FORM)
-        if form is not UNKNOWN_FORM and value_fits(value, 0, True, True, strict=True):
+        if form is not UNKNOWN_FORM and _snapshot_fits(value, snapshot):
             return snapshot
         return self._encode(group, keys, value)
 
@@ -293,7 +309,10 @@ class RecordCoding(BackendHooks):
         """
         codec = self.codec
         try:
-            record = self._decode_record(group, keys, data, source)
+            if keys is not None and self._decodes_plainly:  # the default hook, written out
+                record = keys, codec.loads(data)
+            else:
+                record = self._decode_record(group, keys, data, source)
         except Exception:  # decoded again below, to raise a CorruptRecordError
             pass
         else:

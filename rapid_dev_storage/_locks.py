@@ -18,6 +18,11 @@ _updating: contextvars.ContextVar[frozenset[Hashable]] = contextvars.ContextVar(
 )
 
 
+def update_running() -> bool:
+    """Whether an update function runs in this context: only then can a write re-enter one."""
+    return bool(_updating.get())
+
+
 def check_not_updating(
     record: tuple[int, str, tuple[str, ...]], action: str, describe: Callable[[], str]
 ) -> None:

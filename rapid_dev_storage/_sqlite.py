@@ -54,6 +54,7 @@ class SQLiteBackend(StorageBackend):
         super().__init__(codec)
         self.location = connections.location
         self._connections = connections
+        connections.after_wait = self._turn_taken  # a wait for the worker gave the loop a round
         self._queries = queries
         # An in-memory database has no other writer: our own events are all there is to watch.
         self._poller = (
@@ -99,7 +100,7 @@ class SQLiteBackend(StorageBackend):
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
         try:  # Connections.read's inline attempt, written out: this is the hottest path
-            data = read_small(self._connections.loop_connection(), self._queries, group, keys)
+            data = read_small(self._connections.loop_cursor(), self._queries, group, keys)
         except sqlite3.Error:
             data = await self._connections.read(read_small, self._queries, group, keys)
         if data is LARGE:

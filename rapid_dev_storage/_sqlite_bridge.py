@@ -1,7 +1,7 @@
 """SQLiteBackend's bridge to the event loop: two connections and the worker thread that owns one.
 
-A primary-key read takes a few microseconds, far less than a hop to a thread (about 130 us
-here, measured in ``tools/measure_sqlite_bridge.py``), so reads run inline on the loop through a
+A primary-key read takes a few microseconds, far less than a hop to a thread (35-45 us here on
+the store's own worker thread, `_sqlite_worker`), so reads run inline on the loop through a
 connection that never waits for a lock; in WAL mode a reader never waits for a writer, and if
 it ever meets a lock anyway the read moves to the worker. Writes commit with an fsync and may
 wait for another process's lock, so they run on one worker thread that owns the writing
@@ -11,16 +11,14 @@ process, so it runs entirely inline.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from ._codecs import Codec
-from ._locks import UnfinishedJobs
 from ._settings import StoreOptions
 from ._sqlite_core import MEMORY, checkpoint, open_connections, translated
 from ._sqlite_sql import Queries
+from ._sqlite_worker import Worker
 from .errors import LockTimeoutError, StoreClosedError
 
 T = TypeVar("T")
@@ -37,20 +35,22 @@ class Connections:
         location: str,
         options: StoreOptions,
         connections: tuple[sqlite3.Connection, sqlite3.Connection],
-        worker: ThreadPoolExecutor | None,
+        worker: Worker | None,
     ) -> None:
         self.location = location
         self.writer, self.inline = connections
         """The worker's connection (it may wait for locks), and the loop's (it never does)."""
+        # Reads of one record reuse a cursor: sqlite3 makes one per Connection.execute.
+        self._loop_cursor = self.inline.cursor()
         self.worker = worker
         """None in memory: everything runs inline."""
         self._lock_timeout = options.lock_timeout
         # Inline means a small write at durability fast (a WAL commit without fsync).
         self._inline_writes = worker is None or options.durability == "fast"
-        # Writes handed to the worker and not finished: later writes queue behind them.
-        self._worker_writes = UnfinishedJobs()
         self._commits_since_checkpoint = 0
         self.closed = False
+        self.after_wait: Callable[[], None] = _nothing
+        """Called after each operation that waited for the worker (the loop ran meanwhile)."""
 
     def loop_connection(self) -> sqlite3.Connection:
         """Return the loop's connection, or raise `StoreClosedError` once closing began.
@@ -59,8 +59,17 @@ class Connections:
         when the store closes gets our error, never a closed (or closing) connection.
         """
         if self.closed:
-            raise StoreClosedError(f"the store at {self.location} is closed")
+            raise self._closed_error()
         return self.inline
+
+    def loop_cursor(self) -> sqlite3.Cursor:
+        """Return the loop's connection's cursor for whole reads (`loop_connection`'s rules)."""
+        if self.closed:
+            raise self._closed_error()
+        return self._loop_cursor
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"the store at {self.location} is closed")
 
     async def on_worker(self, function: Callable[..., T], *args: Any, write: bool = False) -> T:
         """Run one whole operation on the worker's connection, which may wait for locks.
@@ -77,11 +86,11 @@ class Connections:
                 raise self.error(exc) from exc
 
         if self.closed:
-            raise StoreClosedError(f"the store at {self.location} is closed")
-        future = self.worker.submit(call)
-        if write:
-            self._worker_writes.add(future)
-        return await asyncio.wrap_future(future)
+            raise self._closed_error()
+        try:
+            return await self.worker.run(call, write=write)
+        finally:
+            self.after_wait()
 
     def submit(self, function: Callable[..., object], *args: Any) -> None:
         """Hand the worker housekeeping (a checkpoint, a prune) that nobody awaits."""
@@ -107,7 +116,8 @@ class Connections:
         fsync) or in memory, with no earlier write still queued on the worker: writes of this
         backend land in the order they were made.
         """
-        if (self._inline_writes and small and not self._worker_writes) or self.worker is None:
+        worker = self.worker
+        if worker is None or (self._inline_writes and small and not worker.writes_pending):
             try:
                 result = function(self.loop_connection(), *args)
             except sqlite3.Error as exc:
@@ -142,8 +152,12 @@ class Connections:
         if self.worker is None:
             self.writer.close()
             return
-        await asyncio.get_running_loop().run_in_executor(self.worker, self.writer.close)
-        self.worker.shutdown(wait=True)
+        await self.worker.run(self.writer.close)
+        self.worker.stop()
+
+
+def _nothing() -> None:
+    pass
 
 
 async def open_store(location: str, options: StoreOptions) -> tuple[Connections, Queries, Codec]:
@@ -151,12 +165,10 @@ async def open_store(location: str, options: StoreOptions) -> tuple[Connections,
     if location == MEMORY:
         writer, inline, queries, codec = open_connections(location, options)
         return Connections(location, options, (writer, inline), None), queries, codec
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapid-dev-storage-sqlite")
+    worker = Worker("rapid-dev-storage-sqlite")
     try:
-        writer, inline, queries, codec = await asyncio.get_running_loop().run_in_executor(
-            worker, open_connections, location, options
-        )
+        writer, inline, queries, codec = await worker.run(open_connections, location, options)
     except BaseException:
-        worker.shutdown(wait=False)
+        worker.stop(wait=False)  # a cancelled open runs on: the loop does not wait for it
         raise
     return Connections(location, options, (writer, inline), worker), queries, codec

@@ -76,10 +76,13 @@ def read(connection: sqlite3.Connection, queries: Queries, group: str, keys: Key
 
 
 def read_small(
-    connection: sqlite3.Connection, queries: Queries, group: str, keys: Keys
+    connection: sqlite3.Connection | sqlite3.Cursor, queries: Queries, group: str, keys: Keys
 ) -> bytes | object | None:
-    """`read` for inline use: `LARGE` (having copied nothing) for a large value."""
-    rows = connection.execute(queries.select_small, record_params(group, keys)).fetchall()
+    """`read` for inline use: `LARGE` (having copied nothing) for a large value.
+
+    ``connection`` may be a cursor of one, reused (its rows are all fetched here).
+    """
+    rows = connection.execute(queries.select_small_of[len(keys)], (group, *keys)).fetchall()
     if not rows:
         return None
     data, size = rows[0]
@@ -90,7 +93,7 @@ def write(
     connection: sqlite3.Connection, queries: Queries, group: str, keys: Keys, data: bytes
 ) -> None:
     """Store a record's bytes."""
-    connection.execute(queries.upsert, (*record_params(group, keys), data))
+    connection.execute(queries.upsert_of[len(keys)], (group, *keys, data))
 
 
 def swap(

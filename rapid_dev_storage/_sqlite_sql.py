@@ -1,7 +1,8 @@
 """SQLiteBackend's SQL text: a store's table name and every statement on it, built once.
 
 Nothing here touches a database. The only text ever formatted into SQL is quoted identifiers
-(a store's table and the names derived from it); values travel as parameters.
+(a store's table and the names derived from it) and our own constants (an unused key slot's
+``''``, a number of keys); values travel as parameters.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ._sql import (
     scan_page_statements,
 )
 from ._sql_stores import StoresStatements
+from ._validate import MAX_KEYS
 
 FORMAT_VERSION = 1
 STORES = StoresStatements(qmark, if_not_exists=True)
@@ -40,6 +42,21 @@ def _row_values(row: str) -> str:
     return ", ".join(f"{row}.{column}" for column in RECORD_COLUMNS)
 
 
+_COUNTS = range(1, MAX_KEYS + 1)
+
+
+def _known(count: int) -> str:
+    """Return the condition of one record of ``count`` keys: group and keys as parameters."""
+    keys = [f"{column} = ?" for column in KEY_COLUMNS[:count]]
+    unused = [f"{column} = ''" for column in KEY_COLUMNS[count:]]
+    return " AND ".join(["group_name = ?", *keys, *unused, f"key_count = {count}"])
+
+
+def _values(count: int) -> str:
+    """Return the column values of a record of ``count`` keys: group and keys as parameters."""
+    return ", ".join(["?", *["?"] * count, *["''"] * (MAX_KEYS - count), str(count)])
+
+
 class Queries:
     """Every statement for one table, built once, here and nowhere else."""
 
@@ -59,8 +76,20 @@ class Queries:
         # copying it out holds the GIL, so it is read on the worker thread instead. SQLite
         # knows a BLOB's length without reading it.
         small = f"CASE WHEN length(data) <= {LARGE_RECORD} THEN data END, length(data)"
-        self.select_small = f"SELECT {small} FROM {t} WHERE {record}"
-        self.upsert = f"INSERT OR REPLACE INTO {t} ({columns}, data) VALUES ({', '.join('?' * 8)})"
+        # One statement for each number of keys (index: the count), the unused key slots and the
+        # count written in: a get or set binds its group, keys (and bytes) only, 0.4-0.6 us
+        # less a get here than binding all seven.
+        self.select_small_of = (
+            "",
+            *(f"SELECT {small} FROM {t} WHERE {_known(n)}" for n in _COUNTS),
+        )
+        self.upsert_of = (
+            "",
+            *(
+                f"INSERT OR REPLACE INTO {t} ({columns}, data) VALUES ({_values(n)}, ?)"
+                for n in _COUNTS
+            ),
+        )
         self.delete = f"DELETE FROM {t} WHERE {record}"
         self.delete_prefix = delete_prefix_statements(t, qmark)
         self.scan_page = scan_page_statements(t, small, qmark, limit="?")

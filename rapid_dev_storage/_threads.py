@@ -10,11 +10,41 @@ recurs (large decodes: `_turns`) uses a pool the store owns and shuts down at cl
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import threading
-from typing import Any, Callable, TypeVar
+import weakref
+from typing import Any, Callable, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+_STOPPED_AT_EXIT: weakref.WeakSet[Stoppable] = weakref.WeakSet()
+
+
+def stop_at_exit(threads: Stoppable) -> None:
+    """Have ``threads.stop()`` (their queued jobs done) run as the interpreter exits, if not before.
+
+    For daemon threads of our own (an idle one must not keep a process alive whose store was
+    never closed): atexit handlers run while daemon threads still do, so queued writes land,
+    as a `ThreadPoolExecutor`'s would. `stopped` takes them off when they stop earlier.
+    """
+    _STOPPED_AT_EXIT.add(threads)
+
+
+def stopped(threads: Stoppable) -> None:
+    """Take ``threads`` off the list `stop_at_exit` made: they stopped."""
+    _STOPPED_AT_EXIT.discard(threads)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for threads in list(_STOPPED_AT_EXIT):
+        threads.stop()
 
 
 async def on_own_thread(call: Callable[..., T], *args: Any) -> T:

@@ -16,6 +16,7 @@ from rapid_dev_storage import (
     Storage,
     StorageGroup,
     StorageValue,
+    _backend,
     errors,
 )
 
@@ -108,3 +109,29 @@ async def test_subclassed_storage_keeps_its_type_in_async_with() -> None:
     async with AppStorage(MemoryBackend()) as store:
         await store.settings().set_value({"debug": True})
         assert await store.settings().get_value() == {"debug": True}
+
+
+async def test_a_handle_checks_its_keys_once_not_on_every_get_and_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handle checked its keys when made: the policy's get and set do not check them again."""
+    checked: list[object] = []
+    real_check = _backend.check_record
+
+    def counting_check(group: object, keys: tuple[object, ...]) -> tuple[str, tuple[str, ...]]:
+        checked.append(keys)
+        return real_check(group, keys)
+
+    monkeypatch.setattr(_backend, "check_record", counting_check)
+    store = Storage(MemoryBackend())
+    handle = store.get_group("g")["k", "j"]
+    await handle.set_value({"a": 1})
+    assert await handle.get_value() == {"a": 1}
+    assert checked == []
+    assert await store.backend.get_data("g", "k", "j") == {"a": 1}  # the public method checks
+    assert checked == [("k", "j")]
+    await store.close()
+    with pytest.raises(errors.StoreClosedError):
+        await handle.get_value()
+    with pytest.raises(errors.StoreClosedError):
+        await handle.set_value(1)

@@ -339,3 +339,50 @@ async def test_a_scan_over_pages_of_small_and_large_values_yields_each_once(
     async with store:
         assert {keys: value async for keys, value in group.all_items()} == expected
         assert [keys async for keys, _ in group.all_items()] == sorted(expected)
+
+
+async def test_durable_sets_waiting_for_the_worker_are_given_no_extra_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each durable set waits for the worker, so the loop had its round: no sleep(0) on top."""
+    backend = await SQLiteBackend.create_backend_instance(
+        tmp_path / "s.db", "s", 1, durability="full"
+    )
+    turns: list[None] = []
+    give_turn = backend._give_turn
+
+    async def counted() -> None:
+        turns.append(None)
+        await give_turn()
+
+    monkeypatch.setattr(backend, "_give_turn", counted)
+    group = Storage(backend).get_group("g")
+    # Well over TURN_EVERY of back-to-back sets: before, a turn every millisecond or so.
+    for index in range(40):
+        await group[f"k{index}"].set_value(index)
+    assert turns == []
+    for index in range(40):
+        assert await group[f"k{index}"].get_value() == index
+    await backend.close()
+
+
+async def test_records_of_every_key_count_stay_distinct(tmp_path: Path) -> None:
+    """Reads and writes use one statement per key count; unused slots and empty keys differ."""
+    store = await open_store(tmp_path / "s.db")
+    group = store.get_group("g")
+    all_keys = [("a",), ("a", ""), ("a", "", ""), ("a", "b", "c", "d"), ("", "", "", "", "")]
+    for index, keys in enumerate(all_keys):
+        await group[keys].set_value(index)
+    for index, keys in enumerate(all_keys):
+        assert await group[keys].get_value() == index
+    assert sorted([keys async for keys, _ in group.all_items()]) == sorted(all_keys)
+    await store.close()
+    connection = sqlite3.connect(tmp_path / "s.db")  # the rows as any reader sees them
+    try:
+        rows = connection.execute(
+            f'SELECT k1, k2, k3, k4, k5, key_count FROM "{table_name("app", "1")}"'
+        ).fetchall()
+    finally:
+        connection.close()
+    expected = [(*keys, *[""] * (5 - len(keys)), len(keys)) for keys in all_keys]
+    assert sorted(rows) == sorted(expected)

@@ -131,9 +131,12 @@ def old_encode(value: Any) -> tuple[str, Any]:
         return "codec failed", f"the msgpack codec failed: {error}"
 
 
-def new_encode(value: Any) -> tuple[str, Any]:
+def new_encode(value: Any, at_call: bool = False) -> tuple[str, Any]:
+    """What a msgpack write does now: ``_encode``, or (``at_call``) the write's first step."""
     backend = MemoryBackend("msgpack")
     try:
+        if at_call:  # the snapshot, proved by its bytes and keys_fit, or the full check
+            return "stored", backend._encode_at_call("G", ("k",), value)
         return "stored", backend._encode("G", ("k",), value)
     except InvalidValueError as error:
         message = str(error)
@@ -148,7 +151,27 @@ def new_encode(value: Any) -> tuple[str, Any]:
 @settings(max_examples=400, deadline=None)
 @given(values)
 def test_msgpack_writes_refuse_and_store_as_before(value: Any) -> None:
-    assert new_encode(value) == old_encode(value)
+    assert new_encode(value) == new_encode(value, at_call=True) == old_encode(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1: 2},
+        {"a": [{None: 1}]},
+        [{"a": 1}, ({(1, 2): 3},)],
+        {"a": {b"k": 1}},
+        {"a": {True: 1}},
+        {"a": [1.5, {1.5: 2}]},
+        {"a": msgpack.ExtType(1, b"x")},
+        [msgpack.ExtType(1, b"x"), {"k": b"bytes"}],
+        {"ok": {"fine": ["yes", 1, None, 2.5, {"deeper": []}]}},
+    ],
+    ids=repr,
+)
+def test_small_writes_checked_by_their_keys_refuse_as_before(value: Any) -> None:
+    """A small snapshot whose bytes prove all but the dict keys is checked by keys_fit."""
+    assert new_encode(value, at_call=True) == old_encode(value)
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1])
@@ -167,7 +190,7 @@ def test_depth_edges(depth: int, shape: str) -> None:
         assert value_fits(value, 0, allow_bytes, allow_bytes, True) == fits
         assert (reporting_walk(value, allow_bytes, allow_bytes) is None) == fits
     assert (new_encode(value)[0] == "stored") == fits
-    assert new_encode(value) == old_encode(value)
+    assert new_encode(value) == new_encode(value, at_call=True) == old_encode(value)
 
 
 @pytest.mark.parametrize("bad", [*EDGE_INTS, *ODD_SCALARS], ids=repr)

@@ -50,6 +50,7 @@ from bench_peers import (
     raw_files,
     thread_hop,
 )
+from bench_policy import policy_floor
 from bench_reads import measure_cold_reads, measure_warm_reads
 from bench_report import as_json, chart, machine, report
 from bench_scaling import measure_scaling
@@ -255,6 +256,7 @@ async def open_subjects(
         aiosqlite.connect(bench.root / "aio.db", isolation_level=None)
     )
     subjects.append(await aiosqlite_subject(bench, db))
+    subjects.append(policy_floor(bench))
     hop, executor = thread_hop()
     stack.callback(executor.shutdown)
     subjects.append(hop)

@@ -9,6 +9,8 @@ from bench_large import SIZES as LARGE_SIZES
 from bench_large import STALL as LARGE_STALL
 from bench_large import VALIDATION, ours_name, peer_name, shapes
 from bench_large import workload as large_workload
+from bench_policy import FLOOR as POLICY_FLOOR
+from bench_policy import MEMORY as POLICY_MEMORY
 from bench_reads import COLD_LONGEST, COLD_TARGETS, FLOOR, WARM, WARM_TARGETS
 from bench_reads import OURS as COLD_OURS
 from bench_scaling import DISKCACHE as SCALING_DISKCACHE
@@ -130,6 +132,18 @@ TARGETS = [
         (SQLITE_FULL, "set"),
         ("aiosqlite FULL", "set"),
         1.0,
+    ),
+    Target(
+        "(extra) policy layer: MemoryBackend get <= 1.5x a dict + msgpack decode",
+        (POLICY_MEMORY, "get"),
+        (POLICY_FLOOR, "get"),
+        1.5,
+    ),
+    Target(
+        "(extra) policy layer: MemoryBackend set <= 2x a dict + msgpack encode",
+        (POLICY_MEMORY, "set"),
+        (POLICY_FLOOR, "set"),
+        2.0,
     ),
     Target(
         "FileBackend update full <= 2x set full", (FILE_FULL, "update"), (FILE_FULL, "set"), 2.0
