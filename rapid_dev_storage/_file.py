@@ -311,6 +311,7 @@ class FileBackend(StorageBackend):
         if self._sweep is not None:
             await self._sweep.stop()
         await self._jobs.close()
+        self._stripes.close()
         self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------

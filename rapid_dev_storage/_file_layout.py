@@ -182,6 +182,15 @@ def lock_file_name(stripe: int) -> str:
 
 _temp_names = itertools.count()
 _temp_token: list[str] = []  # this process's random part, made at its first temp file
+_pid = [os.getpid()]  # getpid is a system call (glibc caches it no more): one per fork instead
+
+
+def _forked() -> None:
+    _pid[0] = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forked)
 
 
 def temp_name() -> str:
@@ -194,7 +203,7 @@ def temp_name() -> str:
     """
     if not _temp_token:
         new_temp_token()
-    return f"{TEMP_PREFIX}{os.getpid()}-{_temp_token[0]}{next(_temp_names):x}{TEMP_SUFFIX}"
+    return f"{TEMP_PREFIX}{_pid[0]}-{_temp_token[0]}{next(_temp_names):x}{TEMP_SUFFIX}"
 
 
 def new_temp_token() -> None:

@@ -81,9 +81,10 @@ class TempFile:
             except OSError:
                 return descriptor  # no flock on this file system: the sweep judges by pid
             else:
-                if os.fstat(self._lock).st_nlink > 0:
-                    return descriptor
-                # ...and already removed it: start again under another name.
+                # Locked. A sweeper that locked it first may have removed it already: then the
+                # rename finds no temp file (FileNotFoundError) and the whole write is made
+                # again (`RecordWrites.replace`), so no fstat here asks every write.
+                return descriptor
             self._io.close(descriptor)
             self.discard()
 

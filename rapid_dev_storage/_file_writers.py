@@ -2,9 +2,12 @@
 
 A `ThreadPoolExecutor` made a `concurrent.futures.Future` (a Condition and an RLock) and took
 two locks on the loop for every write: a fifth of the loop's time per write with 64 tasks
-writing (py-spy, tmpfs). Here the loop puts the job on a `queue.SimpleQueue` (implemented in C)
-and a thread takes it; a thread that finishes a job takes the next one queued without going
-back to sleep, so while writes keep coming the threads do several each per wake-up.
+writing (py-spy, tmpfs). Here the loop hands the job to the thread that went idle last (a
+stack, not a queue: one task writing in a loop keeps one thread hot, where a queue woke each
+sleeping thread in turn, each wake-up of a cold thread costing tens of microseconds on a VM),
+or queues it when every thread is busy; a thread that finishes a job takes the next one queued
+without going back to sleep, so while writes keep coming the threads do several each per
+wake-up.
 
 A job that cannot go on yet (its lock stripe is held by another process: `_file_locks`) is not
 waited for on its thread, which would hold that thread (8 such writes would hold every one
@@ -15,9 +18,9 @@ comes back for work after that tries it again; meanwhile the threads run other r
 from __future__ import annotations
 
 import atexit
+import collections
 import heapq
 import itertools
-import queue
 import threading
 import time
 import weakref
@@ -26,6 +29,17 @@ from typing import Callable, Generic, TypeVar
 J = TypeVar("J")
 
 _LIVE: weakref.WeakSet[WriterThreads[object]] = weakref.WeakSet()
+
+
+class _Idle:
+    """A thread waiting for work: released with a job in ``job`` (None: stop)."""
+
+    __slots__ = ("job", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held while the thread has no job: it waits to acquire it
+        self.job: object = None
 
 
 class WriterThreads(Generic[J]):
@@ -40,9 +54,11 @@ class WriterThreads(Generic[J]):
         self._count = count
         self._name = name
         self._run = run
-        self._queue: queue.SimpleQueue[J | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()  # guards ``_later``
+        # Guards the rest. Invariant: a thread is idle only while no job is queued.
+        self._lock = threading.Lock()
+        self._queued: collections.deque[J | None] = collections.deque()  # None: a thread stops
+        self._idle: list[_Idle] = []  # a stack: the last to go idle is woken first
         self._later: list[tuple[float, int, J]] = []  # a heap: (when, tie-breaker, job)
         self._order = itertools.count()
 
@@ -54,30 +70,31 @@ class WriterThreads(Generic[J]):
             self._threads.append(thread)
         _LIVE.add(self)  # type: ignore[arg-type]  # (the set holds pools of every job type)
 
-    def submit(self, job: J) -> None:
-        self._queue.put(job)
+    def submit(self, job: J | None) -> None:
+        """Give ``job`` to the thread idle the shortest time, or queue it (None: a thread stops)."""
+        with self._lock:
+            if not self._idle:
+                self._queued.append(job)
+                return
+            idle = self._idle.pop()
+        idle.job = job
+        idle.wake.release()
 
     def stop(self) -> None:
         """Let the threads go once the jobs queued before are done; wait for them (a thread)."""
         _LIVE.discard(self)  # type: ignore[arg-type]
         for _ in self._threads:
-            self._queue.put(None)
+            self.submit(None)
         for thread in self._threads:
             thread.join()
         self._threads = []
 
     def _work(self) -> None:
-        get = self._queue.get
+        idle = _Idle()
         while True:
-            job = self._due() if self._later else None
+            job = self._next(idle)
             if job is None:
-                wait = self._until_next()
-                try:
-                    job = get() if wait is None else get(timeout=wait)
-                except queue.Empty:
-                    continue
-                if job is None:
-                    return
+                return
             try:
                 delay = self._run(job)
             except BaseException:  # ``run`` has told the job's caller; the thread goes on
@@ -86,19 +103,28 @@ class WriterThreads(Generic[J]):
                 with self._lock:
                     heapq.heappush(self._later, (time.monotonic() + delay, next(self._order), job))
 
-    def _due(self) -> J | None:
-        """Take a job put aside whose time has come, if any."""
-        with self._lock:
-            if self._later and self._later[0][0] <= time.monotonic():
-                return heapq.heappop(self._later)[2]
-        return None
+    def _next(self, idle: _Idle) -> J | None:
+        """Return this thread's next job: one put aside and due, one queued, or one submitted.
 
-    def _until_next(self) -> float | None:
-        """Seconds until the next job put aside is due (None: none is)."""
-        with self._lock:
-            if not self._later:
-                return None
-            return max(0.0, self._later[0][0] - time.monotonic())
+        It waits for a job submitted, or until the first job put aside is due.
+        """
+        while True:
+            with self._lock:
+                if self._later and self._later[0][0] <= time.monotonic():
+                    return heapq.heappop(self._later)[2]
+                if self._queued:
+                    return self._queued.popleft()
+                wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else -1
+                self._idle.append(idle)
+            woken = idle.wake.acquire(timeout=wait)
+            if not woken:
+                with self._lock:
+                    if idle in self._idle:  # nobody chose it: look for a job put aside again
+                        self._idle.remove(idle)
+                        continue
+                idle.wake.acquire()  # chosen as the wait ran out: its job is on its way
+            job, idle.job = idle.job, None
+            return job  # type: ignore[return-value]  # what `submit` was given
 
 
 @atexit.register
