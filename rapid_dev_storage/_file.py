@@ -312,6 +312,7 @@ class FileBackend(StorageBackend):
             await self._sweep.stop()
         await self._jobs.close()
         self._stripes.close()
+        self._writes.close()
         self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------

@@ -7,8 +7,9 @@ the next one, and the writer thread does not wait for it: it goes on to its next
 fsync overlapping the directory's), and the write is acknowledged by the fsync that covers it.
 
 The first writer to find no fsync running for the directory *leads*: after letting go of its
-record, its thread fsyncs the directory (through a duplicate of its descriptor, so the
-directory it renamed into is the one made durable, even if the path meanwhile names another),
+record, its thread fsyncs the directory (through the held group directory, kept open for it,
+or a duplicate of its descriptor: so the directory it renamed into is the one made durable,
+even if the path meanwhile names another),
 acknowledges the writes that had joined before that fsync began, and goes on while writes keep
 joining. Directories are told apart by device and inode, not path: a group directory removed and
 made again is another directory.
@@ -16,6 +17,7 @@ made again is another directory.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Callable, Protocol
@@ -44,29 +46,43 @@ class GroupCommit:
         self._waiting: dict[tuple[int, int], list[Acknowledge]] = {}  # directories being synced
 
     def join(
-        self, io: type[FileIO] | FileIO, directory: Directory, acknowledge: Acknowledge
+        self,
+        io: type[FileIO] | FileIO,
+        directory: Directory,
+        acknowledge: Acknowledge,
+        identity: tuple[int, int] | None = None,
+        keep: Callable[[], Callable[[], None]] | None = None,
     ) -> Callable[[], None] | None:
         """Have ``acknowledge`` called after a fsync of ``directory`` that begins after now.
 
         Return the fsyncs to run when the caller leads (no fsync of the directory is running),
-        or None when a running leader will include this write in its next fsync.
+        or None when a running leader will include this write in its next fsync. ``identity``
+        is the directory's (device, inode), when its caller knows it already. ``keep``, if
+        given, keeps ``directory`` open for the leader (returning what lets it go) instead of a
+        duplicate of its descriptor: a held group directory (`_file_write_dirs`).
         """
         if directory.fd is None:  # no directory descriptors here (Windows): nothing to sync
             acknowledge(None)
             return None
-        identity = directory.identity()
+        if identity is None:
+            identity = directory.identity()
         with self._lock:
             waiting = self._waiting.get(identity)
             if waiting is not None:
                 waiting.append(acknowledge)
                 return None
             self._waiting[identity] = [acknowledge]
+        descriptor = directory.fd
         try:
-            descriptor = os.dup(directory.fd)
+            if keep is not None:
+                release = keep()
+            else:
+                descriptor = os.dup(descriptor)
+                release = functools.partial(os.close, descriptor)
         except BaseException as exc:
             self._give_up(identity, exc)
             raise
-        return lambda: self._lead(io, identity, descriptor)
+        return lambda: self._lead(io, identity, descriptor, release)
 
     def sync(self, io: type[FileIO] | FileIO, directory: Directory) -> None:
         """Return once a fsync of ``directory`` that began after this call has succeeded."""
@@ -84,13 +100,19 @@ class GroupCommit:
         if outcome[0] is not None:
             raise outcome[0]
 
-    def _lead(self, io: type[FileIO] | FileIO, identity: tuple[int, int], descriptor: int) -> None:
+    def _lead(
+        self,
+        io: type[FileIO] | FileIO,
+        identity: tuple[int, int],
+        descriptor: int,
+        release: Callable[[], None],
+    ) -> None:
         """Fsync the directory for every write that joined, until none is waiting.
 
-        The descriptor is closed before the last batch hears it is durable: a caller that
-        counts its descriptors once its write returned finds none of ours left open.
+        The descriptor is let go (``release``) before the last batch hears it is durable: a
+        caller that counts its descriptors once its write returned finds none of ours left open.
         """
-        open_descriptor: int | None = descriptor
+        held = True
         try:
             with self._lock:
                 batch, self._waiting[identity] = self._waiting[identity], []
@@ -105,8 +127,8 @@ class GroupCommit:
                     if not following:
                         del self._waiting[identity]  # the next writer leads
                 if not following:
-                    open_descriptor = None
-                    os.close(descriptor)
+                    held = False
+                    release()
                 for acknowledge in batch:
                     acknowledge(error)
                 if error is not None and not isinstance(error, Exception):
@@ -117,8 +139,8 @@ class GroupCommit:
                     raise error
                 batch = following
         finally:
-            if open_descriptor is not None:
-                os.close(open_descriptor)
+            if held:
+                release()
 
     def _give_up(self, identity: tuple[int, int], error: BaseException) -> None:
         """Fail the writes still waiting for a leader that cannot go on."""

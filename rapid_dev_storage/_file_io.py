@@ -301,28 +301,25 @@ def remove_if_empty(directory: str) -> None:
         os.rmdir(directory)
 
 
-@contextlib.contextmanager
-def group_directory(
+def open_group_directory(
     io: type[FileIO] | FileIO,
     path: str,
     *,
     create: bool,
     durable: bool,
     make_parent: Callable[[], None] = lambda: None,
-) -> Iterator[Directory | None]:
-    """Open a group directory (creating it if ``create``); yield None if absent and not created.
+) -> Directory | None:
+    """Open a group directory (creating it if ``create``); return None if absent and not created.
 
     ``make_parent`` makes the store's directory again when it has gone (``git clean -fdx`` of a
     store never committed, ``rm -rf`` by a person) and a group is to be created in it.
     """
     while True:
         try:
-            directory = Directory(path)
-            break
+            return Directory(path)
         except FileNotFoundError:
             if not create:
-                yield None
-                return
+                return None
             try:
                 os.mkdir(path)
             except FileExistsError:
@@ -335,5 +332,16 @@ def group_directory(
                 if parent is not None:
                     with parent:
                         parent.sync(io)
+
+
+@contextlib.contextmanager
+def group_directory(
+    io: type[FileIO] | FileIO, path: str, *, create: bool, durable: bool
+) -> Iterator[Directory | None]:
+    """`open_group_directory`, closed again after the block."""
+    directory = open_group_directory(io, path, create=create, durable=durable)
+    if directory is None:
+        yield None
+        return
     with directory:
         yield directory

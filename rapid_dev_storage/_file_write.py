@@ -10,6 +10,7 @@ the system calls are `_file_io`'s, the locks `_file_locks`'.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 
@@ -28,6 +29,7 @@ from ._file_layout import decode_record, is_record_name, record_file_name, strip
 from ._file_locks import Abandon, Retry, StripeLocks
 from ._file_open import Bookkeeping
 from ._file_temps import TempFile
+from ._file_write_dirs import WriteDirectories
 from ._record_keys import HEAD, leading_keys
 from ._types import Keys
 
@@ -46,6 +48,11 @@ class RecordWrites:
         self._stripes = stripes
         self._bookkeeping = bookkeeping
         self._commit = GroupCommit()
+        self._directories = WriteDirectories()
+
+    def close(self) -> None:
+        """Close the group directories held between writes (no write runs any more)."""
+        self._directories.close()
 
     def replace(
         self,
@@ -71,15 +78,17 @@ class RecordWrites:
         """
         directory_path, name = os.path.split(path)
         for attempt in itertools.count(1):
-            with group_directory(
+            held = self._directories.take(
                 io,
                 directory_path,
                 create=new is not None,
                 durable=self._durable,
                 make_parent=self._bookkeeping.recreate,
-            ) as directory:
-                if directory is None:  # no group directory: the record is absent
-                    return expected is None or expected[0] is None
+            )
+            if held is None:  # no group directory: the record is absent
+                return expected is None or expected[0] is None
+            try:
+                directory = held.directory
                 try:
                     landed, removed = self._replace_in(io, directory, name, expected, new, job)
                 except FileNotFoundError:
@@ -92,9 +101,17 @@ class RecordWrites:
                 if not landed:
                     return False
                 if self._durable and (new is not None or removed):
-                    lead = self._commit.join(io, directory, later.defer())
+                    lead = self._commit.join(
+                        io,
+                        directory,
+                        later.defer(),
+                        held.identity,
+                        functools.partial(self._directories.keep, held),
+                    )
                     if lead is not None:
                         later.after_landing(lead)
+            finally:
+                self._directories.give_back(held)
             if removed:
                 remove_if_empty(directory_path)
             return True

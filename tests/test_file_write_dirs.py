@@ -1,0 +1,134 @@
+"""What a store's writes hold open between writes (group directories, lock files) is proven
+current at every write: replaced, moved, removed or linked away, it is noticed as before."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rapid_dev_storage import FileBackend, LockTimeoutError, Storage, StorageIOError
+from rapid_dev_storage._file_layout import LOCK_DIRECTORY, lock_file_name, stripe_of
+from rapid_dev_storage._file_write_dirs import HELD_DIRECTORIES
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock and dir_fd: POSIX")
+
+
+async def open_store(path: Path, **options: Any) -> Storage:
+    options.setdefault("codec", "json")
+    return Storage(await FileBackend.create_backend_instance(path, "app", 1, **options))
+
+
+def group_path(store: Storage, group: str) -> Path:
+    backend = store.backend
+    assert isinstance(backend, FileBackend)
+    return Path(backend.record_path(group, ("k",))).parent
+
+
+def open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+@pytest.mark.parametrize("made_again", [False, True])
+async def test_a_group_directory_moved_away_between_writes_is_not_written_again(
+    tmp_path: Path, durability: str, made_again: bool
+) -> None:
+    """The write after lands in the directory at the path (made again by the write, or by
+    someone else: a checkout), never in the one moved away."""
+    async with await open_store(tmp_path, durability=durability) as store:
+        group = store.get_group("G")
+        await group["k"].set_value("first")
+        directory = group_path(store, "G")
+        moved = tmp_path / "moved"
+        directory.rename(moved)
+        if made_again:
+            directory.mkdir()
+        before = sorted(os.listdir(moved))
+        await group["j"].set_value("second")
+        await group["k"].set_value("third")
+        assert sorted(os.listdir(moved)) == before  # the moved directory was left alone
+        assert len(os.listdir(directory)) == 2
+        assert await group["j"].get_value() == "second"
+        assert await group["k"].get_value() == "third"
+
+
+async def test_a_group_directory_replaced_by_a_link_between_writes_is_refused(
+    tmp_path: Path,
+) -> None:
+    async with await open_store(tmp_path / "stores") as store:
+        group = store.get_group("G")
+        await group["k"].set_value("inside")
+        directory = group_path(store, "G")
+        outside = tmp_path / "outside"
+        directory.rename(outside)
+        directory.symlink_to(outside, target_is_directory=True)
+        before = {path.name: path.read_bytes() for path in outside.iterdir()}
+        with pytest.raises(StorageIOError) as caught:
+            await group["k"].set_value("through the link")
+        assert caught.value.errno == errno.ELOOP
+        with pytest.raises(StorageIOError):
+            await group["new"].set_value("through the link")
+        assert {path.name: path.read_bytes() for path in outside.iterdir()} == before
+
+
+async def test_a_group_directory_removed_between_writes_is_made_again(tmp_path: Path) -> None:
+    async with await open_store(tmp_path, durability="full") as store:
+        group = store.get_group("G")
+        for number in range(5):
+            await group["k"].set_value(number)
+            shutil.rmtree(group_path(store, "G"))
+        await group["k"].set_value("last")
+        assert await group["k"].get_value() == "last"
+        assert os.listdir(group_path(store, "G")) != []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+async def test_held_directories_are_bounded_and_closed_with_the_store(tmp_path: Path) -> None:
+    before = open_descriptors()
+    store = await open_store(tmp_path, durability="full")
+    await store.get_group("G0")["k"].set_value(0)
+    one_group = len(open_descriptors() - before)
+    for number in range(1, 2 * HELD_DIRECTORIES + 8):
+        await store.get_group(f"G{number}")["k"].set_value(number)
+    # Lock files: 64 at most, one per stripe; directories: HELD_DIRECTORIES at most.
+    assert len(open_descriptors() - before) <= one_group + 64 + HELD_DIRECTORIES
+    await store.close()
+    assert open_descriptors() == before
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+async def test_a_lock_file_made_again_between_writes_is_the_one_that_counts(
+    tmp_path: Path, durability: str
+) -> None:
+    """The lock file a store held open since its last write is not "the" lock once replaced:
+    a lock on the file now at the path excludes the store's next write.
+
+    (flock excludes open files, not processes: a descriptor of our own opened here holds it
+    against the store's as another process's would.)
+    """
+    async with await open_store(tmp_path, durability=durability, lock_timeout=0.3) as store:
+        backend = store.backend
+        assert isinstance(backend, FileBackend)
+        handle = store.get_group("G")["k"]
+        await handle.set_value(1)  # the store now holds the stripe's lock file open
+        directory, name = os.path.split(backend.record_path("G", ("k",)))
+        stripe = stripe_of(os.path.basename(directory), name)
+        lock_file = tmp_path / "app~1" / LOCK_DIRECTORY / lock_file_name(stripe)
+        lock_file.unlink()  # made again by another writer, which holds it
+        other = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            with pytest.raises(LockTimeoutError):
+                await handle.set_value(2)
+            assert await handle.get_value() == 1
+        finally:
+            os.close(other)
+        await handle.set_value(3)
+        assert await handle.get_value() == 3
