@@ -56,6 +56,7 @@ from bench_report import as_json, chart, machine, report
 from bench_scaling import measure_scaling
 from bench_startup import measure_startup
 from bench_sync import measure_sync
+from bench_write_path import measure_write_path
 
 from rapid_dev_storage import (
     FileBackend,
@@ -278,6 +279,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: in
                 await measure_scans(bench, subject, server=True)
         print("measuring concurrent writes beside raw threads...", file=sys.stderr)
         await measure_concurrency_rows(bench)
+        print("measuring one task's sets on tmpfs beside raw files...", file=sys.stderr)
+        await measure_write_path(bench)
         measure_raw_scans(bench)
         print("measuring first reads of records not in the page cache...", file=sys.stderr)
         await measure_cold_reads(bench, 30 if quick else 300)

@@ -100,7 +100,7 @@ def tasks_round(store: Storage, names: list[str], tasks: int) -> Round:
 async def measure_concurrency_rows(bench: Bench, rounds: int = ROUNDS) -> None:
     """Add the rows `bench_targets.CONCURRENCY_TARGETS` compare (and their tmpfs twins)."""
     await _measure(bench, bench.root / "concurrency", rounds, "")
-    if _writable(TMPFS_ROOT):
+    if writable(TMPFS_ROOT):
         root = Path(tempfile.mkdtemp(prefix="rds-bench-", dir=TMPFS_ROOT))
         try:
             await _measure(bench, root / "concurrency", rounds, TMPFS)
@@ -179,7 +179,7 @@ async def _measure(bench: Bench, root: Path, rounds: int, suffix: str) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _writable(directory: str) -> bool:
+def writable(directory: str) -> bool:
     return os.path.isdir(directory) and os.access(directory, os.W_OK)
 
 

@@ -23,6 +23,10 @@ from bench_sync import DISKCACHE as SYNC_DISKCACHE
 from bench_sync import GET as SYNC_GET
 from bench_sync import SET as SYNC_SET
 from bench_sync import SYNC
+from bench_write_path import FILE as WRITE_PATH_FILE
+from bench_write_path import RAW as WRITE_PATH_RAW
+from bench_write_path import RAW_SET as WRITE_PATH_RAW_SET
+from bench_write_path import SET as WRITE_PATH_SET
 
 FILE_FULL, FILE_FAST = "FileBackend msgpack full", "FileBackend msgpack fast"
 SQLITE_FULL, SQLITE_FAST = "SQLiteBackend full", "SQLiteBackend fast"
@@ -343,6 +347,22 @@ SCALING_TARGETS = [
 ]
 
 
+WRITE_PATH_BOUND = 4.0
+"""On tmpfs a raw write is 4 system calls (16-20 us here) and a thread round trip alone 35-40 us:
+what the library adds per write (its locks, currency checks, Python and the round trip) should
+stay within three raw writes more."""
+WRITE_PATH_TARGETS = [
+    Target(
+        f"(extra) FileBackend set {durability} on tmpfs (the write path's own cost) <= "
+        f"{WRITE_PATH_BOUND:g}x raw",
+        (WRITE_PATH_FILE[durability], WRITE_PATH_SET),
+        (WRITE_PATH_RAW, WRITE_PATH_RAW_SET[durability]),
+        WRITE_PATH_BOUND,
+    )
+    for durability in ("full", "fast")
+]
+
+
 def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     rows = []
     sizes = {
@@ -361,6 +381,7 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     targets += SCALING_TARGETS if SCALING_FILE in subjects else []
     targets += COLD_TARGETS if (COLD_OURS, COLD_LONGEST) in measured else []
     targets += WARM_TARGETS if (FLOOR, WARM) in measured else []
+    targets += [t for t in WRITE_PATH_TARGETS if t.ours in measured]
     # Rows on tmpfs exist only where /dev/shm does.
     targets = [t for t in targets if not t.ours[1].endswith(TMPFS) or t.ours in measured]
     for target in targets:
