@@ -187,16 +187,24 @@ def _threads(threads: int) -> str:
     return f"set, {threads} thread{'s' if threads > 1 else ''}"
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def run_alone(
+    description: str, measure: Callable[[Bench, int], Awaitable[None]], rounds: int
+) -> Bench:
+    """Run ``measure`` as a script of its own (``--quick`` and ``--rounds`` from its arguments)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--rounds", type=int, default=rounds)
     arguments = parser.parse_args()
     bench = Bench(QUICK if arguments.quick else FULL, Path(tempfile.mkdtemp(prefix="rds-bench-")))
     try:
-        await measure_concurrency_rows(bench, arguments.rounds)
+        await measure(bench, arguments.rounds)
     finally:
         shutil.rmtree(bench.root, ignore_errors=True)
+    return bench
+
+
+async def main() -> None:
+    bench = await run_alone(__doc__.splitlines()[0], measure_concurrency_rows, ROUNDS)
     for result in bench.results:
         print(
             f"{result.subject:26} {result.workload:22} {result.ops_per_second:9,.0f}/s  "

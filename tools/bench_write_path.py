@@ -12,7 +12,6 @@ are visited in turn, a round of sets each, so a slow second falls on all of them
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import msgpack
-from bench_concurrency import TMPFS, TMPFS_ROOT, writable
-from bench_harness import FULL, QUICK, VALUE, Bench
+from bench_concurrency import TMPFS, TMPFS_ROOT, run_alone, writable
+from bench_harness import VALUE, Bench
 from bench_peers import raw_write
 
 from rapid_dev_storage import FileBackend, Storage
@@ -103,15 +102,7 @@ async def measure_write_path(bench: Bench, rounds: int = ROUNDS) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    arguments = parser.parse_args()
-    bench = Bench(QUICK if arguments.quick else FULL, Path(tempfile.mkdtemp(prefix="rds-bench-")))
-    try:
-        await measure_write_path(bench, arguments.rounds)
-    finally:
-        shutil.rmtree(bench.root, ignore_errors=True)
+    bench = await run_alone(__doc__.splitlines()[0], measure_write_path, ROUNDS)
     if not bench.results:
         print(f"no {TMPFS_ROOT} to write to: nothing measured", file=sys.stderr)
     for result in bench.results:
