@@ -226,6 +226,21 @@ class StripeLocks:
                 raise
             return descriptor, status.st_dev, status.st_ino
 
+    def release_idle(self) -> bool:
+        """Out of descriptors: close the held lock files no thread uses; return if any was."""
+        released = False
+        for stripe, guard in enumerate(self._guards):
+            if self._held[stripe] is None or not guard.acquire(blocking=False):
+                continue
+            try:
+                held, self._held[stripe] = self._held[stripe], None
+                if held is not None:
+                    os.close(held[0])
+                    released = True
+            finally:
+                guard.release()
+        return released
+
     def close(self) -> None:
         """Close the held lock files (the store is closing: no write holds a stripe now)."""
         for stripe, held in enumerate(self._held):

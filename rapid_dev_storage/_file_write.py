@@ -10,6 +10,7 @@ the system calls are `_file_io`'s, the locks `_file_locks`'.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import os
@@ -33,6 +34,8 @@ from ._file_write_dirs import WriteDirectories
 from ._record_keys import HEAD, leading_keys
 from ._types import Keys
 
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
 
 class RecordWrites:
     """The writes of one store's record files (``codec``'s), under its lock ``stripes``.
@@ -53,6 +56,22 @@ class RecordWrites:
     def close(self) -> None:
         """Close the group directories held between writes (no write runs any more)."""
         self._directories.close()
+
+    def _try_again(self, error: OSError, attempt: int) -> bool:
+        """Whether a write that failed with ``error`` before its rename is to be made again.
+
+        The group directory (another process's clear, `git clean`, `rm -rf`) or our temp file
+        (`git clean -x`) was removed under us: nothing landed, so write again, into a directory
+        made again. Or we ran out of descriptors: the group directories and lock files held
+        between writes that no write uses now are closed first, and the write made again.
+        """
+        if attempt >= 100:
+            return False
+        if isinstance(error, FileNotFoundError):
+            return True
+        if error.errno not in _OUT_OF_DESCRIPTORS:
+            return False
+        return self._directories.release_idle() | self._stripes.release_idle()
 
     def replace(
         self,
@@ -78,24 +97,26 @@ class RecordWrites:
         """
         directory_path, name = os.path.split(path)
         for attempt in itertools.count(1):
-            held = self._directories.take(
-                io,
-                directory_path,
-                create=new is not None,
-                durable=self._durable,
-                make_parent=self._bookkeeping.recreate,
-            )
+            try:
+                held = self._directories.take(
+                    io,
+                    directory_path,
+                    create=new is not None,
+                    durable=self._durable,
+                    make_parent=self._bookkeeping.recreate,
+                )
+            except OSError as exc:
+                if self._try_again(exc, attempt):
+                    continue
+                raise
             if held is None:  # no group directory: the record is absent
                 return expected is None or expected[0] is None
             try:
                 directory = held.directory
                 try:
                     landed, removed = self._replace_in(io, directory, name, expected, new, job)
-                except FileNotFoundError:
-                    # The group directory (another process's clear, `git clean`, `rm -rf`) or
-                    # our temp file (`git clean -x`) was removed under us: nothing landed, so
-                    # write again, into a directory made again.
-                    if attempt < 100:
+                except OSError as exc:  # before the rename: nothing landed
+                    if self._try_again(exc, attempt):
                         continue
                     raise
                 if not landed:

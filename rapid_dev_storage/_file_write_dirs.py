@@ -19,7 +19,6 @@ milliseconds would hold against every other writer.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import threading
@@ -74,14 +73,9 @@ class WriteDirectories:
                 if held is not None and held.identity == (status.st_dev, status.st_ino):
                     held.users += 1
                     return held
-        try:
-            directory = open_group_directory(
-                io, path, create=create, durable=durable, make_parent=make_parent
-            )
-        except OSError as exc:
-            if exc.errno not in (errno.EMFILE, errno.ENFILE) or not self._release_idle():
-                raise
-            return self.take(io, path, create=create, durable=durable, make_parent=make_parent)
+        directory = open_group_directory(
+            io, path, create=create, durable=durable, make_parent=make_parent
+        )
         if directory is None:
             return None
         try:
@@ -124,7 +118,7 @@ class WriteDirectories:
             self._closed = True
             self._release_all()
 
-    def _release_idle(self) -> bool:
+    def release_idle(self) -> bool:
         """Out of descriptors: close the held directories no write uses; return if any was."""
         with self._lock:
             idle = [path for path, held in self._held.items() if not held.users]

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,40 @@ async def test_a_lock_file_made_again_between_writes_is_the_one_that_counts(
             os.close(other)
         await handle.set_value(3)
         assert await handle.get_value() == 3
+
+
+OUT_OF_DESCRIPTORS = """
+import asyncio, os, resource, sys
+from rapid_dev_storage import FileBackend, Storage
+
+async def main() -> None:
+    store = Storage(await FileBackend.create_backend_instance(sys.argv[1], "app", 1))
+    for number in range(40):  # holds group directories and lock files open
+        await store.get_group(f"G{number}")["k"].set_value(number)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 2, hard))
+    try:
+        for number in range(40, 60):  # each needs more descriptors than are left
+            await store.get_group(f"G{number}")["k"].set_value(number)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    for number in range(60):
+        assert await store.get_group(f"G{number}")["k"].get_value() == number
+    await store.close()
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_writes_out_of_descriptors_close_what_is_held_between_writes(tmp_path: Path) -> None:
+    """What the writes hold open between them goes before a write fails for want of one."""
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip() == "ok", done.stderr
