@@ -28,6 +28,7 @@ import errno
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from ._file_io import Directory, FileIO, UnsafeEntryError
@@ -83,6 +84,26 @@ class StripeBusy(Exception):
     """Another process holds the stripe: try the write again later (see `Retry`)."""
 
 
+_LIVE: weakref.WeakSet[StripeLocks] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: let go of the lock files inherited from the parent, unlocked.
+
+    A flock belongs to the open file, which a fork shares: a child locking through an inherited
+    descriptor would hold the parent's lock with it, not against it. The child opens its own.
+    """
+    for locks in list(_LIVE):
+        for stripe, held in enumerate(locks._held):
+            if held is not None:
+                locks._held[stripe] = None
+                os.close(held[0])  # the parent's descriptor stays open, and its lock held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 class StripeLocks:
     """The lock stripes of one store.
 
@@ -102,6 +123,7 @@ class StripeLocks:
         # Each stripe's open lock file (descriptor, device, inode), used under its guard only.
         self._held: list[tuple[int, int, int] | None] = [None] * LOCK_STRIPES
         self.flock_unsupported = fcntl is None
+        _LIVE.add(self)
 
     @contextlib.contextmanager
     def hold(self, stripe: int, abandon: Abandon, retry: Retry | None = None) -> Iterator[None]:

@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 
 from rapid_dev_storage import FileBackend, LockTimeoutError, Storage, StorageIOError
 from rapid_dev_storage._file_layout import LOCK_DIRECTORY, lock_file_name, stripe_of
+from rapid_dev_storage._file_locks import StripeLocks
 from rapid_dev_storage._file_write_dirs import HELD_DIRECTORIES
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock and dir_fd: POSIX")
@@ -170,3 +173,35 @@ def test_writes_out_of_descriptors_close_what_is_held_between_writes(tmp_path: P
         check=False,
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_forked_child_locks_against_its_parent_not_with_it(tmp_path: Path) -> None:
+    """A flock belongs to the open file, which a fork shares: a child locking through the lock
+    file its parent held open would hold the parent's lock with it. The child opens its own."""
+    locks = StripeLocks(str(tmp_path), 0.3, (tmp_path / LOCK_DIRECTORY).mkdir)
+    never = threading.Event()
+    with locks.hold(5, never):  # the parent now holds stripe 5's lock file open
+        pass
+    read, write = os.pipe()  # the child says it holds the stripe
+    done_read, done_write = os.pipe()  # the parent says it has tried
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: none here
+        child = os.fork()
+    if child == 0:  # the child holds the stripe until the parent has tried it
+        try:
+            with locks.hold(5, never):
+                os.write(write, b"held")
+                os.read(done_read, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(read, 4) == b"held"
+        with pytest.raises(LockTimeoutError), locks.hold(5, never):
+            pass
+    finally:
+        os.write(done_write, b"x")
+        os.waitpid(child, 0)
+        for descriptor in (read, write, done_read, done_write):
+            os.close(descriptor)
+        locks.close()
