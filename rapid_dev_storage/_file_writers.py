@@ -17,18 +17,16 @@ comes back for work after that tries it again; meanwhile the threads run other r
 
 from __future__ import annotations
 
-import atexit
 import collections
 import heapq
 import itertools
 import threading
 import time
-import weakref
 from typing import Callable, Generic, TypeVar
 
-J = TypeVar("J")
+from ._threads import stop_at_exit, stopped
 
-_LIVE: weakref.WeakSet[WriterThreads[object]] = weakref.WeakSet()
+J = TypeVar("J")
 
 
 class _Idle:
@@ -68,7 +66,7 @@ class WriterThreads(Generic[J]):
             thread = threading.Thread(target=self._work, name=f"{self._name}_{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        _LIVE.add(self)  # type: ignore[arg-type]  # (the set holds pools of every job type)
+        stop_at_exit(self)  # queued writes land before the interpreter goes
 
     def submit(self, job: J | None) -> None:
         """Give ``job`` to the thread idle the shortest time, or queue it (None: a thread stops)."""
@@ -82,7 +80,7 @@ class WriterThreads(Generic[J]):
 
     def stop(self) -> None:
         """Let the threads go once the jobs queued before are done; wait for them (a thread)."""
-        _LIVE.discard(self)  # type: ignore[arg-type]
+        stopped(self)
         for _ in self._threads:
             self.submit(None)
         for thread in self._threads:
@@ -125,14 +123,3 @@ class WriterThreads(Generic[J]):
                 idle.wake.acquire()  # chosen as the wait ran out: its job is on its way
             job, idle.job = idle.job, None
             return job  # type: ignore[return-value]  # what `submit` was given
-
-
-@atexit.register
-def _finish_at_exit() -> None:
-    """Let queued writes land before the interpreter goes, as a ThreadPoolExecutor's would.
-
-    The threads are daemons (an idle one must not keep a process alive whose store was never
-    closed); atexit handlers run while daemon threads still do.
-    """
-    for pool in list(_LIVE):
-        pool.stop()
