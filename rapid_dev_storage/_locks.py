@@ -1,12 +1,11 @@
-"""In-process order: per-record locks for `update`, re-entry guards, jobs later writes wait for."""
+"""In-process order: per-record locks for `update` and its re-entry guards."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import contextvars
-from typing import Any, AsyncIterator, Callable, Hashable, Iterator
+from typing import AsyncIterator, Callable, Hashable, Iterator
 
 from .errors import ReentrantUpdateError
 
@@ -75,26 +74,3 @@ class KeyLocks:
                 del self._locks[record]
             else:
                 self._locks[record] = (lock, users - 1)
-
-
-class UnfinishedJobs:
-    """Jobs handed to threads that have not finished yet: what later operations queue behind.
-
-    Each job's own future says when it is over, never the task that awaited it (that task may
-    have been cancelled while the job runs on). A job cancelled before it started is over at
-    once; the jobs before it are not, so every unfinished one is kept, not only the newest.
-    A job leaves the set as it finishes (its done callback, on the thread that ends it): adding
-    and asking cost the same with 5,000 jobs queued as with one (re-filtering a list of them on
-    every add held the loop for seconds while a slow disk kept them all queued).
-    """
-
-    def __init__(self) -> None:
-        self._jobs: set[concurrent.futures.Future[Any]] = set()
-
-    def add(self, job: concurrent.futures.Future[Any]) -> None:
-        self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)  # at once if it is already over
-
-    def __bool__(self) -> bool:
-        """Whether a job has not finished yet (one just finishing may still count: harmless)."""
-        return bool(self._jobs)
