@@ -278,12 +278,14 @@ class FileBackend(StorageBackend):
     ) -> bool:
         """Write ``new`` (None: delete) on the record's writer thread (see `RecordWrites`)."""
         path, io = self.record_path(group, keys), self._io
-        return await self._jobs.write(
+        done = await self._jobs.write(
             path,
             group,
             keys,
             lambda abandon, later: self._writes.replace(io, path, expected, new, abandon, later),
         )
+        self._turn_taken()  # waiting for the writer thread gave the loop its round
+        return done
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory, io = self._group_directory(group), self._io
@@ -293,6 +295,7 @@ class FileBackend(StorageBackend):
             directory,
             lambda abandon: self._writes.delete_matching(io, directory, prefix, abandon),
         )
+        self._turn_taken()
 
     def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
         path = self._group_directory(group)

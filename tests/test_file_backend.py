@@ -660,3 +660,29 @@ async def test_a_temp_file_name_taken_by_another_writer_is_drawn_again(tmp_path:
         await handle.set_value(2)
         assert await handle.get_value() == 2
         assert (group_directory / following).read_bytes() == b"another writer's"
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+async def test_writes_waiting_for_a_writer_thread_are_given_no_extra_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
+) -> None:
+    """Each write and clear waits for a writer thread, so the loop had its round: no sleep(0)."""
+    store = await open_store(tmp_path, durability=durability)
+    backend = store.backend
+    turns: list[None] = []
+    give_turn = backend._give_turn
+
+    async def counted() -> None:
+        turns.append(None)
+        await give_turn()
+
+    monkeypatch.setattr(backend, "_give_turn", counted)
+    group = store.get_group("g")
+    # Well over TURN_EVERY of back-to-back writes: before, a turn every millisecond or so.
+    for index in range(60):
+        await group[f"k{index}"].set_value(index)
+        await group[f"k{index}", "x"].clear_value()
+    await group.clear_prefix("k1")
+    assert turns == []
+    assert await group["k2"].get_value() == 2
+    await store.close()
