@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from ._file_io import Directory, FileIO, UnsafeEntryError
 from ._file_layout import LOCK_DIRECTORY, LOCK_STRIPES, lock_file_name
+from ._held_budget import HELD
 from .errors import LockTimeoutError
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def _forget_after_fork() -> None:
             if held is not None:
                 locks._held[stripe] = None
                 os.close(held[0])  # the parent's descriptor stays open, and its lock held
+                HELD.give_back()
 
 
 if hasattr(os, "register_at_fork"):
@@ -120,7 +122,8 @@ class StripeLocks:
         # flock then only excludes other processes (a flock held by another of our threads would
         # be polled for, sleeping up to 20 ms at a time).
         self._guards = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        # Each stripe's open lock file (descriptor, device, inode), used under its guard only.
+        # Each stripe's open lock file (descriptor, device, inode), used under its guard only;
+        # held between writes while the process's budget (`_held_budget`) has a place for it.
         self._held: list[tuple[int, int, int] | None] = [None] * LOCK_STRIPES
         self.flock_unsupported = fcntl is None
         _LIVE.add(self)
@@ -180,6 +183,9 @@ class StripeLocks:
                 try:
                     fcntl.flock(descriptor, fcntl.LOCK_UN)
                 finally:
+                    held = self._held[stripe]
+                    if held is None or held[0] != descriptor:  # no place to hold it: once
+                        os.close(descriptor)
                     guard.release()
             return
         try:
@@ -209,13 +215,22 @@ class StripeLocks:
         while True:
             held = self._held[stripe]
             if held is None:
-                held = self._held[stripe] = self._open(stripe)
+                held = self._open(stripe)
+                if HELD.take():  # the process's budget (`_held_budget`); else used once
+                    self._held[stripe] = held
             descriptor = held[0]
-            _flock(descriptor, path, self._timeout, deadline, abandon, busy)
+            try:
+                _flock(descriptor, path, self._timeout, deadline, abandon, busy)
+            except BaseException:
+                if self._held[stripe] is not held:
+                    os.close(descriptor)
+                raise
             if _still_at_path(held, path):
                 return descriptor
             # Replaced or removed since it was opened: another process may hold the new file.
-            self._held[stripe] = None
+            if self._held[stripe] is held:
+                self._held[stripe] = None
+                HELD.give_back()
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
             finally:
@@ -258,6 +273,7 @@ class StripeLocks:
                 held, self._held[stripe] = self._held[stripe], None
                 if held is not None:
                     os.close(held[0])
+                    HELD.give_back()
                     released = True
             finally:
                 guard.release()
@@ -269,6 +285,7 @@ class StripeLocks:
             if held is not None:
                 self._held[stripe] = None
                 os.close(held[0])
+                HELD.give_back()
 
     @contextlib.contextmanager
     def _filelock(self, stripe: int, remaining: float) -> Iterator[None]:
@@ -341,6 +358,6 @@ def _still_at_path(held: tuple[int, int, int], path: str) -> bool:
     """
     try:
         current = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # opening it again says what is there
         return False
     return (held[1], held[2]) == (current.st_dev, current.st_ino)

@@ -32,6 +32,7 @@ from ._file_layout import (
     hand_made_message,
     is_record_name,
 )
+from ._held_budget import HELD
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,9 @@ class HeldDirectories:
     link by a person) is opened again by path, as every read did before, and the old one closed.
 
     Used on the loop's thread and by synchronous callers' threads: a lock covers each use of a
-    held descriptor, so none is closed while another thread opens a file relative to it.
+    held descriptor, so none is closed while another thread opens a file relative to it. Each
+    held one takes a place in the process's budget (`_held_budget`); refused one, a read opens
+    its directory and closes it again, as reads did before.
     """
 
     def __init__(self) -> None:
@@ -145,13 +148,14 @@ class HeldDirectories:
                 held = self._held.get(directory)
                 if held is None or held[2] != status.st_ino or held[1] != status.st_dev:
                     held = self._hold(directory)
-                if held[0] is not None and not self._closed:  # nearly every read
+                    if self._held.get(directory) is not held:  # closed, or no place: once
+                        try:
+                            return held[3].open(FileIO, name, READ_FLAGS), held[2]
+                        finally:
+                            held[3].close()
+                if held[0] is not None:  # nearly every read
                     return FileIO.open(name, READ_FLAGS, dir_fd=held[0]), held[2]
-                try:
-                    return held[3].open(FileIO, name, READ_FLAGS), held[2]
-                finally:
-                    if self._closed:  # the backend closed: hold nothing
-                        held[3].close()
+                return held[3].open(FileIO, name, READ_FLAGS), held[2]
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -167,15 +171,17 @@ class HeldDirectories:
         old = self._held.pop(path, None)
         if old is not None:
             old[3].close()
+            HELD.give_back()
         if len(self._held) >= HELD_DIRECTORIES:  # bounded: group names may come from users
             self._release()
-        if not self._closed:
+        if not self._closed and HELD.take():  # the process's budget (`_held_budget`)
             self._held[path] = held
         return held
 
     def _release(self) -> None:
         for held in self._held.values():
             held[3].close()
+        HELD.give_back(len(self._held))
         self._held.clear()
 
     def close(self) -> None:

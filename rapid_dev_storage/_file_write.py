@@ -14,6 +14,7 @@ import errno
 import functools
 import itertools
 import os
+import time
 
 from ._codecs import Codec
 from ._file_commit import GroupCommit, Later
@@ -63,7 +64,8 @@ class RecordWrites:
         The group directory (another process's clear, `git clean`, `rm -rf`) or our temp file
         (`git clean -x`) was removed under us: nothing landed, so write again, into a directory
         made again. Or we ran out of descriptors: the group directories and lock files held
-        between writes that no write uses now are closed first, and the write made again.
+        between writes that no write uses now are closed first, and the write made again (if
+        all are in use, a little later).
         """
         if attempt >= 100:
             return False
@@ -71,7 +73,12 @@ class RecordWrites:
             return True
         if error.errno not in _OUT_OF_DESCRIPTORS:
             return False
-        return self._directories.release_idle() | self._stripes.release_idle()
+        if self._directories.release_idle() | self._stripes.release_idle():
+            return True
+        # Every one held is in use: the writes in flight (and their directory fsyncs) give
+        # theirs back as they finish. Wait for them, up to about two seconds in all.
+        time.sleep(min(0.001 * attempt, 0.02))
+        return True
 
     def replace(
         self,

@@ -13,6 +13,8 @@ directory.
 Writes run on several threads, and a write uses its directory from the temp file's creation
 to the rename and the directory fsync it leads: each held directory counts its users, and is
 closed (when replaced, when too many are held, when the store closes) only once none uses it.
+Each held one takes a place in the process's budget (`_held_budget`); refused one, a write
+opens its directory and closes it when done, as writes did before.
 This is not the reads' holder: that one covers each use with its lock, which a write's
 milliseconds would hold against every other writer.
 """
@@ -25,6 +27,7 @@ import threading
 from typing import Callable
 
 from ._file_io import Directory, FileIO, open_group_directory
+from ._held_budget import HELD
 
 HELD_DIRECTORIES = 32
 """Bounded: group names may come from users, and each held directory is a descriptor."""
@@ -94,8 +97,9 @@ class WriteDirectories:
                 self._let_go(old)
             if len(self._held) >= HELD_DIRECTORIES:
                 self._release_all()
-            taken.held = True
-            self._held[path] = taken
+            if HELD.take():  # the process's budget (`_held_budget`); else used once
+                taken.held = True
+                self._held[path] = taken
         return taken
 
     def keep(self, taken: HeldDirectory) -> Callable[[], None]:
@@ -135,5 +139,6 @@ class WriteDirectories:
     def _let_go(held: HeldDirectory) -> None:
         """Take ``held`` out of the held ones (under the lock): closed now, or by its last user."""
         held.held = False
+        HELD.give_back()
         if not held.users:
             held.directory.close()
