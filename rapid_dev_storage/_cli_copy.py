@@ -27,6 +27,9 @@ from ._validate import check_value
 Records = dict[str, dict[Keys, Any]]
 """Every record of a store: group -> keys -> value."""
 
+LISTED_GROUPS = 10
+"""Groups a refused copy names; the rest are counted."""
+
 
 class Refused(ValueError):
     """The copy is refused before anything was written (exit status 2)."""
@@ -89,7 +92,12 @@ def check_destination(existing: Records, unreadable: int, *, merge: bool, replac
     """
     held = {group: len(records) for group, records in existing.items() if records}
     if (held or unreadable) and not (merge or replace):
-        listed = ", ".join(f"{group} ({counted(count)})" for group, count in sorted(held.items()))
+        shown = [f"{group} ({counted(count)})" for group, count in sorted(held.items())]
+        if len(shown) > LISTED_GROUPS:  # thousands of groups: one readable line still
+            rest = sum(count for _, count in sorted(held.items())[LISTED_GROUPS:])
+            more = len(shown) - LISTED_GROUPS
+            shown[LISTED_GROUPS:] = [f"{more} groups more ({counted(rest)})"]
+        listed = ", ".join(shown)
         if unreadable:
             listed += f"{', ' if listed else ''}{counted(unreadable)} that do not decode"
         raise Refused(

@@ -130,7 +130,7 @@ class FileJobs:
         waiter: asyncio.Future[T] = loop.create_future()
         deliveries = self._deliveries
         if deliveries is None or deliveries.loop is not loop:
-            deliveries = self._deliveries = Deliveries(loop)
+            deliveries = self._deliveries = Deliveries(loop, self._writers.finishing)
         job = WriteJob(path, operation, waiter, deliveries.deliver, self.ended)
         if self._clears:
             job.clears = self._unfinished_clears(group, keys)

@@ -154,8 +154,11 @@ class WriteJob(Generic[T]):
 class Deliveries:
     """Callbacks from threads run on the loop in batches: one wake-up for all that came."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, before_wake: Callable[[], None] = lambda: None
+    ) -> None:
         self.loop = loop
+        self._before_wake = before_wake  # on the delivering thread, before the loop is woken
         self._lock = threading.Lock()
         self._pending: list[Callable[[], None]] = []
 
@@ -164,6 +167,7 @@ class Deliveries:
             self._pending.append(callback)
             if len(self._pending) > 1:
                 return  # a wake-up is on its way and will run this one too
+        self._before_wake()
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
             self.loop.call_soon_threadsafe(self._run)
 

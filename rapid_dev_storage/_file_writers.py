@@ -32,12 +32,14 @@ J = TypeVar("J")
 class _Idle:
     """A thread waiting for work: released with a job in ``job`` (None: stop)."""
 
-    __slots__ = ("job", "wake")
+    __slots__ = ("early", "job", "wait", "wake")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
         self.wake.acquire()  # held while the thread has no job: it waits to acquire it
         self.job: object = None
+        self.early = False  # made idle by `finishing`, before the thread got back to waiting
+        self.wait = -1.0  # `finishing`'s timeout for that wait
 
 
 class WriterThreads(Generic[J]):
@@ -59,6 +61,7 @@ class WriterThreads(Generic[J]):
         self._idle: list[_Idle] = []  # a stack: the last to go idle is woken first
         self._later: list[tuple[float, int, J]] = []  # a heap: (when, tie-breaker, job)
         self._order = itertools.count()
+        self._local = threading.local()  # on each of the threads: its `_Idle`
 
     def start(self) -> None:
         """Start every thread at once (a pool that grew later would look like a leak)."""
@@ -87,8 +90,27 @@ class WriterThreads(Generic[J]):
             thread.join()
         self._threads = []
 
+    def finishing(self) -> None:
+        """On a writer thread about to answer its job: take the next job submitted.
+
+        The answer wakes the loop, whose task may submit its next write at once, often before
+        this thread is back waiting (the wake-up itself hands the GIL over): the job went to
+        another, sleeping thread, and one task writing in a loop woke two threads in turn.
+        Idle from now on, this thread is the one chosen; a job given to it before it is back
+        waits only for the rest of this job's answer. Does nothing on any other thread.
+        """
+        idle: _Idle | None = getattr(self._local, "idle", None)
+        if idle is None or idle.early:
+            return
+        with self._lock:
+            if self._queued or (self._later and self._later[0][0] <= time.monotonic()):
+                return  # the thread takes those on its way back
+            idle.wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else -1
+            idle.early = True
+            self._idle.append(idle)
+
     def _work(self) -> None:
-        idle = _Idle()
+        idle = self._local.idle = _Idle()
         while True:
             job = self._next(idle)
             if job is None:
@@ -107,13 +129,17 @@ class WriterThreads(Generic[J]):
         It waits for a job submitted, or until the first job put aside is due.
         """
         while True:
-            with self._lock:
-                if self._later and self._later[0][0] <= time.monotonic():
-                    return heapq.heappop(self._later)[2]
-                if self._queued:
-                    return self._queued.popleft()
-                wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else -1
-                self._idle.append(idle)
+            if idle.early:  # already idle (`finishing`): perhaps chosen already
+                idle.early = False
+                wait = idle.wait
+            else:
+                with self._lock:
+                    if self._later and self._later[0][0] <= time.monotonic():
+                        return heapq.heappop(self._later)[2]
+                    if self._queued:
+                        return self._queued.popleft()
+                    wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else -1
+                    self._idle.append(idle)
             woken = idle.wake.acquire(timeout=wait)
             if not woken:
                 with self._lock:

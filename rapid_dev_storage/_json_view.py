@@ -134,7 +134,7 @@ def parse(text: str, where: str = "value") -> Any:
         if math.isinf(parsed):
             raise ValueError(
                 f"{where}: the number {number[:40]} is beyond the range of a float; write it as "
-                "a string to keep it, or Infinity if infinity is meant"
+                "a string to keep it, or Infinity if infinity is meant (a msgpack store holds it)"
             )
         return parsed
 

@@ -107,6 +107,11 @@ def test_copy_refuses_a_destination_holding_records_unless_merge_or_replace(
     assert refused.exit_code == 2
     assert "already holds USER (1 record), X (1 record); nothing was written" in refused.stderr
     assert run("dump", destination).stdout == before
+    load(destination, [{"group": f"G{n:02}", "keys": ["k"], "value": n} for n in range(20)])
+    many = run("copy", store, destination).stderr
+    assert "already holds G00 (1 record), G01 (1 record)," in many
+    assert "G09 (1 record), 12 groups more (12 records); nothing was written" in many
+    before = run("dump", destination).stdout
     assert run("copy", store, destination, "--merge", "--replace").exit_code == 2
     merged = run("copy", store, destination, "--merge")
     assert merged.exit_code == 0, merged.output

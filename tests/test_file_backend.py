@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import unicodedata
@@ -686,3 +687,32 @@ async def test_writes_waiting_for_a_writer_thread_are_given_no_extra_turns(
     assert turns == []
     assert await group["k2"].get_value() == 2
     await store.close()
+
+
+@pytest.mark.parametrize("durability", ["full", "fast"])
+async def test_one_task_writing_in_a_loop_keeps_one_writer_thread_hot(
+    tmp_path: Path, durability: str
+) -> None:
+    """The thread answering a write is the one the next write goes to: it makes itself idle
+    before it wakes the loop (which submitted the next write before the thread was back
+    waiting, so two threads were woken in turn)."""
+    threads: list[str] = []
+
+    def rename(*args: Any, **kwargs: Any) -> None:
+        threads.append(threading.current_thread().name)
+        os.rename(*args, **kwargs)
+
+    class Recording(FileIO):
+        pass
+
+    Recording.rename = staticmethod(rename)  # type: ignore[assignment]
+    store = await open_store(tmp_path, durability=durability)
+    backend = store.backend
+    assert isinstance(backend, FileBackend)
+    backend._io = Recording  # the real system calls, each rename's thread noted
+    group = store.get_group("g")
+    for index in range(200):
+        await group[f"k{index % 20}"].set_value(index)
+    await store.close()
+    busiest = max(threads.count(name) for name in set(threads))
+    assert busiest >= 190, sorted((threads.count(name), name) for name in set(threads))
