@@ -156,11 +156,9 @@ def _split_query(
         if name in options:
             raise LocationError(f"store URL {url!r} gives option {name!r} twice", location=url)
         parse = QUERY_OPTIONS.get(name)
-        if parse is None:
-            known = ", ".join(QUERY_OPTIONS)
-            raise LocationError(
-                f"store URL {url!r}: unknown option {name!r} (options: {known})", location=url
-            )
+        if parse is None:  # refused by `check_options`, naming what the backend takes
+            options[name] = value
+            continue
         try:
             options[name] = parse(value)
         except ValueError as exc:
@@ -171,7 +169,7 @@ def _split_query(
 def _parsed(url: str, scheme: str, path: str, options: dict[str, Any]) -> ParsedURL:
     module, name = BACKENDS[scheme]
     backend = getattr(importlib.import_module(module, __package__), name)
-    check_options(url, backend, options)
+    check_options(url, backend, options, {})
     return ParsedURL(scheme, backend, path, options)
 
 
@@ -191,16 +189,26 @@ def backend_options(backend: type[StorageBackend]) -> tuple[str, ...]:
     return known
 
 
-def check_options(url: str, backend: type[StorageBackend], options: dict[str, Any]) -> None:
-    """Raise `LocationError` naming any option ``backend`` does not take, and those it does."""
+def check_options(
+    url: str, backend: type[StorageBackend], options: dict[str, Any], arguments: dict[str, Any]
+) -> None:
+    """Raise `LocationError` naming any option ``backend`` does not take, and those it does.
+
+    ``options`` came in the URL: the options named are those a URL can give it. ``arguments``
+    were given beside the URL: every keyword its ``create_backend_instance`` takes is named.
+    """
     takes = backend_options(backend)
-    unknown = [name for name in options if name not in takes]
-    if unknown:
-        raise LocationError(
-            f"{backend.__name__} (store URL {url!r}) takes no option "
-            f"{', '.join(map(repr, unknown))}: it takes {', '.join(takes) or 'none'}",
-            location=url,
-        )
+    for given, where, named in (
+        (options, f"store URL {url!r} gives", [name for name in QUERY_OPTIONS if name in takes]),
+        (arguments, f"an argument beside store URL {url!r} is", list(takes)),
+    ):
+        unknown = [name for name in given if name not in named]
+        if unknown:
+            raise LocationError(
+                f"{where} {', '.join(map(repr, unknown))}, which {backend.__name__} does not "
+                f"take: it takes {', '.join(named) or 'none'}",
+                location=url,
+            )
 
 
 def merge_options(parsed: ParsedURL, url: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -222,5 +230,10 @@ def merge_options(parsed: ParsedURL, url: str, arguments: dict[str, Any]) -> dic
                 location=url,
             )
         merged[name] = value
-    check_options(url, parsed.backend, merged)
+    check_options(
+        url,
+        parsed.backend,
+        parsed.options,
+        {name: value for name, value in arguments.items() if value is not None},
+    )
     return merged
