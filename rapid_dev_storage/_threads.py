@@ -5,6 +5,9 @@ used it for opening, closing or decoding left idle threads (``asyncio_0``...) be
 ``close()``, in a program's loop that the program may run for hours. A job that runs once per
 store (opening, closing) gets a thread of its own here, which ends when the job does; work that
 recurs (large decodes: `_turns`) uses a pool the store owns and shuts down at close.
+
+Our threads and ``os.fork()``: `stop_at_exit` lets queued work land as the interpreter exits,
+and `fork_waits_for` keeps a fork out of the middle of a database operation.
 """
 
 from __future__ import annotations
@@ -123,13 +126,21 @@ def _before_fork() -> None:
                 lock.acquire()
 
 
-def _after_fork() -> None:
+def _after_fork_in_parent() -> None:
     for lock in _FORK_WAITS_FOR:
         lock.release()
     _FORK_GATE.release()
 
 
+def _after_fork_in_child() -> None:
+    _after_fork_in_parent()
+    # The threads that used these stayed in the parent: the child's own register anew.
+    _FORK_WAITS_FOR.clear()
+
+
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
     os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
     )
