@@ -49,6 +49,7 @@ class StorageBackend(ChecksWrites):
     """
 
     _waiting_writes: WaitingWrites | None = None  # made by the first large write
+    _releasing: asyncio.Future[None] | None = None  # made by the first close
 
     def __init__(self, codec: str | Codec | None = None) -> None:
         """Use ``codec``: a `Codec`, a codec's name (``"msgpack"``, ``"json"``) or None (msgpack).
@@ -309,15 +310,21 @@ class StorageBackend(ChecksWrites):
     async def close(self) -> None:
         """Release connections, threads and files; later calls raise `StoreClosedError`.
 
-        Closing twice is harmless.
+        Closing twice is harmless: the second close waits for the first. Cancellation follows
+        the work: once the store is marked closed, releasing runs to its end in a task of its
+        own whoever stops waiting for it, and a later close waits for that task. (A close
+        cancelled halfway used to leave the worker thread and its files open for good: the
+        next close found the store marked closed and returned at once.)
         """
-        if self._closed:
-            return
-        if self._waiting_writes:  # writes made before the close land first
-            await self._waiting_writes.drain()
-            if self._closed:
-                return
-        self._closed = True
+        if self._releasing is None:
+            if self._waiting_writes:  # writes made before the close land first
+                await self._waiting_writes.drain()
+            if self._releasing is None:  # not begun by another close meanwhile
+                self._closed = True
+                self._releasing = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._releasing)
+
+    async def _release(self) -> None:
         await self._end_watches()
         try:
             await self._close()

@@ -99,10 +99,12 @@ class SQLiteBackend(StorageBackend):
     # --- hooks ------------------------------------------------------------------------------
 
     async def _read(self, group: str, keys: Keys) -> bytes | None:
+        connections = self._connections
         try:  # Connections.read's inline attempt, written out: this is the hottest path
-            data = read_small(self._connections.loop_cursor(), self._queries, group, keys)
+            with connections.inline_lock:
+                data = read_small(connections.loop_cursor(), self._queries, group, keys)
         except sqlite3.Error:
-            data = await self._connections.read(read_small, self._queries, group, keys)
+            data = await connections.read(read_small, self._queries, group, keys)
         if data is LARGE:
             return await self._large_read(group, keys)
         return data  # type: ignore[return-value]  # bytes or None

@@ -12,6 +12,7 @@ process, so it runs entirely inline.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any, Callable, TypeVar
 
 from ._codecs import Codec
@@ -44,6 +45,9 @@ class Connections:
         self._loop_cursor = self.inline.cursor()
         self.worker = worker
         """None in memory: everything runs inline."""
+        # Held around each inline operation: an os.fork() waits for it (see _threads). A
+        # database in memory has no file locks to leave behind: its lock is nobody's concern.
+        self.inline_lock = threading.Lock() if worker is None else worker.inline_lock
         self._lock_timeout = options.lock_timeout
         # Inline means a small write at durability fast (a WAL commit without fsync).
         self._inline_writes = worker is None or options.durability == "fast"
@@ -104,7 +108,8 @@ class Connections:
     async def read(self, function: Callable[..., T], *args: Any) -> T:
         """Run a read inline; if it meets a lock, wait for the lock on the worker instead."""
         try:
-            return function(self.loop_connection(), *args)
+            with self.inline_lock:
+                return function(self.loop_connection(), *args)
         except sqlite3.Error as exc:
             self._raise_unless_worker_waits(exc)
         return await self.on_worker(function, *args)
@@ -119,7 +124,8 @@ class Connections:
         worker = self.worker
         if worker is None or (self._inline_writes and small and not worker.writes_pending):
             try:
-                result = function(self.loop_connection(), *args)
+                with self.inline_lock:
+                    result = function(self.loop_connection(), *args)
             except sqlite3.Error as exc:
                 self._raise_unless_worker_waits(exc)
             else:
@@ -148,7 +154,8 @@ class Connections:
         Jobs already queued on the worker finish first; later ones raise `StoreClosedError`.
         """
         self.closed = True
-        self.inline.close()
+        with self.inline_lock:
+            self.inline.close()
         if self.worker is None:
             self.writer.close()
             return

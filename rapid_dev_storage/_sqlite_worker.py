@@ -11,6 +11,10 @@ thread runs it and hands the result to an asyncio future with one ``call_soon_th
 Cancellation follows the work, as with an executor: a job whose awaiter is cancelled before
 the thread took it never runs; one the thread took runs to its end, and a write counts as
 unfinished (`Worker.writes_pending`) until then, so later inline writes queue behind it.
+
+An ``os.fork()`` waits until the thread is between jobs (`_threads.fork_waits_for`): a job
+holding a lock of the database at the fork left the child unable ever to write it. A job
+waiting for another process's lock holds the fork up for ``lock_timeout`` at most.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import threading
 import weakref
 from typing import Any, Callable, TypeVar
 
-from ._threads import stop_at_exit, stopped
+from ._threads import fork_waits_for, fork_waits_no_more, stop_at_exit, stopped
 
 T = TypeVar("T")
 
@@ -62,10 +66,15 @@ class Worker:
         self._waiting: dict[_Job, None] = {}
         # Writes not finished: left by the thread as each ends, or by an awaiter that withdrew it.
         self._writes: set[_Job] = set()
+        self.inline_lock = threading.Lock()
+        """Held by the loop's thread while it runs an operation inline: forks wait for it too."""
         # The thread holds the queue and the two collections, not the worker: a store dropped
         # without a close lets its worker be collected, and the finalizer ends the thread.
         self._thread = threading.Thread(
-            target=_work, args=(self._queue, self._waiting, self._writes), name=name, daemon=True
+            target=_work,
+            args=(self._queue, self._waiting, self._writes, self.inline_lock),
+            name=name,
+            daemon=True,
         )
         self._thread.start()
         self._finalizer = weakref.finalize(self, self._queue.put, None)
@@ -107,7 +116,27 @@ class Worker:
 
 
 def _work(
-    jobs: queue.SimpleQueue[_Job | None], waiting: dict[_Job, None], writes: set[_Job]
+    jobs: queue.SimpleQueue[_Job | None],
+    waiting: dict[_Job, None],
+    writes: set[_Job],
+    inline_lock: threading.Lock,
+) -> None:
+    # Registered and let go here, on this thread, which may wait for a fork in progress.
+    busy = threading.Lock()  # held while a job runs
+    fork_waits_for(busy)
+    fork_waits_for(inline_lock, last=True)
+    try:
+        _run_jobs(jobs, waiting, writes, busy)
+    finally:
+        fork_waits_no_more(inline_lock)
+        fork_waits_no_more(busy)
+
+
+def _run_jobs(
+    jobs: queue.SimpleQueue[_Job | None],
+    waiting: dict[_Job, None],
+    writes: set[_Job],
+    busy: threading.Lock,
 ) -> None:
     while True:
         job = jobs.get()
@@ -117,10 +146,11 @@ def _work(
             continue
         result: Any = None
         error: BaseException | None = None
-        try:
-            result = job.function(*job.args)
-        except BaseException as exc:  # handed to the awaiter, as an executor's future would
-            error = exc
+        with busy:
+            try:
+                result = job.function(*job.args)
+            except BaseException as exc:  # handed to the awaiter, as an executor's future would
+                error = exc
         writes.discard(job)
         if job.loop is not None:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits the result

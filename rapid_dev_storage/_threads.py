@@ -5,6 +5,9 @@ used it for opening, closing or decoding left idle threads (``asyncio_0``...) be
 ``close()``, in a program's loop that the program may run for hours. A job that runs once per
 store (opening, closing) gets a thread of its own here, which ends when the job does; work that
 recurs (large decodes: `_turns`) uses a pool the store owns and shuts down at close.
+
+Our threads and ``os.fork()``: `stop_at_exit` lets queued work land as the interpreter exits,
+and `fork_waits_for` keeps a fork out of the middle of a database operation.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import threading
 import weakref
 from typing import Any, Callable, Protocol, TypeVar
@@ -82,3 +86,61 @@ async def on_own_thread(call: Callable[..., T], *args: Any) -> T:
     # short, and whoever counts threads after a close finds this one gone.
     thread.join()
     return result
+
+
+# --- fork: wait until no connection of ours is in the middle of an operation ------------------
+
+_FORK_GATE = threading.Lock()
+"""Held from before a fork to after it: one fork at a time, no lock joining or leaving meanwhile."""
+_FORK_WAITS_FOR: dict[threading.Lock, bool] = {}
+"""Locks each held while a connection runs an operation, that a fork takes; True: take it last."""
+
+
+def fork_waits_for(lock: threading.Lock, *, last: bool = False) -> None:
+    """Have every later ``os.fork()`` wait until ``lock`` is free, and hold it until it is done.
+
+    SQLite keeps a file's lock bookkeeping in process memory, shared by all the process's
+    connections to it: a fork while one of ours held a lock copied "held" into the child, where
+    every connection then saw it held by another connection of its own process, for ever (its
+    writes failed with LockTimeoutError). Holding ``lock`` while a connection runs an
+    operation, and this, keep forks between operations. Locks held across waits for another
+    process (a worker's) are taken first and ``last`` ones (held only by the loop, for
+    operations that never wait) after them, so the loop waits only for the fork itself.
+    Call it on a thread that may wait for a fork in progress: the gate is held meanwhile.
+    """
+    with _FORK_GATE:
+        _FORK_WAITS_FOR[lock] = last
+
+
+def fork_waits_no_more(lock: threading.Lock) -> None:
+    """Undo `fork_waits_for` (on a thread that may wait for a fork in progress)."""
+    with _FORK_GATE:
+        _FORK_WAITS_FOR.pop(lock, None)
+
+
+def _before_fork() -> None:
+    _FORK_GATE.acquire()
+    for last in (False, True):
+        for lock, taken_last in _FORK_WAITS_FOR.items():
+            if taken_last is last:
+                lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for lock in _FORK_WAITS_FOR:
+        lock.release()
+    _FORK_GATE.release()
+
+
+def _after_fork_in_child() -> None:
+    _after_fork_in_parent()
+    # The threads that used these stayed in the parent: the child's own register anew.
+    _FORK_WAITS_FOR.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
+import time
+import warnings
 
 import pytest
 
@@ -92,3 +95,54 @@ def test_a_worker_dropped_without_stop_ends_its_thread() -> None:
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def _fork_and_exit_child() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: forking with threads
+        pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+async def test_a_fork_waits_until_the_worker_is_between_jobs() -> None:
+    """A job holding a database lock at the fork would leave the child unable to write."""
+    worker = Worker("test-worker")
+    started = threading.Event()
+    ran: list[str] = []
+
+    def job() -> None:
+        started.set()
+        time.sleep(0.2)  # forking meanwhile
+        ran.append("job")
+
+    try:
+        running = asyncio.ensure_future(worker.run(job))
+        assert await asyncio.to_thread(started.wait, 10)
+        _fork_and_exit_child()
+        assert ran == ["job"]  # the fork happened after the job, not in its middle
+        await running
+    finally:
+        worker.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_a_fork_waits_for_an_inline_operation_and_a_stopped_worker_no_more() -> None:
+    worker = Worker("test-worker")
+    forked = threading.Event()
+
+    def fork() -> None:
+        _fork_and_exit_child()
+        forked.set()
+
+    forking = threading.Thread(target=fork)
+    with worker.inline_lock:  # the loop's thread runs an operation inline
+        forking.start()
+        assert not forked.wait(0.2)
+    assert forked.wait(10)
+    forking.join()
+    worker.stop()
+    worker.inline_lock.acquire()  # a stopped worker's lock holds no fork up
+    _fork_and_exit_child()
