@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import msgpack
 import pytest
+from _turns import count_turns
 from _worker import count_in_processes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -670,14 +671,7 @@ async def test_writes_waiting_for_a_writer_thread_are_given_no_extra_turns(
     """Each write and clear waits for a writer thread, so the loop had its round: no sleep(0)."""
     store = await open_store(tmp_path, durability=durability)
     backend = store.backend
-    turns: list[None] = []
-    give_turn = backend._give_turn
-
-    async def counted() -> None:
-        turns.append(None)
-        await give_turn()
-
-    monkeypatch.setattr(backend, "_give_turn", counted)
+    turns = count_turns(backend, monkeypatch)
     group = store.get_group("g")
     # Well over TURN_EVERY of back-to-back writes: before, a turn every millisecond or so.
     for index in range(60):

@@ -35,6 +35,17 @@ def group_path(store: Storage, group: str) -> Path:
     return Path(backend.record_path(group, ("k",))).parent
 
 
+def run_script(code: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a process of its own (it changes its descriptor limit), given ``path``."""
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def open_descriptors() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
@@ -165,13 +176,7 @@ asyncio.run(main())
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
 def test_writes_out_of_descriptors_close_what_is_held_between_writes(tmp_path: Path) -> None:
     """What the writes hold open between them goes before a write fails for want of one."""
-    done = subprocess.run(
-        [sys.executable, "-c", OUT_OF_DESCRIPTORS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_script(OUT_OF_DESCRIPTORS, tmp_path)
     assert done.stdout.strip() == "ok", done.stderr
 
 
@@ -227,13 +232,7 @@ def test_idle_stores_leave_the_application_its_descriptors(tmp_path: Path) -> No
     """Six idle stores used to hold 240 of 256 descriptors (lock files and group directories
     kept between operations), and the application's own open() failed: one budget, an eighth
     of the limit, for the whole process."""
-    done = subprocess.run(
-        [sys.executable, "-c", IDLE_STORES, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_script(IDLE_STORES, tmp_path)
     assert done.stdout.startswith("ok"), done.stderr
     assert int(done.stdout.split()[1]) <= 256 // 8 + 12  # held ones, and each store's own few
 
@@ -266,13 +265,7 @@ def test_concurrent_durable_writes_out_of_descriptors_wait_for_those_in_use(
     descriptors while every held one is in use (writes in flight, directory fsyncs to come)
     waits for them instead of failing (1-3 of 600 failed with EMFILE in 11 of 20 runs)."""
     for _ in range(3):
-        done = subprocess.run(
-            [sys.executable, "-c", CONCURRENT_OUT_OF_DESCRIPTORS, str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_script(CONCURRENT_OUT_OF_DESCRIPTORS, tmp_path)
         assert done.stdout.strip() == "ok", done.stderr
 
 

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from _turns import count_turns
 from _worker import count_in_processes
 
 from rapid_dev_storage import (
@@ -348,14 +349,7 @@ async def test_durable_sets_waiting_for_the_worker_are_given_no_extra_turns(
     backend = await SQLiteBackend.create_backend_instance(
         tmp_path / "s.db", "s", 1, durability="full"
     )
-    turns: list[None] = []
-    give_turn = backend._give_turn
-
-    async def counted() -> None:
-        turns.append(None)
-        await give_turn()
-
-    monkeypatch.setattr(backend, "_give_turn", counted)
+    turns = count_turns(backend, monkeypatch)
     group = Storage(backend).get_group("g")
     # Well over TURN_EVERY of back-to-back sets: before, a turn every millisecond or so.
     for index in range(40):
