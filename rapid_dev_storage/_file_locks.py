@@ -95,11 +95,8 @@ def _forget_after_fork() -> None:
     descriptor would hold the parent's lock with it, not against it. The child opens its own.
     """
     for locks in list(_LIVE):
-        for stripe, held in enumerate(locks._held):
-            if held is not None:
-                locks._held[stripe] = None
-                os.close(held[0])  # the parent's descriptor stays open, and its lock held
-                HELD.give_back()
+        for stripe in range(LOCK_STRIPES):
+            locks._let_go(stripe)  # the parent's descriptor stays open, and its lock held
 
 
 if hasattr(os, "register_at_fork"):
@@ -270,22 +267,24 @@ class StripeLocks:
             if self._held[stripe] is None or not guard.acquire(blocking=False):
                 continue
             try:
-                held, self._held[stripe] = self._held[stripe], None
-                if held is not None:
-                    os.close(held[0])
-                    HELD.give_back()
-                    released = True
+                released |= self._let_go(stripe)
             finally:
                 guard.release()
         return released
 
     def close(self) -> None:
         """Close the held lock files (the store is closing: no write holds a stripe now)."""
-        for stripe, held in enumerate(self._held):
-            if held is not None:
-                self._held[stripe] = None
-                os.close(held[0])
-                HELD.give_back()
+        for stripe in range(LOCK_STRIPES):
+            self._let_go(stripe)
+
+    def _let_go(self, stripe: int) -> bool:
+        """Close the stripe's held lock file, if any, giving back its place; return if one was."""
+        held, self._held[stripe] = self._held[stripe], None
+        if held is None:
+            return False
+        os.close(held[0])
+        HELD.give_back()
+        return True
 
     @contextlib.contextmanager
     def _filelock(self, stripe: int, remaining: float) -> Iterator[None]:

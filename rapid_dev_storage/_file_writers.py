@@ -39,7 +39,7 @@ class _Idle:
         self.wake.acquire()  # held while the thread has no job: it waits to acquire it
         self.job: object = None
         self.early = False  # made idle by `finishing`, before the thread got back to waiting
-        self.wait = -1.0  # `finishing`'s timeout for that wait
+        self.wait = -1.0  # the longest to wait, set as the thread goes idle (-1: no limit)
 
 
 class WriterThreads(Generic[J]):
@@ -103,11 +103,7 @@ class WriterThreads(Generic[J]):
         if idle is None or idle.early:
             return
         with self._lock:
-            if self._queued or (self._later and self._later[0][0] <= time.monotonic()):
-                return  # the thread takes those on its way back
-            idle.wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else -1
-            idle.early = True
-            self._idle.append(idle)
+            idle.early = self._go_idle(idle)  # else the thread takes a job on its way back
 
     def _work(self) -> None:
         idle = self._local.idle = _Idle()
@@ -123,6 +119,19 @@ class WriterThreads(Generic[J]):
                 with self._lock:
                     heapq.heappush(self._later, (time.monotonic() + delay, next(self._order), job))
 
+    def _go_idle(self, idle: _Idle) -> bool:
+        """Under the lock: make ``idle``'s thread idle, unless a job is there for it to take.
+
+        False: a job put aside is due, or one is queued. True: the thread is on the idle
+        stack, to wait ``idle.wait`` seconds at most (until the first job put aside is due).
+        """
+        now = time.monotonic()
+        if self._queued or (self._later and self._later[0][0] <= now):
+            return False
+        idle.wait = max(0.0, self._later[0][0] - now) if self._later else -1
+        self._idle.append(idle)
+        return True
+
     def _next(self, idle: _Idle) -> J | None:
         """Return this thread's next job: one put aside and due, one queued, or one submitted.
 
@@ -131,16 +140,13 @@ class WriterThreads(Generic[J]):
         while True:
             if idle.early:  # already idle (`finishing`): perhaps chosen already
                 idle.early = False
-                wait = idle.wait
             else:
                 with self._lock:
-                    if self._later and self._later[0][0] <= time.monotonic():
-                        return heapq.heappop(self._later)[2]
-                    if self._queued:
+                    if not self._go_idle(idle):
+                        if self._later and self._later[0][0] <= time.monotonic():
+                            return heapq.heappop(self._later)[2]
                         return self._queued.popleft()
-                    wait = max(0.0, self._later[0][0] - time.monotonic()) if self._later else -1
-                    self._idle.append(idle)
-            woken = idle.wake.acquire(timeout=wait)
+            woken = idle.wake.acquire(timeout=idle.wait)
             if not woken:
                 with self._lock:
                     if idle in self._idle:  # nobody chose it: look for a job put aside again
