@@ -112,6 +112,10 @@ class StripeLocks:
 
     def __init__(self, root: str, timeout: float, recreate: Callable[[], None]) -> None:
         self._path = os.path.join(root, LOCK_DIRECTORY)
+        # Each stripe's lock file path, joined once: a write checks its lock file against it.
+        self._paths = [
+            os.path.join(self._path, lock_file_name(stripe)) for stripe in range(LOCK_STRIPES)
+        ]
         self._timeout = timeout
         self._recreate = recreate
         self._filelocks: dict[int, filelock.FileLock] = {}
@@ -197,9 +201,7 @@ class StripeLocks:
             if abandon.is_set():
                 raise Abandoned
             if time.monotonic() >= deadline:
-                raise lock_timeout_error(
-                    os.path.join(self._path, lock_file_name(stripe)), self._timeout
-                )
+                raise lock_timeout_error(self._paths[stripe], self._timeout)
 
     def _acquire(self, stripe: int, deadline: float, abandon: Abandon, *, busy: bool) -> int:
         """Return the stripe's held descriptor, holding the flock of the current lock file.
@@ -208,7 +210,7 @@ class StripeLocks:
         stripe's guard, which covers every use of its descriptor.
         """
         assert fcntl is not None
-        path = os.path.join(self._path, lock_file_name(stripe))
+        path = self._paths[stripe]
         while True:
             held = self._held[stripe]
             if held is None:
@@ -290,7 +292,7 @@ class StripeLocks:
     def _filelock(self, stripe: int, remaining: float) -> Iterator[None]:
         import filelock  # noqa: PLC0415  (only where flock is missing: start-up time is measured)
 
-        path = os.path.join(self._path, lock_file_name(stripe))
+        path = self._paths[stripe]
         if not os.path.isdir(self._path):
             self._recreate()
         lock = self._filelocks.get(stripe)

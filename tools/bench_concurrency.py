@@ -10,6 +10,10 @@ The same FileBackend and raw-thread rows are measured again on tmpfs (``/dev/shm
 is one), suffixed ", tmpfs": with no disk to wait for, they compare the Python each write costs
 (ours: the loop's share and the writer threads') with the bare system calls'.
 
+Each row's note also gives the process's CPU time (every thread's, user and system) per
+operation, as a range over its rounds: on a VM of two shared cores the durable rows are bound by
+CPU, and a context switch of the GIL handed over shows there, not in a profile of our Python.
+
 Rounds visit every subject in turn (after one untimed round each, so every timed write replaces
 a record, as an application's mostly do), so a slow minute of the machine falls on all of them
 alike; each row's note gives the range over its rounds.
@@ -155,13 +159,20 @@ async def _measure(bench: Bench, root: Path, rounds: int, suffix: str) -> None:
         for run, _ in subjects.values():  # untimed: every timed write replaces a record
             await run()
         seconds: dict[tuple[str, str], list[float]] = {key: [] for key in subjects}
+        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in subjects}
         for _ in range(rounds):
             for key, (run, _) in subjects.items():
+                cpu_before = time.process_time()
                 seconds[key].append(await run())
+                cpu[key].append(time.process_time() - cpu_before)
         for (subject, workload), spent in seconds.items():
             written = subjects[subject, workload][1]
             rates = sorted(written / each for each in spent)
-            note = f"rounds {rates[0]:,.0f}-{rates[-1]:,.0f}/s"
+            per_set = sorted(each / written * 1e6 for each in cpu[subject, workload])
+            note = (
+                f"rounds {rates[0]:,.0f}-{rates[-1]:,.0f}/s, "
+                f"CPU {per_set[0]:,.0f}-{per_set[-1]:,.0f} us each"
+            )
             bench.add_throughput(subject, workload, written * len(spent), sum(spent), note)
         for durability in ("full", "fast"):
             best = max(
