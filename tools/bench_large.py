@@ -25,8 +25,8 @@ from bench_peers import raw_write
 from loop_ticker import ticking
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
-from rapid_dev_storage._sqlite import table_name
 from rapid_dev_storage._snapshots import SNAPSHOTS
+from rapid_dev_storage._sqlite import table_name
 from rapid_dev_storage._validate import check_value
 from rapid_dev_storage._value_fits import value_fits
 
@@ -195,8 +195,8 @@ def validation_subject(sizes: list[str]) -> Subject:
     for size in sizes:
         value = make_value(size, "rows")
         tupleless = not SNAPSHOTS.take(value)[1]
-        subject.latency[f"msgpack check {size} rows"] = lambda value=value: value_fits(
-            value, 0, True, True, True, tupleless
+        subject.latency[f"msgpack check {size} rows"] = lambda value=value, tupleless=tupleless: (
+            value_fits(value, 0, True, True, True, tupleless)
         )
         subject.latency[f"msgpack encode {size} rows"] = lambda value=value: msgpack.packb(value)
         subject.latency[f"json check {size} rows"] = lambda value=value: check_value(
