@@ -29,10 +29,8 @@ BATCH = 16
 """With ``strict``, containers longer than this are checked a level at a time (`_levels_fit`),
 smaller ones item by item: the level walk's few C calls cost more for a small dict."""
 
-UNTRACKED_DICTS_HOLD_NO_CONTAINER = sys.implementation.name == "cpython" and sys.version_info < (
-    3,
-    13,
-)
+_CPYTHON = sys.implementation.name == "cpython"
+UNTRACKED_DICTS_HOLD_NO_CONTAINER = _CPYTHON and sys.version_info < (3, 13)
 """Whether a dict the garbage collector does not track holds no list, dict or tracked object.
 
 CPython up to 3.12 leaves a dict untracked while its keys and values cannot take part in a
