@@ -55,11 +55,14 @@ def record_label(group: str, keys: Keys) -> str:
     return f"group {group!r} keys {keys!r}"
 
 
-def _snapshot_fits(value: Any, snapshot: bytes) -> bool:
-    """Whether a value msgpack's strict encoder took as ``snapshot`` passes `check_value`."""
+def _snapshot_fits(value: Any, snapshot: bytes, tupleless: bool) -> bool:
+    """Whether a value msgpack's strict encoder took as ``snapshot`` passes `check_value`.
+
+    ``tupleless``: the encoder met no tuple in it (`Snapshots.take`).
+    """
     if len(snapshot) <= SMALL_SNAPSHOT and SNAPSHOTS.surely_storable(snapshot):
         return keys_fit(value)  # the bytes proved the rest (see keys_fit)
-    return value_fits(value, 0, True, True, strict=True)
+    return value_fits(value, 0, True, True, strict=True, tupleless=tupleless)
 
 
 class RecordCoding(BackendHooks):
@@ -152,14 +155,14 @@ class RecordCoding(BackendHooks):
             return self._encode(group, keys, value)
         form = self._record_form(keys, value) if kind is MsgpackCodec else UNKNOWN_FORM
         try:  # msgpack: the record itself (the strict encoder is the codec's)
-            snapshot = SNAPSHOTS.dumps(value if form is UNKNOWN_FORM else form)
+            snapshot, tuples = SNAPSHOTS.take(value if form is UNKNOWN_FORM else form)
         except Exception:  # refused: the check names the part (or the codec's error)
             if holds_more_than(value, REFUSED_INLINE):  # named on a thread (see LargeValue)
                 return LargeValue(None, False, value)
             return self._encode(group, keys, value)
         if len(snapshot) > INLINE_ENCODE:
             return LargeValue(snapshot, form is not UNKNOWN_FORM)
-        if form is not UNKNOWN_FORM and _snapshot_fits(value, snapshot):
+        if form is not UNKNOWN_FORM and _snapshot_fits(value, snapshot, not tuples):
             return snapshot
         return self._encode(group, keys, value)
 
@@ -178,15 +181,17 @@ class RecordCoding(BackendHooks):
         with collector_paused:
             try:
                 copy = unpack_in_slices(large.snapshot, raw=False, strict_map_key=False)
+                tupleless = True  # arrays decoded as lists
             except TypeError:  # an array as a dict key: back as a tuple, to be named as before
                 copy = unpack_in_slices(
                     large.snapshot, raw=False, use_list=False, strict_map_key=False
                 )
+                tupleless = False
             try:
                 if not large.is_record:
                     return self._encode(group, keys, copy)
                 value = self._value_of_form(copy)
-                if value_fits(value, 0, True, True, strict=True):
+                if value_fits(value, 0, True, True, strict=True, tupleless=tupleless):
                     return large.snapshot
                 return self._encode(group, keys, value)
             finally:

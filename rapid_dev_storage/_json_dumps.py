@@ -22,6 +22,11 @@ JSON_PIECES = 16_384
 """Pieces of the encoder's output joined at a time (a few hundred KB: a millisecond or two)."""
 LONG_TEXT = 512
 """Characters from which a string is looked at for a quicker quote (shorter: the C function)."""
+QUOTE_SLICE = 16_384
+"""Characters of a long string looked at a time: their UTF-8 (at most 64 KiB) and its
+`bytes.translate` stay in buffers the allocator reuses warm. A whole megabyte encoded and
+translated at once cost 1.8-2.0 ms against 0.7-1.3 in slices: each fresh buffer that size is
+memory new to the process, paid a page fault at a time."""
 
 _quote = json.encoder.encode_basestring  # the C function where there is one
 _ESCAPED = bytes(range(0x20)) + b'"\\'
@@ -31,11 +36,13 @@ def _quote_text(text: str) -> str:
     """``encode_basestring(text)``: a long text holding nothing to escape is quoted as it is."""
     if len(text) >= LONG_TEXT:
         try:
-            data = text.encode("utf-8")
+            for start in range(0, len(text), QUOTE_SLICE):
+                data = text[start : start + QUOTE_SLICE].encode("utf-8")
+                if len(data.translate(None, _ESCAPED)) != len(data):
+                    return _quote(text)
         except UnicodeEncodeError:  # a lone surrogate: the C function says it as before
             return _quote(text)
-        if len(data.translate(None, _ESCAPED)) == len(data):
-            return f'"{text}"'
+        return f'"{text}"'
     return _quote(text)
 
 

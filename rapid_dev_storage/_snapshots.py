@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._codecs import MsgpackCodec
+from ._codecs import MsgpackCodec, strict_packer, tuple_as_list
 
 INLINE_ENCODE = 1536 * 1024
 """Bytes of a value's snapshot (its msgpack) above which it is checked and encoded on a thread.
@@ -72,7 +72,28 @@ def holds_more_than(value: Any, items: int) -> bool:
     return False
 
 
-SNAPSHOTS = MsgpackCodec()  # its dumps is the strict encoder, one Packer per thread
+class Snapshots(MsgpackCodec):
+    """msgpack's strict encoder (the codec's ``dumps``), which also says whether it met a tuple.
+
+    A value that holds no tuple is checked faster (`_value_fits.value_fits`' ``tupleless``).
+    """
+
+    def take(self, value: Any) -> tuple[bytes, bool]:
+        """Return ``dumps(value)``, and whether ``value`` holds a tuple; raise as ``dumps``."""
+        local = self._local
+        try:
+            packer = local.snapshots
+        except AttributeError:  # one per thread, as the codec's
+            packer = local.snapshots = strict_packer(self._tuple)
+        local.tuples = False
+        return packer.pack(value), local.tuples
+
+    def _tuple(self, value: object) -> list[Any]:
+        self._local.tuples = True  # the packer hands this every tuple (and refused types)
+        return tuple_as_list(value)
+
+
+SNAPSHOTS = Snapshots()
 
 
 DROP_SLICE = 4096

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rapid_dev_storage._json_dumps import JSON_PIECES, LONG_TEXT, json_dumps
+from rapid_dev_storage._json_dumps import JSON_PIECES, LONG_TEXT, QUOTE_SLICE, json_dumps
 
 
 def standard(value: Any) -> bytes:
@@ -47,3 +47,13 @@ def test_the_bytes_are_json_dumps_bytes(value: Any) -> None:
 def test_documents_of_many_pieces(count: int) -> None:
     value = {f"k{index}": [index, "text" * (index % 200), None] for index in range(count)}
     assert json_dumps(value) == standard(value)
+
+
+@pytest.mark.parametrize("odd", ['"', "\\", "\n", "\x00", "\x1f", "\ud800", "é", "\u2028"])
+@pytest.mark.parametrize("where", [0, QUOTE_SLICE - 1, QUOTE_SLICE, 2 * QUOTE_SLICE + 5, -1])
+def test_long_text_looked_at_in_slices(odd: str, where: int) -> None:
+    """A character to escape (or a lone surrogate) in any slice of a long text: as json.dumps."""
+    chars = list("a" * (3 * QUOTE_SLICE))
+    chars[where] = odd
+    value = {"text": "".join(chars)}
+    assert outcome(json_dumps, value) == outcome(standard, value)

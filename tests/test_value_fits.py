@@ -9,6 +9,7 @@ always was), and every accepted value exactly the bytes msgpack gave it before.
 from __future__ import annotations
 
 import enum
+import gc
 import math
 from typing import Any
 
@@ -18,8 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapid_dev_storage import InvalidValueError, MemoryBackend
+from rapid_dev_storage._snapshots import SNAPSHOTS
 from rapid_dev_storage._validate import _check, check_value, lone_surrogate_path, unwritable_reason
-from rapid_dev_storage._value_fits import BATCH, INT_MAX, INT_MIN, MAX_DEPTH, value_fits
+from rapid_dev_storage._value_fits import (
+    BATCH,
+    INT_MAX,
+    INT_MIN,
+    MAX_DEPTH,
+    UNTRACKED_DICTS_HOLD_NO_CONTAINER,
+    value_fits,
+)
 
 
 class Color(enum.IntEnum):
@@ -220,3 +229,73 @@ def test_the_level_walk_is_what_checks_large_containers() -> None:
     # With the encoder left to check ints, only the level walk skips them.
     assert not value_fits(small, 0, True, True, True)
     assert value_fits(large, 0, True, True, True)
+
+
+def nested_tuple(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = (value,)
+    return value
+
+
+@pytest.mark.skipif(
+    not UNTRACKED_DICTS_HOLD_NO_CONTAINER, reason="every dict's values are looked at here"
+)
+def test_untracked_dicts_hold_only_scalars_and_tuples() -> None:
+    """What the level walk takes on trust: a dict holding anything it checks further is tracked.
+
+    Lists and dicts (their keys), and every type msgpack's strict encoder takes that the check
+    refuses (ExtType, Timestamp, memoryview-backed...), make a dict tracked; only scalars and
+    tuples of them leave it untracked.
+    """
+    for inside in (
+        [],
+        {},
+        {1: 2},
+        msgpack.ExtType(1, b"x"),
+        msgpack.Timestamp(1),
+        memoryview(b"x"),
+    ):
+        assert gc.is_tracked({"a": 1, "b": inside}), inside
+        row = {"a": 1}
+        row["b"] = inside  # put in later: the dict starts being tracked then
+        assert gc.is_tracked(row), inside
+    for scalar in (None, True, 1, 2**64 - 1, 1.5, math.nan, "s", b"b", bytearray(b"x"), (1, "t")):
+        assert not gc.is_tracked({"a": scalar}), scalar
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 2, MAX_DEPTH + 10])
+def test_deep_untracked_tuples_in_rows_are_refused_as_before(depth: int) -> None:
+    """Tuples nested past MAX_DEPTH in rows the collector untracked: the snapshot met a tuple,
+    so the rows' values are looked at, and refused as the reporting walk refuses them."""
+    rows = {f"r{i}": {"id": i, "name": f"u{i}"} for i in range(BATCH * 3)}
+    rows["r7"]["deep"] = nested_tuple(depth)
+    for _ in range(depth + 5):  # each collection untracks the tuples holding untracked ones
+        if not gc.is_tracked(rows["r7"]):
+            break
+        gc.collect()
+    assert not gc.is_tracked(rows["r7"]) or not UNTRACKED_DICTS_HOLD_NO_CONTAINER
+    snapshot, tuples = SNAPSHOTS.take(rows)
+    assert tuples
+    assert snapshot == msgpack.packb(rows, use_bin_type=True)
+    assert SNAPSHOTS.take(list(rows.values()))[1]
+    assert not SNAPSHOTS.take({"a": [1, {"b": 2}]})[1]
+    outcome = new_encode(rows, at_call=True)
+    assert outcome == new_encode(rows) == old_encode(rows)
+    assert (outcome[0] == "stored") == (depth + 2 <= MAX_DEPTH)
+    refusal = reporting_walk(rows, True, True)
+    assert value_fits(rows, 0, True, True, True, tupleless=False) == (refusal is None)
+
+
+rows_keys = st.text(max_size=2) | st.sampled_from(ODD_KEYS)
+row = st.dictionaries(rows_keys, leaves | st.lists(leaves, max_size=3), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(row, min_size=BATCH + 1, max_size=BATCH * 4), st.booleans(), st.booleans())
+def test_rows_refuse_and_store_as_before(rows: list[Any], as_dict: bool, collect: bool) -> None:
+    """Many small rows (the level walk, most of them untracked): the same verdicts and bytes."""
+    value: Any = {f"r{i}": one for i, one in enumerate(rows)} if as_dict else rows
+    if collect:
+        gc.collect()  # untracks the tuples among the leaves
+    assert new_encode(value, at_call=True) == new_encode(value) == old_encode(value)

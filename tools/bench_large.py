@@ -25,6 +25,7 @@ from bench_peers import raw_write
 from loop_ticker import ticking
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
+from rapid_dev_storage._snapshots import SNAPSHOTS
 from rapid_dev_storage._sqlite import table_name
 from rapid_dev_storage._validate import check_value
 from rapid_dev_storage._value_fits import value_fits
@@ -185,15 +186,17 @@ def encode_and(
 def validation_subject(sizes: list[str]) -> Subject:
     """The check a write makes beside the codec's encode, on the rows shape (str is trivial).
 
-    msgpack: the check a msgpack write makes (`value_fits` leaving ints and str subclasses to
-    msgpack's strict encoder); json: `check_value` in full.
+    msgpack: the check a msgpack write makes after its snapshot (`value_fits` leaving ints and
+    str subclasses to msgpack's strict encoder, told by the snapshot whether the value holds a
+    tuple); json: `check_value` in full.
     """
     subject = Subject(VALIDATION)
     json_encode = encoder("json")
     for size in sizes:
         value = make_value(size, "rows")
-        subject.latency[f"msgpack check {size} rows"] = lambda value=value: value_fits(
-            value, 0, True, True, True
+        tupleless = not SNAPSHOTS.take(value)[1]
+        subject.latency[f"msgpack check {size} rows"] = lambda value=value, tupleless=tupleless: (
+            value_fits(value, 0, True, True, True, tupleless)
         )
         subject.latency[f"msgpack encode {size} rows"] = lambda value=value: msgpack.packb(value)
         subject.latency[f"json check {size} rows"] = lambda value=value: check_value(
