@@ -17,14 +17,12 @@ The backend implements the hooks and only assembles the parts, each a module of 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec
 from ._file_errors import os_errors
 from ._file_io import FileIO, read_file, seconds_since_change
-from ._file_jobs import FileJobs
 from ._file_layout import (
     MARKER,
     decode_record,
@@ -35,12 +33,8 @@ from ._file_layout import (
     record_form,
     store_directory,
 )
-from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
 from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
-from ._file_scan import scan_group
-from ._file_sweep import OrphanSweep
-from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
 from ._settings import (
     Durability,
@@ -52,7 +46,18 @@ from ._threads import on_own_thread
 from ._types import Keys
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._file_jobs import FileJobs
+    from ._file_locks import StripeLocks
+    from ._file_sweep import OrphanSweep
     from ._file_watch import FileWatcher
+    from ._file_write import RecordWrites
+
+# The threads, the lock stripes and the writes load with the first operation that needs them
+# (`_jobs`, `_stripes`, `_writes`), scans with the first scan: a process that only reads small
+# records (the command line's get) never imports them (tools/bench_startup.py times it).
+# ruff: noqa: PLC0415
 
 __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where tests look for it
 
@@ -101,13 +106,11 @@ class FileBackend(StorageBackend):
         self._sweep: OrphanSweep | None = None  # abandoned temp files, swept in the background
         self._io = io
         self._extension = codec.extension
-        durable = durability == "full"
-        bookkeeping = Bookkeeping(directory, marker, durable=durable)
-        self._stripes = StripeLocks(directory, lock_timeout, bookkeeping.recreate)
-        self._writes = RecordWrites(
-            codec, durable=durable, stripes=self._stripes, bookkeeping=bookkeeping
-        )
-        self._jobs = FileJobs(directory, durable=durable)
+        self._lock_timeout = lock_timeout
+        self._bookkeeping = Bookkeeping(directory, marker, durable=durability == "full")
+        self._made_jobs: FileJobs | None = None
+        self._made_stripes: StripeLocks | None = None
+        self._made_writes: RecordWrites | None = None
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = ReadCache()
@@ -173,10 +176,14 @@ class FileBackend(StorageBackend):
             else store_directory(path, options.name, options.identifier)
         )
 
+        sweeps = sweep_orphans and not read_only
+        if sweeps:
+            from ._file_sweep import OrphanSweep
+
         def open_store() -> tuple[Codec, bytes, OrphanSweep | None]:
             with os_errors(directory):
                 chosen, marker = open_store_directory(directory, options, read_only=read_only)
-                sweep = OrphanSweep(directory) if sweep_orphans and not read_only else None
+                sweep = OrphanSweep(directory) if sweeps else None
                 if sweep is not None and sweep.run_inline():
                     sweep = None  # a small store: swept whole already
                 return chosen, marker, sweep
@@ -196,6 +203,45 @@ class FileBackend(StorageBackend):
             backend._sweep = sweep
             sweep.start()
         return backend
+
+    @property
+    def _jobs(self) -> FileJobs:
+        """The store's threads: made by the first operation that runs one (never after close)."""
+        jobs = self._made_jobs
+        if jobs is None:
+            self._check_open()  # closing let every thread go: a late operation starts none
+            from ._file_jobs import FileJobs
+
+            jobs = self._made_jobs = FileJobs(self._directory, durable=self.durability == "full")
+        return jobs
+
+    @property
+    def _stripes(self) -> StripeLocks:
+        """The lock stripes, made for the first write."""
+        stripes = self._made_stripes
+        if stripes is None:
+            from ._file_locks import StripeLocks
+
+            recreate = self._bookkeeping.recreate
+            stripes = self._made_stripes = StripeLocks(
+                self._directory, self._lock_timeout, recreate
+            )
+        return stripes
+
+    @property
+    def _writes(self) -> RecordWrites:
+        """How records are written, made for the first write."""
+        writes = self._made_writes
+        if writes is None:
+            from ._file_write import RecordWrites
+
+            writes = self._made_writes = RecordWrites(
+                self.codec,
+                durable=self.durability == "full",
+                stripes=self._stripes,
+                bookkeeping=self._bookkeeping,
+            )
+        return writes
 
     def record_path(self, group: str, keys: Keys) -> str:
         """Return the file that holds (or would hold) the record ``keys`` of ``group``."""
@@ -301,6 +347,8 @@ class FileBackend(StorageBackend):
         path = self._group_directory(group)
         if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
             self._hand_made.look(group, listed=False)
+        from ._file_scan import scan_group
+
         return scan_group(
             self._jobs, path, group, self._extension, self._check_open, self._inline_limit
         )
@@ -313,16 +361,19 @@ class FileBackend(StorageBackend):
     async def _close(self) -> None:
         if self._sweep is not None:
             await self._sweep.stop()
-        await self._jobs.close()
-        self._stripes.close()
-        self._writes.close()
+        if self._made_jobs is not None:
+            await self._made_jobs.close()
+        if self._made_stripes is not None:
+            self._made_stripes.close()
+        if self._made_writes is not None:
+            self._made_writes.close()
         self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 
     async def _start_watching(self) -> None:
         # watchfiles (and what it imports) loads for the first watch, not with the backend.
-        from ._file_watch import FileWatcher  # noqa: PLC0415
+        from ._file_watch import FileWatcher
 
         self._watcher = FileWatcher(
             self,

@@ -19,20 +19,22 @@ this module, so a rule changed here changes for all of them. ::
 
 from __future__ import annotations
 
+import binascii
 import functools
 import itertools
 import json
 import os
 import re
-import zlib
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ._codecs import Codec, codec_for_existing_store
+from ._codecs import BOM, Codec, codec_for_existing_store
 from ._names import decode_name, encode_name, key_digest
 from ._types import Keys
 from ._validate import MAX_KEYS, stored_keys_fit
 from .errors import CorruptRecordError, IncompatibleStoreError, InvalidNameError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FORMAT_NAME = "rapid_dev_storage"
 FORMAT_VERSION = 1
@@ -172,7 +174,8 @@ def record_name_matcher(extension: str) -> Callable[[str], re.Match[str] | None]
 
 def stripe_of(directory_name: str, file_name: str) -> int:
     """Return the lock stripe of a record, from its group directory's name and its file name."""
-    return zlib.crc32(f"{directory_name}/{file_name}".encode()) % LOCK_STRIPES
+    # binascii's CRC-32 is zlib's (the same numbers): loaded already, where zlib costs 0.3 ms.
+    return binascii.crc32(f"{directory_name}/{file_name}".encode()) % LOCK_STRIPES
 
 
 def lock_file_name(stripe: int) -> str:
@@ -298,7 +301,7 @@ def marker_bytes(codec: Codec, name: str, identifier: str) -> bytes:
 def marker_names(data: bytes) -> tuple[str, str] | None:
     """Return the store names a marker gives, without checking it (None if it gives none)."""
     try:
-        marker = json.loads(data.decode("utf-8-sig"))
+        marker = json.loads(data.removeprefix(BOM).decode())
         return (str(marker["name"]), str(marker["unique_identifier"])) if marker else None
     except (ValueError, KeyError, TypeError):
         return None
@@ -324,7 +327,7 @@ def check_marker(
         )
 
     try:
-        marker = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_marker_fields)
+        marker = json.loads(data.removeprefix(BOM).decode(), object_pairs_hook=_marker_fields)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a field twice
         raise invalid(f"it does not decode as JSON: {exc}") from exc
     if type(marker) is not dict:

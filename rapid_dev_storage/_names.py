@@ -19,9 +19,10 @@ encoding (4-byte big-endian length, then the bytes, for each key), as 32 lower-c
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 import struct
-from hashlib import sha256 as _sha256
+from typing import Callable, Protocol
 
 from .errors import InvalidNameError
 
@@ -116,6 +117,27 @@ def key_encoding(keys: tuple[str, ...]) -> bytes:
     return b"".join(_LENGTH(len(data)) + data for data in [key.encode("utf-8") for key in keys])
 
 
+class _Digest(Protocol):
+    def hexdigest(self) -> str: ...
+
+
+def _sha256_function() -> Callable[[bytes], _Digest]:
+    """Return CPython's own SHA-256 (as `random` takes its SHA-512), else hashlib's.
+
+    The same digest either way; hashlib would load OpenSSL and blake2 first, about 1 ms of
+    every process that opens a file store (tools/bench_startup.py).
+    """
+    for name in ("_sha2", "_sha256"):  # Python 3.12 renamed _sha256 to _sha2
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except ImportError:  # a build without it (or a newer name): hashlib has one
+            pass
+    from hashlib import sha256  # noqa: PLC0415
+
+    return sha256
+
+
+_sha256 = _sha256_function()
 _LENGTH = struct.Struct(">I").pack  # 4 bytes, big-endian
 
 
