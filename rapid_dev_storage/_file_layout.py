@@ -113,7 +113,8 @@ def hand_made_message(root: str, name: str) -> str:
     )
 
 
-_LEFTOVER = re.compile(r"\..*|.*~|.*\.sw[a-px]|4913|#.*#")
+# Patterns compiled by `re`'s cache at their first use (listings, fsck), not at every import.
+_LEFTOVER = r"\..*|.*~|.*\.sw[a-px]|4913|#.*#"
 
 
 def is_leftover(name: str) -> bool:
@@ -125,7 +126,7 @@ def is_leftover(name: str) -> bool:
     it is still not one, and fsck neither reports nor moves it; a live swap file must stay
     beside the file it protects.
     """
-    return _LEFTOVER.fullmatch(name) is not None
+    return re.fullmatch(_LEFTOVER, name) is not None
 
 
 def conflict_copy_name(name: str, extension: str, taken: Callable[[str], bool]) -> str:
@@ -135,7 +136,7 @@ def conflict_copy_name(name: str, extension: str, taken: Callable[[str], bool]) 
     ``taken``): a name that says what it is, which reads ignore and fsck reports.
     """
     stem = name[: -len(extension)] if extension and name.endswith(extension) else name
-    stem = _CONFLICT_SUFFIX.sub("", stem)
+    stem = re.sub(_CONFLICT_SUFFIX, "", stem)
     candidate, number = f"{stem}.conflict{extension}", 1
     while taken(candidate):
         number += 1
@@ -146,10 +147,10 @@ def conflict_copy_name(name: str, extension: str, taken: Callable[[str], bool]) 
 def is_conflict_copy(name: str, extension: str) -> bool:
     """Whether ``name`` is one `conflict_copy_name` gives."""
     stem = name[: -len(extension)] if extension and name.endswith(extension) else None
-    return stem is not None and _CONFLICT_SUFFIX.search(stem) is not None
+    return stem is not None and re.search(_CONFLICT_SUFFIX, stem) is not None
 
 
-_CONFLICT_SUFFIX = re.compile(r"\.conflict(-[0-9]+)?$")
+_CONFLICT_SUFFIX = r"\.conflict(-[0-9]+)?$"
 
 
 def record_file_name(keys: Keys, extension: str) -> str:
