@@ -230,9 +230,10 @@ class FileBackend(StorageBackend):
 
     @property
     def _writes(self) -> RecordWrites:
-        """How records are written, made for the first write."""
+        """How records are written, made for the first write (never after close)."""
         writes = self._made_writes
         if writes is None:
+            self._check_open()
             from ._file_write import RecordWrites
 
             writes = self._made_writes = RecordWrites(
@@ -324,22 +325,24 @@ class FileBackend(StorageBackend):
     ) -> bool:
         """Write ``new`` (None: delete) on the record's writer thread (see `RecordWrites`)."""
         path, io = self.record_path(group, keys), self._io
-        done = await self._jobs.write(
+        jobs, writes = self._jobs, self._writes  # made here, on the loop: never by two threads
+        done = await jobs.write(
             path,
             group,
             keys,
-            lambda abandon, later: self._writes.replace(io, path, expected, new, abandon, later),
+            lambda abandon, later: writes.replace(io, path, expected, new, abandon, later),
         )
         self._turn_taken()  # waiting for the writer thread gave the loop its round
         return done
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory, io = self._group_directory(group), self._io
-        await self._jobs.clear(
+        jobs, writes = self._jobs, self._writes  # made here, on the loop: never by two threads
+        await jobs.clear(
             group,
             prefix,
             directory,
-            lambda abandon: self._writes.delete_matching(io, directory, prefix, abandon),
+            lambda abandon: writes.delete_matching(io, directory, prefix, abandon),
         )
         self._turn_taken()
 

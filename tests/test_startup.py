@@ -7,19 +7,24 @@ tools/bench_startup.py measures the time.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 
 import rapid_dev_storage
+from rapid_dev_storage import FileBackend, cli
 from rapid_dev_storage import _cli_lazy as lazy
-from rapid_dev_storage import cli
+from rapid_dev_storage._file_locks import StripeLocks
+from rapid_dev_storage._file_write import RecordWrites
 
 NEVER_FOR_A_GET = [
     "pathlib",  # with urllib.parse, ipaddress, fnmatch: 3-4 ms; Path is only an annotation
@@ -221,3 +226,28 @@ def test_a_file_stores_first_write_loads_what_writes_need_and_reads_did_not(
     lazy = [name for name in NEVER_READING_SMALL_RECORDS if name != "rapid_dev_storage._file_sweep"]
     loaded = loaded_after(code, str(tmp_path), *lazy)
     assert sorted(set(lazy) - loaded) == []
+
+
+async def test_a_file_stores_write_machinery_is_made_once_on_the_loops_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made when the first write starts, on the loop: writer threads starting their first jobs
+    # together must never each make their own (each set of stripes excludes only its users).
+    made: list[tuple[str, str]] = []
+    for made_class in (RecordWrites, StripeLocks):
+        original = made_class.__init__
+
+        def noting(self: Any, *arguments: Any, _original: Any = original, **named: Any) -> None:
+            made.append((type(self).__name__, threading.current_thread().name))
+            _original(self, *arguments, **named)
+
+        monkeypatch.setattr(made_class, "__init__", noting)
+    backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
+    try:
+        assert made == []
+        await asyncio.gather(*(backend.write_data("G", f"k{i}", value=i) for i in range(32)))
+        await backend.clear_group("G")
+    finally:
+        await backend.close()
+    loop_thread = threading.current_thread().name
+    assert sorted(made) == [("RecordWrites", loop_thread), ("StripeLocks", loop_thread)]
