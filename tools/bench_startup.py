@@ -183,8 +183,9 @@ async def measure_startup(
 async def compare_beside(other: str, *, runs: int, root: Path, bytecode: bool) -> str:
     """Time the start-up processes of this interpreter and of ``other`` in the same rounds.
 
-    Return a table: each command's median and best wall clock, each against its own
-    interpreter's ``import asyncio, msgpack``, then this interpreter's median over the other's.
+    Return a table: each command's median wall clock, and its median and best wall clock and
+    median CPU time against its own interpreter's ``import asyncio, msgpack``; then this
+    interpreter's median over the other's.
     """
     await make_store(root, OPEN_SMALL, SMALL)
     await make_store(root, OPEN_LARGE, 1_000)
@@ -199,17 +200,27 @@ async def compare_beside(other: str, *, runs: int, root: Path, bytecode: bool) -
     cache = root / "bytecode" if bytecode else None
     print(f"timing start-up, {runs} rounds...", file=sys.stderr)
     timed = await asyncio.to_thread(time_processes, commands, runs, cache, root)
-    heading = f"{'this: median, best':>30}{'beside: median, best':>30}{'this/beside':>13}"
-    lines = [f"this: {sys.executable}", f"beside: {other}", "", f"{'':36}{heading}"]
+    lines = [
+        f"this: {sys.executable}",
+        f"beside: {other}",
+        "(each: median wall clock; then median, best and median CPU time as ratios to its own"
+        f" {BASELINE!r})",
+        "",
+    ]
     for label in startup_commands("", "", ""):
-        cells, medians = "", []
+        cells, medians = [], []
         for which in pythons:
-            walls, base = timed[f"{which} {label}"][0], timed[f"{which} {BASELINE}"][0]
-            median, best = statistics.median(walls), min(walls)
+            walls, cpus = timed[f"{which} {label}"]
+            base_walls, base_cpus = timed[f"{which} {BASELINE}"]
+            median = statistics.median(walls)
             medians.append(median)
-            ratios = f"{median / statistics.median(base):.2f}x, {best / min(base):.2f}x"
-            cells += f"{f'{median * 1e3:.1f}/{best * 1e3:.1f} ms {ratios}':>30}"
-        lines.append(f"{label:36}{cells}{medians[0] / medians[1]:12.2f}x")
+            ratios = (
+                median / statistics.median(base_walls),
+                min(walls) / min(base_walls),
+                statistics.median(cpus) / statistics.median(base_cpus),
+            )
+            cells.append(f"{which} {median * 1e3:6.1f} ms " + " ".join(f"{r:.2f}x" for r in ratios))
+        lines.append(f"{label:36} {'  '.join(cells)}  this/beside {medians[0] / medians[1]:.2f}x")
     return "\n".join(lines)
 
 
