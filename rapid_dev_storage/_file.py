@@ -8,6 +8,7 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_scan`: scans, small records read on the loop a slice at a time;
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
+- `_file_parts`: the threads, stripes and writes, made by the first operation needing them;
 - `_file_jobs`: the threads those run on (`_file_writers`, with `_file_write_job`'s jobs), and
   the order they keep (cancellation follows the work, never the task that awaited it);
 - `_file_io`: the system calls, never through a link; `_file_errors`: theirs made ours;
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
-from ._backend import ScanItem, StorageBackend
+from ._backend import ScanItem
 from ._codecs import Codec
 from ._file_errors import os_errors
 from ._file_io import FileIO, read_file, seconds_since_change
@@ -34,6 +35,7 @@ from ._file_layout import (
     store_directory,
 )
 from ._file_open import Bookkeeping, open_store_directory
+from ._file_parts import FileParts
 from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
 from ._hooks import NOT_READY, NotReady
 from ._settings import (
@@ -48,15 +50,10 @@ from ._types import Keys
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ._file_jobs import FileJobs
-    from ._file_locks import StripeLocks
     from ._file_sweep import OrphanSweep
     from ._file_watch import FileWatcher
-    from ._file_write import RecordWrites
 
-# The threads, the lock stripes and the writes load with the first operation that needs them
-# (`_jobs`, `_stripes`, `_writes`), scans with the first scan: a process that only reads small
-# records (the command line's get) never imports them (tools/bench_startup.py times it).
+# Scans and the sweep load with the first of theirs (the threads and writes: `_file_parts`).
 # ruff: noqa: PLC0415
 
 __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where tests look for it
@@ -73,7 +70,7 @@ has not written yet (``cp`` over it; measured: a ``cp`` starved of CPU left it e
 waiting on a busy disk's journal for seconds), so it is waited for longer."""
 
 
-class FileBackend(StorageBackend):
+class FileBackend(FileParts):
     """Stores each record as a file in a directory per group: friendly to git and hand edits.
 
     ``path`` is a directory that may hold several stores, each in its own directory named from
@@ -108,9 +105,6 @@ class FileBackend(StorageBackend):
         self._extension = codec.extension
         self._lock_timeout = lock_timeout
         self._bookkeeping = Bookkeeping(directory, marker, durable=durability == "full")
-        self._made_jobs: FileJobs | None = None
-        self._made_stripes: StripeLocks | None = None
-        self._made_writes: RecordWrites | None = None
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = ReadCache()
@@ -204,46 +198,6 @@ class FileBackend(StorageBackend):
             sweep.start()
         return backend
 
-    @property
-    def _jobs(self) -> FileJobs:
-        """The store's threads: made by the first operation that runs one (never after close)."""
-        jobs = self._made_jobs
-        if jobs is None:
-            self._check_open()  # closing let every thread go: a late operation starts none
-            from ._file_jobs import FileJobs
-
-            jobs = self._made_jobs = FileJobs(self._directory, durable=self.durability == "full")
-        return jobs
-
-    @property
-    def _stripes(self) -> StripeLocks:
-        """The lock stripes, made for the first write."""
-        stripes = self._made_stripes
-        if stripes is None:
-            from ._file_locks import StripeLocks
-
-            recreate = self._bookkeeping.recreate
-            stripes = self._made_stripes = StripeLocks(
-                self._directory, self._lock_timeout, recreate
-            )
-        return stripes
-
-    @property
-    def _writes(self) -> RecordWrites:
-        """How records are written, made for the first write (never after close)."""
-        writes = self._made_writes
-        if writes is None:
-            self._check_open()
-            from ._file_write import RecordWrites
-
-            writes = self._made_writes = RecordWrites(
-                self.codec,
-                durable=self.durability == "full",
-                stripes=self._stripes,
-                bookkeeping=self._bookkeeping,
-            )
-        return writes
-
     def record_path(self, group: str, keys: Keys) -> str:
         """Return the file that holds (or would hold) the record ``keys`` of ``group``."""
         path = self._record_paths.get((group, keys))
@@ -325,7 +279,7 @@ class FileBackend(StorageBackend):
     ) -> bool:
         """Write ``new`` (None: delete) on the record's writer thread (see `RecordWrites`)."""
         path, io = self.record_path(group, keys), self._io
-        jobs, writes = self._jobs, self._writes  # made here, on the loop: never by two threads
+        jobs, writes = self._jobs, self._writes  # made here, on the loop, not in the job
         done = await jobs.write(
             path,
             group,
@@ -337,7 +291,7 @@ class FileBackend(StorageBackend):
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory, io = self._group_directory(group), self._io
-        jobs, writes = self._jobs, self._writes  # made here, on the loop: never by two threads
+        jobs, writes = self._jobs, self._writes  # made here, on the loop, not in the job
         await jobs.clear(
             group,
             prefix,
@@ -364,12 +318,7 @@ class FileBackend(StorageBackend):
     async def _close(self) -> None:
         if self._sweep is not None:
             await self._sweep.stop()
-        if self._made_jobs is not None:
-            await self._made_jobs.close()
-        if self._made_stripes is not None:
-            self._made_stripes.close()
-        if self._made_writes is not None:
-            self._made_writes.close()
+        await self._close_parts()
         self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
