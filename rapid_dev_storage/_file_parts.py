@@ -11,7 +11,6 @@ thread).
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from ._backend import StorageBackend
@@ -27,42 +26,60 @@ if TYPE_CHECKING:
 
 
 class FileParts(StorageBackend):
-    """The parts of a `FileBackend` made when first used, and let go at close."""
+    """The parts of a `FileBackend` made when first used, and let go at close.
+
+    Plain properties, not `functools.cached_property`: before Python 3.12 that takes a lock
+    shared by every store, which a fork in the middle of making a part would leave held in the
+    child for good. Every part is made on the loop's thread, so no lock is needed.
+    """
 
     durability: Durability
     _directory: str
     _lock_timeout: float
     _bookkeeping: Bookkeeping
+    # Class defaults: nothing made yet.
+    _made_jobs: FileJobs | None = None
+    _made_stripes: StripeLocks | None = None
+    _made_writes: RecordWrites | None = None
 
-    @functools.cached_property
+    @property
     def _jobs(self) -> FileJobs:
-        self._check_open()  # closing let every thread go: a late operation starts none
-        from ._file_jobs import FileJobs
+        jobs = self._made_jobs
+        if jobs is None:
+            self._check_open()  # closing let every thread go: a late operation starts none
+            from ._file_jobs import FileJobs
 
-        return FileJobs(self._directory, durable=self.durability == "full")
+            jobs = self._made_jobs = FileJobs(self._directory, durable=self.durability == "full")
+        return jobs
 
-    @functools.cached_property
+    @property
     def _stripes(self) -> StripeLocks:
-        from ._file_locks import StripeLocks
+        stripes = self._made_stripes
+        if stripes is None:
+            from ._file_locks import StripeLocks
 
-        return StripeLocks(self._directory, self._lock_timeout, self._bookkeeping.recreate)
+            stripes = StripeLocks(self._directory, self._lock_timeout, self._bookkeeping.recreate)
+            self._made_stripes = stripes
+        return stripes
 
-    @functools.cached_property
+    @property
     def _writes(self) -> RecordWrites:
-        self._check_open()
-        from ._file_write import RecordWrites
+        writes = self._made_writes
+        if writes is None:
+            self._check_open()
+            from ._file_write import RecordWrites
 
-        durable = self.durability == "full"
-        return RecordWrites(
-            self.codec, durable=durable, stripes=self._stripes, bookkeeping=self._bookkeeping
-        )
+            durable = self.durability == "full"
+            writes = self._made_writes = RecordWrites(
+                self.codec, durable=durable, stripes=self._stripes, bookkeeping=self._bookkeeping
+            )
+        return writes
 
     async def _close_parts(self) -> None:
         """Wait for the jobs, and let the threads, lock files and directories go: those made."""
-        made = vars(self)  # what the cached properties made
-        if "_jobs" in made:
-            await self._jobs.close()
-        if "_stripes" in made:
-            self._stripes.close()
-        if "_writes" in made:
-            self._writes.close()
+        if self._made_jobs is not None:
+            await self._made_jobs.close()
+        if self._made_stripes is not None:
+            self._made_stripes.close()
+        if self._made_writes is not None:
+            self._made_writes.close()
