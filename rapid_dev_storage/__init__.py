@@ -13,7 +13,6 @@ from ._api import Storage, StorageGroup, StorageValue, StoredValue
 from ._backend import StorageBackend
 from ._codecs import CallableCodec, Codec, JSONCodec, MsgpackCodec
 from ._hooks import ScanItem
-from ._memory import MemoryBackend
 from ._types import AnyStorable, Keys, NoValue
 from .errors import (
     CorruptRecordError,
@@ -35,6 +34,7 @@ from .errors import (
 if TYPE_CHECKING:
     from ._changes import Change
     from ._file import FileBackend
+    from ._memory import MemoryBackend
     from ._open_storage import open_storage
     from ._overlay import OverlayBackend
     from ._postgres import PostgresBackend
@@ -46,6 +46,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Change": "._changes",
     "FileBackend": "._file",
+    "MemoryBackend": "._memory",
     "OverlayBackend": "._overlay",
     "PostgresBackend": "._postgres",
     "SQLiteBackend": "._sqlite",

@@ -12,9 +12,8 @@ implements no hook) is not handled here: `Storage` runs it through `_original.Or
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from time import perf_counter
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
 from ._hooks import NOT_READY, ScanItem
@@ -25,6 +24,9 @@ from ._validate import check_keys, check_prefix, check_record
 from ._write_checks import ChecksWrites
 from ._write_order import WaitingWrites
 from .errors import CorruptRecordError, InvalidKeyError, UnsupportedOperationError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["NOT_READY", "CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import threading
@@ -15,6 +16,10 @@ from ._slices import LARGE_RECORD, collector_paused, contains_in_slices, unpack_
 from ._validate import lone_surrogate_path
 from ._value_fits import INT_MAX, INT_MIN, MAX_DEPTH
 from .errors import IncompatibleStoreError
+
+BOM = codecs.BOM_UTF8
+"""The byte-order mark an editor may put before JSON (a record, a store's marker): skipped as
+``utf-8-sig`` would, without that codec's Python decoder (0.6 us a record against 0.07)."""
 
 
 @runtime_checkable
@@ -139,7 +144,7 @@ class JSONCodec:
                 value = json_in_slices(data, _JSON_DECODER)
             escaped = contains_in_slices(data, b"\\u")
         else:
-            text = data.decode("utf-8-sig")
+            text = data.removeprefix(BOM).decode()
             value = _JSON_DECODER.decode(text)
             escaped = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
         # Our dumps writes no \u escape but for control characters: the walk is rare.

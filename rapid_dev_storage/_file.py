@@ -8,6 +8,7 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_scan`: scans, small records read on the loop a slice at a time;
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
+- `_file_parts`: the threads, stripes and writes, made by the first operation needing them;
 - `_file_jobs`: the threads those run on (`_file_writers`, with `_file_write_job`'s jobs), and
   the order they keep (cancellation follows the work, never the task that awaited it);
 - `_file_io`: the system calls, never through a link; `_file_errors`: theirs made ours;
@@ -17,14 +18,12 @@ The backend implements the hooks and only assembles the parts, each a module of 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
-from ._backend import ScanItem, StorageBackend
+from ._backend import ScanItem
 from ._codecs import Codec
 from ._file_errors import os_errors
 from ._file_io import FileIO, read_file, seconds_since_change
-from ._file_jobs import FileJobs
 from ._file_layout import (
     MARKER,
     decode_record,
@@ -35,12 +34,9 @@ from ._file_layout import (
     record_form,
     store_directory,
 )
-from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
+from ._file_parts import FileParts
 from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
-from ._file_scan import scan_group
-from ._file_sweep import OrphanSweep
-from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
 from ._settings import (
     Durability,
@@ -52,7 +48,13 @@ from ._threads import on_own_thread
 from ._types import Keys
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._file_sweep import OrphanSweep
     from ._file_watch import FileWatcher
+
+# Scans and the sweep load with the first of theirs (the threads and writes: `_file_parts`).
+# ruff: noqa: PLC0415
 
 __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where tests look for it
 
@@ -68,7 +70,7 @@ has not written yet (``cp`` over it; measured: a ``cp`` starved of CPU left it e
 waiting on a busy disk's journal for seconds), so it is waited for longer."""
 
 
-class FileBackend(StorageBackend):
+class FileBackend(FileParts):
     """Stores each record as a file in a directory per group: friendly to git and hand edits.
 
     ``path`` is a directory that may hold several stores, each in its own directory named from
@@ -101,13 +103,8 @@ class FileBackend(StorageBackend):
         self._sweep: OrphanSweep | None = None  # abandoned temp files, swept in the background
         self._io = io
         self._extension = codec.extension
-        durable = durability == "full"
-        bookkeeping = Bookkeeping(directory, marker, durable=durable)
-        self._stripes = StripeLocks(directory, lock_timeout, bookkeeping.recreate)
-        self._writes = RecordWrites(
-            codec, durable=durable, stripes=self._stripes, bookkeeping=bookkeeping
-        )
-        self._jobs = FileJobs(directory, durable=durable)
+        self._lock_timeout = lock_timeout
+        self._bookkeeping = Bookkeeping(directory, marker, durable=durability == "full")
         self._group_directories: dict[str, str] = {}
         self._record_paths: dict[tuple[str, Keys], str] = {}
         self._cache = ReadCache()
@@ -173,10 +170,14 @@ class FileBackend(StorageBackend):
             else store_directory(path, options.name, options.identifier)
         )
 
+        sweeps = sweep_orphans and not read_only
+        if sweeps:
+            from ._file_sweep import OrphanSweep
+
         def open_store() -> tuple[Codec, bytes, OrphanSweep | None]:
             with os_errors(directory):
                 chosen, marker = open_store_directory(directory, options, read_only=read_only)
-                sweep = OrphanSweep(directory) if sweep_orphans and not read_only else None
+                sweep = OrphanSweep(directory) if sweeps else None
                 if sweep is not None and sweep.run_inline():
                     sweep = None  # a small store: swept whole already
                 return chosen, marker, sweep
@@ -278,22 +279,24 @@ class FileBackend(StorageBackend):
     ) -> bool:
         """Write ``new`` (None: delete) on the record's writer thread (see `RecordWrites`)."""
         path, io = self.record_path(group, keys), self._io
-        done = await self._jobs.write(
+        jobs, writes = self._jobs, self._writes  # made here, on the loop, not in the job
+        done = await jobs.write(
             path,
             group,
             keys,
-            lambda abandon, later: self._writes.replace(io, path, expected, new, abandon, later),
+            lambda abandon, later: writes.replace(io, path, expected, new, abandon, later),
         )
         self._turn_taken()  # waiting for the writer thread gave the loop its round
         return done
 
     async def _delete_prefix(self, group: str, prefix: Keys) -> None:
         directory, io = self._group_directory(group), self._io
-        await self._jobs.clear(
+        jobs, writes = self._jobs, self._writes  # made here, on the loop, not in the job
+        await jobs.clear(
             group,
             prefix,
             directory,
-            lambda abandon: self._writes.delete_matching(io, directory, prefix, abandon),
+            lambda abandon: writes.delete_matching(io, directory, prefix, abandon),
         )
         self._turn_taken()
 
@@ -301,6 +304,8 @@ class FileBackend(StorageBackend):
         path = self._group_directory(group)
         if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
             self._hand_made.look(group, listed=False)
+        from ._file_scan import scan_group
+
         return scan_group(
             self._jobs, path, group, self._extension, self._check_open, self._inline_limit
         )
@@ -313,16 +318,14 @@ class FileBackend(StorageBackend):
     async def _close(self) -> None:
         if self._sweep is not None:
             await self._sweep.stop()
-        await self._jobs.close()
-        self._stripes.close()
-        self._writes.close()
+        await self._close_parts()
         self._directories.close()
 
     # --- watching other writers: a FileWatcher (_file_watch.py), while anyone watches ---------
 
     async def _start_watching(self) -> None:
         # watchfiles (and what it imports) loads for the first watch, not with the backend.
-        from ._file_watch import FileWatcher  # noqa: PLC0415
+        from ._file_watch import FileWatcher
 
         self._watcher = FileWatcher(
             self,

@@ -25,7 +25,6 @@ from ._file_layout import (
     marker_bytes,
     marker_names,
 )
-from ._file_temps import TempFile
 from ._settings import StoreOptions
 from .errors import IncompatibleStoreError
 
@@ -146,6 +145,8 @@ def _read_marker(directory: str) -> bytes | None:
 
 def _create_once(directory: str, target: str, data: bytes, durable: bool) -> None:
     """Create ``target`` whole, unless another process created it first."""
+    from ._file_temps import TempFile  # noqa: PLC0415  (a new store's, not every open's)
+
     with Directory(directory, follow=True) as root:
         temp = TempFile(FileIO, root, data, durable)
         try:

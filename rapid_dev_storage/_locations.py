@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._codecs import Codec, codec_by_name
 from ._file_io import read_regular_file
 from ._file_layout import MARKER, marker_names
-from ._memory import MemoryBackend
 from ._threads import on_own_thread
 from ._urls import ParsedURL, merge_options, parse_url
 from .errors import LocationError, StoreNotFoundError
@@ -211,6 +210,8 @@ async def open_location(
     # sync branch: the location's own options (?codec=json), with codec as given.
     options = merge_options(parsed, location, {"codec": codec})
     if scheme == "memory":
+        from ._memory import MemoryBackend  # noqa: PLC0415  (named by a URL: start-up time)
+
         return MemoryBackend(options.get("codec"))
     try:
         store = await find_store(location, name, identifier)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ._backend import ScanItem, StorageBackend
 from ._codecs import Codec, resolve_codec
 from ._types import Keys
 from ._validate import check_store_name
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class MemoryBackend(StorageBackend):

@@ -19,28 +19,31 @@ encoding (4-byte big-endian length, then the bytes, for each key), as 32 lower-c
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 import struct
-from hashlib import sha256 as _sha256
+from typing import Callable, Protocol
 
 from .errors import InvalidNameError
 
 MAX_FILE_NAME = 255
 """Bytes in one file name on ext4, APFS, and (in UTF-16 units) NTFS."""
 
-_PLAIN = re.compile(r"[a-z0-9_\-.]+")
 _PLAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 _DEVICE_NAMES = frozenset(
     ["con", "prn", "aux", "nul"]
     + [f"com{i}" for i in "123456789¹²³"]
     + [f"lpt{i}" for i in "123456789¹²³"]
 )
-_TOKEN = re.compile(r"\^|%([0-9a-f]{2})|[^%^]")
+_TOKEN = r"\^|%([0-9a-f]{2})|[^%^]"
+"""An encoded name's parts; compiled by `re`'s cache when a name is first decoded (a listing),
+not by every process that imports this module (0.2 ms: tools/bench_startup.py)."""
 
 
 def _is_plain(name: str) -> bool:
     return (
-        _PLAIN.fullmatch(name) is not None
+        name != ""
+        and _PLAIN_CHARACTERS.issuperset(name)
         and not name.startswith(".")
         and not name.endswith(".")
         and name.split(".", 1)[0] not in _DEVICE_NAMES
@@ -94,7 +97,7 @@ def decode_name(encoded: str) -> str:
     """
     raw = bytearray()
     upper = False
-    for match in _TOKEN.finditer(encoded):
+    for match in re.finditer(_TOKEN, encoded):
         token, hex_digits = match.group(), match.group(1)
         if token == "^":
             upper = not upper
@@ -116,6 +119,27 @@ def key_encoding(keys: tuple[str, ...]) -> bytes:
     return b"".join(_LENGTH(len(data)) + data for data in [key.encode("utf-8") for key in keys])
 
 
+class _Digest(Protocol):
+    def hexdigest(self) -> str: ...
+
+
+def _sha256_function() -> Callable[[bytes], _Digest]:
+    """Return CPython's own SHA-256 (as `random` takes its SHA-512), else hashlib's.
+
+    The same digest either way; hashlib would load OpenSSL and blake2 first, about 1 ms of
+    every process that opens a file store (tools/bench_startup.py).
+    """
+    for name in ("_sha2", "_sha256"):  # Python 3.12 renamed _sha256 to _sha2
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except ImportError:  # a build without it (or a newer name): hashlib has one
+            pass
+    from hashlib import sha256  # noqa: PLC0415
+
+    return sha256
+
+
+_sha256 = _sha256_function()
 _LENGTH = struct.Struct(">I").pack  # 4 bytes, big-endian
 
 

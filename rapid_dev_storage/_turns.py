@@ -7,8 +7,8 @@ set ``_turn_last`` as it ends.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any, Callable, TypeVar
 
@@ -30,7 +30,7 @@ class TakesTurns:
     _turn_start: float = 0.0  # when the current run of inline operations began (_turn_due)
     _turn_last: float = 0.0  # when the last operation ended (or began, while it runs)
     _turn_pending: bool = False  # a _turn_given callback waits for the loop's next round
-    _decoders: ThreadPoolExecutor | None = None  # made by the first large decode
+    _decoders: concurrent.futures.ThreadPoolExecutor | None = None  # made by the first large decode
     _decoding_over = False  # set by _stop_decoding: no pool is made after it
 
     async def _off_loop(self, decode: Callable[..., T], *args: Any) -> T:
@@ -46,7 +46,10 @@ class TakesTurns:
         """
         decoders = self._decoders
         if decoders is None and not self._decoding_over:  # after close, a pool would outlive it
-            decoders = self._decoders = ThreadPoolExecutor(2, "rapid_dev_storage-large")
+            # concurrent.futures loads its thread pool (and queue) here, not with the package.
+            decoders = self._decoders = concurrent.futures.ThreadPoolExecutor(
+                2, "rapid_dev_storage-large"
+            )
         future = None
         if decoders is not None:
             with contextlib.suppress(RuntimeError):  # shut down: close() ran meanwhile

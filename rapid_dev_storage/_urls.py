@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
-from urllib.parse import unquote
 
 from ._codecs import resolve_codec
 from ._settings import parse_byte_count, parse_durability, parse_flag, parse_seconds, resolve
@@ -34,6 +33,19 @@ BACKENDS: dict[str, tuple[str, str]] = {
 file store never loads sqlite3 or PostgreSQL's modules (start-up time is measured)."""
 PATH_SCHEMES = ("file", "sqlite", "memory")
 """The schemes whose URL is ``scheme:path``; any other URL may be a PostgreSQL DSN."""
+
+
+def _unquote(text: str) -> str:
+    """Return ``text`` with its %-escapes decoded, as `urllib.parse.unquote` does.
+
+    urllib.parse (and the ipaddress module it imports) loads only for a URL that holds a ``%``:
+    about 2 ms of every start-up otherwise (tools/bench_startup.py).
+    """
+    if "%" not in text:
+        return text
+    from urllib.parse import unquote as decoded  # noqa: PLC0415
+
+    return decoded(text)
 
 
 def _parse_pool_size(text: str) -> int:
@@ -110,7 +122,7 @@ def parse_url(url: str) -> ParsedURL:
                 f"this machine ({scheme}:///absolute/path), or write {scheme}:relative/path",
                 location=url,
             )
-        path = unquote("/" + absolute)
+        path = _unquote("/" + absolute)
     if scheme == "memory" and path:
         raise LocationError(f"store URL {url!r}: memory: takes no path", location=url)
     if scheme != "memory" and not path:
@@ -145,7 +157,7 @@ def _split_query(
     kept: list[str] = []
     for parameter in query.split("&") if query else ():
         raw_name, equals, raw_value = parameter.partition("=")
-        name, value = unquote(raw_name), unquote(raw_value)
+        name, value = _unquote(raw_name), _unquote(raw_value)
         if keep(name):
             kept.append(parameter)
             continue

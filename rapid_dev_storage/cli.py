@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -203,17 +203,17 @@ def path_command(
 
 
 @main.command("show")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def show_command(file: Path) -> None:
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def show_command(file: str) -> None:
     """Print any record file as pretty JSON (git's textconv for msgpack records).
 
     Bytes in a value are shown as {"$bytes": "<base64>"}, never as text.
     """
     from ._file_io import read_regular_file
 
-    codec = JSONCodec() if file.suffix == ".json" else MsgpackCodec()
+    codec = JSONCodec() if os.path.splitext(file)[1] == ".json" else MsgpackCodec()
     try:
-        data = read_regular_file(str(file))
+        data = read_regular_file(file)
     except OSError as exc:  # a FIFO, a link, a directory: not a record file (the input's fault)
         fail(f"{file} is not a record file to read: {exc}", USAGE)
     if data is None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from rapid_dev_storage._codecs import JSONCodec
 from rapid_dev_storage._file_layout import (
+    check_marker,
     conflict_copy_name,
     group_of_directory,
     hand_made_group,
     is_conflict_copy,
     is_leftover,
     is_record_name,
+    marker_bytes,
+    marker_names,
 )
 from rapid_dev_storage._names import encode_name
+from rapid_dev_storage.errors import IncompatibleStoreError
 
 
 @pytest.mark.parametrize(
@@ -73,3 +78,13 @@ def test_conflict_copies_are_named_so_and_never_twice_alike() -> None:
     assert is_conflict_copy("alice.conflict-3.json", ".json")
     assert not is_conflict_copy("alice.json", ".json")
     assert not is_conflict_copy("alice.conflict.json", ".msgpack")
+
+
+def test_a_marker_an_editor_saved_with_a_byte_order_mark_still_names_its_store() -> None:
+    marker = marker_bytes(JSONCodec(), "app", "1")
+    bom = b"\xef\xbb\xbf"
+    assert marker_names(bom + marker) == marker_names(marker) == ("app", "1")
+    assert check_marker("m", bom + marker, "app", "1", None).name == "json"
+    assert marker_names(bom + bom + marker) is None  # one mark is skipped, as utf-8-sig does
+    with pytest.raises(IncompatibleStoreError, match="does not decode as JSON"):
+        check_marker("m", bom + bom + marker, "app", "1", None)

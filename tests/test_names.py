@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import re
 import unicodedata
+from types import ModuleType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rapid_dev_storage import InvalidNameError
-from rapid_dev_storage._names import decode_name, encode_name, key_digest
+from rapid_dev_storage import _names as names
+from rapid_dev_storage._names import decode_name, encode_name, key_digest, key_encoding
 
 ENCODED = re.compile(r"[a-z0-9_.\-^%]+")
 
@@ -108,3 +112,19 @@ def test_key_digest_is_the_documented_one() -> None:
     assert key_digest(("ab", "")) != key_digest(("a", "b"))
     assert key_digest(("a/b",)) != key_digest(("a", "b"))
     assert len({key_digest((f"k{i}",)) for i in range(10_000)}) == 10_000
+
+
+def test_record_names_use_sha256_with_or_without_cpythons_own_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = key_encoding(("ab", ""))
+    assert names._sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    real = importlib.import_module
+
+    def without_builtin(name: str, package: str | None = None) -> ModuleType:
+        if name in ("_sha2", "_sha256"):
+            raise ImportError(name)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_builtin)
+    assert names._sha256_function() is hashlib.sha256

@@ -7,20 +7,49 @@ tools/bench_startup.py measures the time.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 
 import rapid_dev_storage
+from rapid_dev_storage import FileBackend, cli
 from rapid_dev_storage import _cli_lazy as lazy
-from rapid_dev_storage import cli
+from rapid_dev_storage._file_locks import StripeLocks
+from rapid_dev_storage._file_write import RecordWrites
 
+NEVER_FOR_A_GET = [
+    "pathlib",  # with urllib.parse, ipaddress, fnmatch: 3-4 ms; Path is only an annotation
+    "urllib.parse",  # only for a URL holding a %
+    "hashlib",  # it loads OpenSSL: record names use CPython's own SHA-256
+    "zlib",
+    "encodings.utf_8_sig",
+    "concurrent.futures.thread",  # and queue: a store's thread pools are made when first used
+    "queue",
+]
+"""Loaded neither by the package nor by the command line's get of a small record."""
+NEVER_READING_SMALL_RECORDS = [
+    "rapid_dev_storage._file_jobs",
+    "rapid_dev_storage._file_writers",
+    "rapid_dev_storage._file_write_job",
+    "rapid_dev_storage._file_commit",
+    "rapid_dev_storage._file_locks",
+    "rapid_dev_storage._file_write",
+    "rapid_dev_storage._file_write_dirs",
+    "rapid_dev_storage._record_keys",
+    "rapid_dev_storage._file_scan",
+    "rapid_dev_storage._file_sweep",
+    "rapid_dev_storage._file_temps",  # and making a store's marker
+]
+"""A file store's threads, writes, scans and sweep: loaded by the first operation needing them."""
 NEVER_AT_IMPORT = [
     "filelock",  # the fallback where flock(2) is missing
     "asyncpg",
@@ -39,12 +68,20 @@ NEVER_AT_IMPORT = [
     "rapid_dev_storage._merge",
     "rapid_dev_storage._watch",  # with the first watch
     "dataclasses",  # a frozen dataclass costs ~0.7 ms to define: none on the way to a get
+    "rapid_dev_storage._memory",
+    *NEVER_FOR_A_GET,
 ]
 
 
 def loaded_after(code: str, *arguments: str) -> set[str]:
-    """Run ``code`` in a fresh interpreter; return the modules it had loaded at the end."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    """Run ``code`` in a fresh interpreter; return the modules it loaded.
+
+    Not those the interpreter loaded before it (an editable install's finder imports pathlib).
+    """
+    script = (
+        f"import sys\n_before = set(sys.modules)\n{code}\nimport json\n"
+        "print(json.dumps(sorted(set(sys.modules) - _before)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", script, *arguments],
         capture_output=True,
@@ -142,7 +179,10 @@ def test_get_on_the_command_line_loads_only_what_get_needs(tmp_path: Path) -> No
         "rapid_dev_storage._merge",
         "rapid_dev_storage._demo",
         "rapid_dev_storage._watch",
+        "rapid_dev_storage._memory",
         "dataclasses",
+        *NEVER_FOR_A_GET,
+        *NEVER_READING_SMALL_RECORDS,
     ]
     assert "click" in loaded
     assert sorted(loaded & set(unwanted)) == []
@@ -164,3 +204,52 @@ def test_lazy_commands_are_listed_and_found_before_their_module_loads(
         command = cli.main.get_command(context, name)
         assert command is not None
         assert command.name == name
+
+
+def test_a_file_stores_first_write_loads_what_writes_need_and_reads_did_not(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from rapid_dev_storage import open_storage\n"
+        "async def main():\n"
+        "    async with await open_storage(f'file:{sys.argv[1]}', 'app', 1) as store:\n"
+        "        record = store.get_group('G')['k']\n"
+        "        assert await record.get_value() is NoValue\n"
+        "        loaded = set(sys.modules)\n"
+        "        assert not loaded & set(sys.argv[2:]), sorted(loaded & set(sys.argv[2:]))\n"
+        "        await record.set_value([1])\n"
+        "        assert await record.get_value() == [1]\n"
+        "        assert [item async for item in store.get_group('G')] == [(('k',), [1])]\n"
+        "from rapid_dev_storage import NoValue\n"
+        "asyncio.run(main())"
+    )
+    opening = ["rapid_dev_storage._file_sweep", "rapid_dev_storage._file_temps"]  # this open's
+    lazy = [name for name in NEVER_READING_SMALL_RECORDS if name not in opening]
+    loaded = loaded_after(code, str(tmp_path), *lazy)
+    assert sorted(set(lazy) - loaded) == []
+
+
+async def test_a_file_stores_write_machinery_is_made_once_on_the_loops_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made when the first write starts, on the loop: writer threads starting their first jobs
+    # together must never each make their own (each set of stripes excludes only its users).
+    made: list[tuple[str, str]] = []
+    for made_class in (RecordWrites, StripeLocks):
+        original = made_class.__init__
+
+        def noting(self: Any, *arguments: Any, _original: Any = original, **named: Any) -> None:
+            made.append((type(self).__name__, threading.current_thread().name))
+            _original(self, *arguments, **named)
+
+        monkeypatch.setattr(made_class, "__init__", noting)
+    backend = await FileBackend.create_backend_instance(tmp_path, "app", 1)
+    try:
+        assert made == []
+        await asyncio.gather(*(backend.write_data("G", f"k{i}", value=i) for i in range(32)))
+        await backend.clear_group("G")
+    finally:
+        await backend.close()
+    loop_thread = threading.current_thread().name
+    assert sorted(made) == [("RecordWrites", loop_thread), ("StripeLocks", loop_thread)]
