@@ -39,6 +39,7 @@ from ._file_locks import StripeLocks
 from ._file_open import Bookkeeping, open_store_directory
 from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
 from ._file_scan import scan_group
+from ._file_scan_decode import RecordOf, scan_decoder
 from ._file_sweep import OrphanSweep
 from ._file_write import RecordWrites
 from ._hooks import NOT_READY, NotReady
@@ -370,6 +371,9 @@ class FileBackend(StorageBackend):
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)
         return found_keys, value
+
+    def _scan_decoder(self, group: str) -> RecordOf:
+        return scan_decoder(self.codec, self._extension, super()._scan_decoder(group))
 
     def _describe_record(self, group: str, keys: Keys | None) -> str:
         # Errors name the record's file, where a person can look at it.

@@ -15,12 +15,11 @@ import functools
 import itertools
 import os
 import threading
-from stat import S_ISREG
 from time import perf_counter
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator, cast
 
 from ._file_errors import os_errors, unreadable
-from ._file_io import READ_FLAGS, Directory, FileIO, read_in, read_rest
+from ._file_io import READ_FLAGS, Directory, FileIO, read_in
 from ._file_jobs import FileJobs, forget
 from ._file_layout import is_record_name, record_name_matcher
 from ._hooks import ScanItem
@@ -29,6 +28,9 @@ SCAN_BATCH = 256
 """Records read per slice on the loop, or per hop on a thread (two in flight at a time)."""
 SCAN_SLICE_SECONDS = 0.001
 """A scan reads on the loop for at most this long before the loop gets a turn."""
+READS_BY_DESCRIPTOR = os.open in os.supports_dir_fd and hasattr(os, "pread")
+"""Whether small records can be read on the loop (`read_slice`); elsewhere every scan is
+read on threads, as with ``inline_limit=0``."""
 
 
 def read_records(path: str, group: str, names: list[str], extension: str) -> list[ScanItem] | None:
@@ -60,48 +62,56 @@ def read_records(path: str, group: str, names: list[str], extension: str) -> lis
 
 
 def read_slice(
-    directory: Directory, names: Iterator[str], group: str, extension: str, limit: int
+    directory: Directory, entries: Iterator[os.DirEntry[str]], extension: str, limit: int
 ) -> tuple[list[ScanItem], list[str], bool]:
-    """Read record files named by ``names`` in the open group ``directory``, on this thread.
+    """Read the record files listed by ``entries`` in the open group ``directory``, on this thread.
 
     Stops after `SCAN_BATCH` records or `SCAN_SLICE_SECONDS`, whichever comes first (work on
     the loop stays short). Returns the records read, the names to read on a thread instead (over
-    ``limit`` bytes, not a regular file, or refused on opening: `read_records` reads or reports
-    them), and whether ``names`` ran out. Names that are not a record file's are skipped.
+    ``limit`` bytes, not a regular file, refused on opening or reading, or grown while read:
+    `read_records` reads or reports them, with an ``fstat`` each), and whether ``entries`` ran
+    out. Names that are not a record file's are skipped.
+
+    No ``fstat`` here (about 1 us a record): the listing's file type says a regular file stood
+    there (a device or anything else goes to `read_records`), and what may replace it between
+    the listing and the open cannot be read as one: a link is refused by the open
+    (``O_NOFOLLOW``), a socket too (``ENXIO``), a FIFO by ``lseek`` (``ESPIPE``, even one a
+    writer filled beforehand), a directory by the read (``EISDIR``) or its size, a device
+    reading more than its size (``/dev/zero``) by the size check after the read.
     """
     is_record = record_name_matcher(extension)
     where = directory.path + os.sep
     descriptor_of = directory.fd
     # Looked up once a slice, not once a record (FileIO.open: a test may count the opens).
-    open_file, fstat, read, close = FileIO.open, os.fstat, os.read, os.close
+    open_file, seek, read_at, close = FileIO.open, os.lseek, os.pread, os.close
     found: list[ScanItem] = []
     elsewhere: list[str] = []
     deadline = perf_counter() + SCAN_SLICE_SECONDS
-    for counted, name in enumerate(names, 1):  # every name counts against the slice: see below
-        if is_record(name) is not None:
+    for counted, entry in enumerate(entries, 1):  # every name counts against the slice: below
+        name = entry.name
+        if is_record(name) is None:
+            pass
+        elif not entry.is_file(follow_symlinks=False):  # the listing's d_type: no system call
+            elsewhere.append(name)  # a link, a FIFO...: read_records names it
+        else:
             try:
-                descriptor = (
-                    open_file(name, READ_FLAGS, dir_fd=descriptor_of)
-                    if descriptor_of is not None
-                    else directory.open(FileIO, name, READ_FLAGS)
-                )
+                descriptor = open_file(name, READ_FLAGS, dir_fd=descriptor_of)
             except (FileNotFoundError, NotADirectoryError):
                 pass  # removed since it was listed
             except OSError:
-                elsewhere.append(name)  # a link, a socket...: read_in names it
+                elsewhere.append(name)  # a link or a socket since the listing
             else:
                 try:
-                    status = fstat(descriptor)
-                    size = status.st_size
-                    if size > limit or not S_ISREG(status.st_mode):
-                        elsewhere.append(name)
-                    else:
-                        data = read(descriptor, size + 1)  # read_rest's one read, written out
-                        if len(data) > size:  # grown since the fstat
-                            data += read_rest(descriptor, 0)
-                        found.append((None, data, where + name))
+                    size = seek(descriptor, 0, os.SEEK_END)
+                    data = read_at(descriptor, size + 1, 0) if size <= limit else None
+                except OSError:  # ESPIPE, EISDIR: no longer a regular file
+                    data = None
                 finally:
                     close(descriptor)
+                if data is None or len(data) > size:  # too large, odd, or grown meanwhile
+                    elsewhere.append(name)
+                else:
+                    found.append((None, data, where + name))
         # A directory of large records (or of names that are not records) must not be gone
         # through in one slice, nor handed over whole.
         if counted >= SCAN_BATCH or perf_counter() > deadline:
@@ -124,10 +134,11 @@ async def scan_group(
     saved (each batch's hop, and the GIL handed back and forth between the threads and the
     decoding loop), 1.7-2.4x a plain loop against about 1.2x. A record over ``inline_limit``
     bytes, or anything odd standing under a record's name, is read on a thread; with
-    ``inline_limit=0`` (slow network file systems) every batch is (`scan_on_threads`).
+    ``inline_limit=0`` (slow network file systems), or where files do not open relative to a
+    directory's descriptor, every batch is (`scan_on_threads`).
     ``check_open`` runs before each batch is yielded (it raises once the store is closed).
     """
-    if not inline_limit:
+    if not inline_limit or not READS_BY_DESCRIPTOR:
         async for batch in scan_on_threads(jobs, path, group, extension, check_open):
             yield batch
         return
@@ -136,29 +147,21 @@ async def scan_group(
             directory = Directory(path)  # held for the whole scan: never reopened by path
         except (FileNotFoundError, NotADirectoryError):
             return  # no such group
-    with directory:
-        entries = os.scandir(directory.fd) if directory.fd is not None else None
-        names = (
-            (entry.name for entry in entries) if entries is not None else iter(directory.names())
-        )
-        try:
-            exhausted = False
-            while not exhausted:
-                with os_errors(path):
-                    batch, elsewhere, exhausted = read_slice(
-                        directory, names, group, extension, inline_limit
-                    )
-                if elsewhere:
-                    batch += await jobs.read(
-                        functools.partial(read_listed, path, group, elsewhere, extension)
-                    )
-                check_open()
-                if batch:
-                    yield batch
-                await asyncio.sleep(0)  # the loop's turn after each slice read on it
-        finally:
-            if entries is not None:
-                entries.close()
+    with directory, os.scandir(cast(int, directory.fd)) as entries:
+        exhausted = False
+        while not exhausted:
+            with os_errors(path):
+                batch, elsewhere, exhausted = read_slice(
+                    directory, entries, extension, inline_limit
+                )
+            if elsewhere:
+                batch += await jobs.read(
+                    functools.partial(read_listed, path, group, elsewhere, extension)
+                )
+            check_open()
+            if batch:
+                yield batch
+            await asyncio.sleep(0)  # the loop's turn after each slice read on it
 
 
 def read_listed(path: str, group: str, names: list[str], extension: str) -> list[ScanItem]:
