@@ -15,6 +15,7 @@ import functools
 import itertools
 import os
 import threading
+from os import SEEK_END
 from time import perf_counter
 from typing import AsyncIterator, Callable, Iterator, cast
 
@@ -28,6 +29,8 @@ SCAN_BATCH = 256
 """Records read per slice on the loop, or per hop on a thread (two in flight at a time)."""
 SCAN_SLICE_SECONDS = 0.001
 """A scan reads on the loop for at most this long before the loop gets a turn."""
+FIRST_READ = 4096
+"""Bytes a slice asks for first: a file that fills them is read again whole, by its size."""
 READS_BY_DESCRIPTOR = os.open in os.supports_dir_fd and hasattr(os, "pread")
 """Whether small records can be read on the loop (`read_slice`); elsewhere every scan is
 read on threads, as with ``inline_limit=0``."""
@@ -72,18 +75,19 @@ def read_slice(
     `read_records` reads or reports them, with an ``fstat`` each), and whether ``entries`` ran
     out. Names that are not a record file's are skipped.
 
-    No ``fstat`` here (about 1 us a record): the listing's file type says a regular file stood
-    there (a device or anything else goes to `read_records`), and what may replace it between
-    the listing and the open cannot be read as one: a link is refused by the open
-    (``O_NOFOLLOW``), a socket too (``ENXIO``), a FIFO by ``lseek`` (``ESPIPE``, even one a
-    writer filled beforehand), a directory by the read (``EISDIR``) or its size, a device
-    reading more than its size (``/dev/zero``) by the size check after the read.
+    No ``fstat`` here (about 1 us a record), and for a file under `FIRST_READ` bytes one
+    ``pread``: the listing's file type says a regular file stood there (a device or anything
+    else goes to `read_records`), and what may replace it between the listing and the open is
+    not read as one: a link is refused by the open (``O_NOFOLLOW``), a socket too (``ENXIO``),
+    a FIFO by ``pread`` (``ESPIPE``, even one a writer filled beforehand), a directory by
+    ``pread`` too (``EISDIR``). A regular file's read short of what was asked is all of it.
     """
     is_record = record_name_matcher(extension)
     where = directory.path + os.sep
     descriptor_of = directory.fd
     # Looked up once a slice, not once a record (FileIO.open: a test may count the opens).
-    open_file, seek, read_at, close = FileIO.open, os.lseek, os.pread, os.close
+    open_file, read_at, close = FileIO.open, os.pread, os.close
+    first_read = min(limit + 1, FIRST_READ)
     found: list[ScanItem] = []
     elsewhere: list[str] = []
     deadline = perf_counter() + SCAN_SLICE_SECONDS
@@ -96,19 +100,18 @@ def read_slice(
         else:
             try:
                 descriptor = open_file(name, READ_FLAGS, dir_fd=descriptor_of)
-            except (FileNotFoundError, NotADirectoryError):
-                pass  # removed since it was listed
-            except OSError:
-                elsewhere.append(name)  # a link or a socket since the listing
+            except OSError:  # a link or a socket since the listing (or gone: read_records
+                elsewhere.append(name)  # leaves it out)
             else:
                 try:
-                    size = seek(descriptor, 0, os.SEEK_END)
-                    data = read_at(descriptor, size + 1, 0) if size <= limit else None
+                    first = read_at(descriptor, first_read, 0)
+                    # Short of what was asked: the whole file. Otherwise perhaps more.
+                    data = first if len(first) < first_read else read_whole(descriptor, limit)
                 except OSError:  # ESPIPE, EISDIR: no longer a regular file
                     data = None
                 finally:
                     close(descriptor)
-                if data is None or len(data) > size:  # too large, odd, or grown meanwhile
+                if data is None:  # too large, or odd
                     elsewhere.append(name)
                 else:
                     found.append((None, data, where + name))
@@ -117,6 +120,18 @@ def read_slice(
         if counted >= SCAN_BATCH or perf_counter() > deadline:
             return found, elsewhere, False
     return found, elsewhere, True
+
+
+def read_whole(descriptor: int, limit: int) -> bytes | None:
+    """Return the bytes of the open file ``descriptor``, read by its size.
+
+    None: over ``limit`` bytes, or grown while read (a thread reads it whole).
+    """
+    size = os.lseek(descriptor, 0, SEEK_END)
+    if size > limit:
+        return None
+    data = os.pread(descriptor, size + 1, 0)
+    return data if len(data) <= size else None
 
 
 async def scan_group(

@@ -13,6 +13,7 @@ import pytest
 from rapid_dev_storage import CorruptRecordError, FileBackend, NoValue, Storage, StorageError
 from rapid_dev_storage._file_io import Directory, FileIO
 from rapid_dev_storage._file_scan import (
+    FIRST_READ,
     READS_BY_DESCRIPTOR,
     SCAN_BATCH,
     read_records,
@@ -265,13 +266,16 @@ async def test_a_record_grown_while_a_slice_reads_it_is_read_again_on_a_thread(
     tmp_path: Path,
 ) -> None:
     async with await open_store(tmp_path, durability="fast") as store:
-        await store.get_group("G")["k"].set_value("v")
+        await store.get_group("G")["k"].set_value("v" * 2 * FIRST_READ)  # read by its size
         path = record_file(store, "G", "k")
         directory = Directory(str(path.parent))
         real_pread = os.pread
+        reads: list[int] = []
 
         def growing_pread(descriptor: int, count: int, offset: int) -> bytes:
-            path.write_bytes(path.read_bytes() + b"more")  # grows after the size was taken
+            reads.append(count)
+            if len(reads) == 2:  # after the size was taken
+                path.write_bytes(path.read_bytes() + b"more")
             return real_pread(descriptor, count, offset)
 
         with directory, os.scandir(directory.fd) as listing:
@@ -280,3 +284,4 @@ async def test_a_record_grown_while_a_slice_reads_it_is_read_again_on_a_thread(
                 patch.setattr(os, "pread", growing_pread)
                 found, elsewhere, _ = read_slice(directory, iter(entries), ".msgpack", 65536)
         assert (found, elsewhere) == ([], [path.name])
+        assert len(reads) == 2
