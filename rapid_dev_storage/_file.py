@@ -5,7 +5,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_layout`: every name in a store's directory and what its files hold (pure rules);
 - `_file_open`: a store's directory opened, its marker and bookkeeping made or checked;
 - `_file_read`: small records read on the loop (cached), listings on threads;
-- `_file_scan`: scans, small records read on the loop a slice at a time;
+- `_file_scan`: scans, small records read on the loop a slice at a time (`_file_scan_decode`:
+  the usual ones decoded in one step);
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
 - `_file_jobs`: the threads those run on (`_file_writers`, with `_file_write_job`'s jobs), and
