@@ -374,7 +374,10 @@ class FileBackend(StorageBackend):
         return found_keys, value
 
     def _scan_decoder(self, group: str) -> RecordOf:
-        return scan_decoder(self.codec, self._extension, super()._scan_decoder(group))
+        long_path = super()._scan_decoder(group)
+        if type(self)._decode_record is not FileBackend._decode_record:
+            return long_path  # a subclass decoding records its own way
+        return scan_decoder(self.codec, self._extension, long_path)
 
     def _describe_record(self, group: str, keys: Keys | None) -> str:
         # Errors name the record's file, where a person can look at it.

@@ -113,6 +113,21 @@ def test_a_misnamed_or_damaged_record_is_refused_as_before(backend: FileBackend)
     assert both(backend, twice, source_of(keys))[0][0] == "refused"
 
 
+def test_a_subclass_decoding_its_own_way_keeps_the_long_path(tmp_path: Path) -> None:
+    class Decoding(FileBackend):
+        def _decode_record(
+            self, group: str, keys: Keys | None, data: bytes, source: str | None
+        ) -> tuple[Keys, Any]:
+            found, value = super()._decode_record(group, keys, data, source)
+            return found, ("decoded here", value)
+
+    backend = asyncio.run(Decoding.create_backend_instance(tmp_path, "app", 1))
+    keys = ("k",)
+    data = msgpack.packb({"keys": ["k"], "value": 1})
+    assert backend._scan_decoder("G")(None, data, source_of(keys)) == (keys, ("decoded here", 1))
+    asyncio.run(backend.close())
+
+
 def test_other_codecs_keep_the_long_path(tmp_path: Path) -> None:
     json_backend = backend_at(tmp_path, codec="json")
     long_path = json_backend._record_of
