@@ -135,6 +135,11 @@ def test_other_codecs_keep_the_long_path(tmp_path: Path) -> None:
     asyncio.run(json_backend.close())
 
 
+def containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    keys = st.text(max_size=4) | st.binary(max_size=2)
+    return st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3)
+
+
 values = st.recursive(
     st.none()
     | st.booleans()
@@ -142,10 +147,7 @@ values = st.recursive(
     | st.floats()
     | st.text(max_size=8)
     | st.binary(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.text(max_size=4) | st.binary(max_size=2), inner, max_size=3)
-    ),
+    containers,
     max_leaves=8,
 )
 
