@@ -4,7 +4,8 @@ Measured at 100,000 records, reader threads cost more than they saved: a hop per
 GIL handed back and forth between them and the loop decoding what they read (1.7-2.4x a plain
 loop over the same files, against 1.6-1.75x read on the loop). A slice stops after
 `SCAN_SLICE_SECONDS`, and the loop gets a turn after each, so a scan never holds it longer than
-one slice (and one cold read). The system calls, and what they refuse, are `_file_io`'s.
+one slice (and one cold read). A thread's system calls, and what they refuse, are
+`_file_io`'s; a slice's own are `read_slice`'s.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def read_slice(
     not read as one: a link is refused by the open (``O_NOFOLLOW``), a socket too (``ENXIO``),
     a FIFO by ``pread`` (``ESPIPE``, even one a writer filled beforehand), a directory by
     ``pread`` too (``EISDIR``). A regular file's read short of what was asked is all of it.
+    Not told apart: a device node made there in that moment (only root can make one) that
+    reads like a short file; one that fills the first read (``/dev/zero``) is sent on.
     """
     is_record = record_name_matcher(extension)
     where = directory.path + os.sep
