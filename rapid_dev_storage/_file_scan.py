@@ -83,7 +83,8 @@ def read_slice(
     a FIFO by ``pread`` (``ESPIPE``, even one a writer filled beforehand), a directory by
     ``pread`` too (``EISDIR``). A regular file's read short of what was asked is all of it.
     Not told apart: a device node made there in that moment (only root can make one) that
-    reads like a short file; one that fills the first read (``/dev/zero``) is sent on.
+    reads like a short file; one that reads nothing (``/dev/null``) or fills the first read
+    (``/dev/zero``) is sent on, as an empty file is (rare, and read again on a thread).
     """
     is_record = record_name_matcher(extension)
     where = directory.path + os.sep
@@ -109,7 +110,11 @@ def read_slice(
                 try:
                     first = read_at(descriptor, first_read, 0)
                     # Short of what was asked: the whole file. Otherwise perhaps more.
-                    data = first if len(first) < first_read else read_whole(descriptor, limit)
+                    data = (
+                        first
+                        if 0 < len(first) < first_read
+                        else read_whole(descriptor, first, limit)
+                    )
                 except OSError:  # ESPIPE, EISDIR: no longer a regular file
                     data = None
                 finally:
@@ -125,11 +130,15 @@ def read_slice(
     return found, elsewhere, True
 
 
-def read_whole(descriptor: int, limit: int) -> bytes | None:
-    """Return the bytes of the open file ``descriptor``, read by its size.
+def read_whole(descriptor: int, first: bytes, limit: int) -> bytes | None:
+    """Return the bytes of the open file ``descriptor``, read by its size after ``first``.
 
-    None: over ``limit`` bytes, or grown while read (a thread reads it whole).
+    None, for `read_records` to read or name it: empty (an empty record file, or a device
+    such as ``/dev/null``: the ``fstat`` there tells them apart), over ``limit`` bytes, or grown
+    while read.
     """
+    if not first:
+        return None
     size = os.lseek(descriptor, 0, SEEK_END)
     if size > limit:
         return None

@@ -285,3 +285,19 @@ async def test_a_record_grown_while_a_slice_reads_it_is_read_again_on_a_thread(
                 found, elsewhere, _ = read_slice(directory, iter(entries), ".msgpack", 65536)
         assert (found, elsewhere) == ([], [path.name])
         assert len(reads) == 2
+
+
+@pytest.mark.skipif(not READS_BY_DESCRIPTOR, reason="scans read on threads here (no dir_fd)")
+async def test_an_empty_record_file_is_read_again_on_a_thread(tmp_path: Path) -> None:
+    """Nothing read may be /dev/null made there since the listing: the thread's fstat says."""
+    async with await open_store(tmp_path, durability="fast") as store:
+        await store.get_group("G")["k"].set_value("v")
+        path = record_file(store, "G", "k")
+        path.write_bytes(b"")
+        directory = Directory(str(path.parent))
+        with directory, os.scandir(directory.fd) as listing:
+            found, elsewhere, _ = read_slice(directory, listing, ".msgpack", 65536)
+        assert (found, elsewhere) == ([], [path.name])
+        assert read_records(str(path.parent), "G", elsewhere, ".msgpack") == [
+            (None, b"", str(path))
+        ]
