@@ -233,6 +233,7 @@ class StorageBackend(ChecksWrites):
         group = self._checked_group(group_name)
         prefix = check_prefix(keys, group)
         width = len(prefix)
+        record_of = self._scan_decoder(group)
         async for batch in self._scan(group, prefix):
             for known_keys, data, source in batch:
                 # A batch is decoded on the loop: without turns, a task iterating a group whose
@@ -244,7 +245,7 @@ class StorageBackend(ChecksWrites):
                         raise data
                     try:
                         record = (
-                            self._record_of(group, known_keys, data, source)
+                            record_of(known_keys, data, source)
                             if len(data) <= LARGE_RECORD
                             else None
                         )

@@ -5,7 +5,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_layout`: every name in a store's directory and what its files hold (pure rules);
 - `_file_open`: a store's directory opened, its marker and bookkeeping made or checked;
 - `_file_read`: small records read on the loop (cached), listings on threads;
-- `_file_scan`: scans, small records read on the loop a slice at a time;
+- `_file_scan`: scans, small records read on the loop a slice at a time (`_file_scan_decode`:
+  the usual ones decoded in one step);
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
 - `_file_parts`: the threads, stripes and writes, made by the first operation needing them;
@@ -50,6 +51,7 @@ from ._types import Keys
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ._file_scan_decode import RecordOf
     from ._file_sweep import OrphanSweep
     from ._file_watch import FileWatcher
 
@@ -373,6 +375,14 @@ class FileBackend(FileParts):
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)
         return found_keys, value
+
+    def _scan_decoder(self, group: str) -> RecordOf:
+        long_path = super()._scan_decoder(group)
+        if type(self)._decode_record is not FileBackend._decode_record:
+            return long_path  # a subclass decoding records its own way
+        from ._file_scan_decode import scan_decoder
+
+        return scan_decoder(self.codec, self._extension, long_path)
 
     def _describe_record(self, group: str, keys: Keys | None) -> str:
         # Errors name the record's file, where a person can look at it.

@@ -4,7 +4,8 @@ Measured at 100,000 records, reader threads cost more than they saved: a hop per
 GIL handed back and forth between them and the loop decoding what they read (1.7-2.4x a plain
 loop over the same files, against 1.6-1.75x read on the loop). A slice stops after
 `SCAN_SLICE_SECONDS`, and the loop gets a turn after each, so a scan never holds it longer than
-one slice (and one cold read). The system calls, and what they refuse, are `_file_io`'s.
+one slice (and one cold read). A thread's system calls, and what they refuse, are
+`_file_io`'s; a slice's own are `read_slice`'s.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import functools
 import itertools
 import os
 import threading
-from stat import S_ISREG
+from os import SEEK_END
 from time import perf_counter
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator, cast
 
 from ._file_errors import os_errors, unreadable
-from ._file_io import READ_FLAGS, Directory, FileIO, read_in, read_rest
+from ._file_io import READ_FLAGS, Directory, FileIO, read_in
 from ._file_jobs import FileJobs, forget
 from ._file_layout import is_record_name, record_name_matcher
 from ._hooks import ScanItem
@@ -29,6 +30,11 @@ SCAN_BATCH = 256
 """Records read per slice on the loop, or per hop on a thread (two in flight at a time)."""
 SCAN_SLICE_SECONDS = 0.001
 """A scan reads on the loop for at most this long before the loop gets a turn."""
+FIRST_READ = 4096
+"""Bytes a slice asks for first: a file that fills them is read again whole, by its size."""
+READS_BY_DESCRIPTOR = os.open in os.supports_dir_fd and hasattr(os, "pread")
+"""Whether small records can be read on the loop (`read_slice`); elsewhere every scan is
+read on threads, as with ``inline_limit=0``."""
 
 
 def read_records(path: str, group: str, names: list[str], extension: str) -> list[ScanItem] | None:
@@ -60,53 +66,84 @@ def read_records(path: str, group: str, names: list[str], extension: str) -> lis
 
 
 def read_slice(
-    directory: Directory, names: Iterator[str], group: str, extension: str, limit: int
+    directory: Directory, entries: Iterator[os.DirEntry[str]], extension: str, limit: int
 ) -> tuple[list[ScanItem], list[str], bool]:
-    """Read record files named by ``names`` in the open group ``directory``, on this thread.
+    """Read the record files listed by ``entries`` in the open group ``directory``, on this thread.
 
     Stops after `SCAN_BATCH` records or `SCAN_SLICE_SECONDS`, whichever comes first (work on
     the loop stays short). Returns the records read, the names to read on a thread instead (over
-    ``limit`` bytes, not a regular file, or refused on opening: `read_records` reads or reports
-    them), and whether ``names`` ran out. Names that are not a record file's are skipped.
+    ``limit`` bytes, not a regular file, refused on opening or reading, or grown while read:
+    `read_records` reads or reports them, with an ``fstat`` each), and whether ``entries`` ran
+    out. Names that are not a record file's are skipped.
+
+    No ``fstat`` here (about 1 us a record), and for a file under `FIRST_READ` bytes one
+    ``pread``: the listing's file type says a regular file stood there (a device or anything
+    else goes to `read_records`), and what may replace it between the listing and the open is
+    not read as one: a link is refused by the open (``O_NOFOLLOW``), a socket too (``ENXIO``),
+    a FIFO by ``pread`` (``ESPIPE``, even one a writer filled beforehand), a directory by
+    ``pread`` too (``EISDIR``). A regular file's read short of what was asked is all of it.
+    Not told apart: a device node made there in that moment (only root can make one) that
+    reads like a short file; one that reads nothing (``/dev/null``) or fills the first read
+    (``/dev/zero``) is sent on, as an empty file is (rare, and read again on a thread).
     """
     is_record = record_name_matcher(extension)
     where = directory.path + os.sep
     descriptor_of = directory.fd
     # Looked up once a slice, not once a record (FileIO.open: a test may count the opens).
-    open_file, fstat, read, close = FileIO.open, os.fstat, os.read, os.close
+    open_file, read_at, close = FileIO.open, os.pread, os.close
+    first_read = min(limit + 1, FIRST_READ)
     found: list[ScanItem] = []
     elsewhere: list[str] = []
     deadline = perf_counter() + SCAN_SLICE_SECONDS
-    for counted, name in enumerate(names, 1):  # every name counts against the slice: see below
-        if is_record(name) is not None:
+    for counted, entry in enumerate(entries, 1):  # every name counts against the slice: below
+        name = entry.name
+        if is_record(name) is None:
+            pass
+        elif not entry.is_file(follow_symlinks=False):  # the listing's d_type: no system call
+            elsewhere.append(name)  # a link, a FIFO...: read_records names it
+        else:
             try:
-                descriptor = (
-                    open_file(name, READ_FLAGS, dir_fd=descriptor_of)
-                    if descriptor_of is not None
-                    else directory.open(FileIO, name, READ_FLAGS)
-                )
-            except (FileNotFoundError, NotADirectoryError):
-                pass  # removed since it was listed
-            except OSError:
-                elsewhere.append(name)  # a link, a socket...: read_in names it
+                descriptor = open_file(name, READ_FLAGS, dir_fd=descriptor_of)
+            except OSError:  # a link or a socket since the listing (or gone: read_records
+                elsewhere.append(name)  # leaves it out)
             else:
                 try:
-                    status = fstat(descriptor)
-                    size = status.st_size
-                    if size > limit or not S_ISREG(status.st_mode):
-                        elsewhere.append(name)
-                    else:
-                        data = read(descriptor, size + 1)  # read_rest's one read, written out
-                        if len(data) > size:  # grown since the fstat
-                            data += read_rest(descriptor, 0)
-                        found.append((None, data, where + name))
+                    first = read_at(descriptor, first_read, 0)
+                    # Short of what was asked: the whole file. Otherwise perhaps more.
+                    data = (
+                        first
+                        if 0 < len(first) < first_read
+                        else read_whole(descriptor, first, limit)
+                    )
+                except OSError:  # ESPIPE, EISDIR: no longer a regular file
+                    data = None
                 finally:
                     close(descriptor)
+                if data is None:  # too large, or odd
+                    elsewhere.append(name)
+                else:
+                    found.append((None, data, where + name))
         # A directory of large records (or of names that are not records) must not be gone
         # through in one slice, nor handed over whole.
         if counted >= SCAN_BATCH or perf_counter() > deadline:
             return found, elsewhere, False
     return found, elsewhere, True
+
+
+def read_whole(descriptor: int, first: bytes, limit: int) -> bytes | None:
+    """Return the bytes of the open file ``descriptor``, read by its size after ``first``.
+
+    None, for `read_records` to read or name it: empty (an empty record file, or a device
+    such as ``/dev/null``: the ``fstat`` there tells them apart), over ``limit`` bytes, or grown
+    while read.
+    """
+    if not first:
+        return None
+    size = os.lseek(descriptor, 0, SEEK_END)
+    if size > limit:
+        return None
+    data = os.pread(descriptor, size + 1, 0)
+    return data if len(data) <= size else None
 
 
 async def scan_group(
@@ -124,10 +161,11 @@ async def scan_group(
     saved (each batch's hop, and the GIL handed back and forth between the threads and the
     decoding loop), 1.7-2.4x a plain loop against about 1.2x. A record over ``inline_limit``
     bytes, or anything odd standing under a record's name, is read on a thread; with
-    ``inline_limit=0`` (slow network file systems) every batch is (`scan_on_threads`).
+    ``inline_limit=0`` (slow network file systems), or where files do not open relative to a
+    directory's descriptor, every batch is (`scan_on_threads`).
     ``check_open`` runs before each batch is yielded (it raises once the store is closed).
     """
-    if not inline_limit:
+    if not inline_limit or not READS_BY_DESCRIPTOR:
         async for batch in scan_on_threads(jobs, path, group, extension, check_open):
             yield batch
         return
@@ -136,29 +174,21 @@ async def scan_group(
             directory = Directory(path)  # held for the whole scan: never reopened by path
         except (FileNotFoundError, NotADirectoryError):
             return  # no such group
-    with directory:
-        entries = os.scandir(directory.fd) if directory.fd is not None else None
-        names = (
-            (entry.name for entry in entries) if entries is not None else iter(directory.names())
-        )
-        try:
-            exhausted = False
-            while not exhausted:
-                with os_errors(path):
-                    batch, elsewhere, exhausted = read_slice(
-                        directory, names, group, extension, inline_limit
-                    )
-                if elsewhere:
-                    batch += await jobs.read(
-                        functools.partial(read_listed, path, group, elsewhere, extension)
-                    )
-                check_open()
-                if batch:
-                    yield batch
-                await asyncio.sleep(0)  # the loop's turn after each slice read on it
-        finally:
-            if entries is not None:
-                entries.close()
+    with directory, os.scandir(cast(int, directory.fd)) as entries:
+        exhausted = False
+        while not exhausted:
+            with os_errors(path):
+                batch, elsewhere, exhausted = read_slice(
+                    directory, entries, extension, inline_limit
+                )
+            if elsewhere:
+                batch += await jobs.read(
+                    functools.partial(read_listed, path, group, elsewhere, extension)
+                )
+            check_open()
+            if batch:
+                yield batch
+            await asyncio.sleep(0)  # the loop's turn after each slice read on it
 
 
 def read_listed(path: str, group: str, names: list[str], extension: str) -> list[ScanItem]:

@@ -139,10 +139,10 @@ def _sha256_function() -> Callable[[bytes], _Digest]:
     return sha256
 
 
-_sha256 = _sha256_function()
+sha256 = _sha256_function()  # also the scans' one-step decode (`_file_scan_decode`)
 _LENGTH = struct.Struct(">I").pack  # 4 bytes, big-endian
 
 
 def key_digest(keys: tuple[str, ...]) -> str:
     """Return the 32-hex-digit digest naming the file of ``keys``."""
-    return _sha256(key_encoding(keys)).hexdigest()[:32]
+    return sha256(key_encoding(keys)).hexdigest()[:32]

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rapid_dev_storage import CorruptRecordError, FileBackend, NoValue, Storage, StorageError
-from rapid_dev_storage._file_io import FileIO
-from rapid_dev_storage._file_scan import SCAN_BATCH
+from rapid_dev_storage._file_io import Directory, FileIO
+from rapid_dev_storage._file_scan import (
+    FIRST_READ,
+    READS_BY_DESCRIPTOR,
+    SCAN_BATCH,
+    read_records,
+    read_slice,
+)
 
 PROMPT = 5.0  # seconds: a scan that would hang (a FIFO opened for reading) fails instead
 
@@ -201,3 +208,96 @@ async def test_reads_of_many_groups_under_a_low_descriptor_limit(tmp_path: Path)
         for descriptor in taken:
             os.close(descriptor)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# --- what replaces a record file between the listing and the read ------------------------------
+
+
+@pytest.mark.skipif(not READS_BY_DESCRIPTOR, reason="scans read on threads here (no dir_fd)")
+async def test_what_replaced_a_listed_record_file_is_never_read_as_a_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice reads files the listing called regular with no fstat: whatever stands at the
+    name by the time it is opened (a FIFO a writer filled with a good record, a link to one, a
+    directory, a socket) is handed to read_records, which refuses and names it."""
+    async with await open_store(tmp_path, durability="fast") as store:
+        group = store.get_group("G")
+        names = ["fifo", "link", "directory", "socket", "kept"]
+        for name in names:
+            await group[name].set_value(name)
+        paths = {name: record_file(store, "G", name) for name in names}
+        good = {name: path.read_bytes() for name, path in paths.items()}
+        directory = Directory(str(paths["kept"].parent))
+        with directory, os.scandir(directory.fd) as listing:
+            entries = list(listing)  # listed now: every one a regular file
+            assert all(entry.is_file(follow_symlinks=False) for entry in entries)
+            outside = tmp_path / "outside"
+            outside.write_bytes(good["link"])
+            for name in ("fifo", "link", "directory", "socket"):
+                paths[name].unlink()
+            os.mkfifo(paths["fifo"])
+            # A writer holding the FIFO open with the record's very bytes in it: a plain read
+            # would return them.
+            writer = os.open(paths["fifo"], os.O_RDWR | os.O_NONBLOCK)
+            server = socket.socket(socket.AF_UNIX)
+            try:
+                os.write(writer, good["fifo"])
+                paths["link"].symlink_to(outside)
+                paths["directory"].mkdir()
+                monkeypatch.chdir(paths["socket"].parent)  # a socket's path has a short limit
+                server.bind(paths["socket"].name)
+                found, elsewhere, exhausted = read_slice(
+                    directory, iter(entries), ".msgpack", 65536
+                )
+                assert exhausted
+                assert [source for _, _, source in found] == [str(paths["kept"])]
+                assert sorted(elsewhere) == sorted(paths[name].name for name in names[:4])
+                reported = read_records(directory.path, "G", elsewhere, ".msgpack") or []
+                assert all(isinstance(data, CorruptRecordError) for _, data, _ in reported)
+                assert len(reported) == 4
+                assert os.read(writer, 65536) == good["fifo"]  # nobody took the FIFO's bytes
+            finally:
+                server.close()
+                os.close(writer)
+
+
+@pytest.mark.skipif(not READS_BY_DESCRIPTOR, reason="scans read on threads here (no dir_fd)")
+async def test_a_record_grown_while_a_slice_reads_it_is_read_again_on_a_thread(
+    tmp_path: Path,
+) -> None:
+    async with await open_store(tmp_path, durability="fast") as store:
+        await store.get_group("G")["k"].set_value("v" * 2 * FIRST_READ)  # read by its size
+        path = record_file(store, "G", "k")
+        directory = Directory(str(path.parent))
+        real_pread = os.pread
+        reads: list[int] = []
+
+        def growing_pread(descriptor: int, count: int, offset: int) -> bytes:
+            reads.append(count)
+            if len(reads) == 2:  # after the size was taken
+                path.write_bytes(path.read_bytes() + b"more")
+            return real_pread(descriptor, count, offset)
+
+        with directory, os.scandir(directory.fd) as listing:
+            entries = list(listing)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(os, "pread", growing_pread)
+                found, elsewhere, _ = read_slice(directory, iter(entries), ".msgpack", 65536)
+        assert (found, elsewhere) == ([], [path.name])
+        assert len(reads) == 2
+
+
+@pytest.mark.skipif(not READS_BY_DESCRIPTOR, reason="scans read on threads here (no dir_fd)")
+async def test_an_empty_record_file_is_read_again_on_a_thread(tmp_path: Path) -> None:
+    """Nothing read may be /dev/null made there since the listing: the thread's fstat says."""
+    async with await open_store(tmp_path, durability="fast") as store:
+        await store.get_group("G")["k"].set_value("v")
+        path = record_file(store, "G", "k")
+        path.write_bytes(b"")
+        directory = Directory(str(path.parent))
+        with directory, os.scandir(directory.fd) as listing:
+            found, elsewhere, _ = read_slice(directory, listing, ".msgpack", 65536)
+        assert (found, elsewhere) == ([], [path.name])
+        assert read_records(str(path.parent), "G", elsewhere, ".msgpack") == [
+            (None, b"", str(path))
+        ]

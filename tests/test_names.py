@@ -118,7 +118,7 @@ def test_record_names_use_sha256_with_or_without_cpythons_own_module(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data = key_encoding(("ab", ""))
-    assert names._sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert names.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
     real = importlib.import_module
 
     def without_builtin(name: str, package: str | None = None) -> ModuleType:

@@ -54,6 +54,7 @@ from bench_policy import policy_floor
 from bench_reads import measure_cold_reads, measure_warm_reads
 from bench_report import as_json, chart, machine, report
 from bench_scaling import measure_scaling
+from bench_scans import measure_scans_side_by_side
 from bench_startup import measure_startup
 from bench_sync import measure_sync
 from bench_write_path import measure_write_path
@@ -282,6 +283,8 @@ async def measure_all(bench: Bench, postgres: str, quick: bool, open_records: in
         print("measuring one task's sets on tmpfs beside raw files...", file=sys.stderr)
         await measure_write_path(bench)
         measure_raw_scans(bench)
+        print("measuring all_items beside a raw scan, in turns...", file=sys.stderr)
+        await measure_scans_side_by_side(bench)
         print("measuring first reads of records not in the page cache...", file=sys.stderr)
         await measure_cold_reads(bench, 30 if quick else 300)
         print("measuring first reads of warm records beside their system calls...", file=sys.stderr)

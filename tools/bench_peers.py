@@ -68,6 +68,17 @@ def raw_write(target: str, data: bytes, durable: bool) -> None:
         os.close(directory_descriptor)
 
 
+def raw_scan(directory: Path) -> None:
+    """Read and decode every file of ``directory``: scandir + open + read + close + unpack."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            descriptor = os.open(entry.path, os.O_RDONLY)
+            try:
+                msgpack.unpackb(os.read(descriptor, 1 << 16))
+            finally:
+                os.close(descriptor)
+
+
 def measure_raw_scans(bench: Bench) -> None:
     data = msgpack.packb({"keys": ["k"], "value": VALUE})
     for count in (bench.sizes.scan_small, bench.sizes.scan_large):
@@ -76,13 +87,8 @@ def measure_raw_scans(bench: Bench) -> None:
         for index in range(count):
             (scan_directory / f"r{index:07}.msgpack").write_bytes(data)
         start = time.perf_counter()
-        with peak_rss_growth() as growth, os.scandir(scan_directory) as entries:
-            for entry in entries:
-                descriptor = os.open(entry.path, os.O_RDONLY)
-                try:
-                    msgpack.unpackb(os.read(descriptor, 1 << 16))
-                finally:
-                    os.close(descriptor)
+        with peak_rss_growth() as growth:
+            raw_scan(scan_directory)
         seconds = time.perf_counter() - start
         note = f"RSS +{growth[0] / 1e6:.1f} MB"
         bench.add_throughput("raw files", f"all_items {count:,}", count, seconds, note)

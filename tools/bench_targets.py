@@ -16,6 +16,7 @@ from bench_reads import OURS as COLD_OURS
 from bench_scaling import DISKCACHE as SCALING_DISKCACHE
 from bench_scaling import FILE as SCALING_FILE
 from bench_scaling import SQLITE as SCALING_SQLITE
+from bench_scans import TARGETS as SCAN_TARGETS
 from bench_startup import BASELINE as STARTUP_BASELINE
 from bench_startup import (
     CLI_GET,
@@ -396,6 +397,7 @@ def target_rows(bench: Bench) -> list[tuple[str, float, bool]]:
     targets += SCALING_TARGETS if SCALING_FILE in subjects else []
     targets += COLD_TARGETS if (COLD_OURS, COLD_LONGEST) in measured else []
     targets += WARM_TARGETS if (FLOOR, WARM) in measured else []
+    targets += [t for t in SCAN_TARGETS if (t.ours[0], t.ours[1].format(**sizes)) in measured]
     targets += [t for t in WRITE_PATH_TARGETS if t.ours in measured]
     # Rows on tmpfs exist only where /dev/shm does.
     targets = [t for t in targets if not t.ours[1].endswith(TMPFS) or t.ours in measured]

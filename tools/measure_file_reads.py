@@ -30,12 +30,12 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import diskcache
-import msgpack
 from bench_harness import VALUE
-from bench_peers import raw_read
+from bench_peers import raw_read, raw_scan
 
 from rapid_dev_storage import FileBackend, Storage
 from rapid_dev_storage._file_io import READ_FLAGS
@@ -145,13 +145,7 @@ async def scans(root: str, rounds: int, *, cold: bool) -> None:
     directory = backend._group_directory("scan")  # measuring only
 
     async def raw(_: int) -> Any:
-        with os.scandir(directory) as entries:
-            for entry in entries:  # as the bench's raw files peer reads
-                descriptor = os.open(entry.path, os.O_RDONLY)
-                try:
-                    msgpack.unpackb(os.read(descriptor, 1 << 16))
-                finally:
-                    os.close(descriptor)
+        raw_scan(Path(directory))  # as the bench's raw files peer reads
 
     async def reads(_: int) -> Any:
         limit, extension = backend._inline_limit, backend._extension
@@ -162,9 +156,10 @@ async def scans(root: str, rounds: int, *, cold: bool) -> None:
     async def decoded(_: int) -> Any:
         limit, extension = backend._inline_limit, backend._extension
         jobs, check = backend._jobs, backend._check_open
+        record_of = backend._scan_decoder("scan")
         async for batch in scan_group(jobs, directory, "scan", extension, check, limit):
             for keys, data, source in batch:
-                backend._record_of("scan", keys, data, source)  # type: ignore[arg-type]
+                record_of(keys, data, source)  # type: ignore[arg-type]
 
     async def all_items(_: int) -> Any:
         async for _ in group.all_items():
@@ -173,7 +168,7 @@ async def scans(root: str, rounds: int, *, cold: bool) -> None:
     layers: dict[str, Layer] = {
         "raw": raw,
         "scan_group": reads,
-        "+ _record_of": decoded,
+        "+ _scan_decoder": decoded,
         "all_items": all_items,
     }
 
