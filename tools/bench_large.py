@@ -9,6 +9,8 @@ same system calls; its ``pre-encoded`` workload is the system calls alone (our r
 that ratio too). Peers: raw files (temp open, write, fsync, close, ``os.replace``, directory fsync
 at ``full``; no fsyncs at ``fast``) and plain sqlite3 running SQLiteBackend's own upsert on its
 own table and file. Rounds visit every subject in turn (`Bench.measure_latencies`).
+Beside them, `ENCODE`: what our set does on the loop before its write job, so a str or bytes
+row's note can give its ratio to the peer with the encode taken out.
 """
 
 from __future__ import annotations
