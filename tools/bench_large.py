@@ -9,6 +9,8 @@ same system calls; its ``pre-encoded`` workload is the system calls alone (our r
 that ratio too). Peers: raw files (temp open, write, fsync, close, ``os.replace``, directory fsync
 at ``full``; no fsyncs at ``fast``) and plain sqlite3 running SQLiteBackend's own upsert on its
 own table and file. Rounds visit every subject in turn (`Bench.measure_latencies`).
+Beside them, `ENCODE`: what our set does on the loop before its write job, so a str or bytes
+row's note can give its ratio to the peer with the encode taken out.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ OURS = [
 """bench.py's backends but MemoryBackend (no bytes to write): (kind, codec, durability)."""
 PRE_ENCODED = "pre-encoded"
 VALIDATION = "value check"
+ENCODE = "FileBackend encode at the call"
+"""What one of our file sets spends before its system calls: `_encode_at_call` (the snapshot,
+the check, the codec's bytes), on the loop, for each codec, size and shape (see
+`add_encode_notes`)."""
 STALL_ROWS = 200_000
 STALL = f"loop held during a set of {STALL_ROWS:,} rows"
 """The longest the event loop waited on this process (`loop_ticker.ticking`'s "held": the stall
@@ -136,8 +142,10 @@ async def large_subjects(bench: Bench, sizes: list[str]) -> tuple[list[Subject],
     """Ours and the peers, each with one workload per size and shape; and what to close."""
     subjects: list[Subject] = []
     closers: list[Any] = []
+    encoding = Subject(ENCODE)
     for kind, codec, durability in OURS:
-        store = Storage(await open_large(bench, kind, codec, durability))
+        backend = await open_large(bench, kind, codec, durability)
+        store = Storage(backend)
         closers.append(store.close)
         group = store.get_group("large")
         ours, peer = (
@@ -165,8 +173,15 @@ async def large_subjects(bench: Bench, sizes: list[str]) -> tuple[list[Subject],
                     peer.latency[f"{name} {PRE_ENCODED}"] = bind(write, encode(stored))
                 else:
                     peer.latency[name] = bind(write, encode(stored))
+                if kind == "file" and durability == "fast":  # the same encode at both
+                    encoding.latency[f"{codec} {name}"] = encode_at_call(backend, value)
         subjects += [ours, peer]
-    return subjects, closers
+    return [*subjects, encoding], closers
+
+
+def encode_at_call(backend: StorageBackend, value: Any) -> Callable[[], Any]:
+    """What a set of ``value`` runs on the loop before the write job (our private hook)."""
+    return lambda: backend._encode_at_call("large", ("k",), value)
 
 
 def setter(group: Any, value: Any) -> Callable[[], Any]:
@@ -224,6 +239,7 @@ async def measure_large(bench: Bench, quick: bool) -> None:
             if hasattr(result, "__await__"):
                 await result
     add_syscall_notes(bench)
+    add_encode_notes(bench)
     await measure_large_stalls(bench, 1 if quick else 3)
 
 
@@ -246,6 +262,27 @@ async def measure_large_stalls(bench: Bench, runs: int) -> None:
                 stalls.append(stall[0])
             note = f"stall {min(stalls):.0f}-{max(stalls):.0f} ms (with the wait for a core)"
             bench.add(ours_name(kind, codec, durability), STALL, held, note)
+
+
+def add_encode_notes(bench: Bench) -> None:
+    """Note on our file rows of one payload their encode, and their ratio to the peer without it.
+
+    Where a row misses its target, this says whether the encode (ours: snapshot, check and
+    codec; the peer's value was encoded once, beforehand) or the write makes the difference.
+    """
+    for kind, codec, durability in OURS:
+        if kind != "file":
+            continue
+        for size in SIZES:
+            for shape in shapes(codec):
+                if shape == "rows":
+                    continue  # the peer encodes too: its note compares the system calls
+                name = workload(size, shape)
+                ours = bench.get(ours_name(kind, codec, durability), name)
+                peer = bench.get(peer_name(kind, codec, durability), name)
+                encoded = bench.get(ENCODE, f"{codec} {name}").median_us
+                rest = (ours.median_us - encoded) / peer.median_us
+                ours.note = f"encode {encoded:,.0f} us; {rest:.2f}x the peer without it"
 
 
 def add_syscall_notes(bench: Bench) -> None:
