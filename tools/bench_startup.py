@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_harness import QUICK, VALUE, Bench, Result
+from bench_harness import QUICK, VALUE, Bench, Result, Target
 
 from rapid_dev_storage import FileBackend
 from rapid_dev_storage._codecs import MsgpackCodec
@@ -60,6 +60,40 @@ SMALL = 10
 
 # The console script's own lines (pip writes them): what a person's `rapid-dev-storage` runs.
 _CLI = "import sys; from rapid_dev_storage.cli import main; sys.exit(main())"
+
+
+TARGETS = [
+    Target(
+        "import rapid_dev_storage <= 1.3x import asyncio, msgpack (whole processes)",
+        (STARTUP, IMPORT),
+        (STARTUP, BASELINE),
+        1.3,
+    ),
+    Target(
+        "rapid-dev-storage get, small store <= 1.5x python -c 'import asyncio, msgpack'",
+        (STARTUP, CLI_GET),
+        (STARTUP, BASELINE),
+        1.5,
+    ),
+    Target(
+        "(extra) rapid-dev-storage get, small store: CPU time <= 1.5x import asyncio, msgpack's",
+        (STARTUP_CPU, CLI_GET),
+        (STARTUP_CPU, BASELINE),
+        1.5,
+    ),
+    Target(
+        "(extra) rapid-dev-storage get, large store <= 1.2x small store",
+        (STARTUP, CLI_GET_LARGE),
+        (STARTUP, CLI_GET),
+        1.2,
+    ),
+    Target(
+        "FileBackend open+close, large store <= 1.2x small store",
+        (OPEN, OPEN_LARGE),
+        (OPEN, OPEN_SMALL),
+        1.2,
+    ),
+]
 
 
 async def make_store(root: Path, name: str, count: int) -> None:

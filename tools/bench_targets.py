@@ -17,17 +17,8 @@ from bench_scaling import DISKCACHE as SCALING_DISKCACHE
 from bench_scaling import FILE as SCALING_FILE
 from bench_scaling import SQLITE as SCALING_SQLITE
 from bench_scans import TARGETS as SCAN_TARGETS
-from bench_startup import BASELINE as STARTUP_BASELINE
-from bench_startup import (
-    CLI_GET,
-    CLI_GET_LARGE,
-    IMPORT,
-    OPEN,
-    OPEN_LARGE,
-    OPEN_SMALL,
-    STARTUP,
-    STARTUP_CPU,
-)
+from bench_startup import STARTUP
+from bench_startup import TARGETS as STARTUP_TARGETS
 from bench_sync import ASYNC as SYNC_ASYNC
 from bench_sync import DISKCACHE as SYNC_DISKCACHE
 from bench_sync import GET as SYNC_GET
@@ -296,39 +287,6 @@ SYNC_TARGETS = [
         "sync API: FileBackend durable set <= 1.2x the async set",
         (SYNC, SYNC_SET),
         (SYNC_ASYNC, SYNC_SET),
-        1.2,
-    ),
-]
-
-STARTUP_TARGETS = [
-    Target(
-        "import rapid_dev_storage <= 1.3x import asyncio, msgpack (whole processes)",
-        (STARTUP, IMPORT),
-        (STARTUP, STARTUP_BASELINE),
-        1.3,
-    ),
-    Target(
-        "rapid-dev-storage get, small store <= 1.5x python -c 'import asyncio, msgpack'",
-        (STARTUP, CLI_GET),
-        (STARTUP, STARTUP_BASELINE),
-        1.5,
-    ),
-    Target(
-        "(extra) rapid-dev-storage get, small store: CPU time <= 1.5x import asyncio, msgpack's",
-        (STARTUP_CPU, CLI_GET),
-        (STARTUP_CPU, STARTUP_BASELINE),
-        1.5,
-    ),
-    Target(
-        "(extra) rapid-dev-storage get, large store <= 1.2x small store",
-        (STARTUP, CLI_GET_LARGE),
-        (STARTUP, CLI_GET),
-        1.2,
-    ),
-    Target(
-        "FileBackend open+close, large store <= 1.2x small store",
-        (OPEN, OPEN_LARGE),
-        (OPEN, OPEN_SMALL),
         1.2,
     ),
 ]
