@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
 from ._backend import ScanItem
 from ._codecs import Codec
-from ._file_errors import os_errors
+from ._file_errors import os_errors, unreadable
 from ._file_io import FileIO, read_file, seconds_since_change
 from ._file_layout import (
     MARKER,
@@ -263,7 +263,14 @@ class FileBackend(FileParts):
             return await super()._read_again(group, keys, source)
         # A record a scan found: read by its path (a misnamed file's keys name another), on a
         # thread (a record met mid-save, so a rare path).
-        return await self._jobs.read(lambda: read_file(source), location=source)
+
+        def read_again() -> bytes | None:
+            try:
+                return read_file(source)
+            except OSError as exc:  # a FIFO or a link there now: reported as the scan's read would
+                raise unreadable(group, source, exc) from exc
+
+        return await self._jobs.read(read_again, location=source)
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._replace(group, keys, None, data)

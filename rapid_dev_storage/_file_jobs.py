@@ -74,7 +74,9 @@ class FileJobs:
         self._readers = ThreadPoolExecutor(
             READER_THREADS, thread_name_prefix="rapid-dev-storage-read"
         )
-        self._threads_started = False
+        # Each pool starts at its first job: a process that only reads never starts writers.
+        self._readers_started = False
+        self._writers_started = False
         self._deliveries: Deliveries | None = None
         self._closed = False
 
@@ -97,8 +99,8 @@ class FileJobs:
         """Run ``function`` on a reader thread (``location`` and ``reading``: see `os_errors`)."""
         where = location or self._location
         self._check_open()
-        if not self._threads_started:
-            self._start_threads()
+        if not self._readers_started:
+            self._start_readers()
 
         def call() -> T:
             with os_errors(where, reading=reading):
@@ -124,8 +126,9 @@ class FileJobs:
         """
         if self._closed:
             self._check_open()
-        if not self._threads_started:
-            self._start_threads()
+        if not self._writers_started:
+            self._writers_started = True
+            self._writers.start()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
         deliveries = self._deliveries
@@ -158,15 +161,14 @@ class FileJobs:
                     await asyncio.shield(job.ended(loop))
             raise
 
-    def _start_threads(self) -> None:
-        """Start every thread of both pools, at the first job.
+    def _start_readers(self) -> None:
+        """Start every reader thread, at the first read or clear (writers: at the first write).
 
         A pool starts its threads as work comes, so it would grow, one more each time a few
         jobs overlap, long after the store opened: to anyone counting threads, a leak. Each of
         the readers' first jobs waits until all of them run, so each has a thread of its own.
         """
-        self._threads_started = True
-        self._writers.start()
+        self._readers_started = True
         ready = threading.Barrier(READER_THREADS)
 
         def wait() -> None:
@@ -262,8 +264,8 @@ class FileJobs:
         removed.
         """
         self._check_open()
-        if not self._threads_started:
-            self._start_threads()
+        if not self._readers_started:
+            self._start_readers()
         earlier = set(self._unfinished)
         abandon = threading.Event()
 
@@ -287,14 +289,16 @@ class FileJobs:
     async def close(self) -> None:
         """Wait for every job to end, and let the threads go; later jobs are refused."""
         self._closed = True
-        if not self._threads_started:  # no job ever ran (a command line's get): nothing to wait for
-            self._readers.shutdown(wait=False)
+        if not (self._readers_started or self._writers_started):  # a command line's get
+            self._readers.shutdown(wait=False)  # no job ever ran: nothing to wait for
             return
+        writers_started = self._writers_started
 
         def shut_down() -> None:
             # Every write first: a write that lands starts the next one queued on its record.
             self._wait_for(set(self._unfinished))
-            self._writers.stop()
+            if writers_started:
+                self._writers.stop()
             self._readers.shutdown(wait=True)
 
         await on_own_thread(shut_down)  # not the loop's executor: no thread outlives close

@@ -210,6 +210,13 @@ async def open_location(
     # sync branch: the location's own options (?codec=json), with codec as given.
     options = merge_options(parsed, location, {"codec": codec})
     if scheme == "memory":
+        if not create:  # a command's memory store is new and empty, and gone when it ends
+            raise StoreNotFoundError(
+                f"{location} holds no store: a memory store lives only as long as its process, "
+                "so each command's starts empty and its writes go nowhere; name a file:, "
+                "sqlite: or postgresql:// store (copy's --create takes memory: as a dry run)",
+                location=location,
+            )
         from ._memory import MemoryBackend  # noqa: PLC0415  (named by a URL: start-up time)
 
         return MemoryBackend(options.get("codec"))

@@ -103,6 +103,23 @@ def test_a_number_beyond_a_float_is_refused_not_stored_as_infinity(tmp_path: Pat
     assert "is not JSON" in run("set", location, "G", "k", "--value", "{not json").output
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [["set", "memory:", "G", "k", "--value", "1"], ["get", "memory:", "G", "k"], ["ls", "memory:"]],
+)
+def test_a_memory_store_is_no_store_to_a_command(arguments: list[str]) -> None:
+    # Found by a new user: `set memory: ...` exited 0 with its write gone with the process.
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1
+    assert "a memory store lives only as long as its process" in result.output
+
+
+def test_a_copy_to_memory_checks_the_copy(store: str) -> None:
+    result = run("copy", store, "memory:", "--create")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("copied and verified")
+
+
 def test_path_names_the_file_before_it_exists(store: str) -> None:
     result = run("path", store, "USER", "u9", "settings")
     assert result.exit_code == 0

@@ -301,3 +301,39 @@ async def test_an_empty_record_file_is_read_again_on_a_thread(tmp_path: Path) ->
         assert read_records(str(path.parent), "G", elsewhere, ".msgpack") == [
             (None, b"", str(path))
         ]
+
+
+@pytest.mark.parametrize("replacement", ["fifo", "link"])
+@pytest.mark.parametrize("inline_limit", [0, 64 * 1024])
+async def test_a_record_replaced_while_a_scan_waits_for_it_to_settle_is_reported(
+    tmp_path: Path, replacement: str, inline_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by a new user: a record met mid-save (empty, just written) is read again once it
+    # settles; replaced meanwhile by a FIFO or a link, that read's error ended the whole scan
+    # (StorageIOError) instead of reaching on_corrupt, as the first read's would.
+    store = await open_store(tmp_path / "store", inline_limit=inline_limit)
+    group = store.get_group("G")
+    await group["ok"].set_value(1)
+    await group["x"].set_value(2)
+    path = record_file(store, "G", "x")
+    path.write_bytes(b"")  # truncated by an editor a moment ago: it may be mid-save
+    backend = store.backend
+    may_settle = backend._may_settle
+
+    def replaced_meanwhile(*arguments: Any) -> bool:
+        if path.exists() or path.is_symlink():
+            path.unlink()
+            if replacement == "fifo":
+                os.mkfifo(path)
+            else:
+                path.symlink_to(tmp_path / "outside")
+        return may_settle(*arguments)
+
+    monkeypatch.setattr(backend, "_may_settle", replaced_meanwhile)
+    reported: list[CorruptRecordError] = []
+    try:
+        found = [item async for item in group.all_items(on_corrupt=reported.append)]
+    finally:
+        await store.close()
+    assert found == [(("ok",), 1)]
+    assert [error.location for error in reported] == [str(path)]

@@ -253,3 +253,28 @@ async def test_a_file_stores_write_machinery_is_made_once_on_the_loops_thread(
         await backend.close()
     loop_thread = threading.current_thread().name
     assert sorted(made) == [("RecordWrites", loop_thread), ("StripeLocks", loop_thread)]
+
+
+async def test_a_file_store_that_only_reads_starts_no_writer_thread(tmp_path: Path) -> None:
+    # Found by a new user: the first read of any kind started all eight writer threads too.
+    writing = await FileBackend.create_backend_instance(tmp_path, "app", 1, inline_limit=0)
+    await writing.write_data("G", "small", value=1)
+    await writing.write_data("G", "large", value="x" * 300_000)  # read on a reader thread
+    await writing.close()
+
+    def writer_threads() -> list[str]:
+        prefix = "rapid-dev-storage-write"
+        return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+    before = writer_threads()
+    backend = await FileBackend.create_backend_instance(tmp_path, "app", 1, inline_limit=0)
+    try:
+        assert await backend.list_groups() == ["G"]
+        assert await backend.get_data("G", "large") == "x" * 300_000
+        assert len([item async for item in backend.get_all_by_group("G")]) == 2
+        assert writer_threads() == before
+        await backend.write_data("G", "small", value=2)
+        assert len(writer_threads()) > len(before)
+    finally:
+        await backend.close()
+    assert writer_threads() == before
