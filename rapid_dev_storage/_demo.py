@@ -18,10 +18,11 @@ from typing import Any
 
 from ._api import Storage
 from ._file import FileBackend
-from ._file_layout import LOCK_DIRECTORY
+from ._file_layout import LOCK_DIRECTORY, MARKER
 from ._json_view import from_view
 from ._locations import open_location
 from ._types import NoValue
+from .errors import StoreNotFoundError
 
 SAMPLE_NAME, SAMPLE_IDENTIFIER = "sample app", 1
 
@@ -117,7 +118,15 @@ async def demo(fixtures: Path | None) -> None:
             origin = "the sample data that ships with rapid_dev_storage"
         else:
             await asyncio.to_thread(shutil.copytree, fixtures, copy)
-            backend, origin = await open_location(f"file:{copy}"), str(fixtures)
+            try:
+                backend, origin = await open_location(f"file:{copy}"), str(fixtures)
+            except StoreNotFoundError as exc:  # named by the copy: say what was given
+                raise StoreNotFoundError(
+                    f"--fixtures {fixtures} holds no store (give the directory of one: its "
+                    f"{MARKER} is there)",
+                    location=str(fixtures),
+                    stores=exc.stores,
+                ) from None
         print(f"Store: {backend!r} (a copy of {origin})\n")
         async with Storage(backend) as store:
             await tour(store)

@@ -292,6 +292,15 @@ def test_demo_tours_a_copy_of_the_fixture_store() -> None:
     assert {path: path.read_bytes() for path in store.rglob("*.json")} == before
 
 
+def test_demo_names_the_fixtures_given_when_they_hold_no_store() -> None:
+    # Found by a new user: the error named the demo's scratch copy, not the directory given.
+    fixtures = ROOT / "fixtures"  # the store's parent, not the store
+    result = CliRunner().invoke(main, ["demo", "--fixtures", str(fixtures)])
+    assert result.exit_code == 1
+    assert f"--fixtures {fixtures} holds no store" in result.output
+    assert "rds-demo-" not in result.output
+
+
 def test_the_fixture_store_is_what_its_source_makes() -> None:
     script = ROOT / "tools" / "make_fixtures.py"
     check = subprocess.run(
