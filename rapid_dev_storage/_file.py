@@ -45,7 +45,7 @@ from ._settings import (
     resolve_inline_limit,
     resolve_store_options,
 )
-from ._threads import on_own_thread
+from ._threads import loading, on_own_thread
 from ._types import Keys
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ class FileBackend(FileParts):
 
         sweeps = sweep_orphans and not read_only
         if sweeps:
-            from ._file_sweep import OrphanSweep
+            with loading():  # forks wait for it (see _threads.loading)
+                from ._file_sweep import OrphanSweep
 
         def open_store() -> tuple[Codec, bytes, OrphanSweep | None]:
             with os_errors(directory):
@@ -313,7 +314,8 @@ class FileBackend(FileParts):
         path = self._group_directory(group)
         if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
             self._hand_made.look(group, listed=False)
-        from ._file_scan import scan_group
+        with loading():
+            from ._file_scan import scan_group
 
         return scan_group(
             self._jobs, path, group, self._extension, self._check_open, self._inline_limit
@@ -334,7 +336,8 @@ class FileBackend(FileParts):
 
     async def _start_watching(self) -> None:
         # watchfiles (and what it imports) loads for the first watch, not with the backend.
-        from ._file_watch import FileWatcher
+        with loading():
+            from ._file_watch import FileWatcher
 
         self._watcher = FileWatcher(
             self,
@@ -387,7 +390,8 @@ class FileBackend(FileParts):
         long_path = super()._scan_decoder(group)
         if type(self)._decode_record is not FileBackend._decode_record:
             return long_path  # a subclass decoding records its own way
-        from ._file_scan_decode import scan_decoder
+        with loading():
+            from ._file_scan_decode import scan_decoder
 
         return scan_decoder(self.codec, self._extension, long_path)
 

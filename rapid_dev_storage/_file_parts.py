@@ -6,7 +6,8 @@ the writers): start-up is measured (tools/bench_startup.py). They are made on th
 thread, as an operation starts, never in a job: writer threads starting their first jobs
 together would each make their own stripes, whose guards exclude only their own users. Once
 the store is closed none is made (a late operation gets `StoreClosedError`, and starts no
-thread).
+thread). Their modules load with forks held off (`_threads.loading`): a fork in the middle
+of that import would leave the child unable ever to write.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._backend import StorageBackend
+from ._threads import loading
 
 if TYPE_CHECKING:
     from ._file_jobs import FileJobs
@@ -47,7 +49,8 @@ class FileParts(StorageBackend):
         jobs = self._made_jobs
         if jobs is None:
             self._check_open()  # closing let every thread go: a late operation starts none
-            from ._file_jobs import FileJobs
+            with loading():
+                from ._file_jobs import FileJobs
 
             jobs = self._made_jobs = FileJobs(self._directory, durable=self.durability == "full")
         return jobs
@@ -56,7 +59,8 @@ class FileParts(StorageBackend):
     def _stripes(self) -> StripeLocks:
         stripes = self._made_stripes
         if stripes is None:
-            from ._file_locks import StripeLocks
+            with loading():
+                from ._file_locks import StripeLocks
 
             stripes = StripeLocks(self._directory, self._lock_timeout, self._bookkeeping.recreate)
             self._made_stripes = stripes
@@ -67,7 +71,8 @@ class FileParts(StorageBackend):
         writes = self._made_writes
         if writes is None:
             self._check_open()
-            from ._file_write import RecordWrites
+            with loading():
+                from ._file_write import RecordWrites
 
             durable = self.durability == "full"
             writes = self._made_writes = RecordWrites(

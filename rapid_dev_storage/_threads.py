@@ -7,7 +7,8 @@ store (opening, closing) gets a thread of its own here, which ends when the job 
 recurs (large decodes: `_turns`) uses a pool the store owns and shuts down at close.
 
 Our threads and ``os.fork()``: `stop_at_exit` lets queued work land as the interpreter exits,
-and `fork_waits_for` keeps a fork out of the middle of a database operation.
+and `fork_waits_for` keeps a fork out of the middle of a database operation, `loading` out of
+the middle of a module's lazy import.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import os
 import threading
 import weakref
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -118,7 +119,26 @@ def fork_waits_no_more(lock: threading.Lock) -> None:
         _FORK_WAITS_FOR.pop(lock, None)
 
 
+_LOADING = threading.RLock()
+"""Held while a module loads lazily (`loading`): a fork waits until it has loaded, first."""
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """Hold forks off while a module is imported lazily (the import made inside the block).
+
+    A fork while another thread imports leaves the child that module half made and its import
+    lock held by a thread the child does not have: there its first use fails ("partially
+    initialized module") or hangs for good (an attacker forked during a store's first write,
+    which now loads the write machinery). Taken before every other fork lock, so the thread
+    importing never waits for a fork that waits for it.
+    """
+    with _LOADING:
+        yield
+
+
 def _before_fork() -> None:
+    _LOADING.acquire()
     _FORK_GATE.acquire()
     for last in (False, True):
         for lock, taken_last in _FORK_WAITS_FOR.items():
@@ -130,6 +150,7 @@ def _after_fork_in_parent() -> None:
     for lock in _FORK_WAITS_FOR:
         lock.release()
     _FORK_GATE.release()
+    _LOADING.release()
 
 
 def _after_fork_in_child() -> None:
