@@ -11,19 +11,17 @@ long path unchanged, which decodes it again and refuses or reports it exactly as
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any, Callable
 
 import msgpack
 
 from ._codecs import Codec, MsgpackCodec
-from ._names import sha256
+from ._names import one_key_digest
 from ._types import Keys
 
 RecordOf = Callable[[Keys | None, bytes, str | None], tuple[Keys, Any]]
 """``(keys, data, source) -> (keys, value)``, as `RecordCoding._record_of` for one group."""
 
-_LENGTH = struct.Struct(">I").pack  # _names.key_encoding's length prefix: 4 bytes, big-endian
 _ONE_KEY_FIRST = b"\x82\xa4keys\x91"  # a map of two entries, the first "keys": an array of one
 _FIXSTR, _FIXSTR_LONGEST = 0xA0, 31  # msgpack's short str: its length in the type byte
 
@@ -52,10 +50,10 @@ def scan_decoder(codec: Codec, extension: str, long_path: RecordOf) -> RecordOf:
             size = data[head] - _FIXSTR if len(data) > head else -1
             if 0 <= size <= _FIXSTR_LONGEST:
                 key = data[head + 1 : head + 1 + size]
-                digest = sha256(_LENGTH(size) + key).hexdigest()
+                digest = one_key_digest(key)
                 if (
                     key.isascii()
-                    and source.endswith(separator + digest[:32] + extension)
+                    and source.endswith(separator + digest + extension)
                     and proof(data)
                 ):
                     try:

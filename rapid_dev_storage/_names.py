@@ -139,10 +139,15 @@ def _sha256_function() -> Callable[[bytes], _Digest]:
     return sha256
 
 
-sha256 = _sha256_function()  # also the scans' one-step decode (`_file_scan_decode`)
+sha256 = _sha256_function()
 _LENGTH = struct.Struct(">I").pack  # 4 bytes, big-endian
 
 
 def key_digest(keys: tuple[str, ...]) -> str:
     """Return the 32-hex-digit digest naming the file of ``keys``."""
     return sha256(key_encoding(keys)).hexdigest()[:32]
+
+
+def one_key_digest(key: bytes) -> str:
+    """`key_digest` of the one key whose UTF-8 is ``key`` (a scan has the bytes, not the str)."""
+    return sha256(_LENGTH(len(key)) + key).hexdigest()[:32]

@@ -114,6 +114,11 @@ def test_key_digest_is_the_documented_one() -> None:
     assert len({key_digest((f"k{i}",)) for i in range(10_000)}) == 10_000
 
 
+@pytest.mark.parametrize("key", ["k0000001", "", "é", "a/b", "x" * 40])
+def test_one_keys_digest_from_its_bytes_is_key_digest(key: str) -> None:
+    assert names.one_key_digest(key.encode("utf-8")) == key_digest((key,))
+
+
 def test_record_names_use_sha256_with_or_without_cpythons_own_module(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
