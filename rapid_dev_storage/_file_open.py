@@ -26,6 +26,7 @@ from ._file_layout import (
     marker_names,
 )
 from ._settings import StoreOptions
+from ._threads import loading
 from .errors import IncompatibleStoreError
 
 
@@ -145,7 +146,8 @@ def _read_marker(directory: str) -> bytes | None:
 
 def _create_once(directory: str, target: str, data: bytes, durable: bool) -> None:
     """Create ``target`` whole, unless another process created it first."""
-    from ._file_temps import TempFile  # noqa: PLC0415  (a new store's, not every open's)
+    with loading():  # a new store's, not every open's; forks wait for it (_threads.loading)
+        from ._file_temps import TempFile  # noqa: PLC0415
 
     with Directory(directory, follow=True) as root:
         temp = TempFile(FileIO, root, data, durable)

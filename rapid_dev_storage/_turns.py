@@ -12,7 +12,7 @@ import contextlib
 from time import perf_counter
 from typing import Any, Callable, TypeVar
 
-from ._threads import on_own_thread
+from ._threads import loading, on_own_thread
 from .errors import StoreClosedError
 
 T = TypeVar("T")
@@ -47,9 +47,10 @@ class TakesTurns:
         decoders = self._decoders
         if decoders is None and not self._decoding_over:  # after close, a pool would outlive it
             # concurrent.futures loads its thread pool (and queue) here, not with the package.
-            decoders = self._decoders = concurrent.futures.ThreadPoolExecutor(
-                2, "rapid_dev_storage-large"
-            )
+            with loading():
+                decoders = self._decoders = concurrent.futures.ThreadPoolExecutor(
+                    2, "rapid_dev_storage-large"
+                )
         future = None
         if decoders is not None:
             with contextlib.suppress(RuntimeError):  # shut down: close() ran meanwhile
