@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # loaded with the first watch (`_publishing`): start-up time 
 
 StorageT = TypeVar("StorageT", bound="Storage")
 _POLICY_GET, _POLICY_WRITE = StorageBackend.get_data, StorageBackend.write_data
+_new_value = object.__new__
 
 
 class StorageValue(NamesARecord):
@@ -35,13 +36,6 @@ class StorageValue(NamesARecord):
         self._backend = adapt(backend)
         self._group_name = check_group_name(group_name)
         self._keys = check_keys(keys, self._group_name)
-
-    @classmethod
-    def _checked(cls, backend: StorageBackend, group_name: str, keys: Keys) -> StorageValue:
-        # StorageGroup has already checked both; skip doing it twice on a hot path.
-        handle = cls.__new__(cls)
-        handle._backend, handle._group_name, handle._keys = backend, group_name, keys
-        return handle
 
     async def get_value(self, default: Any = NoValue) -> Any:
         """Return the stored value, or ``default`` (`NoValue` unless given) when there is none.
@@ -120,9 +114,12 @@ class StorageGroup:
             InvalidKeyError: anything else, naming the bad key.
 
         """
-        return StorageValue._checked(
-            self._backend, self._group_name, check_keys(keys, self._group_name)
-        )
+        # Made without __init__: the backend is adapted and the group checked already (a get's
+        # hot path, as is check_keys' first test written out: the usual key, one str of ASCII).
+        handle, group = _new_value(StorageValue), self._group_name
+        handle._backend, handle._group_name = self._backend, group
+        handle._keys = (keys,) if type(keys) is str and keys.isascii() else check_keys(keys, group)
+        return handle
 
     def all_items(
         self, *prefix: str, on_corrupt: CorruptHandler | None = None

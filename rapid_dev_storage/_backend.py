@@ -139,7 +139,7 @@ class StorageBackend(ChecksWrites):
             try:
                 if len(data) > LARGE_RECORD:
                     return await self._large_value(group, checked, data)
-                return self._record_of(group, checked, data)[1]
+                return self._value_of(group, checked, data)
             except CorruptRecordError:
                 if not self._may_settle(group, checked, data):
                     raise

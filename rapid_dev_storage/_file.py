@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 from ._backend import ScanItem
 from ._codecs import Codec
 from ._file_errors import os_errors, unreadable
+from ._file_get_decode import UNUSUAL, usual_value
 from ._file_io import FileIO, read_file, seconds_since_change
 from ._file_layout import (
     MARKER,
@@ -100,6 +101,7 @@ class FileBackend(FileParts):
         self.read_only = read_only
         self._directory = directory
         self._inline_limit = inline_limit
+        self._gets_usual = type(self)._decode_record is FileBackend._decode_record
         self._force_polling = force_polling
         self._watcher: FileWatcher | None = None  # while anyone watches
         self._sweep: OrphanSweep | None = None  # abandoned temp files, swept in the background
@@ -368,6 +370,11 @@ class FileBackend(FileParts):
 
     def _value_of_form(self, form: Any) -> Any:
         return form["value"]
+
+    def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
+        # A get's usual record in one step (`_file_get_decode`); a subclass's own decode not.
+        value = usual_value(self.codec, keys, data) if self._gets_usual else UNUSUAL
+        return self._record_of(group, keys, data, source)[1] if value is UNUSUAL else value
 
     def _decode_record(
         self, group: str, keys: Keys | None, data: bytes, source: str | None

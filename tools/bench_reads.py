@@ -31,7 +31,9 @@ from bench_harness import ROUNDS, VALUE, Bench, Result, Target
 from bench_peers import raw_read
 
 from rapid_dev_storage import FileBackend, Storage
-from rapid_dev_storage._file_io import READ_FLAGS
+from rapid_dev_storage._file_io import READ_FLAGS, UnsafeEntryError, read_file
+from rapid_dev_storage._file_scan import FIRST_READ
+from rapid_dev_storage._hooks import NOT_READY
 
 OURS = "FileBackend msgpack fast"
 RAW = "raw files"
@@ -40,6 +42,8 @@ COLD_LONGEST = "first read, not cached, longest"
 WARM = "first read, warm"
 FLOOR = "its system calls alone"
 DISKCACHE = "diskcache.Cache"
+PREAD = "FileBackend get, pread for fstat (experiment)"
+PREAD_FLOOR = "its system calls, pread for fstat"
 
 COLD_TARGETS = [  # Linux only: posix_fadvise evicts one file's pages
     Target(
@@ -63,6 +67,44 @@ WARM_TARGETS = [  # the Python over a first read's five system calls, and those 
         1.0,
     ),
 ]
+
+
+class PreadBackend(FileBackend):
+    """An experiment, not the library's read path: a first read's ``fstat`` replaced by ``pread``.
+
+    ``pread`` refuses a FIFO (ESPIPE) and a directory (EISDIR), as scans rely on; a device node
+    put at a record's name (only root can make one) would be read. With no ``fstat`` the read
+    cache has no identity to keep the record by: it is filled at the record's second read
+    (``_seen``), read the library's way.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._seen: set[str] = set()
+
+    def _read_at_once(self, group: str, keys: Any) -> Any:
+        path = self.record_path(group, keys)
+        if path in self._seen:
+            return super()._read_at_once(group, keys)
+        directory, _, name = path.rpartition(os.sep)
+        try:
+            descriptor, _ = self._directories.open_file(directory, name)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except UnsafeEntryError:
+            raise
+        except OSError:
+            return read_file(path)
+        try:
+            data = os.pread(descriptor, FIRST_READ, 0)  # ESPIPE: a FIFO; EISDIR: a directory
+        except OSError:
+            return NOT_READY  # the thread's read names it
+        finally:
+            os.close(descriptor)
+        if not 0 < len(data) < FIRST_READ:
+            return super()._read_at_once(group, keys)  # empty, or perhaps more: the usual way
+        self._seen.add(path)
+        return data
 
 
 def evict(path: str) -> None:
@@ -144,15 +186,30 @@ async def measure_warm_reads(bench: Bench, count: int) -> None:
         finally:
             os.close(descriptor)
 
+    def pread_calls(key: str) -> bytes:
+        os.lstat(directory)
+        descriptor = os.open(os.path.basename(paths[key]), READ_FLAGS, dir_fd=held)
+        try:
+            return os.pread(descriptor, FIRST_READ, 0)
+        finally:
+            os.close(descriptor)
+
     try:
-        async with Storage(
-            await FileBackend.create_backend_instance(root, "warm", 1, durability="fast")
-        ) as store:
-            group = store.get_group("warm")
+        async with (
+            Storage(
+                await FileBackend.create_backend_instance(root, "warm", 1, durability="fast")
+            ) as store,
+            Storage(
+                await PreadBackend.create_backend_instance(root, "warm", 1, durability="fast")
+            ) as experiment,
+        ):
+            group, experiment_group = store.get_group("warm"), experiment.get_group("warm")
             subjects: dict[str, Callable[[str], Any]] = {
                 OURS: lambda key: group[key].get_value(),
                 FLOOR: system_calls,
                 DISKCACHE: cache.get,
+                PREAD: lambda key: experiment_group[key].get_value(),
+                PREAD_FLOOR: pread_calls,
             }
             orders = {name: random.sample(keys, count) for name in subjects}
             samples: dict[str, list[int]] = {name: [] for name in subjects}

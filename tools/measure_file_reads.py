@@ -14,12 +14,16 @@ ones below it:
 - get_data: `StorageBackend.get_data` (the policy: checks, decode, turns);
 - group[key]: ``group[key].get_value()``, as the bench's get row does.
 
+``--pread`` adds an experiment (not the library's read path): the system calls with the
+``fstat`` replaced by one ``pread`` (which refuses a FIFO with ESPIPE and a directory with
+EISDIR, as scans rely on), and a get doing so at a record's first read (`bench_reads.PreadBackend`).
+
 Scans (``--scan``): all_items of a group beside the raw scandir+read+unpack loop, the scan
 without its decoding (`_file_scan.scan_group`), and with the backend's decoding but not the
 policy's loop, per record. ``--cold``: as a process that did not write or read the records
 scans them (their names proven by digest, not by the paths remembered for their keys).
 
-    python tools/measure_file_reads.py [--scan [--cold]] [--rounds N]
+    python tools/measure_file_reads.py [--pread | --scan [--cold]] [--rounds N]
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ from typing import Any, Awaitable, Callable
 import diskcache
 from bench_harness import VALUE
 from bench_peers import raw_read, raw_scan
+from bench_reads import PreadBackend
 
 from rapid_dev_storage import FileBackend, Storage
 from rapid_dev_storage._file_io import READ_FLAGS
 from rapid_dev_storage._file_read import ReadCache, read_small
-from rapid_dev_storage._file_scan import scan_group
+from rapid_dev_storage._file_scan import FIRST_READ, scan_group
 
 RECORDS = 1_000
 SCAN_RECORDS = 20_000
@@ -71,7 +76,37 @@ def report(samples: dict[str, list[float]], base: str) -> None:
         print(f"{name:14} median {median:6.2f} us  p10 {tenth:6.2f} us  {median / middle:5.2f}x")
 
 
-async def first_reads(root: str, rounds: int) -> None:
+def pread_layers(
+    layers: dict[str, Layer],
+    paths: list[str],
+    held: int,
+    experiment: Callable[[str], Awaitable[Any]],
+    keys: list[str],
+) -> dict[str, Layer]:
+    """The ``--pread`` layers: system calls and a get, each with and without the ``fstat``."""
+
+    async def pread_calls(index: int) -> Any:
+        directory, _, name = paths[index].rpartition(os.sep)
+        os.lstat(directory)
+        descriptor = os.open(name, READ_FLAGS, dir_fd=held)
+        try:
+            return os.pread(descriptor, FIRST_READ, 0)
+        finally:
+            os.close(descriptor)
+
+    async def pread_get(index: int) -> Any:
+        return await experiment(keys[index])
+
+    return {
+        "diskcache": layers["diskcache"],
+        "system calls": layers["system calls"],
+        "pread calls": pread_calls,
+        "group[key]": layers["group[key]"],
+        "pread get": pread_get,
+    }
+
+
+async def first_reads(root: str, rounds: int, *, pread: bool) -> None:
     backend = await FileBackend.create_backend_instance(root, "bench", 1, durability="fast")
     store = Storage(backend)
     group = store.get_group("bench")
@@ -125,14 +160,23 @@ async def first_reads(root: str, rounds: int) -> None:
         "get_data": get_data,
         "group[key]": group_key,
     }
+    experiment = await PreadBackend.create_backend_instance(root, "bench", 1, durability="fast")
+    experiment_group = Storage(experiment).get_group("bench")
+    if pread:
+        layers = pread_layers(
+            layers, paths, held, lambda key: experiment_group[key].get_value(), keys
+        )
 
     def forget() -> None:
         backend._cache = fresh[0] = ReadCache()  # not read before
+        experiment._cache = ReadCache()
+        experiment._seen.clear()
 
     report(await interleave(layers, rounds, RECORDS, RECORDS, forget), "diskcache")
     os.close(held)
     cache.close()
     await store.close()
+    await experiment.close()
 
 
 async def scans(root: str, rounds: int, *, cold: bool) -> None:
@@ -186,13 +230,16 @@ def main() -> None:
     parser.add_argument(
         "--cold", action="store_true", help="scans: by a process that did not write the records"
     )
+    parser.add_argument(
+        "--pread", action="store_true", help="first reads: the experiment without the fstat"
+    )
     parser.add_argument("--rounds", type=int, default=15)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rds-file-reads-") as root:
         if arguments.scan:
             asyncio.run(scans(root, arguments.rounds, cold=arguments.cold))
         else:
-            asyncio.run(first_reads(root, arguments.rounds))
+            asyncio.run(first_reads(root, arguments.rounds, pread=arguments.pread))
 
 
 if __name__ == "__main__":
