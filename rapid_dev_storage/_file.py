@@ -4,7 +4,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 
 - `_file_layout`: every name in a store's directory and what its files hold (pure rules);
 - `_file_open`: a store's directory opened, its marker and bookkeeping made or checked;
-- `_file_read`: small records read on the loop (cached), listings on threads;
+- `_file_read`: small records read on the loop (cached), listings on threads (`_file_get_decode`:
+  a get's usual record decoded in one step);
 - `_file_scan`: scans, small records read on the loop a slice at a time (`_file_scan_decode`:
   the usual ones decoded in one step);
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
@@ -101,7 +102,7 @@ class FileBackend(FileParts):
         self.read_only = read_only
         self._directory = directory
         self._inline_limit = inline_limit
-        self._gets_usual = type(self)._decode_record is FileBackend._decode_record
+        self._gets_usual = type(self)._decode_record is FileBackend._decode_record  # see _value_of
         self._force_polling = force_polling
         self._watcher: FileWatcher | None = None  # while anyone watches
         self._sweep: OrphanSweep | None = None  # abandoned temp files, swept in the background
@@ -372,8 +373,7 @@ class FileBackend(FileParts):
         return form["value"]
 
     def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
-        # A get's usual record in one step (`_file_get_decode`); a subclass's own decode not.
-        value = usual_value(self.codec, keys, data) if self._gets_usual else UNUSUAL
+        value = usual_value(self.codec, keys, data) if self._gets_usual else UNUSUAL  # one step
         return self._record_of(group, keys, data, source)[1] if value is UNUSUAL else value
 
     def _decode_record(
