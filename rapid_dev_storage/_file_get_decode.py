@@ -23,6 +23,8 @@ UNUSUAL: Any = object()
 """What `usual_value` returns for a record it leaves to the long path."""
 
 _FIXSTR_LONGEST = 31  # msgpack's short str: its length (0-31) in the type byte
+_heads: dict[str, bytes] = {}  # each key's head made once (0.1 us a get); shared by threads
+_HEADS_KEPT = 4096  # bounded: keys come from users
 
 
 def usual_value(codec: Codec, keys: Keys, data: bytes) -> Any:
@@ -37,10 +39,14 @@ def usual_value(codec: Codec, keys: Keys, data: bytes) -> Any:
     """
     if type(codec) is not MsgpackCodec or len(keys) != 1:
         return UNUSUAL
-    key = keys[0].encode()  # checked keys encode (no lone surrogate)
-    if len(key) > _FIXSTR_LONGEST:
-        return UNUSUAL
-    head = b"\x82\xa4keys\x91%c%s\xa5value" % (0xA0 + len(key), key)
+    head = _heads.get(keys[0])
+    if head is None:
+        key = keys[0].encode()  # checked keys encode (no lone surrogate)
+        if len(key) > _FIXSTR_LONGEST:
+            return UNUSUAL
+        if len(_heads) >= _HEADS_KEPT:
+            _heads.clear()
+        head = _heads[keys[0]] = b"\x82\xa4keys\x91%c%s\xa5value" % (0xA0 + len(key), key)
     if not data.startswith(head) or not codec.surely_storable(data):
         return UNUSUAL
     try:
