@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -95,16 +96,13 @@ def test_a_get_of_a_record_with_a_byte_after_its_value_fails(tmp_path: Path) -> 
 
 
 def test_a_subclass_decoding_its_own_way_keeps_the_long_path(tmp_path: Path) -> None:
-    class Decoding(FileBackend):
-        def _decode_record(
-            self, group: str, keys: Keys | None, data: bytes, source: str | None
-        ) -> tuple[Keys, Any]:
-            found, value = super()._decode_record(group, keys, data, source)
-            return found, ("decoded here", value)
+    class Decoding(FileBackend):  # its records hold whatever it decodes them to
+        def _decode_record(self, group: str, keys: Any, data: bytes, source: Any) -> Any:
+            return keys, ("its own", len(data))
 
     backend = asyncio.run(Decoding.create_backend_instance(tmp_path, "app", 1))
     data = msgpack.packb({"keys": ["k"], "value": 1})
-    assert backend._value_of("G", ("k",), data) == ("decoded here", 1)
+    assert backend._value_of("G", ("k",), data) == ("its own", len(data))
     asyncio.run(backend.close())
 
 
@@ -116,16 +114,12 @@ def test_other_codecs_keep_the_long_path(tmp_path: Path) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    keys=st.lists(st.text(max_size=40), min_size=1, max_size=2).map(tuple),
-    value=values,
-    read_as_written=st.booleans(),
-)
-def test_any_record_gets_the_same_answer_on_either_path(
-    backend: FileBackend, keys: Keys, value: Any, read_as_written: bool
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=2), values, st.booleans())
+def test_any_record_gets_the_same_answer_either_way(
+    backend: FileBackend, written: list[str], value: Any, read_as_written: bool
 ) -> None:
-    try:
-        data = msgpack.packb({"keys": list(keys), "value": value}, use_bin_type=True)
-    except (OverflowError, ValueError):
-        return  # msgpack cannot carry it: no such record file
-    both(backend, keys if read_as_written else (*keys, "x"), data)
+    data = None
+    with contextlib.suppress(OverflowError, ValueError):  # msgpack cannot carry it: no file
+        data = msgpack.packb({"keys": written, "value": value}, use_bin_type=True)
+    if data is not None:
+        both(backend, tuple(written) if read_as_written else (*written, "x"), data)
