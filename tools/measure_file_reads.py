@@ -85,12 +85,14 @@ def pread_layers(
 ) -> dict[str, Layer]:
     """The ``--pread`` layers: system calls and a get, each with and without the ``fstat``."""
 
+    buffer = bytearray(FIRST_READ)
+
     async def pread_calls(index: int) -> Any:
         directory, _, name = paths[index].rpartition(os.sep)
         os.lstat(directory)
         descriptor = os.open(name, READ_FLAGS, dir_fd=held)
         try:
-            return os.pread(descriptor, FIRST_READ, 0)
+            return buffer[: os.preadv(descriptor, [buffer], 0)]  # as PreadBackend reads
         finally:
             os.close(descriptor)
 
