@@ -57,3 +57,18 @@ def test_long_text_looked_at_in_slices(odd: str, where: int) -> None:
     chars[where] = odd
     value = {"text": "".join(chars)}
     assert outcome(json_dumps, value) == outcome(standard, value)
+
+
+@pytest.mark.parametrize("odd", ['"', "\\", "\n", "\x00", "\ud800", "ÿ"])
+@pytest.mark.parametrize("wider", [0, QUOTE_SLICE - 1, QUOTE_SLICE + 3, None])
+def test_latin1_text_then_wider_characters(odd: str, wider: int | None) -> None:
+    """Latin-1 slices, then (from ``wider`` on) UTF-8 ones: a character to escape in the last."""
+    chars = list("é" * (3 * QUOTE_SLICE))
+    if wider is not None:
+        chars[wider] = "€"
+    chars[2 * QUOTE_SLICE + 5] = odd
+    value = "".join(chars)
+    assert outcome(json_dumps, value) == outcome(standard, value)
+    assert outcome(json_dumps, value[: 2 * QUOTE_SLICE]) == outcome(
+        standard, value[: 2 * QUOTE_SLICE]
+    )

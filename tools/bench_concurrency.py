@@ -11,8 +11,9 @@ is one), suffixed ", tmpfs": with no disk to wait for, they compare the Python e
 (ours: the loop's share and the writer threads') with the bare system calls'.
 
 Each row's note also gives the process's CPU time (every thread's, user and system) per
-operation, as a range over its rounds: on a VM of two shared cores the durable rows are bound by
-CPU, and a context switch of the GIL handed over shows there, not in a profile of our Python.
+operation, as a range over its rounds, split into user and system time, the event loop thread's
+share and the context switches: on a VM of two shared cores the durable rows are bound by CPU,
+and a context switch of the GIL handed over shows there, not in a profile of our Python.
 
 Rounds visit every subject in turn (after one untimed round each, so every timed write replaces
 a record, as an application's mostly do), so a slow minute of the machine falls on all of them
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -33,6 +35,11 @@ import threading
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
+
+try:
+    import resource
+except ImportError:  # Windows: no rusage, the notes give zeros
+    resource = None  # type: ignore[assignment]
 
 import msgpack
 from bench_harness import FULL, QUICK, VALUE, Bench
@@ -159,19 +166,17 @@ async def _measure(bench: Bench, root: Path, rounds: int, suffix: str) -> None:
         for run, _ in subjects.values():  # untimed: every timed write replaces a record
             await run()
         seconds: dict[tuple[str, str], list[float]] = {key: [] for key in subjects}
-        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in subjects}
+        cpu: dict[tuple[str, str], list[Spent]] = {key: [] for key in subjects}
         for _ in range(rounds):
             for key, (run, _) in subjects.items():
-                cpu_before = time.process_time()
+                before = Spent.now()
                 seconds[key].append(await run())
-                cpu[key].append(time.process_time() - cpu_before)
+                cpu[key].append(Spent.now() - before)
         for (subject, workload), spent in seconds.items():
             written = subjects[subject, workload][1]
             rates = sorted(written / each for each in spent)
-            per_set = sorted(each / written * 1e6 for each in cpu[subject, workload])
-            note = (
-                f"rounds {rates[0]:,.0f}-{rates[-1]:,.0f}/s, "
-                f"CPU {per_set[0]:,.0f}-{per_set[-1]:,.0f} us each"
+            note = f"rounds {rates[0]:,.0f}-{rates[-1]:,.0f}/s, " + Spent.note(
+                cpu[subject, workload], written
             )
             bench.add_throughput(subject, workload, written * len(spent), sum(spent), note)
         for durability in ("full", "fast"):
@@ -188,6 +193,56 @@ async def _measure(bench: Bench, root: Path, rounds: int, suffix: str) -> None:
         for store in stores:
             await store.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spent:
+    """The process's CPU time (user, system), the loop thread's, and its context switches."""
+
+    user: float
+    system: float
+    loop: float
+    switches: int
+
+    @classmethod
+    def now(cls) -> Spent:
+        if resource is None:
+            return cls(0.0, 0.0, time.thread_time(), 0)
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # to the microsecond, unlike os.times
+        return cls(
+            usage.ru_utime, usage.ru_stime, time.thread_time(), usage.ru_nvcsw + usage.ru_nivcsw
+        )
+
+    def __sub__(self, other: Spent) -> Spent:
+        return Spent(
+            self.user - other.user,
+            self.system - other.system,
+            self.loop - other.loop,
+            self.switches - other.switches,
+        )
+
+    @staticmethod
+    def note(rounds: list[Spent], written: int) -> str:
+        """Ranges over ``rounds`` per operation: CPU, user and system, the loop's, switches.
+
+        The loop thread's share is ours alone (a raw row's loop only waits); the rest of a
+        FileBackend row's is its writer threads' (our Python and their system calls). System
+        time covers the kernel's own work, e.g. finding a free inode for each new temp file,
+        which grows with the inodes deleted in its directory's block group lately (ext4).
+        """
+
+        def span(values: list[float], scale: float = 1e6) -> str:
+            ordered = sorted(value / written * scale for value in values)
+            low, high = ordered[0], ordered[-1]
+            return f"{low:,.0f}-{high:,.0f}" if scale > 1 else f"{low:.1f}-{high:.1f}"
+
+        return (
+            f"CPU {span([each.user + each.system for each in rounds])} us each "
+            f"(user {span([each.user for each in rounds])}, "
+            f"system {span([each.system for each in rounds])}, "
+            f"loop thread {span([each.loop for each in rounds])}; "
+            f"{span([float(each.switches) for each in rounds], 1)} context switches)"
+        )
 
 
 def writable(directory: str) -> bool:
