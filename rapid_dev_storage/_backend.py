@@ -234,38 +234,63 @@ class StorageBackend(ChecksWrites):
         prefix = check_prefix(keys, group)
         width = len(prefix)
         record_of = self._scan_decoder(group)
-        async for batch in self._scan(group, prefix):
-            for known_keys, data, source in batch:
-                # A batch is decoded on the loop: without turns, a task iterating a group whose
-                # batches are already read would hold the loop for the whole group.
-                if self._turn_due():
-                    await self._give_turn()
+        async for decoded, batch in self._scan_records(group, prefix):
+            records = (
+                [record for record in decoded if record[0][:width] == prefix] if width else decoded
+            )
+            if batch:
+                records += await self._scanned(group, prefix, batch, record_of, on_corrupt)
+            # The backend decoded its records as it read them, within its own slice of the
+            # loop's time (and _scanned gave turns): one turn check a batch, then the yields.
+            if self._turn_due():
+                await self._give_turn()
+            self._turn_last = perf_counter()  # see _turn_due
+            for record in records:
+                yield record
+
+    async def _scanned(
+        self,
+        group: str,
+        prefix: Keys,
+        batch: list[ScanItem],
+        record_of: Callable[[Keys | None, bytes, str | None], tuple[Keys, Any]],
+        on_corrupt: CorruptHandler | None,
+    ) -> list[tuple[Keys, Any]]:
+        """Return the records of a scan's ``batch`` of bytes under ``prefix``, decoded here.
+
+        A record that does not decode is let settle (`_settled_record`), then raised or passed
+        to ``on_corrupt``; one removed meanwhile is left out.
+        """
+        width = len(prefix)
+        records: list[tuple[Keys, Any]] = []
+        for known_keys, data, source in batch:
+            # A batch is decoded on the loop: without turns, a task iterating a group whose
+            # batches are already read would hold the loop for the whole group.
+            if self._turn_due():
+                await self._give_turn()
+            try:
+                if isinstance(data, CorruptRecordError):
+                    raise data
                 try:
-                    if isinstance(data, CorruptRecordError):
-                        raise data
-                    try:
-                        record = (
-                            record_of(known_keys, data, source)
-                            if len(data) <= LARGE_RECORD
-                            else None
-                        )
-                    except CorruptRecordError:
-                        record = None
-                    if record is None:  # large (decoded on a thread), or perhaps mid-save
-                        record = (await self._settled_record(group, known_keys, data, source))[1]
-                        if record is None:
-                            continue  # removed meanwhile
-                except CorruptRecordError as exc:
-                    if on_corrupt is None:
-                        raise
-                    on_corrupt(exc)
-                    continue
-                record_keys, value = record
-                # A backend that learns keys only by decoding leaves the prefix test to us.
-                if known_keys is None and record_keys[:width] != prefix:
-                    continue
-                self._turn_last = perf_counter()  # see _turn_due
-                yield record_keys, value
+                    record = (
+                        record_of(known_keys, data, source) if len(data) <= LARGE_RECORD else None
+                    )
+                except CorruptRecordError:
+                    record = None
+                if record is None:  # large (decoded on a thread), or perhaps mid-save
+                    record = (await self._settled_record(group, known_keys, data, source))[1]
+                    if record is None:
+                        continue  # removed meanwhile
+            except CorruptRecordError as exc:
+                if on_corrupt is None:
+                    raise
+                on_corrupt(exc)
+                continue
+            # A backend that learns keys only by decoding leaves the prefix test to us.
+            if known_keys is None and record[0][:width] != prefix:
+                continue
+            records.append(record)
+        return records
 
     # --- what the original contract lacked --------------------------------------------------
 
