@@ -308,6 +308,8 @@ class FileBackend(FileParts):
         return self._scans.items(group)
 
     def _scan_records(self, group: str, prefix: Keys) -> AsyncIterator[ScanBatch]:
+        if type(self)._scan is not FileBackend._scan:  # a subclass's own: its bytes, decoded above
+            return super()._scan_records(group, prefix)
         return self._scans.records(group)
 
     def _scan_decoder(self, group: str) -> RecordOf:

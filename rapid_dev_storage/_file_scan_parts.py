@@ -25,16 +25,15 @@ if TYPE_CHECKING:
 class ScanParts:
     """A file store's scans: its records read a slice at a time, its usual ones decoded as read.
 
-    A ``backend`` that reads and decodes records as ``file_backend`` (FileBackend) does (no
-    subclass's own ``_scan`` or ``_decode_record``) has its usual records decoded in one step
-    (`_file_scan_decode`); any other's take the policy's long path.
+    A ``backend`` that decodes records as ``file_backend`` (FileBackend) does (no subclass's own
+    ``_decode_record``) has its usual records decoded in one step (`_file_scan_decode`); any
+    other's take the policy's long path. (One scanning its own way, its own ``_scan``, is not
+    asked for `records`.)
     """
 
     def __init__(self, backend: FileBackend, file_backend: type[FileBackend]) -> None:
         self._backend = backend
-        kind = type(backend)
-        plainly = kind._scan is file_backend._scan
-        plainly = plainly and kind._decode_record is file_backend._decode_record
+        plainly = type(backend)._decode_record is file_backend._decode_record
         self._quick = quick_decoder(backend.codec, backend._extension) if plainly else None
 
     def items(self, group: str) -> AsyncIterator[list[ScanItem]]:

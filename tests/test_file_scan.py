@@ -407,3 +407,64 @@ def test_a_sparse_file_over_what_the_process_may_hold_is_reported_not_a_memory_e
         timeout=60,
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+# --- the usual records handed over decoded ------------------------------------------------------
+
+
+async def test_a_scans_usual_records_cost_the_policy_no_decode_and_a_turn_check_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FileBackend decodes its usual records as it reads them (`_scan_records`): the policy
+    neither decodes them nor checks its turns once a record; the others still take its path."""
+    async with await open_store(tmp_path, durability="fast") as store:
+        group = store.get_group("G")
+        count = 2 * SCAN_BATCH
+        for start in range(0, count, 128):
+            await asyncio.gather(
+                *(group[f"k{i}"].set_value(f"v{i}") for i in range(start, start + 128))
+            )
+        await group["two", "keys"].set_value("long path")
+        backend = store.backend
+        decoded: list[bytes] = []
+        record_of = backend._record_of
+
+        def counted(group: str, keys: Any, data: bytes, source: str | None = None) -> Any:
+            decoded.append(data)
+            return record_of(group, keys, data, source)
+
+        checks: list[None] = []
+        turn_due = backend._turn_due
+
+        def counted_turn() -> bool:
+            checks.append(None)
+            return turn_due()
+
+        monkeypatch.setattr(backend, "_record_of", counted)
+        monkeypatch.setattr(backend, "_turn_due", counted_turn)
+        found = {keys: value async for keys, value in group.all_items()}
+        expected = {(f"k{i}",): f"v{i}" for i in range(count)}
+        assert found == {**expected, ("two", "keys"): "long path"}
+        assert len(decoded) == 1  # the record of two keys
+        assert len(checks) < count // 4  # a check a batch (and one for the long path's record)
+        prefixed = [keys async for keys, _ in group.all_items("k7")]
+        assert prefixed == [("k7",)]  # the policy keeps the decoded records under the prefix
+
+
+async def test_a_subclass_scanning_its_own_way_keeps_its_scan(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    class Counting(FileBackend):
+        def _scan(self, group: str, prefix: Any) -> Any:
+            async def counted() -> Any:
+                async for batch in super(Counting, self)._scan(group, prefix):
+                    seen.append(len(batch))
+                    yield batch
+
+            return counted()
+
+    backend = await Counting.create_backend_instance(tmp_path, "app", 1)
+    async with Storage(backend) as store:
+        await store.get_group("G")["k"].set_value(1)
+        assert [item async for item in store.get_group("G").all_items()] == [(("k",), 1)]
+    assert seen == [1]
