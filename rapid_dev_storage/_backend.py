@@ -238,15 +238,21 @@ class StorageBackend(ChecksWrites):
             records = (
                 [record for record in decoded if record[0][:width] == prefix] if width else decoded
             )
-            if batch:
-                records += await self._scanned(group, prefix, batch, record_of, on_corrupt)
-            # The backend decoded its records as it read them, within its own slice of the
-            # loop's time (and _scanned gave turns): one turn check a batch, then the yields.
-            if self._turn_due():
-                await self._give_turn()
-            self._turn_last = perf_counter()  # see _turn_due
-            for record in records:
-                yield record
+            rest = batch
+            while True:
+                if rest:  # decoded here, a bounded part at a time (values may be large)
+                    more, rest = await self._scanned(group, prefix, rest, record_of, on_corrupt)
+                    records += more
+                # The backend decoded its records as it read them, within its own slice of the
+                # loop's time (and _scanned gave turns): one turn check, then the yields.
+                if self._turn_due():
+                    await self._give_turn()
+                self._turn_last = perf_counter()  # see _turn_due
+                for record in records:
+                    yield record
+                if not rest:
+                    break
+                records = []
 
     async def _scanned(
         self,
@@ -255,15 +261,21 @@ class StorageBackend(ChecksWrites):
         batch: list[ScanItem],
         record_of: Callable[[Keys | None, bytes, str | None], tuple[Keys, Any]],
         on_corrupt: CorruptHandler | None,
-    ) -> list[tuple[Keys, Any]]:
-        """Return the records of a scan's ``batch`` of bytes under ``prefix``, decoded here.
+    ) -> tuple[list[tuple[Keys, Any]], list[ScanItem]]:
+        """Return the records under ``prefix`` of a scan's ``batch`` of bytes, and the items left.
+
+        Decoded values are held until yielded: no more than about `LARGE_RECORD` bytes' worth
+        (or one large record) is decoded at once; the items after it are left for next time.
 
         A record that does not decode is let settle (`_settled_record`), then raised or passed
         to ``on_corrupt``; one removed meanwhile is left out.
         """
         width = len(prefix)
         records: list[tuple[Keys, Any]] = []
-        for known_keys, data, source in batch:
+        decoding = 0
+        for index, (known_keys, data, source) in enumerate(batch, 1):
+            if decoding > LARGE_RECORD:
+                return records, batch[index - 1 :]
             # A batch is decoded on the loop: without turns, a task iterating a group whose
             # batches are already read would hold the loop for the whole group.
             if self._turn_due():
@@ -271,6 +283,7 @@ class StorageBackend(ChecksWrites):
             try:
                 if isinstance(data, CorruptRecordError):
                     raise data
+                decoding += len(data)
                 try:
                     record = (
                         record_of(known_keys, data, source) if len(data) <= LARGE_RECORD else None
@@ -290,7 +303,7 @@ class StorageBackend(ChecksWrites):
             if known_keys is None and record[0][:width] != prefix:
                 continue
             records.append(record)
-        return records
+        return records, []
 
     # --- what the original contract lacked --------------------------------------------------
 
