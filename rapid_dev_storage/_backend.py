@@ -3,7 +3,8 @@
 A backend implements only the hooks (`_hooks`): bytes in, bytes out. The public methods here
 check names and keys, encode and check values (`_coding`), take turns with the event loop,
 publish to watchers (`_publishing`), run update's compare-and-swap loop, and close. The layers,
-from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `Publishes` → `StorageBackend`.
+from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `Publishes` → `StorageBackend`,
+which also decodes the bytes scans yield (`_scan_policy`).
 
 A backend written for the original seven-method contract (it overrides the public methods and
 implements no hook) is not handled here: `Storage` runs it through `_original.OriginalContract`.
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
 from ._hooks import NOT_READY, ScanItem
+from ._scan_policy import CorruptHandler, DecodesScans
 from ._slices import LARGE_RECORD
 from ._snapshots import LargeValue
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
@@ -31,15 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["NOT_READY", "CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
-CorruptHandler = Callable[[CorruptRecordError], object]
-"""What ``on_corrupt`` is given: called with each record that does not decode."""
 
 
 def ignore_corrupt(error: CorruptRecordError) -> None:
     """Skip a record that does not decode, while listing keys (a read of it reports it)."""
 
 
-class StorageBackend(ChecksWrites):
+class StorageBackend(ChecksWrites, DecodesScans):
     """Where a store's records live. Subclass it to add a backend.
 
     A new backend calls ``super().__init__(codec)`` and implements every hook: ``_read``,
@@ -253,57 +253,6 @@ class StorageBackend(ChecksWrites):
                 if not rest:
                     break
                 records = []
-
-    async def _scanned(
-        self,
-        group: str,
-        prefix: Keys,
-        batch: list[ScanItem],
-        record_of: Callable[[Keys | None, bytes, str | None], tuple[Keys, Any]],
-        on_corrupt: CorruptHandler | None,
-    ) -> tuple[list[tuple[Keys, Any]], list[ScanItem]]:
-        """Return the records under ``prefix`` of a scan's ``batch`` of bytes, and the items left.
-
-        Decoded values are held until yielded: no more than about `LARGE_RECORD` bytes' worth
-        (or one large record) is decoded at once; the items after it are left for next time.
-
-        A record that does not decode is let settle (`_settled_record`), then raised or passed
-        to ``on_corrupt``; one removed meanwhile is left out.
-        """
-        width = len(prefix)
-        records: list[tuple[Keys, Any]] = []
-        decoding = 0
-        for index, (known_keys, data, source) in enumerate(batch, 1):
-            if decoding > LARGE_RECORD:
-                return records, batch[index - 1 :]
-            # A batch is decoded on the loop: without turns, a task iterating a group whose
-            # batches are already read would hold the loop for the whole group.
-            if self._turn_due():
-                await self._give_turn()
-            try:
-                if isinstance(data, CorruptRecordError):
-                    raise data
-                decoding += len(data)
-                try:
-                    record = (
-                        record_of(known_keys, data, source) if len(data) <= LARGE_RECORD else None
-                    )
-                except CorruptRecordError:
-                    record = None
-                if record is None:  # large (decoded on a thread), or perhaps mid-save
-                    record = (await self._settled_record(group, known_keys, data, source))[1]
-                    if record is None:
-                        continue  # removed meanwhile
-            except CorruptRecordError as exc:
-                if on_corrupt is None:
-                    raise
-                on_corrupt(exc)
-                continue
-            # A backend that learns keys only by decoding leaves the prefix test to us.
-            if known_keys is None and record[0][:width] != prefix:
-                continue
-            records.append(record)
-        return records, []
 
     # --- what the original contract lacked --------------------------------------------------
 
