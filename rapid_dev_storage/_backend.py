@@ -3,7 +3,8 @@
 A backend implements only the hooks (`_hooks`): bytes in, bytes out. The public methods here
 check names and keys, encode and check values (`_coding`), take turns with the event loop,
 publish to watchers (`_publishing`), run update's compare-and-swap loop, and close. The layers,
-from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `Publishes` → `StorageBackend`.
+from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `Publishes` → `StorageBackend`,
+which also decodes the bytes scans yield (`_scan_policy`).
 
 A backend written for the original seven-method contract (it overrides the public methods and
 implements no hook) is not handled here: `Storage` runs it through `_original.OriginalContract`.
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
 from ._hooks import NOT_READY, ScanItem
+from ._scan_policy import CorruptHandler, DecodesScans
 from ._slices import LARGE_RECORD
 from ._snapshots import LargeValue
 from ._types import AnyStorable, Keys, NoValue, UpdateFunction
@@ -31,15 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["NOT_READY", "CorruptHandler", "ScanItem", "StorageBackend", "ignore_corrupt"]
 
 BackendT = TypeVar("BackendT", bound="StorageBackend")
-CorruptHandler = Callable[[CorruptRecordError], object]
-"""What ``on_corrupt`` is given: called with each record that does not decode."""
 
 
 def ignore_corrupt(error: CorruptRecordError) -> None:
     """Skip a record that does not decode, while listing keys (a read of it reports it)."""
 
 
-class StorageBackend(ChecksWrites):
+class StorageBackend(ChecksWrites, DecodesScans):
     """Where a store's records live. Subclass it to add a backend.
 
     A new backend calls ``super().__init__(codec)`` and implements every hook: ``_read``,
@@ -234,38 +234,25 @@ class StorageBackend(ChecksWrites):
         prefix = check_prefix(keys, group)
         width = len(prefix)
         record_of = self._scan_decoder(group)
-        async for batch in self._scan(group, prefix):
-            for known_keys, data, source in batch:
-                # A batch is decoded on the loop: without turns, a task iterating a group whose
-                # batches are already read would hold the loop for the whole group.
+        async for decoded, batch in self._scan_records(group, prefix):
+            records = (
+                [record for record in decoded if record[0][:width] == prefix] if width else decoded
+            )
+            rest = batch
+            while True:
+                if rest:  # decoded here, a bounded part at a time (values may be large)
+                    more, rest = await self._scanned(group, prefix, rest, record_of, on_corrupt)
+                    records += more
+                # The backend decoded its records as it read them, within its own slice of the
+                # loop's time (and _scanned gave turns): one turn check, then the yields.
                 if self._turn_due():
                     await self._give_turn()
-                try:
-                    if isinstance(data, CorruptRecordError):
-                        raise data
-                    try:
-                        record = (
-                            record_of(known_keys, data, source)
-                            if len(data) <= LARGE_RECORD
-                            else None
-                        )
-                    except CorruptRecordError:
-                        record = None
-                    if record is None:  # large (decoded on a thread), or perhaps mid-save
-                        record = (await self._settled_record(group, known_keys, data, source))[1]
-                        if record is None:
-                            continue  # removed meanwhile
-                except CorruptRecordError as exc:
-                    if on_corrupt is None:
-                        raise
-                    on_corrupt(exc)
-                    continue
-                record_keys, value = record
-                # A backend that learns keys only by decoding leaves the prefix test to us.
-                if known_keys is None and record_keys[:width] != prefix:
-                    continue
                 self._turn_last = perf_counter()  # see _turn_due
-                yield record_keys, value
+                for record in records:
+                    yield record
+                if not rest:
+                    break
+                records = []
 
     # --- what the original contract lacked --------------------------------------------------
 

@@ -6,8 +6,8 @@ The backend implements the hooks and only assembles the parts, each a module of 
 - `_file_open`: a store's directory opened, its marker and bookkeeping made or checked;
 - `_file_read`: small records read on the loop (cached), listings on threads (`_file_get_decode`:
   a get's usual record decoded in one step);
-- `_file_scan`: scans, small records read on the loop a slice at a time (`_file_scan_decode`:
-  the usual ones decoded in one step);
+- `_file_scan_parts`: scans, made by the first (`_file_scan`: small records read on the loop
+  a slice at a time, the usual ones decoded as read by `_file_scan_decode`);
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
   `_file_temps`' temp files;
 - `_file_parts`: the threads, stripes and writes, made by the first operation needing them;
@@ -22,9 +22,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
-from ._backend import ScanItem
 from ._codecs import Codec
-from ._file_errors import os_errors, unreadable
+from ._file_errors import os_errors
 from ._file_get_decode import UNUSUAL, usual_value
 from ._file_io import FileIO, read_file, seconds_since_change
 from ._file_layout import (
@@ -40,7 +39,7 @@ from ._file_layout import (
 from ._file_open import Bookkeeping, open_store_directory
 from ._file_parts import FileParts
 from ._file_read import HandMadeWarnings, HeldDirectories, ReadCache, group_names, read_small
-from ._hooks import NOT_READY, NotReady
+from ._hooks import NOT_READY, NotReady, ScanBatch, ScanItem
 from ._settings import (
     Durability,
     resolve_force_polling,
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._file_scan_decode import RecordOf
+    from ._file_scan_parts import ScanParts
     from ._file_sweep import OrphanSweep
     from ._file_watch import FileWatcher
 
@@ -105,6 +105,7 @@ class FileBackend(FileParts):
         self._gets_usual = type(self)._decode_record is FileBackend._decode_record  # see _value_of
         self._force_polling = force_polling
         self._watcher: FileWatcher | None = None  # while anyone watches
+        self._made_scans: ScanParts | None = None  # by the first scan
         self._sweep: OrphanSweep | None = None  # abandoned temp files, swept in the background
         self._io = io
         self._extension = codec.extension
@@ -265,16 +266,7 @@ class FileBackend(FileParts):
     async def _read_again(self, group: str, keys: Keys | None, source: str | None) -> bytes | None:
         if source is None:
             return await super()._read_again(group, keys, source)
-        # A record a scan found: read by its path (a misnamed file's keys name another), on a
-        # thread (a record met mid-save, so a rare path).
-
-        def read_again() -> bytes | None:
-            try:
-                return read_file(source)
-            except OSError as exc:  # a FIFO or a link there now: reported as the scan's read would
-                raise unreadable(group, source, exc) from exc
-
-        return await self._jobs.read(read_again, location=source)
+        return await self._scans.read_again(group, source)  # a record a scan found
 
     async def _write(self, group: str, keys: Keys, data: bytes) -> None:
         await self._replace(group, keys, None, data)
@@ -313,16 +305,27 @@ class FileBackend(FileParts):
         )
         self._turn_taken()
 
-    def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
-        path = self._group_directory(group)
-        if group_directory_name(group) != group:  # USER/ beside ^user/? One lstat, if so.
-            self._hand_made.look(group, listed=False)
-        with loading():
-            from ._file_scan import scan_group
+    # --- scans: `_file_scan_parts`, made by the first ------------------------------------------
 
-        return scan_group(
-            self._jobs, path, group, self._extension, self._check_open, self._inline_limit
-        )
+    def _scan(self, group: str, prefix: Keys) -> AsyncIterator[list[ScanItem]]:
+        return self._scans.items(group)
+
+    def _scan_records(self, group: str, prefix: Keys) -> AsyncIterator[ScanBatch]:
+        if type(self)._scan is not FileBackend._scan:  # a subclass's own: its bytes, decoded above
+            return super()._scan_records(group, prefix)
+        return self._scans.records(group)
+
+    def _scan_decoder(self, group: str) -> RecordOf:
+        return self._scans.decoder(super()._scan_decoder(group))
+
+    @property
+    def _scans(self) -> ScanParts:
+        if self._made_scans is None:
+            with loading():
+                from ._file_scan_parts import ScanParts
+
+            self._made_scans = ScanParts(self, FileBackend)
+        return self._made_scans
 
     async def _list_groups(self) -> list[str]:
         return await self._jobs.read(
@@ -392,15 +395,6 @@ class FileBackend(FileParts):
             where = source or self.record_path(group, keys or found_keys)
             raise misnamed_record(group, found_keys, where, self._extension)
         return found_keys, value
-
-    def _scan_decoder(self, group: str) -> RecordOf:
-        long_path = super()._scan_decoder(group)
-        if type(self)._decode_record is not FileBackend._decode_record:
-            return long_path  # a subclass decoding records its own way
-        with loading():
-            from ._file_scan_decode import scan_decoder
-
-        return scan_decoder(self.codec, self._extension, long_path)
 
     def _describe_record(self, group: str, keys: Keys | None) -> str:
         # Errors name the record's file, where a person can look at it.

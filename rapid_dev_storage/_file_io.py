@@ -38,6 +38,10 @@ READ_FLAGS = (
 _DIRECTORY_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
 TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW | _O_CLOEXEC
 """A new file, never an existing one or through a link."""
+LARGEST_RECORD_FILE = 1 << 32
+"""Bytes over which a file at a record's name is not read, but refused (`OversizedFileError`):
+4 GiB, msgpack's limit for one str or bin. A sparse file made there (``truncate -s 64G``)
+would otherwise be read whole, and end the scan or read with a `MemoryError`."""
 
 
 class UnsafeEntryError(OSError):
@@ -56,6 +60,28 @@ class UnsafeEntryError(OSError):
         super().__init__(error, f"is a {kind}, not a {expected}: {advice}", path)
         self.kind = kind
         self.expected = expected
+
+
+class OversizedFileError(UnsafeEntryError):
+    """A file at a record's name too large to read; nothing of it was read.
+
+    Over `LARGEST_RECORD_FILE`, or more than this process may allocate (a memory limit).
+    """
+
+    def __init__(self, path: str, size: int) -> None:
+        limit = (
+            f"over the largest record file a store reads ({LARGEST_RECORD_FILE:,} bytes)"
+            if size > LARGEST_RECORD_FILE
+            else "more than this process can hold in memory"
+        )
+        OSError.__init__(
+            self,
+            errno.EFBIG,
+            f"holds {size:,} bytes, {limit}: a sparse file or a copy, not a record this "
+            "store wrote; move it out of the store (fsck lists record files that do not read)",
+            path,
+        )
+        self.kind, self.expected, self.size = "file too large", "regular file", size
 
 
 def seconds_since_change(status: os.stat_result) -> float:
@@ -221,7 +247,7 @@ def read_in(directory: Directory, name: str, limit: int | None = None) -> bytes 
             raise UnsafeEntryError(directory.join(name), kind_of(status.st_mode), "regular file", 0)
         if limit is not None and status.st_size > limit:
             return os.read(descriptor, limit)
-        return read_rest(descriptor, status.st_size)
+        return read_rest(descriptor, status.st_size, directory.join(name))
     finally:
         os.close(descriptor)
 
@@ -257,19 +283,33 @@ def read_regular_file(path: str) -> bytes | None:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             raise UnsafeEntryError(path, kind_of(status.st_mode), "regular file", 0)
-        return read_rest(descriptor, status.st_size)
+        return read_rest(descriptor, status.st_size, path)
     finally:
         os.close(descriptor)
 
 
-def read_rest(descriptor: int, size: int) -> bytes:
-    """Read to the end; ``size`` (from fstat) makes one read enough for a file not growing."""
-    data = os.read(descriptor, size + 1)
+def read_rest(descriptor: int, size: int, path: str = "") -> bytes:
+    """Read to the end; ``size`` (from fstat) makes one read enough for a file not growing.
+
+    Raises:
+        OversizedFileError: over `LARGEST_RECORD_FILE` (by its size, or grown past it while
+            read), or more than this process can allocate: nothing more is read.
+
+    """
+    if size > LARGEST_RECORD_FILE:
+        raise OversizedFileError(path, size)
+    try:
+        data = os.read(descriptor, size + 1)
+    except MemoryError:  # the buffer, allocated before anything is read (a memory limit)
+        raise OversizedFileError(path, size) from None
     if len(data) <= size:
         return data
-    chunks = [data]
+    chunks, total = [data], len(data)
     while chunk := os.read(descriptor, 65536):
         chunks.append(chunk)
+        total += len(chunk)
+        if total > LARGEST_RECORD_FILE:
+            raise OversizedFileError(path, total)
     return b"".join(chunks)
 
 

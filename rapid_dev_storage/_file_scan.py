@@ -18,13 +18,16 @@ import os
 import threading
 from os import SEEK_END
 from time import perf_counter
-from typing import AsyncIterator, Callable, Iterator, cast
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator, cast
 
 from ._file_errors import os_errors, unreadable
 from ._file_io import READ_FLAGS, Directory, FileIO, read_in
 from ._file_jobs import FileJobs, forget
 from ._file_layout import is_record_name, record_name_matcher
-from ._hooks import ScanItem
+from ._hooks import Record, ScanBatch, ScanItem
+
+if TYPE_CHECKING:
+    from ._file_scan_decode import Quick
 
 SCAN_BATCH = 256
 """Records read per slice on the loop, or per hop on a thread (two in flight at a time)."""
@@ -66,7 +69,11 @@ def read_records(path: str, group: str, names: list[str], extension: str) -> lis
 
 
 def read_slice(
-    directory: Directory, entries: Iterator[os.DirEntry[str]], extension: str, limit: int
+    directory: Directory,
+    entries: Iterator[os.DirEntry[str]],
+    extension: str,
+    limit: int,
+    decoded: tuple[Quick, list[Record]] | None = None,
 ) -> tuple[list[ScanItem], list[str], bool]:
     """Read the record files listed by ``entries`` in the open group ``directory``, on this thread.
 
@@ -74,7 +81,9 @@ def read_slice(
     the loop stays short). Returns the records read, the names to read on a thread instead (over
     ``limit`` bytes, not a regular file, refused on opening or reading, or grown while read:
     `read_records` reads or reports them, with an ``fstat`` each), and whether ``entries`` ran
-    out. Names that are not a record file's are skipped.
+    out. Names that are not a record file's are skipped. With ``decoded`` (a `Quick` and a
+    list), each file read is decoded at once: a usual record goes to the list, decoded and
+    proved, anything else is returned as its bytes.
 
     No ``fstat`` here (about 1 us a record), and for a file under `FIRST_READ` bytes one
     ``pread``: the listing's file type says a regular file stood there (a device or anything
@@ -94,6 +103,7 @@ def read_slice(
     first_read = min(limit + 1, FIRST_READ)
     found: list[ScanItem] = []
     elsewhere: list[str] = []
+    quick, records = decoded if decoded is not None else (None, [])
     deadline = perf_counter() + SCAN_SLICE_SECONDS
     for counted, entry in enumerate(entries, 1):  # every name counts against the slice: below
         name = entry.name
@@ -121,8 +131,10 @@ def read_slice(
                     close(descriptor)
                 if data is None:  # too large, or odd
                     elsewhere.append(name)
-                else:
+                elif quick is None or (record := quick(name, data)) is None:
                     found.append((None, data, where + name))
+                else:
+                    records.append(record)
         # A directory of large records (or of names that are not records) must not be gone
         # through in one slice, nor handed over whole.
         if counted >= SCAN_BATCH or perf_counter() > deadline:
@@ -153,7 +165,8 @@ async def scan_group(
     extension: str,
     check_open: Callable[[], None],
     inline_limit: int,
-) -> AsyncIterator[list[ScanItem]]:
+    quick: Quick | None = None,
+) -> AsyncIterator[ScanBatch]:
     """Yield the records of the group directory ``path`` in batches.
 
     Small records are read on the loop in slices of at most `SCAN_SLICE_SECONDS`, with a turn
@@ -162,12 +175,14 @@ async def scan_group(
     decoding loop), 1.7-2.4x a plain loop against about 1.2x. A record over ``inline_limit``
     bytes, or anything odd standing under a record's name, is read on a thread; with
     ``inline_limit=0`` (slow network file systems), or where files do not open relative to a
-    directory's descriptor, every batch is (`scan_on_threads`).
+    directory's descriptor, every batch is (`scan_on_threads`). With ``quick``, the usual
+    records read on the loop are decoded as they are read (`_file_scan_decode`): the
+    batches' records; everything else is handed over as bytes.
     ``check_open`` runs before each batch is yielded (it raises once the store is closed).
     """
     if not inline_limit or not READS_BY_DESCRIPTOR:
         async for batch in scan_on_threads(jobs, path, group, extension, check_open):
-            yield batch
+            yield [], batch
         return
     with os_errors(path):
         try:
@@ -177,17 +192,22 @@ async def scan_group(
     with directory, os.scandir(cast(int, directory.fd)) as entries:
         exhausted = False
         while not exhausted:
+            records: list[Record] = []
             with os_errors(path):
                 batch, elsewhere, exhausted = read_slice(
-                    directory, entries, extension, inline_limit
+                    directory,
+                    entries,
+                    extension,
+                    inline_limit,
+                    None if quick is None else (quick, records),
                 )
             if elsewhere:
                 batch += await jobs.read(
                     functools.partial(read_listed, path, group, elsewhere, extension)
                 )
             check_open()
-            if batch:
-                yield batch
+            if batch or records:
+                yield records, batch
             await asyncio.sleep(0)  # the loop's turn after each slice read on it
 
 

@@ -58,6 +58,12 @@ ScanItem = tuple[Keys | None, "bytes | CorruptRecordError", str | None]
 the error that kept them from being read: it goes to ``on_corrupt``), and where it lives (None:
 the backend's ``location``)."""
 
+Record = tuple[Keys, Any]
+"""A record's keys and value, decoded."""
+ScanBatch = tuple[list[Record], list[ScanItem]]
+"""What ``_scan_records`` yields: records the backend decoded and proved itself (their value
+would pass a write's check, their keys are theirs), and `ScanItem` s left to the policy."""
+
 _STUB = "__rds_required_hook_stub__"  # set on the stubs below, as abc sets __isabstractmethod__
 
 
@@ -174,6 +180,19 @@ class BackendHooks(TakesTurns):
         """Release connections, threads and files; called once."""
         raise self._missing_hook("_close")
 
+    def _scan_records(self, group: str, prefix: Keys) -> AsyncIterator[ScanBatch]:
+        """Yield batches of records decoded here beside `ScanItem` s for the policy: optional.
+
+        By default every record of ``_scan``, as its bytes. A backend that reads and decodes
+        in one pass (FileBackend: its usual records) hands over the records it decoded and
+        proved as the policy would (valid keys, a value a write would accept, found where a
+        read by those keys finds it), and everything else (large, odd, perhaps mid-save) as
+        `ScanItem` s, which the policy decodes, lets settle or reports. Records may be of any
+        keys: the policy keeps those under ``prefix``. One step of the policy's generator
+        per record is all a decoded one costs there.
+        """
+        return _items_only(self._scan(group, prefix))
+
     async def _swap_in_process(
         self, group: str, keys: Keys, expected: bytes | None, new: bytes | None
     ) -> bool:
@@ -224,3 +243,9 @@ class BackendHooks(TakesTurns):
                 f"{type(self).__name__} at {self.location} is read-only: write through an "
                 "overlay (rapid_dev_storage.OverlayBackend) or open it writable"
             )
+
+
+async def _items_only(batches: AsyncIterator[list[ScanItem]]) -> AsyncIterator[ScanBatch]:
+    """`BackendHooks._scan_records` of a backend that only implements ``_scan``."""
+    async for batch in batches:
+        yield [], batch

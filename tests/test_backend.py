@@ -12,6 +12,7 @@ from _original_backend import OriginalStyleBackend
 
 from rapid_dev_storage import (
     Keys,
+    MemoryBackend,
     NoValue,
     Storage,
     StorageBackend,
@@ -92,3 +93,29 @@ def test_the_conformance_suite_passes_a_complete_backend(tmp_path: Path) -> None
             return WithSwap(codec)
 
     Suite().test_implements_every_hook("json", tmp_path)
+
+
+async def test_a_scan_of_large_records_holds_one_decoded_at_a_time_not_a_batch() -> None:
+    """The policy decodes a scan's bytes a bounded part at a time: a batch of large records
+    (256 of them from MemoryBackend) is not all decoded before the first is yielded."""
+    backend = MemoryBackend()
+    group = "G"
+    large = "x" * (300 * 1024)  # over LARGE_RECORD: each decoded on a thread
+    for index in range(8):
+        await backend.write_data(group, f"k{index}", value=large)
+    decoded: list[bytes] = []
+    settled = backend._settled_record
+
+    async def counted(*arguments: Any) -> Any:
+        decoded.append(arguments[2])
+        return await settled(*arguments)
+
+    backend._settled_record = counted  # type: ignore[method-assign]
+    records = backend.get_all_by_group(group)
+    first = await records.__anext__()
+    assert first[1] == large
+    assert len(decoded) == 1  # not the eight of the batch
+    rest = [record async for record in records]
+    assert len(rest) == 7
+    assert len(decoded) == 8
+    await backend.close()

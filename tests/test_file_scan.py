@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +339,132 @@ async def test_a_record_replaced_while_a_scan_waits_for_it_to_settle_is_reported
         await store.close()
     assert found == [(("ok",), 1)]
     assert [error.location for error in reported] == [str(path)]
+
+
+# --- a huge sparse file at a record's name -----------------------------------------------------
+
+
+@pytest.mark.parametrize("inline_limit", [65536, 0])  # its size seen by a slice; on threads
+async def test_a_huge_sparse_file_at_a_records_name_is_reported_not_read(
+    tmp_path: Path, inline_limit: int
+) -> None:
+    """``truncate -s 64G`` on a record file: scans and gets refuse it by its size, naming it."""
+    async with await open_store(tmp_path, inline_limit=inline_limit) as store:
+        group = store.get_group("G")
+        await group["kept"].set_value(1)
+        await group["huge"].set_value(2)
+        path = record_file(store, "G", "huge")
+        os.truncate(path, 64 << 30)  # sparse: no disk, and no memory unless read
+        problems: list[CorruptRecordError] = []
+        found = [item async for item in group.all_items(on_corrupt=problems.append)]
+        assert found == [(("kept",), 1)]
+        assert [problem.location for problem in problems] == [str(path)]
+        assert "68,719,476,736 bytes" in str(problems[0])
+        with pytest.raises(CorruptRecordError, match="68,719,476,736 bytes") as raised:
+            await group["huge"].get_value()
+        assert raised.value.location == str(path)
+        await group["huge"].set_value(3)  # the store keeps working: a write replaces it
+        assert await group["huge"].get_value() == 3
+
+
+LIMITED = """
+import asyncio, os, resource, sys
+from rapid_dev_storage import CorruptRecordError, FileBackend, Storage
+
+async def main() -> None:
+    backend = await FileBackend.create_backend_instance(sys.argv[1], "app", 1)
+    async with Storage(backend) as store:
+        group = store.get_group("G")
+        await group["kept"].set_value(1)
+        await group["huge"].set_value(2)
+        os.truncate(backend.record_path("G", ("huge",)), 2 << 30)  # under the bound
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # but over what we may hold
+        problems = []
+        found = [item async for item in group.all_items(on_corrupt=problems.append)]
+        assert found == [(("kept",), 1)], found
+        assert len(problems) == 1 and "2,147,483,648 bytes" in str(problems[0]), problems
+        try:
+            await group["huge"].get_value()
+        except CorruptRecordError as exc:
+            assert "more than this process can hold" in str(exc), exc
+        else:
+            raise AssertionError("read")
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_AS: POSIX only")
+def test_a_sparse_file_over_what_the_process_may_hold_is_reported_not_a_memory_error(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+# --- the usual records handed over decoded ------------------------------------------------------
+
+
+async def test_a_scans_usual_records_cost_the_policy_no_decode_and_a_turn_check_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FileBackend decodes its usual records as it reads them (`_scan_records`): the policy
+    neither decodes them nor checks its turns once a record; the others still take its path."""
+    async with await open_store(tmp_path, durability="fast") as store:
+        group = store.get_group("G")
+        count = 2 * SCAN_BATCH
+        for start in range(0, count, 128):
+            await asyncio.gather(
+                *(group[f"k{i}"].set_value(f"v{i}") for i in range(start, start + 128))
+            )
+        await group["two", "keys"].set_value("long path")
+        backend = store.backend
+        decoded: list[bytes] = []
+        record_of = backend._record_of
+
+        def counted(group: str, keys: Any, data: bytes, source: str | None = None) -> Any:
+            decoded.append(data)
+            return record_of(group, keys, data, source)
+
+        checks: list[None] = []
+        turn_due = backend._turn_due
+
+        def counted_turn() -> bool:
+            checks.append(None)
+            return turn_due()
+
+        monkeypatch.setattr(backend, "_record_of", counted)
+        monkeypatch.setattr(backend, "_turn_due", counted_turn)
+        found = {keys: value async for keys, value in group.all_items()}
+        expected = {(f"k{i}",): f"v{i}" for i in range(count)}
+        assert found == {**expected, ("two", "keys"): "long path"}
+        assert len(decoded) == 1  # the record of two keys
+        assert len(checks) < count // 4  # a check a batch (and one for the long path's record)
+        prefixed = [keys async for keys, _ in group.all_items("k7")]
+        assert prefixed == [("k7",)]  # the policy keeps the decoded records under the prefix
+
+
+async def test_a_subclass_scanning_its_own_way_keeps_its_scan(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    class Counting(FileBackend):
+        def _scan(self, group: str, prefix: Any) -> Any:
+            async def counted() -> Any:
+                async for batch in super(Counting, self)._scan(group, prefix):
+                    seen.append(len(batch))
+                    yield batch
+
+            return counted()
+
+    backend = await Counting.create_backend_instance(tmp_path, "app", 1)
+    async with Storage(backend) as store:
+        await store.get_group("G")["k"].set_value(1)
+        assert [item async for item in store.get_group("G").all_items()] == [(("k",), 1)]
+    assert seen == [1]

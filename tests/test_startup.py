@@ -46,6 +46,8 @@ NEVER_READING_SMALL_RECORDS = [
     "rapid_dev_storage._file_write_dirs",
     "rapid_dev_storage._record_keys",
     "rapid_dev_storage._file_scan",
+    "rapid_dev_storage._file_scan_parts",
+    "rapid_dev_storage._file_scan_decode",
     "rapid_dev_storage._file_sweep",
     "rapid_dev_storage._file_temps",  # and making a store's marker
 ]

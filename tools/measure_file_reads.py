@@ -19,9 +19,10 @@ ones below it:
 EISDIR, as scans rely on), and a get doing so at a record's first read (`bench_reads.PreadBackend`).
 
 Scans (``--scan``): all_items of a group beside the raw scandir+read+unpack loop, the scan
-without its decoding (`_file_scan.scan_group`), and with the backend's decoding but not the
-policy's loop, per record. ``--cold``: as a process that did not write or read the records
-scans them (their names proven by digest, not by the paths remembered for their keys).
+without its decoding (`_file_scan.scan_group`), and with the backend's decoding as it reads
+(``_scan_records``) but not the policy's loop, per record. ``--cold``: as a process that did
+not write or read the records scans them (their names proven by digest, not by the paths
+remembered for their keys).
 
     python tools/measure_file_reads.py [--pread | --scan [--cold]] [--rounds N]
 """
@@ -200,12 +201,8 @@ async def scans(root: str, rounds: int, *, cold: bool) -> None:
             pass
 
     async def decoded(_: int) -> Any:
-        limit, extension = backend._inline_limit, backend._extension
-        jobs, check = backend._jobs, backend._check_open
-        record_of = backend._scan_decoder("scan")
-        async for batch in scan_group(jobs, directory, "scan", extension, check, limit):
-            for keys, data, source in batch:
-                record_of(keys, data, source)  # type: ignore[arg-type]
+        async for _ in backend._scan_records("scan", ()):  # measuring only
+            pass
 
     async def all_items(_: int) -> Any:
         async for _ in group.all_items():
@@ -214,7 +211,7 @@ async def scans(root: str, rounds: int, *, cold: bool) -> None:
     layers: dict[str, Layer] = {
         "raw": raw,
         "scan_group": reads,
-        "+ _scan_decoder": decoded,
+        "+ decoded as read": decoded,
         "all_items": all_items,
     }
 
