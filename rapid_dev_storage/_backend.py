@@ -3,7 +3,8 @@
 A backend implements only the hooks (`_hooks`): bytes in, bytes out. The public methods here
 check names and keys, encode and check values (`_coding`), take turns with the event loop,
 publish to watchers (`_publishing`), run update's compare-and-swap loop, and close. The layers,
-from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `Publishes` → `StorageBackend`.
+from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `SettlesReads` → `Publishes`
+→ `StorageBackend`.
 
 A backend written for the original seven-method contract (it overrides the public methods and
 implements no hook) is not handled here: `Storage` runs it through `_original.OriginalContract`.
