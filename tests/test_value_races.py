@@ -8,6 +8,7 @@ stores a record that reads back, or raises `InvalidValueError` and stores nothin
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from rapid_dev_storage import InvalidValueError, sync
+from rapid_dev_storage import FileBackend, InvalidValueError, Storage, sync
 
 ATTEMPTS = 2000
 """Sets made while the other thread flips the value: the unfixed check stored a record a get
@@ -123,3 +124,39 @@ def test_a_value_changed_by_a_thread_is_stored_as_checked(
                 stored += 1
                 handle.get_value()  # raised CorruptRecordError: the record held a {change}
     assert stored > 0, f"no set landed ({refused} refused)"
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    ("codec", "make_step"),
+    [
+        ("msgpack", lambda inner: flip_key(inner, 1)),
+        ("json", lambda inner: flip_value(inner, 2**70)),
+    ],
+    ids=["msgpack", "json"],
+)
+def test_an_async_set_of_a_value_a_thread_changes_is_stored_as_checked(
+    tmp_path: Path, codec: str, make_step: Any
+) -> None:
+    """The same through the async API: a thread of the program mutates a dict it shares."""
+    inner: dict[Any, Any] = {"x": 0, "n": 1}
+    value = value_of("medium", inner)
+
+    async def main() -> int:
+        backend = await FileBackend.create_backend_instance(
+            tmp_path, "races", 1, codec=codec, durability="fast"
+        )
+        stored = 0
+        async with Storage(backend) as store:
+            handle = store.get_group("G")["k"]
+            with flipping(make_step(inner)):
+                for _ in range(ATTEMPTS // 4):
+                    try:
+                        await handle.set_value(value)
+                    except InvalidValueError:
+                        continue
+                    stored += 1
+                    await handle.get_value()  # raised CorruptRecordError before the fix
+        return stored
+
+    assert asyncio.run(main()) > 0
