@@ -210,11 +210,12 @@ class RecordCoding(BackendHooks):
         # (an unpacker costs 3 us more, a third of a small JSON write).
         unpack: Callable[..., Any] = unpackb if drop is None else unpack_in_slices
         try:
-            copy = unpack(snapshot, raw=False, strict_map_key=False)
-            tupleless = large.tupleless  # arrays decoded as lists; a tuple met is a list now
-        except TypeError:  # an array as a dict key: back as a tuple, to be named as before
-            copy = unpack(snapshot, raw=False, use_list=False, strict_map_key=False)
-            tupleless = False
+            try:
+                copy = unpack(snapshot, raw=False, strict_map_key=False)
+                tupleless = large.tupleless  # arrays decoded as lists; a tuple met is a list
+            except TypeError:  # an array as a dict key: back as a tuple, to be named as before
+                copy = unpack(snapshot, raw=False, use_list=False, strict_map_key=False)
+                tupleless = False
         except Exception as exc:
             raise InvalidValueError(
                 f"cannot store {record_label(group, keys)}: the value changed while it was "
