@@ -28,7 +28,7 @@ from ._snapshots import (
     holds_more_than,
 )
 from ._types import Keys
-from ._validate import check_value, lone_surrogate_path, unwritable_reason
+from ._validate import check_value, lone_surrogate_path, unstorable_reason
 from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
@@ -49,23 +49,6 @@ def conflict_message(where: str) -> str:
 def record_label(group: str, keys: Keys) -> str:
     """How errors name a record: ``group 'USER' keys ('42', 'settings')``."""
     return f"group {group!r} keys {keys!r}"
-
-
-def unstorable_reason(codec: Codec, data: bytes, value: Any) -> str | None:
-    """Why a get refuses the record ``data``, which decoded to ``value``; None: it does not.
-
-    The rule a read shares with a write (what a write refuses a read refuses too), once:
-    `RecordCoding._decode` asks it, and so does fsck, so that it reports every record a get
-    refuses (an ext type such as msgpack's Timestamp, a bytes dict key, nesting over
-    `MAX_DEPTH`...). The codec's proof from the bytes first (not for a large record, whose
-    C pass would hold the GIL), then the walk.
-    """
-    proof = getattr(codec, "surely_storable", None)
-    if proof is not None and len(data) <= LARGE_RECORD and proof(data):
-        return None
-    return unwritable_reason(
-        value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
-    )
 
 
 def _decodes_as_storable(snapshot: bytes) -> bool:

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ._codecs import Codec
-from ._coding import conflict_message, record_label, unstorable_reason
+from ._coding import conflict_message, record_label
 from ._file import FileBackend
 from ._file_io import Directory, kind_of, read_in
 from ._file_layout import (
@@ -42,6 +42,7 @@ from ._fsck_repair import Problem, clash, conflict_detail, still_there
 from ._fsck_repair import repair as repair_problem
 from ._merge_text import has_conflict_markers
 from ._types import Keys
+from ._validate import unstorable_reason
 
 if TYPE_CHECKING:
     from ._api import Storage
