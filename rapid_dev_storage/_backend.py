@@ -3,8 +3,8 @@
 A backend implements only the hooks (`_hooks`): bytes in, bytes out. The public methods here
 check names and keys, encode and check values (`_coding`), take turns with the event loop,
 publish to watchers (`_publishing`), run update's compare-and-swap loop, and close. The layers,
-from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `Publishes` → `StorageBackend`,
-which also decodes the bytes scans yield (`_scan_policy`).
+from the bottom: `BackendHooks` (the contract) → `RecordCoding` → `SettlesReads` → `Publishes`
+→ `StorageBackend`, which also decodes the bytes scans yield (`_scan_policy`).
 
 A backend written for the original seven-method contract (it overrides the public methods and
 implements no hook) is not handled here: `Storage` runs it through `_original.OriginalContract`.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, TypeVar
 
 from ._codecs import Codec, MsgpackCodec, resolve_codec
 from ._hooks import NOT_READY, ScanItem
+from ._release_task import release_task
 from ._scan_policy import CorruptHandler, DecodesScans
 from ._slices import LARGE_RECORD
 from ._snapshots import LargeValue
@@ -302,16 +303,17 @@ class StorageBackend(ChecksWrites, DecodesScans):
 
         Closing twice is harmless: the second close waits for the first. Cancellation follows
         the work: once the store is marked closed, releasing runs to its end in a task of its
-        own whoever stops waiting for it, and a later close waits for that task. (A close
-        cancelled halfway used to leave the worker thread and its files open for good: the
-        next close found the store marked closed and returned at once.)
+        own whoever stops waiting for it, and a later close waits for that task; asyncio.run's
+        shutdown cannot cancel it either (`_release_task`). (A close cancelled halfway used to
+        leave the worker thread and its files open for good: the next close found the store
+        marked closed and returned at once.)
         """
         if self._releasing is None:
             if self._waiting_writes:  # writes made before the close land first
                 await self._waiting_writes.drain()
             if self._releasing is None:  # not begun by another close meanwhile
                 self._closed = True
-                self._releasing = asyncio.ensure_future(self._release())
+                self._releasing = release_task(self._release())
         await asyncio.shield(self._releasing)
 
     async def _release(self) -> None:

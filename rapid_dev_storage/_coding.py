@@ -1,24 +1,25 @@
-"""Encoding and decoding records: one rule for both directions, and reads that let saves settle.
+"""Encoding and decoding records: one rule for both directions.
 
 What a write refuses a read refuses too: a value a write would refuse (an int out of range, a
 NaN in JSON, a bytes dict key...) is read as a corrupt record, so that whatever a read returns can
 be written back (``update(lambda v: v)`` never fails on it). A backend refines how a record's
 bytes carry its value through the optional hooks here (`RecordCoding._encode_record` and
-`RecordCoding._decode_record`: files wrap the keys in), names where a record lives
-(`RecordCoding._describe_record`) and says whether one may be half-way through an in-place save
-(`RecordCoding._changed_recently`).
+`RecordCoding._decode_record`: files wrap the keys in), and names where a record lives
+(`RecordCoding._describe_record`). Reads that let an in-place save settle are `_settling`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import Any, Callable
+
+from msgpack import unpackb
 
 from ._codecs import Codec, JSONCodec, MsgpackCodec
 from ._hooks import BackendHooks
 from ._slices import LARGE_RECORD, collector_paused, unpack_in_slices
 from ._snapshots import (
+    INLINE_CHECK,
     INLINE_ENCODE,
     REFUSED_INLINE,
     SNAPSHOTS,
@@ -26,21 +27,15 @@ from ._snapshots import (
     drop_in_slices,
     holds_more_than,
 )
-from ._types import Keys, NoValue
-from ._validate import check_value, lone_surrogate_path, unwritable_reason
-from ._value_fits import keys_fit, value_fits
+from ._types import Keys
+from ._validate import check_value, lone_surrogate_path, unstorable_reason
+from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
-SETTLE_WAIT = 0.02
-SETTLE_ATTEMPTS = 100
-"""A record that changed a moment ago and does not decode is read again every 20 ms while it
-keeps changing, for up to two seconds: long enough for an editor's in-place save to finish, also
-on a loaded machine where the saving process waits for a core or the disk's journal."""
-
-
 SMALL_SNAPSHOT = 4096
-"""Bytes up to which a write's check of a msgpack snapshot walks its containers only
-(`keys_fit`); a larger one takes `value_fits`, whose C passes over long containers win."""
+"""Bytes up to which a write's check of a msgpack snapshot is a get's decode of it
+(`_decodes_as_storable`); a larger one is decoded into a copy that `value_fits` checks, whose C
+passes over long containers win."""
 
 UNKNOWN_FORM: Any = object()
 """`RecordCoding._record_form` of a backend whose records are not the bytes of one object."""
@@ -56,14 +51,20 @@ def record_label(group: str, keys: Keys) -> str:
     return f"group {group!r} keys {keys!r}"
 
 
-def _snapshot_fits(value: Any, snapshot: bytes, tupleless: bool) -> bool:
-    """Whether a value msgpack's strict encoder took as ``snapshot`` passes `check_value`.
+def _decodes_as_storable(snapshot: bytes) -> bool:
+    """Whether a get would take a small msgpack snapshot as it is: the proof, then the decode.
 
-    ``tupleless``: the encoder met no tuple in it (`Snapshots.take`).
+    `MsgpackCodec.surely_storable` leaves only the dict keys unproven, and its ``loads``
+    refuses every key but a `str` or bytes (none of which passes the proof). A snapshot taken
+    while another thread changed the value may not decode at all: then no.
     """
-    if len(snapshot) <= SMALL_SNAPSHOT and SNAPSHOTS.surely_storable(snapshot):
-        return keys_fit(value)  # the bytes proved the rest (see keys_fit)
-    return value_fits(value, 0, True, True, strict=True, tupleless=tupleless)
+    if not SNAPSHOTS.surely_storable(snapshot):
+        return False
+    try:  # the codec's loads, written out: no ext type passed the proof (0.2 us less)
+        unpackb(snapshot, raw=False, strict_map_key=True)
+    except Exception:  # a key of another type, or bytes a thread tore: the copy's check says
+        return False
+    return True
 
 
 class RecordCoding(BackendHooks):
@@ -118,33 +119,22 @@ class RecordCoding(BackendHooks):
         """Return where a record lives, for error messages; by default the backend's location."""
         return self.location
 
-    def _changed_recently(self, group: str, keys: Keys | None, source: str | None = None) -> bool:
-        """Whether the record was written within the last moment (by default never).
-
-        A backend whose records people and tools edit in place (files) says so, so that a read
-        racing a non-atomic save is retried instead of reported as corrupt. ``source``: where
-        a scan found it (its keys may be None then).
-        """
-        return False
-
-    async def _read_again(self, group: str, keys: Keys | None, source: str | None) -> bytes | None:
-        """Read again a record that may be half-way through a save (see `_changed_recently`).
-
-        ``source`` is where a scan found it; by default it is read by its keys.
-        """
-        if keys is None:  # a backend whose _scan yields no keys must override this hook
-            raise self._missing_hook("_read_again")
-        return await self._read(group, keys)
-
     # --- encoding ---------------------------------------------------------------------------
 
     def _encode_at_call(self, group: str, keys: Keys, value: Any) -> bytes | LargeValue:
         """Return the bytes to store, or a `LargeValue` for `_encode_large` to finish on a thread.
 
         Called where the write is made, on the loop: what is stored is the value at this moment.
-        Our own codecs take a snapshot first (`LargeValue`); for msgpack it is the encoding
-        itself, so a small value costs no more than before. A codec of the user's own is
-        checked and encoded here, whatever the size (it may not be safe on a thread).
+        Our own codecs take a snapshot first (msgpack's strict encoder, which runs no Python
+        for plain data), and what is checked is the snapshot, never the caller's value again:
+        a thread changing the value meanwhile cannot have a record stored that a get refuses.
+        For msgpack the snapshot is the record itself: a small one whose bytes prove all but
+        its keys (`surely_storable`) is decoded as a get decodes it (which refuses any key but
+        a `str` or bytes, and no bytes key passes the proof: 0.7 us, less than the walk of the
+        value it replaces), any other is decoded into a private copy that is checked (on a
+        thread above `INLINE_CHECK`). JSON checks and encodes a private copy decoded from the
+        snapshot. A codec of the user's own is checked and encoded here, whatever the size
+        (it may not be safe on a thread), from the caller's value: it has no snapshot.
 
         Raises:
             InvalidValueError: as `_encode`.
@@ -157,54 +147,84 @@ class RecordCoding(BackendHooks):
         form = self._record_form(keys, value) if kind is MsgpackCodec else UNKNOWN_FORM
         try:  # msgpack: the record itself (the strict encoder is the codec's)
             snapshot, tuples = SNAPSHOTS.take(value if form is UNKNOWN_FORM else form)
-        except Exception:  # refused: the check names the part (or the codec's error)
+        except Exception as exc:  # refused: nothing is stored; the check names the part
             if holds_more_than(value, REFUSED_INLINE):  # named on a thread (see LargeValue)
-                return LargeValue(None, False, value)
-            return self._encode(group, keys, value)
-        if len(snapshot) > INLINE_ENCODE:
-            return LargeValue(snapshot, form is not UNKNOWN_FORM)
-        if form is not UNKNOWN_FORM and _snapshot_fits(value, snapshot, not tuples):
+                return LargeValue(None, False, (value, exc))
+            raise self._refusal(group, keys, value, exc) from None
+        is_record = form is not UNKNOWN_FORM
+        if is_record and len(snapshot) <= SMALL_SNAPSHOT and _decodes_as_storable(snapshot):
             return snapshot
-        return self._encode(group, keys, value)
+        large = LargeValue(snapshot, is_record, tupleless=not tuples)
+        if len(snapshot) > (INLINE_CHECK if is_record else INLINE_ENCODE):
+            return large
+        return self._encode_snapshot(group, keys, large)
 
     def _encode_large(self, group: str, keys: Keys, large: LargeValue) -> bytes:
-        """`_encode` of the value ``large`` holds, on a thread: the same checks, errors and bytes.
+        """`_encode_at_call` of a `LargeValue`, on a thread: the same checks, errors and bytes.
 
-        The snapshot is decoded in slices into a private copy, checked (for msgpack the
-        level walk, whose passes take a slice of a level at a time; ints out of range and
-        subclasses were refused by the snapshot) and encoded (msgpack: the snapshot is the
-        record). The collector stays paused throughout (the copy's millions of objects would
-        make each collection hold the GIL for 100 ms), and the copy is taken apart a slice at
-        a time (`_snapshots.drop_in_slices`).
+        The collector stays paused throughout (the copy's millions of objects would make each
+        collection hold the GIL for 100 ms), and the copy is taken apart a slice at a time
+        (`_snapshots.drop_in_slices`).
         """
         if large.snapshot is None:  # refused by the snapshot: the walk names the part
-            return self._encode(group, keys, large.refused)
+            raise self._refusal(group, keys, *large.refused)
         with collector_paused:
+            return self._encode_snapshot(group, keys, large, drop_in_slices)
+
+    def _encode_snapshot(
+        self,
+        group: str,
+        keys: Keys,
+        large: LargeValue,
+        drop: Callable[[Any], None] | None = None,
+    ) -> bytes:
+        """Check (and for JSON encode) a private copy decoded from ``large``'s snapshot.
+
+        Nobody else holds the copy, so what is checked is what is stored: for msgpack the
+        snapshot itself once its copy passes `value_fits` (the level walk; ints out of range
+        and subclasses were refused by the snapshot), for JSON the codec's bytes of the copy.
+        A snapshot that does not decode was taken while another thread changed the value (the
+        encoder runs Python for a tuple, where a thread may take the GIL): refused. ``drop``
+        takes the copy apart afterwards (a large one a slice at a time).
+        """
+        assert large.snapshot is not None  # taken by _encode_at_call
+        snapshot = large.snapshot
+        # On a thread (``drop``) in slices, which let the GIL go; on the loop in one call
+        # (an unpacker costs 3 us more, a third of a small JSON write).
+        unpack: Callable[..., Any] = unpackb if drop is None else unpack_in_slices
+        try:
             try:
-                copy = unpack_in_slices(large.snapshot, raw=False, strict_map_key=False)
-                tupleless = True  # arrays decoded as lists
+                copy = unpack(snapshot, raw=False, strict_map_key=False)
+                tupleless = large.tupleless  # arrays decoded as lists; a tuple met is a list
             except TypeError:  # an array as a dict key: back as a tuple, to be named as before
-                copy = unpack_in_slices(
-                    large.snapshot, raw=False, use_list=False, strict_map_key=False
-                )
+                copy = unpack(snapshot, raw=False, use_list=False, strict_map_key=False)
                 tupleless = False
-            try:
-                if not large.is_record:
-                    return self._encode(group, keys, copy)
-                value = self._value_of_form(copy)
-                if value_fits(value, 0, True, True, strict=True, tupleless=tupleless):
-                    return large.snapshot
-                return self._encode(group, keys, value)
-            finally:
-                drop_in_slices(copy)
+        except Exception as exc:
+            raise InvalidValueError(
+                f"cannot store {record_label(group, keys)}: the value changed while it was "
+                f"encoded ({exc}): do not change a value another thread is storing",
+                group=group,
+                keys=keys,
+            ) from exc
+        try:
+            if not large.is_record:
+                return self._encode(group, keys, copy)
+            value = self._value_of_form(copy)
+            if value_fits(value, 0, True, True, strict=True, tupleless=tupleless):
+                return snapshot
+            return self._encode(group, keys, value)
+        finally:
+            if drop is not None:
+                drop(copy)
 
     def _encode(self, group: str, keys: Keys, value: Any) -> bytes:
         """Return the bytes to store, or raise `InvalidValueError` naming the record.
 
-        A codec with ``strict_dumps`` (msgpack) refuses ints out of range and subclasses while
-        it encodes, so a large value's check leaves those to it (a third of the check's cost);
-        if the quick check or the encoder refuses, the full check names the part, or the
-        codec's error is reported as before.
+        The caller's value for a codec of the user's own; for ours, a private copy (see
+        `_encode_at_call`). A codec with ``strict_dumps`` (msgpack) refuses ints out of range
+        and subclasses while it encodes, so a large value's check leaves those to it (a third
+        of the check's cost); if the quick check or the encoder refuses, the full check names
+        the part, or the codec's error is reported as before.
         """
         codec = self.codec
         if getattr(codec, "strict_dumps", False) and value_fits(
@@ -219,24 +239,46 @@ class RecordCoding(BackendHooks):
                 value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
             )
             return self._encode_record(keys, value)
-        except InvalidValueError as exc:
+        except Exception as exc:
+            raise self._refusal(group, keys, value, exc) from None
+
+    def _refusal(self, group: str, keys: Keys, value: Any, exc: Exception) -> InvalidValueError:
+        """Return the error of a value the check or the encoder (``exc``) refused.
+
+        The check names the refused part (run again unless it raised ``exc``); a lone
+        surrogate, the one refusal it leaves to the encoder, is found by a walk of its own;
+        anything else is the codec's error. Never encodes: a value the snapshot refused and
+        another thread changed meanwhile is still refused (its message may change).
+        """
+        codec = self.codec
+        if not isinstance(exc, InvalidValueError):
+            try:
+                check_value(
+                    value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+                )
+            except InvalidValueError as found:
+                exc = found
+        if isinstance(exc, InvalidValueError):
             message = f"cannot store {record_label(group, keys)}: {exc}"
-            raise InvalidValueError(message, group=group, keys=keys, path=exc.path) from None
-        except UnicodeEncodeError as exc:  # the one refusal the check leaves to the encoder
-            found = lone_surrogate_path(value)
-            if found is None:  # not in the value: a codec of the user's own failed
-                raise self._codec_failed(group, keys, exc) from exc
-            path, where = found
-            raise InvalidValueError(
+            return InvalidValueError(message, group=group, keys=keys, path=exc.path)
+        found_surrogate = (
+            lone_surrogate_path(value) if isinstance(exc, UnicodeEncodeError) else None
+        )
+        if found_surrogate is None:  # not in the value: a codec of the user's own failed
+            error = self._codec_failed(group, keys, exc)
+        else:
+            assert isinstance(exc, UnicodeEncodeError)  # found only for one
+            path, where = found_surrogate
+            error = InvalidValueError(
                 f"cannot store {record_label(group, keys)}: {where} holds a lone surrogate "
                 f"({exc.object[exc.start : exc.end]!r}), which UTF-8 cannot carry: use valid "
                 "Unicode text",
                 group=group,
                 keys=keys,
                 path=path,
-            ) from exc
-        except Exception as exc:
-            raise self._codec_failed(group, keys, exc) from exc
+            )
+        error.__cause__ = exc
+        return error
 
     def _codec_failed(self, group: str, keys: Keys, exc: Exception) -> InvalidValueError:
         return InvalidValueError(
@@ -246,56 +288,6 @@ class RecordCoding(BackendHooks):
         )
 
     # --- decoding ---------------------------------------------------------------------------
-
-    async def _read_value(self, group: str, keys: Keys) -> tuple[bytes | None, Any]:
-        """Return a record's bytes and value (None and `NoValue` when absent).
-
-        A record that does not decode but changed a moment ago may be half-way through a save
-        by a tool that writes in place (nano, ``cp`` over it): it is read again for a moment
-        (`_settled_record`) before it is called corrupt. A large record decodes off the loop.
-        """
-        data = await self._read(group, keys)
-        data, record = await self._settled_record(group, keys, data, None)
-        return data, NoValue if record is None else record[1]
-
-    async def _settled_record(
-        self, group: str, keys: Keys | None, data: bytes | None, source: str | None
-    ) -> tuple[bytes | None, tuple[Keys, Any] | None]:
-        """Return ``data`` and the record it holds, reading it again while a save settles.
-
-        Gets and scans alike: while the record does not decode and `_may_settle` says it may be
-        half-way through a save, it is read again (`_read_again`) every `SETTLE_WAIT`, at most
-        `SETTLE_ATTEMPTS` times. Returns the bytes last read and their record; (None, None)
-        when there is no record (any more).
-
-        Raises:
-            CorruptRecordError: it still does not decode once it has settled.
-
-        """
-        attempts = 0
-        while data is not None:
-            try:
-                if len(data) > LARGE_RECORD:
-                    return data, await self._off_loop(self._decode, group, keys, data, source)
-                return data, self._record_of(group, keys, data, source)
-            except CorruptRecordError:
-                attempts += 1
-                if attempts > SETTLE_ATTEMPTS or not self._may_settle(group, keys, data, source):
-                    raise
-            await asyncio.sleep(SETTLE_WAIT)
-            data = await self._read_again(group, keys, source)
-        return None, None
-
-    def _may_settle(
-        self, group: str, keys: Keys | None, data: bytes, source: str | None = None
-    ) -> bool:
-        """Whether a record that does not decode may be half-way through a save: read it again.
-
-        git's conflict markers are no save half-way through: no use waiting.
-        """
-        from ._merge_text import has_conflict_markers  # noqa: PLC0415  (errors only)
-
-        return self._changed_recently(group, keys, source) and not has_conflict_markers(data)
 
     async def _large_value(self, group: str, keys: Keys, data: bytes) -> Any:
         """`_value_of` of a record over `LARGE_RECORD`, decoded on a thread (see `_off_loop`)."""
@@ -362,10 +354,7 @@ class RecordCoding(BackendHooks):
             ) from exc
         if self._surely_storable(data):
             return record_keys, value
-        codec = self.codec
-        reason = unwritable_reason(
-            value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
-        )
+        reason = unstorable_reason(self.codec, data, value)
         if reason is not None:
             raise self._corrupt(
                 group, record_keys, source, f"holds what cannot be written back: {reason}"

@@ -65,7 +65,7 @@ __all__ = ["MARKER", "FileBackend", "FileIO", "read_file"]  # MARKER: where test
 SETTLE_SECONDS = 0.25
 """A record that does not decode but changed within the last quarter second may be half-way
 through a non-atomic save (nano, ``cp`` over it, ``git checkout``): reads and scans look again
-while it keeps changing (see RecordCoding._settled_record); a file left alone that long is what
+while it keeps changing (see SettlesReads._settled_record); a file left alone that long is what
 it is."""
 
 SETTLE_EMPTY_SECONDS = 2.0

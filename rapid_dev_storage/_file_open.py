@@ -1,7 +1,8 @@
 """Opening a file store's directory: its marker, ``.gitignore`` and ``.locks`` made or checked.
 
 A new store's directory gets its marker and ``.gitignore``, each created whole and only once
-however many processes open it together; an existing one's marker is checked field by field.
+however many processes open it together; an existing one's marker is checked field by field,
+and its ``.gitignore`` made again if a person removed it (never by a read-only open).
 Nothing here lists the store: opening costs the same at 10 records and at 400,000. Those files
 are bookkeeping that ``git clean -fdx``, ``rsync --delete`` or a person may remove under a
 running process: `Bookkeeping` makes them again. Also here: the stores a directory holds, found
@@ -109,11 +110,9 @@ def _open_marker(directory: str, options: StoreOptions) -> tuple[Codec, bytes]:
         durable = options.durability == "full"
         text = marker_bytes(codec, options.name, options.identifier)
         _create_once(directory, marker_path, text, durable)
-        gitignore = os.path.join(directory, GITIGNORE)
-        if not os.path.lexists(gitignore):
-            _create_once(directory, gitignore, GITIGNORE_TEXT.encode(), durable)
         data = _read_marker(directory) or b""
     codec = check_marker(marker_path, data, options.name, options.identifier, options.codec)
+    _ensure_gitignore(directory, durable=options.durability == "full")
     locks = os.path.join(directory, LOCK_DIRECTORY)
     with contextlib.suppress(FileExistsError):
         os.mkdir(locks)
@@ -125,6 +124,20 @@ def _open_marker(directory: str, options: StoreOptions) -> tuple[Codec, bytes]:
             "its lock files there and never follows links; remove it (it is made again)"
         ) from exc
     return codec, data
+
+
+def _ensure_gitignore(directory: str, *, durable: bool) -> None:
+    """Make the store's ``.gitignore`` if it is missing: a new store's, or one a person removed.
+
+    At every open that may write (one ``lstat``; never per write): without it, ``git status``
+    lists the lock files and unfinished writes as the store's. One that is there is never
+    touched, whatever it says (a person may have edited it). A directory this process may not
+    write into (a store on a read-only mount, say) keeps going without it: reads still work.
+    """
+    gitignore = os.path.join(directory, GITIGNORE)
+    if not os.path.lexists(gitignore):
+        with contextlib.suppress(OSError):
+            _create_once(directory, gitignore, GITIGNORE_TEXT.encode(), durable)
 
 
 def _read_marker(directory: str) -> bytes | None:

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ._codecs import Codec
-from ._coding import conflict_message
+from ._coding import conflict_message, record_label
 from ._file import FileBackend
 from ._file_io import Directory, kind_of, read_in
 from ._file_layout import (
@@ -42,6 +42,7 @@ from ._fsck_repair import Problem, clash, conflict_detail, still_there
 from ._fsck_repair import repair as repair_problem
 from ._merge_text import has_conflict_markers
 from ._types import Keys
+from ._validate import unstorable_reason
 
 if TYPE_CHECKING:
     from ._api import Storage
@@ -278,11 +279,11 @@ def _check_file(
     if not stat.S_ISREG(status.st_mode):
         kind = kind_of(status.st_mode)
         return [Problem("not-a-file", path, f"a {kind}, not a record file")]
-    return _record_problem(backend, directory, name, made_by_hand)
+    return _record_problem(backend, group, directory, name, made_by_hand)
 
 
 def _record_problem(
-    backend: FileBackend, directory: Directory, name: str, made_by_hand: bool
+    backend: FileBackend, group: str, directory: Directory, name: str, made_by_hand: bool
 ) -> list[Problem] | None:
     """Return what is wrong with a file's bytes and name, if anything; None if nothing."""
     path = directory.join(name)
@@ -294,9 +295,16 @@ def _record_problem(
     if data is None:
         return []  # removed since it was listed
     try:
-        keys = decode_record(codec, data)[0]
+        keys, value = decode_record(codec, data)
     except Exception as exc:
         return [_undecodable(path, name, data, codec, exc)]
+    reason = unstorable_reason(codec, data, value)  # a get's rule: it would refuse the record
+    if reason is not None:
+        detail = (
+            f"the record of {record_label(group, keys)} holds what cannot be written back, "
+            f"so reads refuse it: {reason}"
+        )
+        return [Problem("undecodable", path, detail)]
     own = record_file_name(keys, codec.extension)
     if made_by_hand or own == name:
         return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from ._coding import RecordCoding
+from ._settling import SettlesReads
 from ._types import Keys
 from ._validate import check_group_name, check_prefix
 from .errors import InvalidKeyError
@@ -36,7 +36,7 @@ class WriteOutcome:
     landed = True
 
 
-class Publishes(RecordCoding):
+class Publishes(SettlesReads):
     """Watching a backend: its changes published to a `ChangeHub`, watches and subscriptions."""
 
     _change_hub: ChangeHub | None = None  # made by the first watch

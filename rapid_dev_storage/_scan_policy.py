@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ._coding import RecordCoding
 from ._hooks import ScanItem
+from ._settling import SettlesReads
 from ._slices import LARGE_RECORD
 from ._types import Keys
 from .errors import CorruptRecordError
@@ -20,7 +20,7 @@ CorruptHandler = Callable[[CorruptRecordError], object]
 """What ``on_corrupt`` is given: called with each record that does not decode."""
 
 
-class DecodesScans(RecordCoding):
+class DecodesScans(SettlesReads):
     """Decodes the bytes a scan yields, giving the loop its turns."""
 
     async def _scanned(

@@ -21,6 +21,14 @@ encoder is Python). A larger value is checked and encoded on a thread, from a sn
 again), but the loop only the snapshot."""
 
 
+INLINE_CHECK = 256 * 1024
+"""Bytes of a msgpack record's snapshot above which its check runs on a thread.
+
+The check decodes the snapshot into a private copy (what is checked must be what is stored),
+which costs 2.5-3x the encode for 1,000 rows and up to 7x for 24,000 (every object is
+allocated): 256 KiB (about 6,000 rows) holds the loop a few milliseconds."""
+
+
 class LargeValue:
     """A value too large to check and encode on the loop: its msgpack, taken as the write is made.
 
@@ -31,18 +39,21 @@ class LargeValue:
     of the check and encode it replaces (200,000 rows: 38 ms against 245-285).
 
     A large value the snapshot refuses (a subclass, an int out of range, a lone surrogate) is a
-    `LargeValue` with no snapshot, holding the value itself: the walk that names the refused
-    part runs on the thread too (300,000 rows held the loop 0.7-1.3 s). Only its error comes of
-    it, so a caller's change to the value meanwhile can change the message, never what is
-    stored (nothing is).
+    `LargeValue` with no snapshot, holding the value itself and the encoder's error: the walk
+    that names the refused part runs on the thread too (300,000 rows held the loop 0.7-1.3 s).
+    Only its error comes of it, so a caller's change to the value meanwhile can change the
+    message, never what is stored (nothing is).
     """
 
-    __slots__ = ("is_record", "refused", "snapshot")
+    __slots__ = ("is_record", "refused", "snapshot", "tupleless")
 
-    def __init__(self, snapshot: bytes | None, is_record: bool, refused: Any = None) -> None:
+    def __init__(
+        self, snapshot: bytes | None, is_record: bool, refused: Any = None, tupleless: bool = False
+    ) -> None:
         self.snapshot = snapshot
         self.is_record = is_record  # the record's bytes (`_record_form`), or the value's
-        self.refused = refused  # with no snapshot: the value the snapshot refused
+        self.refused = refused  # with no snapshot: (the value, the snapshot's error)
+        self.tupleless = tupleless  # the encoder met no tuple (`Snapshots.take`)
 
 
 REFUSED_INLINE = 4096

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from ._slices import LARGE_RECORD
 from ._types import Keys
 from ._value_fits import INT_MAX, INT_MIN, MAX_DEPTH, value_fits
 from .errors import InvalidKeyError, InvalidNameError, InvalidValueError
+
+if TYPE_CHECKING:
+    from ._codecs import Codec
 
 MAX_KEYS = 5
 _SUPPORTED = "None, bool, int, float, str, list, tuple, dict with str keys"
@@ -273,3 +277,20 @@ def check_store_name(name: object, unique_identifier: object) -> tuple[str, str]
                 f"{label} {text!r} holds a NUL or a lone surrogate: use printable text", name=text
             )
     return name, identifier
+
+
+def unstorable_reason(codec: Codec, data: bytes, value: Any) -> str | None:
+    """Why a get refuses the record ``data``, which decoded to ``value``; None: it does not.
+
+    The rule a read shares with a write (what a write refuses a read refuses too), once:
+    `_coding.RecordCoding._decode` asks it, and so does fsck, so that it reports every record a get
+    refuses (an ext type such as msgpack's Timestamp, a bytes dict key, nesting over
+    `MAX_DEPTH`...). The codec's proof from the bytes first (not for a large record, whose
+    C pass would hold the GIL), then the walk.
+    """
+    proof = getattr(codec, "surely_storable", None)
+    if proof is not None and len(data) <= LARGE_RECORD and proof(data):
+        return None
+    return unwritable_reason(
+        value, allow_bytes=codec.allows_bytes, allow_non_finite=codec.allows_non_finite
+    )

@@ -78,29 +78,6 @@ def value_fits(
     return _scalar_fits(value, allow_bytes, allow_non_finite)
 
 
-def keys_fit(value: Any) -> bool:
-    """Whether every dict key in ``value`` is a plain `str`: what msgpack's strict encoder leaves.
-
-    For a value that encoder took (every part of a type we store, ints in range, no subclass)
-    and whose bytes the codec's ``surely_storable`` passed (no bytes, no ext type, nesting within
-    `MAX_DEPTH`), the dict keys are all `value_fits` has left to ask. Walks containers only:
-    half the cost of `value_fits` for a small record, the most common write.
-    """
-    kind = type(value)
-    if kind is dict:
-        for key in value:
-            if type(key) is not str:
-                return False
-        value = value.values()
-    elif kind is not list and kind is not tuple:
-        return True
-    for item in value:
-        kind = type(item)
-        if (kind is dict or kind is list or kind is tuple) and not keys_fit(item):
-            return False
-    return True
-
-
 def _items_fit(
     items: Iterable[Any],
     depth: int,

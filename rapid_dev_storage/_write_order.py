@@ -36,7 +36,10 @@ class WaitingWrites:
         return bool(self._records or self._groups)
 
     def ahead_of_record(self, group: str, keys: Keys) -> list[asyncio.Task[None]]:
-        """Return the waiting writes a write of ``keys`` made now must land after."""
+        """Return the waiting writes a write of ``keys`` made now must land after.
+
+        Each is done once its write and every write ahead of it have settled (see `_add`).
+        """
         ahead = []
         if (task := self._records.get((group, keys))) is not None:
             ahead.append(task)
@@ -83,14 +86,22 @@ class WaitingWrites:
                 await asyncio.wait(ahead)  # their outcome is their callers' to see
             await job()
 
-        task = asyncio.get_running_loop().create_task(in_turn())
-        last[key] = task
+        async def settle() -> None:
+            await asyncio.wait([task, *ahead])
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(in_turn())
+        # Later writes wait for this write *and* those ahead of it: a write cancelled before
+        # its turn (even before its task first ran) is done at once, and a write behind it
+        # waiting for it alone would overtake the ones it waited for.
+        settled = loop.create_task(settle())
+        last[key] = settled
 
         def done(finished: asyncio.Task[None]) -> None:
             if last.get(key) is finished:
                 del last[key]
 
-        task.add_done_callback(done)
+        settled.add_done_callback(done)
         return task
 
     async def drain(self) -> None:

@@ -144,7 +144,7 @@ def new_encode(value: Any, at_call: bool = False) -> tuple[str, Any]:
     """What a msgpack write does now: ``_encode``, or (``at_call``) the write's first step."""
     backend = MemoryBackend("msgpack")
     try:
-        if at_call:  # the snapshot, proved by its bytes and keys_fit, or the full check
+        if at_call:  # the snapshot, checked as a get decodes it, or its copy checked
             return "stored", backend._encode_at_call("G", ("k",), value)
         return "stored", backend._encode("G", ("k",), value)
     except InvalidValueError as error:
@@ -179,7 +179,7 @@ def test_msgpack_writes_refuse_and_store_as_before(value: Any) -> None:
     ids=repr,
 )
 def test_small_writes_checked_by_their_keys_refuse_as_before(value: Any) -> None:
-    """A small snapshot whose bytes prove all but the dict keys is checked by keys_fit."""
+    """A small snapshot whose bytes prove all but the dict keys is checked by a get's decode."""
     assert new_encode(value, at_call=True) == old_encode(value)
 
 

@@ -201,22 +201,28 @@ def encode_and(
 def validation_subject(sizes: list[str]) -> Subject:
     """The check a write makes beside the codec's encode, on the rows shape (str is trivial).
 
-    msgpack: the check a msgpack write makes after its snapshot (`value_fits` leaving ints and
-    str subclasses to msgpack's strict encoder, told by the snapshot whether the value holds a
-    tuple); json: `check_value` in full.
+    What a write checks is its snapshot, never the caller's value again (a thread may change
+    that meanwhile), so both rows decode the snapshot into a private copy first. msgpack: the
+    copy's `value_fits` (ints and str subclasses were left to msgpack's strict encoder, which
+    took the snapshot; the copy holds lists, no tuple); json: `check_value` of the copy in full.
     """
     subject = Subject(VALIDATION)
     json_encode = encoder("json")
     for size in sizes:
         value = make_value(size, "rows")
-        tupleless = not SNAPSHOTS.take(value)[1]
-        subject.latency[f"msgpack check {size} rows"] = lambda value=value, tupleless=tupleless: (
-            value_fits(value, 0, True, True, True, tupleless)
-        )
+        snapshot = SNAPSHOTS.take(value)[0]
+
+        def msgpack_check(snapshot: bytes = snapshot) -> object:
+            copy = msgpack.unpackb(snapshot, raw=False, strict_map_key=False)
+            return value_fits(copy, 0, True, True, True, True)
+
+        def json_check(snapshot: bytes = snapshot) -> None:
+            copy = msgpack.unpackb(snapshot, raw=False, strict_map_key=False)
+            check_value(copy, allow_bytes=False, allow_non_finite=False)
+
+        subject.latency[f"msgpack check {size} rows"] = msgpack_check
         subject.latency[f"msgpack encode {size} rows"] = lambda value=value: msgpack.packb(value)
-        subject.latency[f"json check {size} rows"] = lambda value=value: check_value(
-            value, allow_bytes=False, allow_non_finite=False
-        )
+        subject.latency[f"json check {size} rows"] = json_check
         subject.latency[f"json encode {size} rows"] = lambda value=value: json_encode(value)
     return subject
 

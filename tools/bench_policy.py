@@ -3,7 +3,7 @@
 MemoryBackend's hooks are a dict lookup or store, so what its get or set costs beyond a dict
 and msgpack's own decode or encode of the same record is the policy above every backend: the
 handle, the checks of names and keys, the value check (msgpack's strict encoder and
-`_value_fits.keys_fit`), the write-back rule on reads, turns for the loop, the coroutines.
+a get's decode of its bytes), the write-back rule on reads, turns for the loop, the coroutines.
 Every backend pays it on every operation, on top of its own work.
 
     python tools/bench.py            # rows "dict + msgpack" beside "MemoryBackend"
