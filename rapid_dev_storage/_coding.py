@@ -26,16 +26,13 @@ from ._snapshots import (
     LargeValue,
     drop_in_slices,
     holds_more_than,
+    snapshot_fits,
 )
+from ._threads import alone
 from ._types import Keys
 from ._validate import check_value, lone_surrogate_path, unstorable_reason
 from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
-
-SMALL_SNAPSHOT = 4096
-"""Bytes up to which a write's check of a msgpack snapshot is a get's decode of it
-(`_decodes_as_storable`); a larger one is decoded into a copy that `value_fits` checks, whose C
-passes over long containers win."""
 
 UNKNOWN_FORM: Any = object()
 """`RecordCoding._record_form` of a backend whose records are not the bytes of one object."""
@@ -49,22 +46,6 @@ def conflict_message(where: str) -> str:
 def record_label(group: str, keys: Keys) -> str:
     """How errors name a record: ``group 'USER' keys ('42', 'settings')``."""
     return f"group {group!r} keys {keys!r}"
-
-
-def _decodes_as_storable(snapshot: bytes) -> bool:
-    """Whether a get would take a small msgpack snapshot as it is: the proof, then the decode.
-
-    `MsgpackCodec.surely_storable` leaves only the dict keys unproven, and its ``loads``
-    refuses every key but a `str` or bytes (none of which passes the proof). A snapshot taken
-    while another thread changed the value may not decode at all: then no.
-    """
-    if not SNAPSHOTS.surely_storable(snapshot):
-        return False
-    try:  # the codec's loads, written out: no ext type passed the proof (0.2 us less)
-        unpackb(snapshot, raw=False, strict_map_key=True)
-    except Exception:  # a key of another type, or bytes a thread tore: the copy's check says
-        return False
-    return True
 
 
 class RecordCoding(BackendHooks):
@@ -126,15 +107,14 @@ class RecordCoding(BackendHooks):
 
         Called where the write is made, on the loop: what is stored is the value at this moment.
         Our own codecs take a snapshot first (msgpack's strict encoder, which runs no Python
-        for plain data), and what is checked is the snapshot, never the caller's value again:
-        a thread changing the value meanwhile cannot have a record stored that a get refuses.
-        For msgpack the snapshot is the record itself: a small one whose bytes prove all but
-        its keys (`surely_storable`) is decoded as a get decodes it (which refuses any key but
-        a `str` or bytes, and no bytes key passes the proof: 0.7 us, less than the walk of the
-        value it replaces), any other is decoded into a private copy that is checked (on a
-        thread above `INLINE_CHECK`). JSON checks and encodes a private copy decoded from the
-        snapshot. A codec of the user's own is checked and encoded here, whatever the size
-        (it may not be safe on a thread), from the caller's value: it has no snapshot.
+        for plain data), and what is checked is the snapshot: a thread changing the value
+        meanwhile cannot have a record stored that a get refuses. For msgpack the snapshot is
+        the record: a small one whose bytes prove all but its keys (`surely_storable`) is
+        decoded as a get decodes it (0.7 us), any other is decoded into a private copy that is
+        checked (on a thread above `INLINE_CHECK`); JSON checks and encodes such a copy. Where
+        no other thread can run a program's code (`_threads.alone`) the value is its snapshot,
+        and up to `INLINE_ENCODE` the value itself is checked (a third to a fifth of the copy's
+        cost). A codec of the user's own has no snapshot: its value is checked and encoded here.
 
         Raises:
             InvalidValueError: as `_encode`.
@@ -152,8 +132,10 @@ class RecordCoding(BackendHooks):
                 return LargeValue(None, False, (value, exc))
             raise self._refusal(group, keys, value, exc) from None
         is_record = form is not UNKNOWN_FORM
-        if is_record and len(snapshot) <= SMALL_SNAPSHOT and _decodes_as_storable(snapshot):
-            return snapshot
+        if is_record and snapshot_fits(value, snapshot, tuples):
+            return snapshot  # else the copy's check below names what it refuses
+        if not is_record and len(snapshot) <= INLINE_ENCODE and alone():  # see snapshot_fits
+            return self._encode(group, keys, value)
         large = LargeValue(snapshot, is_record, tupleless=not tuples)
         if len(snapshot) > (INLINE_CHECK if is_record else INLINE_ENCODE):
             return large

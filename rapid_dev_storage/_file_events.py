@@ -25,6 +25,8 @@ from typing import AsyncGenerator, Callable
 
 import watchfiles
 
+from ._threads import runs_no_program_code
+
 Batch = set[tuple[watchfiles.Change, str]]
 HANDOFF_WAIT = 0.02
 """Seconds the thread waits for the loop to take a batch before it checks for a stop."""
@@ -97,6 +99,7 @@ async def file_events(
                 first, quiet = False, 0
 
     def produce() -> None:
+        runs_no_program_code()  # watchfiles' events, handed over
         try:
             for attempt in itertools.count():
                 try:

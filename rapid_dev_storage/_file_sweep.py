@@ -19,6 +19,7 @@ import logging
 import threading
 
 from ._file_temps import sweep_orphans
+from ._threads import runs_no_program_code
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class OrphanSweep:
         self._thread = thread
 
     def _run(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
+        runs_no_program_code()
         steps = sweep_orphans(self._directory)
         try:
             for count, _ in enumerate(steps, start=1):

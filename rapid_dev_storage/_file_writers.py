@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Callable, Generic, TypeVar
 
-from ._threads import stop_at_exit, stopped
+from ._threads import runs_no_program_code, stop_at_exit, stopped
 
 J = TypeVar("J")
 
@@ -106,6 +106,7 @@ class WriterThreads(Generic[J]):
             idle.early = self._go_idle(idle)  # else the thread takes a job on its way back
 
     def _work(self) -> None:
+        runs_no_program_code()
         idle = self._local.idle = _Idle()
         while True:
             job = self._next(idle)

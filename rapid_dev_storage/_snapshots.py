@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgpack import unpackb
+
 from ._codecs import MsgpackCodec, strict_packer, tuple_as_list
+from ._threads import alone
+from ._value_fits import value_fits
 
 INLINE_ENCODE = 1536 * 1024
 """Bytes of a value's snapshot (its msgpack) above which it is checked and encoded on a thread.
@@ -27,6 +31,12 @@ INLINE_CHECK = 256 * 1024
 The check decodes the snapshot into a private copy (what is checked must be what is stored),
 which costs 2.5-3x the encode for 1,000 rows and up to 7x for 24,000 (every object is
 allocated): 256 KiB (about 6,000 rows) holds the loop a few milliseconds."""
+
+
+SMALL_SNAPSHOT = 4096
+"""Bytes up to which a write's check of a msgpack snapshot is a get's decode of it
+(`_decodes_as_storable`); a larger one is decoded into a copy that `value_fits` checks, whose C
+passes over long containers win."""
 
 
 class LargeValue:
@@ -109,6 +119,39 @@ SNAPSHOTS = Snapshots()
 
 DROP_SLICE = 4096
 """Items of a large container freed at a time (about a millisecond, GIL held)."""
+
+
+def _decodes_as_storable(snapshot: bytes) -> bool:
+    """Whether a get would take a small msgpack snapshot as it is: the proof, then the decode.
+
+    `MsgpackCodec.surely_storable` leaves only the dict keys unproven, and its ``loads``
+    refuses every key but a `str` or bytes (none of which passes the proof). A snapshot taken
+    while another thread changed the value may not decode at all: then no.
+    """
+    if not SNAPSHOTS.surely_storable(snapshot):
+        return False
+    try:  # the codec's loads, written out: no ext type passed the proof (0.2 us less)
+        unpackb(snapshot, raw=False, strict_map_key=True)
+    except Exception:  # a key of another type, or bytes a thread tore: the copy's check says
+        return False
+    return True
+
+
+def snapshot_fits(value: Any, snapshot: bytes, tuples: bool) -> bool:
+    """Whether a msgpack record's ``snapshot`` of ``value`` passes the check without a copy.
+
+    A small one does as a get decodes it. Up to `INLINE_ENCODE`, the value itself is checked
+    where no other thread can have changed it since the snapshot, nor can until we return (no
+    program code runs meanwhile: `alone`). ``tuples``: the encoder met one (`Snapshots.take`).
+    False sends the caller to the check of a private copy, which names what it refuses.
+    """
+    if len(snapshot) <= SMALL_SNAPSHOT:
+        return _decodes_as_storable(snapshot)
+    return (
+        len(snapshot) <= INLINE_ENCODE
+        and alone()
+        and value_fits(value, 0, True, True, strict=True, tupleless=not tuples)
+    )
 
 
 def drop_in_slices(value: Any) -> None:

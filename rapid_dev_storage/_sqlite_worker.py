@@ -26,7 +26,13 @@ import threading
 import weakref
 from typing import Any, Callable, TypeVar
 
-from ._threads import fork_waits_for, fork_waits_no_more, stop_at_exit, stopped
+from ._threads import (
+    fork_waits_for,
+    fork_waits_no_more,
+    runs_no_program_code,
+    stop_at_exit,
+    stopped,
+)
 
 T = TypeVar("T")
 
@@ -121,6 +127,7 @@ def _work(
     writes: set[_Job],
     inline_lock: threading.Lock,
 ) -> None:
+    runs_no_program_code()  # SQL of ours only
     # Registered and let go here, on this thread, which may wait for a fork in progress.
     busy = threading.Lock()  # held while a job runs
     fork_waits_for(busy)

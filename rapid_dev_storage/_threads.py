@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import sys
 import threading
 import weakref
 from typing import Any, Callable, Iterator, Protocol, TypeVar
@@ -71,6 +72,7 @@ async def on_own_thread(call: Callable[..., T], *args: Any) -> T:
             future.set_exception(error)
 
     def run() -> None:
+        runs_no_program_code()  # our own jobs: opening, closing
         result: Any = None
         error: BaseException | None = None
         try:
@@ -87,6 +89,35 @@ async def on_own_thread(call: Callable[..., T], *args: Any) -> T:
     # short, and whoever counts threads after a close finds this one gone.
     thread.join()
     return result
+
+
+# --- threads that never run a program's code ---------------------------------------------------
+
+_QUIET: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+"""Threads of ours that never run a program's code, nor touch its values (see `alone`). Held
+as the threads themselves, not their idents: an ident is given again to a later thread."""
+
+
+def runs_no_program_code() -> None:
+    """Mark the calling thread, one of ours, as one that runs only our code on our own data."""
+    _QUIET.add(threading.current_thread())
+
+
+def alone() -> bool:
+    """Whether no thread but the caller's can run a program's code now.
+
+    True while every other thread Python knows of is one of ours that `runs_no_program_code`:
+    then nothing can change a program's value between two of the caller's steps that run no
+    program code (a write's snapshot and its check, `_coding`). A thread made outside Python
+    that has ever run Python has a thread state: ``sys._current_frames`` lists those running
+    Python, `threading.enumerate` the rest it knows of. Costs a few microseconds.
+    """
+    current = threading.current_thread()
+    threads = threading.enumerate()
+    for thread in threads:
+        if thread is not current and thread not in _QUIET:
+            return False
+    return {thread.ident for thread in threads}.issuperset(sys._current_frames())
 
 
 # --- fork: wait until no connection of ours is in the middle of an operation ------------------

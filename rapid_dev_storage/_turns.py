@@ -12,7 +12,7 @@ import contextlib
 from time import perf_counter
 from typing import Any, Callable, TypeVar
 
-from ._threads import loading, on_own_thread
+from ._threads import loading, on_own_thread, runs_no_program_code
 from .errors import StoreClosedError
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ class TakesTurns:
             # concurrent.futures loads its thread pool (and queue) here, not with the package.
             with loading():
                 decoders = self._decoders = concurrent.futures.ThreadPoolExecutor(
-                    2, "rapid_dev_storage-large"
+                    2, "rapid_dev_storage-large", initializer=runs_no_program_code
                 )
         future = None
         if decoders is not None:

@@ -27,8 +27,9 @@ from bench_peers import raw_write
 from loop_ticker import ticking
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
-from rapid_dev_storage._snapshots import SNAPSHOTS
+from rapid_dev_storage._snapshots import SNAPSHOTS, snapshot_fits
 from rapid_dev_storage._sqlite import table_name
+from rapid_dev_storage._threads import alone
 from rapid_dev_storage._validate import check_value
 from rapid_dev_storage._value_fits import value_fits
 
@@ -201,28 +202,40 @@ def encode_and(
 def validation_subject(sizes: list[str]) -> Subject:
     """The check a write makes beside the codec's encode, on the rows shape (str is trivial).
 
-    What a write checks is its snapshot, never the caller's value again (a thread may change
-    that meanwhile), so both rows decode the snapshot into a private copy first. msgpack: the
-    copy's `value_fits` (ints and str subclasses were left to msgpack's strict encoder, which
-    took the snapshot; the copy holds lists, no tuple); json: `check_value` of the copy in full.
+    What a write checks is its snapshot (a thread may change the caller's value meanwhile).
+    Where no other thread can run a program's code (`_threads.alone`, as in this process) the
+    value itself is what the snapshot holds and is checked: msgpack's ``snapshot_fits`` (the
+    write's own function: `value_fits` leaving ints and str subclasses to the strict encoder),
+    json's `check_value`. The rows ", other threads" are the check where another thread could:
+    the snapshot decoded into a private copy, which is checked.
     """
+    if not alone():
+        raise RuntimeError("the value check rows need a process with no thread of its own")
     subject = Subject(VALIDATION)
     json_encode = encoder("json")
     for size in sizes:
         value = make_value(size, "rows")
-        snapshot = SNAPSHOTS.take(value)[0]
+        snapshot, tuples = SNAPSHOTS.take(value)
 
-        def msgpack_check(snapshot: bytes = snapshot) -> object:
+        def msgpack_copy_check(snapshot: bytes = snapshot) -> object:
             copy = msgpack.unpackb(snapshot, raw=False, strict_map_key=False)
             return value_fits(copy, 0, True, True, True, True)
 
-        def json_check(snapshot: bytes = snapshot) -> None:
+        def json_copy_check(snapshot: bytes = snapshot) -> None:
             copy = msgpack.unpackb(snapshot, raw=False, strict_map_key=False)
             check_value(copy, allow_bytes=False, allow_non_finite=False)
 
-        subject.latency[f"msgpack check {size} rows"] = msgpack_check
+        subject.latency[f"msgpack check {size} rows"] = (
+            lambda value=value, snapshot=snapshot, tuples=tuples: snapshot_fits(
+                value, snapshot, tuples
+            )
+        )
+        subject.latency[f"msgpack check {size} rows, other threads"] = msgpack_copy_check
         subject.latency[f"msgpack encode {size} rows"] = lambda value=value: msgpack.packb(value)
-        subject.latency[f"json check {size} rows"] = json_check
+        subject.latency[f"json check {size} rows"] = lambda value=value: check_value(
+            value, allow_bytes=False, allow_non_finite=False
+        )
+        subject.latency[f"json check {size} rows, other threads"] = json_copy_check
         subject.latency[f"json encode {size} rows"] = lambda value=value: json_encode(value)
     return subject
 
