@@ -4,13 +4,11 @@ The backend implements the hooks and only assembles the parts, each a module of 
 
 - `_file_layout`: every name in a store's directory and what its files hold (pure rules);
 - `_file_open`: a store's directory opened, its marker and bookkeeping made or checked;
-- `_file_read`: small records read on the loop (cached), listings on threads (`_file_get_decode`:
-  a get's usual record decoded in one step);
-- `_file_scan_parts`: scans, made by the first (`_file_scan`: small records read on the loop
-  a slice at a time, the usual ones decoded as read by `_file_scan_decode`);
+- `_file_read`: small records read on the loop (cached), listings on threads; a get's usual
+  record decoded in one step by `_file_get_decode`, a scan's by `_file_scan_decode`;
+- `_file_scan_parts`: scans, made by the first (`_file_scan`: a slice of records at a time);
 - `_file_write`: writes, swaps, deletes and clears, under `_file_locks`' lock stripes, through
-  `_file_temps`' temp files;
-- `_file_parts`: the threads, stripes and writes, made by the first operation needing them;
+  `_file_temps`' temp files; `_file_parts`: the threads, stripes and writes, made at first need;
 - `_file_jobs`: the threads those run on (`_file_writers`, with `_file_write_job`'s jobs), and
   the order they keep (cancellation follows the work, never the task that awaited it);
 - `_file_io`: the system calls, never through a link; `_file_errors`: theirs made ours;
@@ -363,8 +361,6 @@ class FileBackend(FileParts):
         if self._watcher is not None:
             self._watcher.published(group, keys, data)
         super()._published(group, keys, data)
-
-    # --- records ----------------------------------------------------------------------------
 
     def _encode_record(self, keys: Keys, value: Any) -> bytes:
         return encode_record(self.codec, keys, value)
