@@ -27,7 +27,7 @@ from bench_peers import raw_write
 from loop_ticker import ticking
 
 from rapid_dev_storage import FileBackend, SQLiteBackend, Storage, StorageBackend
-from rapid_dev_storage._snapshots import SNAPSHOTS, snapshot_fits
+from rapid_dev_storage._snapshots import SNAPSHOTS
 from rapid_dev_storage._sqlite import table_name
 from rapid_dev_storage._threads import alone
 from rapid_dev_storage._validate import check_value
@@ -203,14 +203,13 @@ def validation_subject(sizes: list[str]) -> Subject:
     """The check a write makes beside the codec's encode, on the rows shape (str is trivial).
 
     What a write checks is its snapshot (a thread may change the caller's value meanwhile).
-    Where no other thread can run a program's code (`_threads.alone`, as in this process) the
-    value itself is what the snapshot holds and is checked: msgpack's ``snapshot_fits`` (the
-    write's own function: `value_fits` leaving ints and str subclasses to the strict encoder),
-    json's `check_value`. The rows ", other threads" are the check where another thread could:
-    the snapshot decoded into a private copy, which is checked.
+    Where no other thread can run a program's code (`_threads.alone`) the value itself is what
+    the snapshot holds and is checked: for msgpack `alone` and `value_fits` (leaving ints and
+    str subclasses to the strict encoder), as ``_snapshots.snapshot_fits`` does, whether or not
+    this process (whose earlier benches leave threads) is alone; json's `check_value`. The
+    rows ", other threads" are the check where another thread could: the snapshot decoded into
+    a private copy, which is checked.
     """
-    if not alone():
-        raise RuntimeError("the value check rows need a process with no thread of its own")
     subject = Subject(VALIDATION)
     json_encode = encoder("json")
     for size in sizes:
@@ -225,10 +224,9 @@ def validation_subject(sizes: list[str]) -> Subject:
             copy = msgpack.unpackb(snapshot, raw=False, strict_map_key=False)
             check_value(copy, allow_bytes=False, allow_non_finite=False)
 
-        subject.latency[f"msgpack check {size} rows"] = (
-            lambda value=value, snapshot=snapshot, tuples=tuples: snapshot_fits(
-                value, snapshot, tuples
-            )
+        subject.latency[f"msgpack check {size} rows"] = lambda value=value, tuples=tuples: (
+            alone(),
+            value_fits(value, 0, True, True, True, not tuples),
         )
         subject.latency[f"msgpack check {size} rows, other threads"] = msgpack_copy_check
         subject.latency[f"msgpack encode {size} rows"] = lambda value=value: msgpack.packb(value)
