@@ -26,6 +26,7 @@ from ._snapshots import (
     LargeValue,
     drop_in_slices,
     holds_more_than,
+    no_collection,
     snapshot_fits,
 )
 from ._threads import alone
@@ -134,8 +135,11 @@ class RecordCoding(BackendHooks):
         is_record = form is not UNKNOWN_FORM
         if is_record and snapshot_fits(value, snapshot, tuples):
             return snapshot  # else the copy's check below names what it refuses
-        if not is_record and len(snapshot) <= INLINE_ENCODE and alone():  # see snapshot_fits
-            return self._encode(group, keys, value)
+        if not is_record and len(snapshot) <= INLINE_ENCODE:  # JSON: see snapshot_fits
+            with no_collection():
+                encoded = self._encode(group, keys, value) if alone() else None
+            if encoded is not None:
+                return encoded
         large = LargeValue(snapshot, is_record, tupleless=not tuples)
         if len(snapshot) > (INLINE_CHECK if is_record else INLINE_ENCODE):
             return large
@@ -240,6 +244,11 @@ class RecordCoding(BackendHooks):
                 )
             except InvalidValueError as found:
                 exc = found
+            except RuntimeError as changed:  # "dictionary changed size during iteration"
+                exc = InvalidValueError(
+                    f"the value changed while it was checked ({changed}): do not change a "
+                    "value another thread is storing"
+                )
         if isinstance(exc, InvalidValueError):
             message = f"cannot store {record_label(group, keys)}: {exc}"
             return InvalidValueError(message, group=group, keys=keys, path=exc.path)

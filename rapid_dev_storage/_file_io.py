@@ -288,6 +288,10 @@ def read_regular_file(path: str) -> bytes | None:
         os.close(descriptor)
 
 
+LONGEST_READ = 0x7FFFF000
+"""Bytes one ``read`` returns at most on Linux (MAX_RW_COUNT), however many are asked for."""
+
+
 def read_rest(descriptor: int, size: int, path: str = "") -> bytes:
     """Read to the end; ``size`` (from fstat) makes one read enough for a file not growing.
 
@@ -300,17 +304,18 @@ def read_rest(descriptor: int, size: int, path: str = "") -> bytes:
         raise OversizedFileError(path, size)
     try:
         data = os.read(descriptor, size + 1)
-    except MemoryError:  # the buffer, allocated before anything is read (a memory limit)
+        # Linux returns at most LONGEST_READ bytes a read: a file of 2 GiB or more goes on.
+        if len(data) <= size and len(data) < LONGEST_READ:
+            return data
+        chunks, total = [data], len(data)
+        while chunk := os.read(descriptor, max(size + 1 - total, 65536)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > LARGEST_RECORD_FILE:
+                raise OversizedFileError(path, total)
+        return b"".join(chunks)
+    except MemoryError:  # a buffer, allocated before anything is read into it (a memory limit)
         raise OversizedFileError(path, size) from None
-    if len(data) <= size:
-        return data
-    chunks, total = [data], len(data)
-    while chunk := os.read(descriptor, 65536):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > LARGEST_RECORD_FILE:
-            raise OversizedFileError(path, total)
-    return b"".join(chunks)
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from ._file_errors import os_errors
 from ._file_locks import Abandon, Retry, StripeBusy
 from ._file_write_job import Deliveries, WriteJob
 from ._file_writers import WriterThreads
-from ._threads import on_own_thread
+from ._threads import on_own_thread, runs_no_program_code
 from ._types import Keys
 from .errors import StoreClosedError
 
@@ -72,7 +72,9 @@ class FileJobs:
         writers = WRITER_THREADS if durable else FAST_WRITER_THREADS
         self._writers = WriterThreads(writers, "rapid-dev-storage-write", self._run)
         self._readers = ThreadPoolExecutor(
-            READER_THREADS, thread_name_prefix="rapid-dev-storage-read"
+            READER_THREADS,
+            thread_name_prefix="rapid-dev-storage-read",
+            initializer=runs_no_program_code,
         )
         # Each pool starts at its first job: a process that only reads never starts writers.
         self._readers_started = False

@@ -6,7 +6,9 @@ thread; the private copy the thread decodes is taken apart a slice at a time aft
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import gc
+from typing import Any, Iterator
 
 from msgpack import unpackb
 
@@ -147,11 +149,26 @@ def snapshot_fits(value: Any, snapshot: bytes, tuples: bool) -> bool:
     """
     if len(snapshot) <= SMALL_SNAPSHOT:
         return _decodes_as_storable(snapshot)
-    return (
-        len(snapshot) <= INLINE_ENCODE
-        and alone()
-        and value_fits(value, 0, True, True, strict=True, tupleless=not tuples)
-    )
+    if len(snapshot) > INLINE_ENCODE:
+        return False
+    with no_collection():
+        return alone() and value_fits(value, 0, True, True, strict=True, tupleless=not tuples)
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """Keep the cyclic collector from running, and so any finalizer with it (see `alone`).
+
+    Not `_slices.collector_paused`, whose resuming moves the young objects to the oldest
+    generation: right for one large decode, not for every medium write.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def drop_in_slices(value: Any) -> None:

@@ -213,6 +213,13 @@ def _check_depth(path: str, depth: int) -> None:
         )
 
 
+def _shown_int(value: int) -> str:
+    """Show an int in a message; one of thousands of digits by its size (str() refuses them)."""
+    if value.bit_length() <= 256:
+        return str(value)
+    return f"{'-' if value < 0 else ''}2**{value.bit_length() - 1} or more in size"
+
+
 def _check_scalar(value: object, path: str, allow_bytes: bool, allow_non_finite: bool) -> None:
     kind = type(value)
     if value is None or kind is bool or kind is str:
@@ -220,7 +227,8 @@ def _check_scalar(value: object, path: str, allow_bytes: bool, allow_non_finite:
     if kind is int:
         if not INT_MIN <= cast(int, value) <= INT_MAX:
             raise InvalidValueError(
-                f"{path}: int {value} is outside the storable range {INT_MIN} to {INT_MAX}",
+                f"{path}: int {_shown_int(cast(int, value))} is outside the storable range "
+                f"{INT_MIN} to {INT_MAX}",
                 path=path,
             )
     elif kind is float:

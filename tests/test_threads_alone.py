@@ -45,6 +45,14 @@ async def main(path):
     release.set()
     other.join()
     print("after", _threads.alone())
+    import signal
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    print("handler", _threads.alone())
+    signal.signal(signal.SIGUSR1, previous)
+    sys.settrace(lambda *_: None)
+    traced = _threads.alone()
+    sys.settrace(None)
+    print("trace", traced, _threads.alone())
     for storage in (files, sql):
         await storage.close()
 
@@ -68,3 +76,7 @@ def test_alone_sees_our_threads_only_and_any_other(tmp_path: Path) -> None:
     assert lines[1] == "another False"
     assert lines[2] == "copies 1"
     assert lines[3] == "after True"
+    # A signal handler of the program's runs between any two steps of the main thread; so
+    # does a trace function. asyncio.run's own SIGINT handler (this script's) changes nothing.
+    assert lines[4] == "handler False"
+    assert lines[5] == "trace False True"
