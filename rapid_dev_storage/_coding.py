@@ -35,6 +35,9 @@ from ._validate import check_value, lone_surrogate_path, unstorable_reason
 from ._value_fits import value_fits
 from .errors import CorruptRecordError, InvalidValueError
 
+TOO_LARGE_TO_DECODE = "is more than this process can hold in memory (not damaged) to decode as"
+"""Said of a record whose decode ran out of memory (a memory limit): fsck leaves it in place."""
+
 UNKNOWN_FORM: Any = object()
 """`RecordCoding._record_form` of a backend whose records are not the bytes of one object."""
 
@@ -340,9 +343,8 @@ class RecordCoding(BackendHooks):
                 raise CorruptRecordError(
                     conflict_message(where), group=group, keys=keys, location=where
                 ) from exc
-            raise self._corrupt(
-                group, keys, source, f"does not decode as {self.codec.name}: {exc}"
-            ) from exc
+            why = TOO_LARGE_TO_DECODE if isinstance(exc, MemoryError) else "does not decode as"
+            raise self._corrupt(group, keys, source, f"{why} {self.codec.name}: {exc}") from exc
         if self._surely_storable(data):
             return record_keys, value
         reason = unstorable_reason(self.codec, data, value)

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ._codecs import Codec
-from ._coding import conflict_message, record_label
+from ._coding import TOO_LARGE_TO_DECODE, conflict_message, record_label
 from ._file import FileBackend
 from ._file_io import Directory, kind_of, read_in
 from ._file_layout import (
@@ -313,6 +313,8 @@ def _record_problem(
 
 def _undecodable(path: str, name: str, data: bytes, codec: Codec, exc: Exception) -> Problem:
     """Return the problem of a file that does not decode (``exc`` says why)."""
+    if isinstance(exc, MemoryError):  # not damaged: too large for this process; left in place
+        return Problem("unreadable", path, f"{TOO_LARGE_TO_DECODE} {codec.name}: {exc}")
     if has_conflict_markers(data):
         # A merge in progress: a person settles it; --repair never moves it away.
         todo = f"{conflict_message(path)} (or `rapid-dev-storage resolve {path}`)"

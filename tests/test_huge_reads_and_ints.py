@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,39 @@ def test_read_rest_reads_on_past_the_longest_read(
             assert len(reads) >= 4
     finally:
         os.close(descriptor)
+
+
+def test_fsck_repair_leaves_a_record_too_large_to_decode_here_in_place(tmp_path: Path) -> None:
+    """A valid record this process cannot decode under its memory limit is not damaged:
+    fsck says so and --repair leaves it (it quarantined a valid 1.2 GB record as undecodable)."""
+
+    async def fill() -> str:
+        url = f"file:{tmp_path / 'store'}"
+        async with await open_storage(url, "big", 1, durability="fast") as store:
+            await store.get_group("G")["big"].set_value("x" * 150_000_000)
+            backend = store.backend
+            return backend.record_path("G", ("big",))  # type: ignore[attr-defined,no-any-return]
+
+    path = asyncio.run(fill())
+
+    def limited() -> None:  # room to read the 150 MB record, not to decode it as well
+        resource.setrlimit(resource.RLIMIT_AS, (400 * 2**20, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rapid_dev_storage",
+            "fsck",
+            "--repair",
+            f"file:{tmp_path / 'store'}",
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=120,
+        check=False,
+    )
+    assert "more than this process can hold in memory (not damaged)" in result.stdout, result
+    assert os.path.exists(path)
+    assert not (tmp_path / "store" / ".quarantine").exists()
