@@ -47,6 +47,14 @@ def conflict_message(where: str) -> str:
     return f"unresolved merge conflict in {where}: edit it, then `git add`"
 
 
+def _changed_while(doing: str, exc: Exception) -> str:
+    """Say that another thread changed a value while a write ``doing`` it: the error's text."""
+    return (
+        f"the value changed while it was {doing} ({exc}): do not change a value another "
+        "thread is storing"
+    )
+
+
 def record_label(group: str, keys: Keys) -> str:
     """How errors name a record: ``group 'USER' keys ('42', 'settings')``."""
     return f"group {group!r} keys {keys!r}"
@@ -190,8 +198,7 @@ class RecordCoding(BackendHooks):
                 tupleless = False
         except Exception as exc:
             raise InvalidValueError(
-                f"cannot store {record_label(group, keys)}: the value changed while it was "
-                f"encoded ({exc}): do not change a value another thread is storing",
+                f"cannot store {record_label(group, keys)}: {_changed_while('encoded', exc)}",
                 group=group,
                 keys=keys,
             ) from exc
@@ -248,10 +255,7 @@ class RecordCoding(BackendHooks):
             except InvalidValueError as found:
                 exc = found
             except RuntimeError as changed:  # "dictionary changed size during iteration"
-                exc = InvalidValueError(
-                    f"the value changed while it was checked ({changed}): do not change a "
-                    "value another thread is storing"
-                )
+                exc = InvalidValueError(_changed_while("checked", changed))
         if isinstance(exc, InvalidValueError):
             message = f"cannot store {record_label(group, keys)}: {exc}"
             return InvalidValueError(message, group=group, keys=keys, path=exc.path)
