@@ -100,7 +100,7 @@ class FileBackend(FileParts):
         self.read_only = read_only
         self._directory = directory
         self._inline_limit = inline_limit
-        self._gets_usual = type(self)._decode_record is FileBackend._decode_record  # see _value_of
+        self._usual_records = type(self)._decode_record is FileBackend._decode_record  # one step
         self._force_polling = force_polling
         self._watcher: FileWatcher | None = None  # while anyone watches
         self._made_scans: ScanParts | None = None  # by the first scan
@@ -322,7 +322,7 @@ class FileBackend(FileParts):
             with loading():
                 from ._file_scan_parts import ScanParts
 
-            self._made_scans = ScanParts(self, FileBackend)
+            self._made_scans = ScanParts(self)
         return self._made_scans
 
     async def _list_groups(self) -> list[str]:
@@ -372,7 +372,7 @@ class FileBackend(FileParts):
         return form["value"]
 
     def _value_of(self, group: str, keys: Keys, data: bytes, source: str | None = None) -> Any:
-        value = usual_value(self.codec, keys, data) if self._gets_usual else UNUSUAL  # one step
+        value = usual_value(self.codec, keys, data) if self._usual_records else UNUSUAL  # one step
         return self._record_of(group, keys, data, source)[1] if value is UNUSUAL else value
 
     def _decode_record(

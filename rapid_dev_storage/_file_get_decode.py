@@ -22,7 +22,11 @@ from ._types import Keys
 UNUSUAL: Any = object()
 """What `usual_value` returns for a record it leaves to the long path."""
 
-_FIXSTR_LONGEST = 31  # msgpack's short str: its length (0-31) in the type byte
+# The bytes of a record of one key, as this library writes it (`_file_layout.encode_record`);
+# the scans' one-step decode (`_file_scan_decode`) reads the same layout.
+ONE_KEY_FIRST = b"\x82\xa4keys\x91"  # a map of two entries, the first "keys": an array of one
+FIXSTR, FIXSTR_LONGEST = 0xA0, 31  # msgpack's short str: its length (0-31) in the type byte
+VALUE_NAME = b"\xa5value"  # the second entry's key, a short str; the value follows
 _heads: dict[str, bytes] = {}  # each key's head made once (0.1 us a get); shared by threads
 _HEADS_KEPT = 4096  # bounded: keys come from users
 
@@ -42,11 +46,12 @@ def usual_value(codec: Codec, keys: Keys, data: bytes) -> Any:
     head = _heads.get(keys[0])
     if head is None:
         key = keys[0].encode()  # checked keys encode (no lone surrogate)
-        if len(key) > _FIXSTR_LONGEST:
+        if len(key) > FIXSTR_LONGEST:
             return UNUSUAL
         if len(_heads) >= _HEADS_KEPT:
             _heads.clear()
-        head = _heads[keys[0]] = b"\x82\xa4keys\x91%c%s\xa5value" % (0xA0 + len(key), key)
+        head = ONE_KEY_FIRST + bytes((FIXSTR + len(key),)) + key + VALUE_NAME
+        _heads[keys[0]] = head
     if not data.startswith(head) or not codec.surely_storable(data):
         return UNUSUAL
     try:

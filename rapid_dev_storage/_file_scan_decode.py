@@ -17,6 +17,7 @@ from typing import Any, Callable
 import msgpack
 
 from ._codecs import Codec, MsgpackCodec
+from ._file_get_decode import FIXSTR, FIXSTR_LONGEST, ONE_KEY_FIRST, VALUE_NAME
 from ._hooks import Record
 from ._names import one_key_digest
 from ._types import Keys
@@ -25,10 +26,6 @@ RecordOf = Callable[[Keys | None, bytes, str | None], tuple[Keys, Any]]
 """``(keys, data, source) -> (keys, value)``, as `RecordCoding._record_of` for one group."""
 Quick = Callable[[str, bytes], Record | None]
 """``(file name, data) -> (keys, value)``, or None: not a usual record (the long path's)."""
-
-_ONE_KEY_FIRST = b"\x82\xa4keys\x91"  # a map of two entries, the first "keys": an array of one
-_FIXSTR, _FIXSTR_LONGEST = 0xA0, 31  # msgpack's short str: its length in the type byte
-_VALUE = b"\xa5value"  # the second entry's key, a short str
 
 
 def quick_decoder(codec: Codec, extension: str) -> Quick | None:
@@ -50,22 +47,22 @@ def quick_decoder(codec: Codec, extension: str) -> Quick | None:
     # type, which the codec refuses, fails the proof. Small records only reach here: no slices.
     # What follows the value in the bytes follows the map too: unpackb refuses it either way.
     loads = msgpack.unpackb
-    head = len(_ONE_KEY_FIRST)
+    head = len(ONE_KEY_FIRST)
 
     def quick(name: str, data: bytes) -> Record | None:
-        if data.startswith(_ONE_KEY_FIRST) and len(data) > head:
-            size = data[head] - _FIXSTR
-            if 0 <= size <= _FIXSTR_LONGEST:
+        if data.startswith(ONE_KEY_FIRST) and len(data) > head:
+            size = data[head] - FIXSTR
+            if 0 <= size <= FIXSTR_LONGEST:
                 start = head + 1 + size
                 key = data[head + 1 : start]
                 if (
-                    data.startswith(_VALUE, start)
+                    data.startswith(VALUE_NAME, start)
                     and key.isascii()
                     and name == one_key_digest(key) + extension
                     and proof(data)
                 ):
                     try:  # a copy of the value's bytes costs less than a memoryview's slice
-                        return (key.decode(),), loads(data[start + len(_VALUE) :])
+                        return (key.decode(),), loads(data[start + len(VALUE_NAME) :])
                     except Exception:  # the long path decodes it again and says what is wrong
                         pass
         return None
@@ -73,13 +70,12 @@ def quick_decoder(codec: Codec, extension: str) -> Quick | None:
     return quick
 
 
-def scan_decoder(codec: Codec, extension: str, long_path: RecordOf) -> RecordOf:
+def scan_decoder(quick: Quick | None, long_path: RecordOf) -> RecordOf:
     """Return `RecordOf` for the records a scan hands the policy as bytes.
 
-    `quick_decoder`'s for the usual records (read on a thread: large, or with
+    ``quick`` (`quick_decoder`'s) for the usual records (read on a thread: large, or with
     ``inline_limit=0``), ``long_path`` for all others.
     """
-    quick = quick_decoder(codec, extension)
     if quick is None:
         return long_path
     separator = os.sep

@@ -25,16 +25,16 @@ if TYPE_CHECKING:
 class ScanParts:
     """A file store's scans: its records read a slice at a time, its usual ones decoded as read.
 
-    A ``backend`` that decodes records as ``file_backend`` (FileBackend) does (no subclass's own
-    ``_decode_record``) has its usual records decoded in one step (`_file_scan_decode`); any
-    other's take the policy's long path. (One scanning its own way, its own ``_scan``, is not
-    asked for `records`.)
+    A ``backend`` that decodes records as FileBackend does (no subclass's own
+    ``_decode_record``: its ``_usual_records``) has its usual records decoded in one step
+    (`_file_scan_decode`); any other's take the policy's long path. (One scanning its own way,
+    its own ``_scan``, is not asked for `records`.)
     """
 
-    def __init__(self, backend: FileBackend, file_backend: type[FileBackend]) -> None:
+    def __init__(self, backend: FileBackend) -> None:
         self._backend = backend
-        plainly = type(backend)._decode_record is file_backend._decode_record
-        self._quick = quick_decoder(backend.codec, backend._extension) if plainly else None
+        usual = backend._usual_records
+        self._quick = quick_decoder(backend.codec, backend._extension) if usual else None
 
     def items(self, group: str) -> AsyncIterator[list[ScanItem]]:
         """Yield every record of ``group`` as its bytes, in batches: the ``_scan`` hook."""
@@ -46,10 +46,7 @@ class ScanParts:
 
     def decoder(self, long_path: RecordOf) -> RecordOf:
         """Return what the policy decodes a scan's bytes with: the ``_scan_decoder`` hook."""
-        if self._quick is None:
-            return long_path
-        backend = self._backend
-        return scan_decoder(backend.codec, backend._extension, long_path)
+        return scan_decoder(self._quick, long_path)
 
     async def read_again(self, group: str, source: str) -> bytes | None:
         """Read again a record a scan found (perhaps mid-save): the ``_read_again`` hook.

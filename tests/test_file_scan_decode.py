@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rapid_dev_storage import CorruptRecordError, FileBackend
 from rapid_dev_storage._file_layout import record_file_name
-from rapid_dev_storage._file_scan_decode import scan_decoder
+from rapid_dev_storage._file_scan_decode import quick_decoder, scan_decoder
 from rapid_dev_storage._types import Keys
 
 DIRECTORY = os.path.join(os.sep + "store", "group")
@@ -51,7 +51,10 @@ def both(backend: FileBackend, data: bytes, source: str) -> tuple[tuple[str, Any
 
     expected = outcome(long_path, data, source)
     long_calls.clear()
-    assert outcome(scan_decoder(backend.codec, ".msgpack", long_path), data, source) == expected
+    assert (
+        outcome(scan_decoder(quick_decoder(backend.codec, ".msgpack"), long_path), data, source)
+        == expected
+    )
     return expected, len(long_calls)
 
 
@@ -131,7 +134,7 @@ def test_a_subclass_decoding_its_own_way_keeps_the_long_path(tmp_path: Path) -> 
 def test_other_codecs_keep_the_long_path(tmp_path: Path) -> None:
     json_backend = backend_at(tmp_path, codec="json")
     long_path = json_backend._record_of
-    assert scan_decoder(json_backend.codec, ".json", long_path) is long_path
+    assert scan_decoder(quick_decoder(json_backend.codec, ".json"), long_path) is long_path
     asyncio.run(json_backend.close())
 
 
